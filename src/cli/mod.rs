@@ -1,0 +1,73 @@
+//! The `bursar` command line: one module per command.
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+
+mod api_key;
+mod bench;
+mod events;
+mod migrate;
+mod serve;
+mod trigger;
+
+#[derive(Debug, Parser)]
+#[command(name = "bursar", version, about = "Self-hosted Stripe Connect gateway")]
+pub struct Cli {
+    /// Development mode: without BURSAR_MASTER_KEYS, create and use a local key file
+    /// (.bursar-dev-key, mode 0600). Never use in production.
+    #[arg(long, global = true)]
+    pub dev: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server and the webhook workers (migrates the database first).
+    Serve,
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Manage platform API keys.
+    #[command(subcommand)]
+    ApiKey(api_key::ApiKeyCommand),
+    /// Inspect and replay received webhook events.
+    #[command(subcommand)]
+    Events(events::EventsCommand),
+    /// Send a realistic, correctly signed event to a running Bursar (offline).
+    Trigger(trigger::TriggerArgs),
+    /// Load-test webhook ingestion of a running Bursar.
+    BenchIngest(bench::BenchArgs),
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let config = || Config::from_env(cli.dev).map_err(|e| anyhow::anyhow!("{e}"));
+    match cli.command {
+        Command::Serve => serve::run(config()?).await,
+        Command::Migrate => migrate::run(config()?).await,
+        Command::ApiKey(cmd) => api_key::run(config()?, cmd).await,
+        Command::Events(cmd) => events::run(config()?, cmd).await,
+        Command::Trigger(args) => trigger::run(config()?, args).await,
+        Command::BenchIngest(args) => bench::run(config()?, args).await,
+    }
+}
+
+/// Connects to the configured database and brings it up to date.
+async fn open_db(config: &Config) -> anyhow::Result<crate::db::Db> {
+    let db = crate::db::Db::connect(&config.database_url)
+        .await
+        .map_err(|e| anyhow::anyhow!("BURSAR_DATABASE_URL: cannot open the database: {e:#}"))?;
+    db.migrate().await?;
+    Ok(db)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cli_definition_is_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

@@ -1,0 +1,322 @@
+//! Configuration from the environment (and a `.env` file), validated once at start.
+//! A bad value stops start-up with one line that names the variable.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use base64::Engine;
+use secrecy::SecretString;
+
+use crate::vault::MasterKey;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{var}: {reason}")]
+pub struct ConfigError {
+    pub var: &'static str,
+    pub reason: String,
+}
+
+fn bad(var: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError {
+        var,
+        reason: reason.into(),
+    }
+}
+
+/// What a pasted full secret key (`sk_`) gets: restricted keys are always accepted.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyPolicy {
+    RestrictedOnly,
+    Warn,
+    Allow,
+}
+
+#[derive(Clone, Debug)]
+pub struct StripeConfig {
+    pub secret_key: Option<SecretString>,
+    pub publishable_key: Option<String>,
+    pub client_id: Option<String>,
+    pub account_id: Option<String>,
+    pub webhook_secrets: Vec<SecretString>,
+    pub connect_webhook_secrets: Vec<SecretString>,
+    pub api_base: String,
+    pub connect_base: String,
+    pub js_url: String,
+    /// Retries after the first attempt for 429, 5xx and network errors.
+    pub max_retries: u32,
+    pub retry_base: Duration,
+    pub timeout: Duration,
+}
+
+/// How the inbox worker retries and leases events.
+#[derive(Clone, Debug)]
+pub struct WorkerConfig {
+    pub max_attempts: u32,
+    pub retry_base: Duration,
+    pub retry_max: Duration,
+    pub lease: Duration,
+    pub poll_interval: Duration,
+    pub batch_size: u32,
+}
+
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub public_url: String,
+    pub master_keys: Vec<MasterKey>,
+    pub internal_secret: Option<SecretString>,
+    pub stripe: StripeConfig,
+    pub key_policy: KeyPolicy,
+    pub return_url_allowlist: Vec<String>,
+    pub webhook_tolerance: Duration,
+    pub worker: WorkerConfig,
+}
+
+impl Config {
+    /// Reads the process environment after loading `.env` from the working directory.
+    /// With `dev`, a missing `BURSAR_MASTER_KEYS` is replaced by a local key file.
+    pub fn from_env(dev: bool) -> Result<Self, ConfigError> {
+        match dotenvy::dotenv() {
+            Ok(_) => {}
+            Err(e) if e.not_found() => {}
+            Err(e) => return Err(bad("BURSAR_.env", format!(".env could not be read: {e}"))),
+        }
+        let lookup = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        let mut config = Self::from_lookup(|name| lookup(name), dev.then_some(Path::new(DEV_KEY_FILE)))?;
+        config.database_url = config.database_url.trim().to_owned();
+        Ok(config)
+    }
+
+    /// Builds the configuration from any variable source; `dev_key_file` allows generating
+    /// a local master key when none is configured.
+    pub fn from_lookup(
+        get: impl Fn(&str) -> Option<String>,
+        dev_key_file: Option<&Path>,
+    ) -> Result<Self, ConfigError> {
+        let database_url = get("BURSAR_DATABASE_URL").unwrap_or_else(|| "sqlite://bursar.db".into());
+        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
+            return Err(bad("BURSAR_DATABASE_URL", "must start with sqlite:// or postgres://"));
+        }
+        let listen = parse_or("BURSAR_LISTEN", get("BURSAR_LISTEN"), "127.0.0.1:8080".parse().unwrap(), |s| {
+            s.parse::<SocketAddr>().map_err(|e| e.to_string())
+        })?;
+        let public_url = match get("BURSAR_PUBLIC_URL") {
+            Some(u) => parse_base_url("BURSAR_PUBLIC_URL", &u)?,
+            None => format!("http://{listen}"),
+        };
+        let master_keys = match get("BURSAR_MASTER_KEYS") {
+            Some(v) => parse_master_keys(&v)?,
+            None => match dev_key_file {
+                Some(path) => vec![crate::vault::dev_key(path).map_err(|e| bad("BURSAR_MASTER_KEYS", e))?],
+                None => {
+                    return Err(bad(
+                        "BURSAR_MASTER_KEYS",
+                        "required (comma list of id:base64 of 32 bytes); `bursar serve --dev` creates a local key",
+                    ))
+                }
+            },
+        };
+        let stripe = StripeConfig {
+            secret_key: optional_key(&get, "STRIPE_SECRET_KEY", &["sk_", "rk_"])?,
+            publishable_key: optional_key(&get, "STRIPE_PUBLISHABLE_KEY", &["pk_"])?.map(|s| {
+                secrecy::ExposeSecret::expose_secret(&s).to_owned()
+            }),
+            client_id: prefixed(&get, "STRIPE_CLIENT_ID", "ca_")?,
+            account_id: prefixed(&get, "STRIPE_ACCOUNT_ID", "acct_")?,
+            webhook_secrets: secret_list(&get, "STRIPE_WEBHOOK_SECRET")?,
+            connect_webhook_secrets: secret_list(&get, "STRIPE_CONNECT_WEBHOOK_SECRET")?,
+            api_base: parse_base_url("STRIPE_API_BASE", &get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()))?,
+            connect_base: parse_base_url("STRIPE_CONNECT_BASE", &get("STRIPE_CONNECT_BASE").unwrap_or_else(|| "https://connect.stripe.com".into()))?,
+            js_url: parse_base_url("STRIPE_JS_URL", &get("STRIPE_JS_URL").unwrap_or_else(|| "https://js.stripe.com/v3/".into()))?,
+            max_retries: parse_or("BURSAR_STRIPE_MAX_RETRIES", get("BURSAR_STRIPE_MAX_RETRIES"), 3, parse_u32)?,
+            retry_base: Duration::from_millis(parse_or("BURSAR_STRIPE_RETRY_BASE_MS", get("BURSAR_STRIPE_RETRY_BASE_MS"), 500, parse_u32)?.into()),
+            timeout: Duration::from_secs(parse_or("BURSAR_STRIPE_TIMEOUT_SECS", get("BURSAR_STRIPE_TIMEOUT_SECS"), 30, parse_positive)?.into()),
+        };
+        let key_policy = match get("BURSAR_KEY_POLICY").as_deref() {
+            None | Some("warn") => KeyPolicy::Warn,
+            Some("restricted-only") => KeyPolicy::RestrictedOnly,
+            Some("allow") => KeyPolicy::Allow,
+            Some(_) => return Err(bad("BURSAR_KEY_POLICY", "must be restricted-only, warn or allow")),
+        };
+        let return_url_allowlist = get("BURSAR_RETURN_URL_ALLOWLIST")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| parse_base_url("BURSAR_RETURN_URL_ALLOWLIST", s))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let tolerance = parse_or("BURSAR_WEBHOOK_TOLERANCE_SECS", get("BURSAR_WEBHOOK_TOLERANCE_SECS"), 300, parse_positive)?;
+        let worker = WorkerConfig {
+            max_attempts: parse_or("BURSAR_WORKER_MAX_ATTEMPTS", get("BURSAR_WORKER_MAX_ATTEMPTS"), 8, parse_positive)?,
+            retry_base: Duration::from_millis(parse_or("BURSAR_WORKER_RETRY_BASE_MS", get("BURSAR_WORKER_RETRY_BASE_MS"), 2_000, parse_positive)?.into()),
+            retry_max: Duration::from_secs(parse_or("BURSAR_WORKER_RETRY_MAX_SECS", get("BURSAR_WORKER_RETRY_MAX_SECS"), 3_600, parse_positive)?.into()),
+            lease: Duration::from_secs(parse_or("BURSAR_WORKER_LEASE_SECS", get("BURSAR_WORKER_LEASE_SECS"), 60, parse_positive)?.into()),
+            poll_interval: Duration::from_millis(parse_or("BURSAR_WORKER_POLL_MS", get("BURSAR_WORKER_POLL_MS"), 500, parse_positive)?.into()),
+            batch_size: parse_or("BURSAR_WORKER_BATCH", get("BURSAR_WORKER_BATCH"), 256, parse_positive)?,
+        };
+        Ok(Self {
+            database_url,
+            listen,
+            public_url,
+            master_keys,
+            internal_secret: get("BURSAR_INTERNAL_SECRET").map(SecretString::from),
+            stripe,
+            key_policy,
+            return_url_allowlist,
+            webhook_tolerance: Duration::from_secs(tolerance.into()),
+            worker,
+        })
+    }
+}
+
+/// Where `bursar serve --dev` keeps its generated master key.
+pub const DEV_KEY_FILE: &str = ".bursar-dev-key";
+
+fn parse_or<T>(
+    var: &'static str,
+    value: Option<String>,
+    default: T,
+    parse: impl Fn(&str) -> Result<T, String>,
+) -> Result<T, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(v) => parse(v.trim()).map_err(|e| bad(var, e)),
+    }
+}
+
+fn parse_u32(s: &str) -> Result<u32, String> {
+    s.parse::<u32>().map_err(|_| "must be a whole number".to_string())
+}
+
+fn parse_positive(s: &str) -> Result<u32, String> {
+    match parse_u32(s)? {
+        0 => Err("must be greater than 0".into()),
+        n => Ok(n),
+    }
+}
+
+fn parse_base_url(var: &'static str, url: &str) -> Result<String, ConfigError> {
+    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| bad(var, format!("not a URL: {e}")))?;
+    if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
+        return Err(bad(var, "must be an http(s) URL with a host"));
+    }
+    Ok(url.trim().trim_end_matches('/').to_owned() + if url.trim().ends_with('/') { "/" } else { "" })
+}
+
+fn parse_master_keys(value: &str) -> Result<Vec<MasterKey>, ConfigError> {
+    let var = "BURSAR_MASTER_KEYS";
+    let mut keys = Vec::new();
+    for item in value.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (id, b64) = item
+            .split_once(':')
+            .ok_or_else(|| bad(var, "each entry must be id:base64"))?;
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(b64.trim())
+            .map_err(|_| bad(var, format!("key `{id}` is not valid base64")))?;
+        let key = MasterKey::new(id, &bytes).map_err(|e| bad(var, e))?;
+        if keys.iter().any(|k: &MasterKey| k.id() == key.id()) {
+            return Err(bad(var, format!("key id `{id}` appears twice")));
+        }
+        keys.push(key);
+    }
+    if keys.is_empty() {
+        return Err(bad(var, "no keys given"));
+    }
+    Ok(keys)
+}
+
+fn optional_key(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    prefixes: &[&str],
+) -> Result<Option<SecretString>, ConfigError> {
+    match get(var) {
+        None => Ok(None),
+        Some(v) if prefixes.iter().any(|p| v.trim().starts_with(p)) => Ok(Some(SecretString::from(v.trim().to_owned()))),
+        Some(_) => Err(bad(var, format!("must start with {}", prefixes.join(" or ")))),
+    }
+}
+
+fn prefixed(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    prefix: &str,
+) -> Result<Option<String>, ConfigError> {
+    match get(var) {
+        None => Ok(None),
+        Some(v) if v.trim().starts_with(prefix) => Ok(Some(v.trim().to_owned())),
+        Some(_) => Err(bad(var, format!("must start with {prefix}"))),
+    }
+}
+
+fn secret_list(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<Vec<SecretString>, ConfigError> {
+    let Some(v) = get(var) else { return Ok(Vec::new()) };
+    v.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(|s| {
+            crate::domain::keys::parse_webhook_secret(SecretString::from(s.to_owned()))
+                .map_err(|_| bad(var, "each entry must be a webhook signing secret (whsec_…)"))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        Config::from_lookup(|k| map.get(k).cloned(), None)
+    }
+
+    const KEY: &str = "k1:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+
+    #[test]
+    fn defaults_follow_the_spec() {
+        let c = with(&[("BURSAR_MASTER_KEYS", KEY)]).unwrap();
+        assert_eq!(c.database_url, "sqlite://bursar.db");
+        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.public_url, "http://127.0.0.1:8080");
+        assert_eq!(c.key_policy, KeyPolicy::Warn);
+        assert_eq!(c.webhook_tolerance, Duration::from_secs(300));
+        assert_eq!(c.stripe.api_base, "https://api.stripe.com");
+    }
+
+    #[test]
+    fn each_bad_value_names_its_variable() {
+        let cases = [
+            ("BURSAR_MASTER_KEYS", "k1:notbase64!"),
+            ("BURSAR_MASTER_KEYS", "k1:AAAA"),
+            ("BURSAR_LISTEN", "nowhere"),
+            ("BURSAR_KEY_POLICY", "sometimes"),
+            ("BURSAR_WEBHOOK_TOLERANCE_SECS", "0"),
+            ("STRIPE_SECRET_KEY", "pk_test_123"),
+            ("STRIPE_WEBHOOK_SECRET", "nope"),
+            ("STRIPE_API_BASE", "ftp://x"),
+            ("BURSAR_DATABASE_URL", "mysql://x"),
+        ];
+        for (var, value) in cases {
+            let mut vars = vec![("BURSAR_MASTER_KEYS", KEY)];
+            vars.retain(|(k, _)| *k != var);
+            vars.push((var, value));
+            let err = with(&vars).unwrap_err();
+            assert_eq!(err.var, var, "{value}");
+            assert!(err.to_string().starts_with(var));
+        }
+        assert_eq!(with(&[]).unwrap_err().var, "BURSAR_MASTER_KEYS");
+    }
+
+    #[test]
+    fn secret_lists_allow_rotation() {
+        let c = with(&[("BURSAR_MASTER_KEYS", KEY), ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b")]).unwrap();
+        assert_eq!(c.stripe.webhook_secrets.len(), 2);
+        assert!(!format!("{c:?}").contains("whsec_a"));
+    }
+}

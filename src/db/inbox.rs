@@ -1,0 +1,243 @@
+//! The webhook inbox: insert (many deliveries per commit), claim with a lease, and finish.
+//!
+//! A claim sets `next_attempt_at` to the lease's end, so one partial index over unfinished
+//! rows serves both new work and work whose worker died.
+
+use sqlx::{Any, Executor, FromRow};
+
+use super::{now_ms, Db, Engine, Result};
+
+/// A verified delivery, ready to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Uniqueness domain of `event_id`: `platform`, `connect` or `store:<id>`.
+    pub source: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub scope: &'static str,
+    pub store_id: Option<String>,
+    pub account_id: Option<String>,
+    pub livemode: bool,
+    pub created: i64,
+    pub payload: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Inserted {
+    New(i64),
+    Duplicate,
+}
+
+/// Stores a batch in one transaction: one fsync for all of them. Connect events get their
+/// store from the account that owns them, when one is known.
+pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>> {
+    let now = now_ms();
+    let mut tx = db.begin_write().await?;
+    let mut out = Vec::with_capacity(events.len());
+    for e in events {
+        let seq = sqlx::query_scalar::<_, i64>(
+            "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
+               payload, status, next_attempt_at, received_at) \
+             VALUES ($1, $2, $3, $4, \
+               COALESCE($5, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = $6)), \
+               $6, $7, $8, $9, 'pending', $10, $10) \
+             ON CONFLICT (source, event_id) DO NOTHING RETURNING seq",
+        )
+        .bind(&e.source)
+        .bind(&e.event_id)
+        .bind(&e.event_type)
+        .bind(e.scope)
+        .bind(e.store_id.as_deref())
+        .bind(e.account_id.as_deref())
+        .bind(i64::from(e.livemode))
+        .bind(e.created)
+        .bind(&e.payload)
+        .bind(now)
+        .fetch_optional(&mut *tx)
+        .await?;
+        out.push(seq.map_or(Inserted::Duplicate, Inserted::New));
+    }
+    tx.commit().await?;
+    Ok(out)
+}
+
+/// One stored event, as workers and operators see it.
+#[derive(Debug, Clone, FromRow)]
+pub struct EventRow {
+    pub seq: i64,
+    pub source: String,
+    pub event_id: String,
+    pub event_type: String,
+    pub scope: String,
+    pub store_id: Option<String>,
+    pub account_id: Option<String>,
+    pub livemode: i64,
+    pub stripe_created: i64,
+    pub payload: String,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+    pub last_error: Option<String>,
+    pub received_at: i64,
+    pub applied_at: Option<i64>,
+}
+
+const COLUMNS: &str = "seq, source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
+    payload, status, attempts, next_attempt_at, last_error, received_at, applied_at";
+
+/// Claims up to `limit` due events for `lease_ms`, under `token`.
+pub async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<EventRow>> {
+    let now = now_ms();
+    let sql = format!(
+        "UPDATE events SET status = 'processing', claim_token = $1, next_attempt_at = $2, attempts = attempts + 1 \
+         WHERE seq IN ({}) RETURNING {COLUMNS}",
+        due_subquery(db.engine())
+    );
+    let mut rows = sqlx::query_as::<_, EventRow>(&sql)
+        .bind(token)
+        .bind(now + lease_ms)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    rows.sort_by_key(|r| r.seq);
+    Ok(rows)
+}
+
+/// Due work in the order it fell due. PostgreSQL skips rows another process is claiming;
+/// SQLite has one writer, so there is nothing to skip.
+fn due_subquery(engine: Engine) -> &'static str {
+    match engine {
+        Engine::Sqlite => {
+            "SELECT seq FROM events WHERE status IN ('pending', 'retrying', 'processing') AND next_attempt_at <= $3 \
+             ORDER BY next_attempt_at LIMIT $4"
+        }
+        Engine::Postgres => {
+            "SELECT seq FROM events WHERE status IN ('pending', 'retrying', 'processing') AND next_attempt_at <= $3 \
+             ORDER BY next_attempt_at LIMIT $4 FOR UPDATE SKIP LOCKED"
+        }
+    }
+}
+
+/// Final states an event can be finished in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    /// Stored and acknowledged, deliberately not applied (unknown type, livemode mismatch).
+    Ignored,
+    /// A Connect event whose account belongs to no store.
+    Unrouted,
+}
+
+impl Outcome {
+    fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::Ignored => "ignored",
+            Outcome::Unrouted => "unrouted",
+        }
+    }
+}
+
+/// Finishes a claimed event if the claim is still ours. Returns false when another worker
+/// took it over (our lease ran out): the caller must then roll back its effects.
+pub async fn finish<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    seq: i64,
+    token: &str,
+    outcome: Outcome,
+    store_id: Option<&str>,
+    note: Option<&str>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE events SET status = $1, last_error = $2, applied_at = $3, claim_token = NULL, \
+         store_id = COALESCE(store_id, $4) WHERE seq = $5 AND claim_token = $6",
+    )
+    .bind(outcome.as_str())
+    .bind(note)
+    .bind(now_ms())
+    .bind(store_id)
+    .bind(seq)
+    .bind(token)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records a failed attempt: retried at `retry_at`, or parked as `dead` when `dead`.
+pub async fn fail<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    seq: i64,
+    token: &str,
+    error: &str,
+    retry_at: Option<i64>,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE events SET status = $1, last_error = $2, next_attempt_at = $3, claim_token = NULL \
+         WHERE seq = $4 AND claim_token = $5",
+    )
+    .bind(if retry_at.is_some() { "retrying" } else { "dead" })
+    .bind(error)
+    .bind(retry_at.unwrap_or_else(now_ms))
+    .bind(seq)
+    .bind(token)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Filters for the operator's event list.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    pub store_id: Option<String>,
+    pub status: Option<String>,
+    pub event_type: Option<String>,
+}
+
+/// Newest first, before the `before` cursor (a `seq`).
+pub async fn list(db: &Db, filter: &Filter, before: Option<i64>, limit: i64) -> Result<Vec<EventRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM events WHERE seq < $1 AND ($2 IS NULL OR store_id = $2) \
+         AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR event_type = $4) ORDER BY seq DESC LIMIT $5"
+    );
+    Ok(sqlx::query_as::<_, EventRow>(&sql)
+        .bind(before.unwrap_or(i64::MAX))
+        .bind(filter.store_id.as_deref())
+        .bind(filter.status.as_deref())
+        .bind(filter.event_type.as_deref())
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?)
+}
+
+pub async fn get(db: &Db, seq: i64) -> Result<Option<EventRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE seq = $1");
+    Ok(sqlx::query_as::<_, EventRow>(&sql).bind(seq).fetch_optional(db.pool()).await?)
+}
+
+/// The newest row for a Stripe event id (the same id can exist once per source).
+pub async fn get_by_event_id(db: &Db, event_id: &str) -> Result<Option<EventRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = $1 ORDER BY seq DESC LIMIT 1");
+    Ok(sqlx::query_as::<_, EventRow>(&sql).bind(event_id).fetch_optional(db.pool()).await?)
+}
+
+/// Puts a finished event back in the queue with a fresh retry budget. Events still in
+/// flight (`pending`, `processing`) are left alone and reported as not replayed.
+pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, claim_token = NULL \
+         WHERE seq = $2 AND status IN ('applied', 'ignored', 'unrouted', 'retrying', 'dead')",
+    )
+    .bind(now_ms())
+    .bind(seq)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many events are in each status.
+pub async fn status_counts(db: &Db) -> Result<Vec<(String, i64)>> {
+    Ok(sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
+        .fetch_all(db.pool())
+        .await?)
+}

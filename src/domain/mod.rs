@@ -1,0 +1,27 @@
+//! Types and rules of the business, free of I/O. Nothing here imports another module of ours.
+
+pub mod ids;
+pub mod keys;
+pub mod mode;
+pub mod store;
+
+pub use ids::{AccountId, ApiKeyId, StoreId};
+pub use keys::{KeyKind, PublishableKey, SecretKey};
+pub use mode::Mode;
+
+/// A domain value that failed to parse, with a message fit for the client.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{field}: {message}")]
+pub struct Invalid {
+    pub field: &'static str,
+    pub message: String,
+}
+
+impl Invalid {
+    pub fn new(field: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            field,
+            message: message.into(),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! `/api/v1`: one module per resource.
+
+pub mod connection;
+pub mod events;
+pub mod stores;
+
+use super::error::ApiError;
+use crate::domain::StoreId;
+
+/// A path id that cannot be a store id names no store: 404, like any unknown id.
+pub fn store_id(raw: &str) -> Result<StoreId, ApiError> {
+    StoreId::parse(raw).map_err(|_| ApiError::not_found("store"))
+}
+
+/// Page size: 1..=100, default 20.
+pub fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
+    match raw {
+        None => Ok(20),
+        Some(n) if (1..=100).contains(&n) => Ok(n),
+        Some(_) => Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 100")),
+    }
+}

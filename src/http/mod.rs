@@ -1,0 +1,87 @@
+//! The HTTP surface: management API, merchant-facing status, internal API and webhooks.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::http::Request;
+use axum::routing::{get, post, put};
+use axum::{middleware, Json, Router};
+use serde_json::json;
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::trace::TraceLayer;
+
+use crate::service::Services;
+use crate::webhooks::ingest::Ingest;
+
+pub mod api;
+pub mod auth;
+pub mod error;
+pub mod extract;
+pub mod idempotency;
+pub mod status;
+pub mod webhooks;
+
+/// Management API bodies are small JSON documents.
+pub const API_BODY_LIMIT: usize = 64 * 1024;
+/// Stripe's events are rarely over 100 KB; anything past 1 MiB is not a Stripe event.
+pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub services: Services,
+    pub ingest: Ingest,
+    pub ready: Arc<std::sync::atomic::AtomicBool>,
+    /// Wakes the worker after something is queued outside the ingest path (a replay).
+    pub stored: Arc<tokio::sync::Notify>,
+}
+
+impl AppState {
+    pub fn stored_notify(&self) {
+        self.stored.notify_one();
+    }
+}
+
+pub fn router(state: AppState) -> Router {
+    let management = Router::new()
+        .route("/stores", post(api::stores::create).get(api::stores::list))
+        .route("/stores/{id}", get(api::stores::get).delete(api::stores::delete))
+        .route("/stores/{id}/connection", axum::routing::delete(api::connection::disconnect))
+        .route("/stores/{id}/connection/keys", put(api::connection::put_keys))
+        .route("/stores/{id}/connection/webhook-secret", put(api::connection::put_webhook_secret))
+        .route("/stores/{id}/account", get(api::connection::account))
+        .route("/events", get(api::events::list))
+        .route("/events/{id}", get(api::events::get))
+        .route("/events/{id}/replay", post(api::events::replay))
+        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotent))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let internal = Router::new()
+        .route("/stores/{id}/stripe-status", get(status::internal))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_internal_secret));
+    let hooks = Router::new()
+        .route("/stripe", post(webhooks::platform))
+        .route("/stripe/connect", post(webhooks::connect))
+        .route("/stripe/stores/{store_id}", post(webhooks::store))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/stripe/status/{store_id}", get(status::public))
+        .nest("/api/v1", management)
+        .nest("/api/internal", internal)
+        .nest("/webhooks", hooks)
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
+        })
+        .with_state(state)
+        .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
+        // The span names the path only: query strings can carry OAuth codes and link signatures.
+        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
+            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+        }))
+}
+
+async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Json<serde_json::Value> {
+    let ready = state.ready.load(std::sync::atomic::Ordering::Relaxed);
+    Json(json!({ "status": if ready { "ok" } else { "starting" } }))
+}

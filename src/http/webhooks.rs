@@ -1,0 +1,130 @@
+//! The webhook door: verify the signature over the raw bytes, read the envelope, and store the
+//! event durably before answering 2xx. Nothing is applied here; workers do that.
+//!
+//! Which secrets are tried is decided by the route alone (platform, Connect, or the store named
+//! in the path); nothing in an unverified payload chooses a secret.
+
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use secrecy::SecretString;
+use serde_json::json;
+
+use super::error::ApiError;
+use super::AppState;
+use crate::db::inbox::{Inserted, NewEvent};
+use crate::domain::StoreId;
+use crate::service::connections;
+use crate::stripe::event::Envelope;
+use crate::stripe::signature;
+
+/// Which endpoint a delivery came through.
+enum Door {
+    Platform,
+    Connect,
+    Store(StoreId),
+}
+
+impl Door {
+    fn scope(&self) -> &'static str {
+        match self {
+            Door::Platform => "platform",
+            Door::Connect => "connect",
+            Door::Store(_) => "store",
+        }
+    }
+}
+
+pub async fn platform(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let secrets = state.services.config.stripe.webhook_secrets.clone();
+    receive(&state, Door::Platform, &secrets, &headers, body).await
+}
+
+pub async fn connect(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+    let secrets = state.services.config.stripe.connect_webhook_secrets.clone();
+    receive(&state, Door::Connect, &secrets, &headers, body).await
+}
+
+pub async fn store(
+    State(state): State<AppState>,
+    Path(store_id): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Ok(store) = StoreId::parse(&store_id) else {
+        return ApiError::not_found("store").into_response();
+    };
+    let secrets = match connections::webhook_secret(&state.services, &store).await {
+        Ok(Some(secret)) => vec![secret],
+        Ok(None) => match crate::service::stores::require(&state.services, &store).await {
+            Ok(_) => Vec::new(),
+            Err(e) => return ApiError::from(e).into_response(),
+        },
+        Err(e) => return ApiError::from(e).into_response(),
+    };
+    receive(&state, Door::Store(store), &secrets, &headers, body).await
+}
+
+async fn receive(
+    state: &AppState,
+    door: Door,
+    secrets: &[SecretString],
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(b) => b,
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return ApiError::too_large().into_response(),
+        Err(r) => return ApiError::bad_request("invalid_body", r.body_text()).into_response(),
+    };
+    if secrets.is_empty() {
+        // Fail closed, with a 5xx so Stripe keeps retrying until the secret is configured.
+        tracing::warn!(scope = door.scope(), "webhook refused: no signing secret is configured for this endpoint");
+        return ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "webhook_not_configured",
+            "no signing secret is configured for this endpoint",
+        )
+        .into_response();
+    }
+    let header = headers.get("Stripe-Signature").and_then(|v| v.to_str().ok());
+    let now = crate::db::now_ms() / 1000;
+    if let Err(e) = signature::verify(header, &body, secrets, state.services.config.webhook_tolerance, now) {
+        tracing::info!(scope = door.scope(), reason = %e, "webhook signature rejected");
+        return ApiError::bad_request("invalid_signature", e.to_string()).into_response();
+    }
+    let envelope = match Envelope::parse(&body) {
+        Ok(e) => e,
+        Err(e) => return ApiError::bad_request("invalid_payload", e.to_string()).into_response(),
+    };
+    let Ok(payload) = String::from_utf8(body.to_vec()) else {
+        return ApiError::bad_request("invalid_payload", "body is not UTF-8").into_response();
+    };
+    let (source, store_id) = match &door {
+        Door::Platform => ("platform".to_owned(), None),
+        Door::Connect => ("connect".to_owned(), None),
+        Door::Store(id) => (format!("store:{id}"), Some(id.to_string())),
+    };
+    let event = NewEvent {
+        source,
+        scope: door.scope(),
+        store_id,
+        account_id: envelope.account,
+        livemode: envelope.livemode,
+        created: envelope.created,
+        event_id: envelope.id,
+        event_type: envelope.event_type,
+        payload,
+    };
+    match state.ingest.store(event).await {
+        Ok(Inserted::New(_)) => Json(json!({ "received": true })).into_response(),
+        Ok(Inserted::Duplicate) => Json(json!({ "received": true, "duplicate": true })).into_response(),
+        Err(e) => {
+            tracing::error!(error = ?e, "webhook could not be stored");
+            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "inbox_unavailable", "the event could not be stored; retry").into_response()
+        }
+    }
+}

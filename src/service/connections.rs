@@ -1,0 +1,279 @@
+//! A store's Stripe connection: pasted keys (checked against Stripe before saving), the
+//! webhook secret, disconnecting, and the account view.
+
+use secrecy::SecretString;
+use serde::{Deserialize, Serialize};
+
+use super::{stores, Result, ServiceError, Services};
+use crate::config::KeyPolicy;
+use crate::db::{self, connections::AccountState, connections::ConnectionRow, connections::NewKeys};
+use crate::domain::keys::parse_webhook_secret;
+use crate::domain::{AccountId, KeyKind, PublishableKey, SecretKey, StoreId};
+use crate::stripe::AccountScope;
+use crate::vault::Binding;
+
+pub const SECRET_KEY_FIELD: &str = "secret_key";
+pub const WEBHOOK_SECRET_FIELD: &str = "webhook_secret";
+
+/// Where a store's secrets are bound: its own connection row.
+pub fn binding<'a>(store: &'a StoreId, field: &'static str) -> Binding<'a> {
+    Binding { table: "connections", row: store.as_str(), field }
+}
+
+/// The account fields of Stripe's `GET /v1/account` that Bursar keeps.
+#[derive(Debug, Deserialize)]
+pub struct StripeAccount {
+    pub id: String,
+    #[serde(default)]
+    pub charges_enabled: bool,
+    #[serde(default)]
+    pub payouts_enabled: bool,
+    #[serde(default)]
+    pub details_submitted: bool,
+    #[serde(default)]
+    pub requirements: Option<serde_json::Value>,
+}
+
+impl StripeAccount {
+    pub fn state(&self) -> AccountState {
+        AccountState {
+            charges_enabled: self.charges_enabled,
+            payouts_enabled: self.payouts_enabled,
+            details_submitted: self.details_submitted,
+            requirements: self.requirements.as_ref().map(|r| {
+                serde_json::json!({
+                    "currently_due": r.get("currently_due"),
+                    "past_due": r.get("past_due"),
+                    "eventually_due": r.get("eventually_due"),
+                    "disabled_reason": r.get("disabled_reason"),
+                    "current_deadline": r.get("current_deadline"),
+                })
+                .to_string()
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct ConnectionView {
+    pub store_id: String,
+    pub object: &'static str,
+    pub kind: String,
+    pub mode: String,
+    pub account_id: Option<String>,
+    pub key_kind: Option<String>,
+    pub publishable_key: Option<String>,
+    pub has_webhook_secret: bool,
+    pub webhook_url: String,
+    pub warnings: Vec<String>,
+}
+
+impl ConnectionView {
+    fn new(s: &Services, row: ConnectionRow, warnings: Vec<String>) -> Self {
+        Self {
+            webhook_url: format!("{}/webhooks/stripe/stores/{}", s.config.public_url.trim_end_matches('/'), row.store_id),
+            store_id: row.store_id,
+            object: "connection",
+            kind: row.kind,
+            mode: row.mode,
+            account_id: row.account_id,
+            key_kind: row.key_kind,
+            publishable_key: row.publishable_key,
+            has_webhook_secret: row.webhook_secret_enc.is_some(),
+            warnings,
+        }
+    }
+}
+
+pub struct KeysInput {
+    pub secret_key: SecretString,
+    pub publishable_key: String,
+    pub webhook_secret: Option<SecretString>,
+}
+
+/// Checks the keys with Stripe (`GET /v1/account` under the store's own key), then saves them
+/// sealed. Nothing is saved unless Stripe accepted the key.
+pub async fn connect_keys(s: &Services, store: &StoreId, input: KeysInput) -> Result<ConnectionView> {
+    stores::require(s, store).await?;
+    let secret = SecretKey::parse(input.secret_key)?;
+    let publishable = PublishableKey::parse(&input.publishable_key)?;
+    let webhook_secret = input.webhook_secret.map(parse_webhook_secret).transpose()?;
+    if secret.mode() != publishable.mode() {
+        return Err(ServiceError::Refused {
+            code: "mode_mismatch",
+            message: format!(
+                "the secret key is a {} key but the publishable key is a {} key",
+                secret.mode(),
+                publishable.mode()
+            ),
+        });
+    }
+    let mut warnings = Vec::new();
+    if secret.kind() == KeyKind::Secret {
+        match s.config.key_policy {
+            KeyPolicy::RestrictedOnly => {
+                return Err(ServiceError::Refused {
+                    code: "restricted_key_required",
+                    message: "this platform accepts only restricted keys (rk_…); create one in the Stripe Dashboard".into(),
+                })
+            }
+            KeyPolicy::Warn => {
+                tracing::warn!(store = %store, "store connected with a full secret key; a restricted key (rk_) is recommended");
+                warnings.push("a full secret key (sk_) was used; Stripe recommends a restricted key (rk_) for plugins".into());
+            }
+            KeyPolicy::Allow => {}
+        }
+    }
+    let account: StripeAccount = s.stripe.get(AccountScope::OwnKey(secret.secret()), "/v1/account").await?;
+    let account_id = AccountId::parse(&account.id)
+        .map_err(|_| ServiceError::StripeUnavailable(crate::stripe::StripeError::Decode("account id".into())))?;
+    let secret_key_enc = s.vault.seal(secret.secret(), binding(store, SECRET_KEY_FIELD));
+    let webhook_secret_enc = webhook_secret.map(|w| s.vault.seal(&w, binding(store, WEBHOOK_SECRET_FIELD)));
+    let row = db::connections::upsert_keys(
+        &s.db,
+        store,
+        &NewKeys {
+            mode: secret.mode(),
+            account_id: &account_id,
+            key_kind: secret.kind(),
+            publishable_key: publishable.as_str(),
+            secret_key_enc: &secret_key_enc,
+            webhook_secret_enc: webhook_secret_enc.as_deref(),
+            account: &account.state(),
+        },
+    )
+    .await?;
+    tracing::info!(store = %store, account = %account_id, mode = %secret.mode(), "store connected with keys");
+    Ok(ConnectionView::new(s, row, warnings))
+}
+
+pub async fn set_webhook_secret(s: &Services, store: &StoreId, secret: SecretString) -> Result<ConnectionView> {
+    stores::require(s, store).await?;
+    let secret = parse_webhook_secret(secret)?;
+    let sealed = s.vault.seal(&secret, binding(store, WEBHOOK_SECRET_FIELD));
+    if !db::connections::set_webhook_secret(&s.db, store, &sealed).await? {
+        return Err(ServiceError::Refused {
+            code: "not_connected",
+            message: "the store has no Stripe connection; connect it first".into(),
+        });
+    }
+    let row = db::connections::get(s.db.pool(), store).await?.ok_or(ServiceError::NotFound("connection"))?;
+    Ok(ConnectionView::new(s, row, Vec::new()))
+}
+
+/// Forgets the connection and its secrets.
+pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
+    stores::require(s, store).await?;
+    if db::connections::delete(&s.db, store).await? {
+        tracing::info!(store = %store, "store disconnected");
+        Ok(())
+    } else {
+        Err(ServiceError::NotFound("connection"))
+    }
+}
+
+/// The store's webhook signing secret, opened; `None` when it has none.
+pub async fn webhook_secret(s: &Services, store: &StoreId) -> Result<Option<SecretString>> {
+    let Some(row) = db::connections::get(s.db.pool(), store).await? else { return Ok(None) };
+    row.webhook_secret_enc
+        .map(|enc| s.vault.open(&enc, binding(store, WEBHOOK_SECRET_FIELD)))
+        .transpose()
+        .map_err(Into::into)
+}
+
+/// The credentials a call in this store's account needs.
+pub enum StoreScope {
+    Connected(AccountId),
+    OwnKey(SecretString),
+}
+
+impl StoreScope {
+    pub fn scope(&self) -> AccountScope<'_> {
+        match self {
+            StoreScope::Connected(a) => AccountScope::Connected(a),
+            StoreScope::OwnKey(k) => AccountScope::OwnKey(k),
+        }
+    }
+}
+
+pub fn store_scope(s: &Services, store: &StoreId, row: &ConnectionRow) -> Result<StoreScope> {
+    match (row.kind.as_str(), &row.account_id, &row.secret_key_enc) {
+        ("connect", Some(account), _) => Ok(StoreScope::Connected(AccountId::parse(account)?)),
+        ("keys", _, Some(enc)) => Ok(StoreScope::OwnKey(s.vault.open(enc, binding(store, SECRET_KEY_FIELD))?)),
+        _ => Err(ServiceError::Refused { code: "not_connected", message: "the store has no usable Stripe credentials".into() }),
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct AccountView {
+    pub store_id: String,
+    pub object: &'static str,
+    pub connected: bool,
+    pub kind: Option<String>,
+    pub mode: Option<String>,
+    pub account_id: Option<String>,
+    pub charges_enabled: bool,
+    pub payouts_enabled: bool,
+    pub details_submitted: bool,
+    pub requirements: Option<serde_json::Value>,
+    pub last_payout_failure: Option<serde_json::Value>,
+    pub balance: Option<serde_json::Value>,
+    pub deauthorized: bool,
+    pub synced: Option<i64>,
+}
+
+pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
+    stores::require(s, store).await?;
+    let row = db::connections::get(s.db.pool(), store).await?;
+    let json = |v: &Option<String>| v.as_deref().and_then(|t| serde_json::from_str(t).ok());
+    Ok(match row {
+        None => AccountView {
+            store_id: store.to_string(),
+            object: "account_status",
+            connected: false,
+            kind: None,
+            mode: None,
+            account_id: None,
+            charges_enabled: false,
+            payouts_enabled: false,
+            details_submitted: false,
+            requirements: None,
+            last_payout_failure: None,
+            balance: None,
+            deauthorized: false,
+            synced: None,
+        },
+        Some(r) => AccountView {
+            store_id: r.store_id.clone(),
+            object: "account_status",
+            connected: r.deauthorized == 0,
+            requirements: json(&r.requirements),
+            last_payout_failure: json(&r.last_payout_failure),
+            balance: json(&r.balance),
+            kind: Some(r.kind),
+            mode: Some(r.mode),
+            account_id: r.account_id,
+            charges_enabled: r.charges_enabled != 0,
+            payouts_enabled: r.payouts_enabled != 0,
+            details_submitted: r.details_submitted != 0,
+            deauthorized: r.deauthorized != 0,
+            synced: r.account_synced_at.map(|t| t / 1000),
+        },
+    })
+}
+
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requirements_keep_only_what_operators_need() {
+        let account: StripeAccount =
+            serde_json::from_value(crate::stripe::fixtures::object("account").unwrap()).unwrap();
+        let state = account.state();
+        let req: serde_json::Value = serde_json::from_str(state.requirements.as_deref().unwrap()).unwrap();
+        assert!(req["currently_due"].is_array());
+        assert!(req.get("alternatives").is_none());
+    }
+}

@@ -1,0 +1,95 @@
+//! The operator's view of the webhook inbox: list, show, replay.
+
+use serde::Serialize;
+
+use super::{Result, ServiceError, Services};
+use crate::db::{self, inbox::EventRow, inbox::Filter};
+
+#[derive(Debug, Serialize)]
+pub struct EventView {
+    pub id: i64,
+    pub object: &'static str,
+    pub event_id: String,
+    #[serde(rename = "type")]
+    pub event_type: String,
+    pub scope: String,
+    pub store_id: Option<String>,
+    pub account: Option<String>,
+    pub livemode: bool,
+    pub created: i64,
+    pub status: String,
+    pub attempts: i64,
+    pub next_attempt: Option<i64>,
+    pub last_error: Option<String>,
+    pub received: i64,
+    pub applied: Option<i64>,
+    /// The raw payload as Stripe sent it (only in `show`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub payload: Option<serde_json::Value>,
+}
+
+impl EventView {
+    pub fn new(r: EventRow, with_payload: bool) -> Self {
+        let waiting = matches!(r.status.as_str(), "retrying" | "pending");
+        Self {
+            id: r.seq,
+            object: "webhook_event",
+            payload: with_payload.then(|| serde_json::from_str(&r.payload).unwrap_or_default()),
+            event_id: r.event_id,
+            event_type: r.event_type,
+            scope: r.scope,
+            store_id: r.store_id,
+            account: r.account_id,
+            livemode: r.livemode != 0,
+            created: r.stripe_created,
+            status: r.status,
+            attempts: r.attempts,
+            next_attempt: waiting.then_some(r.next_attempt_at / 1000),
+            last_error: r.last_error,
+            received: r.received_at / 1000,
+            applied: r.applied_at.map(|t| t / 1000),
+        }
+    }
+}
+
+pub const STATUSES: &[&str] = &["pending", "processing", "retrying", "applied", "ignored", "unrouted", "dead"];
+
+pub struct Page {
+    pub data: Vec<EventView>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64) -> Result<Page> {
+    let mut rows = db::inbox::list(&s.db, filter, before, limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
+    Ok(Page { data: rows.into_iter().map(|r| EventView::new(r, false)).collect(), next_cursor })
+}
+
+/// Finds an event by Bursar's numeric id or by Stripe's `evt_…` id.
+pub async fn get(s: &Services, id: &str) -> Result<EventView> {
+    Ok(EventView::new(find(s, id).await?, true))
+}
+
+pub async fn replay(s: &Services, id: &str) -> Result<EventView> {
+    let row = find(s, id).await?;
+    if !db::inbox::replay(&s.db, row.seq).await? {
+        return Err(ServiceError::Conflict {
+            code: "event_in_flight",
+            message: format!("event {} is {} and cannot be replayed now", row.seq, row.status),
+        });
+    }
+    tracing::info!(seq = row.seq, event = %row.event_id, "event queued for replay");
+    let row = db::inbox::get(&s.db, row.seq).await?.ok_or(ServiceError::NotFound("event"))?;
+    Ok(EventView::new(row, false))
+}
+
+async fn find(s: &Services, id: &str) -> Result<EventRow> {
+    let row = match id.parse::<i64>() {
+        Ok(seq) => db::inbox::get(&s.db, seq).await?,
+        Err(_) if id.starts_with("evt_") && id.len() <= 255 => db::inbox::get_by_event_id(&s.db, id).await?,
+        Err(_) => None,
+    };
+    row.ok_or(ServiceError::NotFound("event"))
+}

@@ -1,0 +1,68 @@
+//! Capabilities: the only layer that combines the database, the vault and Stripe.
+
+use std::sync::Arc;
+
+use crate::config::Config;
+use crate::db::{Db, DbError};
+use crate::domain::Invalid;
+use crate::stripe::{StripeClient, StripeError};
+use crate::vault::{Vault, VaultError};
+
+pub mod api_keys;
+pub mod connections;
+pub mod events;
+pub mod status;
+pub mod stores;
+
+/// What every capability needs, cheap to clone.
+#[derive(Clone)]
+pub struct Services {
+    pub config: Arc<Config>,
+    pub db: Db,
+    pub vault: Vault,
+    pub stripe: Arc<StripeClient>,
+}
+
+impl Services {
+    pub fn new(config: Arc<Config>, db: Db) -> Self {
+        Self {
+            vault: Vault::new(config.master_keys.clone()),
+            stripe: Arc::new(StripeClient::new(&config.stripe)),
+            config,
+            db,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    #[error(transparent)]
+    Invalid(#[from] Invalid),
+    #[error("{message}")]
+    Conflict { code: &'static str, message: String },
+    /// A well-formed request the rules refuse (mode mismatch, key policy, …).
+    #[error("{message}")]
+    Refused { code: &'static str, message: String },
+    /// Stripe refused the credentials or the request; the message is Stripe's reason.
+    #[error("Stripe refused: {0}")]
+    StripeRefused(#[source] StripeError),
+    #[error("Stripe is unavailable")]
+    StripeUnavailable(#[source] StripeError),
+    #[error("database failure")]
+    Db(#[from] DbError),
+    #[error("stored secret cannot be opened")]
+    Vault(#[from] VaultError),
+}
+
+impl From<StripeError> for ServiceError {
+    fn from(e: StripeError) -> Self {
+        match &e {
+            StripeError::Api { status, .. } if *status < 500 && *status != 429 => ServiceError::StripeRefused(e),
+            _ => ServiceError::StripeUnavailable(e),
+        }
+    }
+}
+
+pub type Result<T, E = ServiceError> = std::result::Result<T, E>;

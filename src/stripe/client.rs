@@ -1,0 +1,275 @@
+//! The one client every Stripe call goes through.
+//!
+//! The account scope is a required argument (there is no default), `Stripe-Version` is pinned,
+//! every POST/DELETE carries the caller's `Idempotency-Key`, and 429/5xx/network failures are
+//! retried with jittered exponential backoff, honouring `Stripe-Should-Retry`.
+//!
+//! Bursar speaks Stripe's form-encoded HTTP API through reqwest rather than async-stripe: see
+//! the README ("Why not async-stripe") for the reasons.
+
+use std::time::Duration;
+
+use rand::Rng;
+use reqwest::header::{HeaderValue, AUTHORIZATION};
+use reqwest::{Method, StatusCode};
+use secrecy::{ExposeSecret, SecretString};
+use serde::de::DeserializeOwned;
+use sha2::{Digest, Sha256};
+
+use super::rate::RateBudget;
+use crate::config::StripeConfig;
+use crate::domain::{AccountId, Mode};
+
+/// The API version Bursar is written against; sent on every request.
+pub const STRIPE_VERSION: &str = "2025-10-29.clover";
+
+/// Whose account a call acts on.
+#[derive(Clone, Copy)]
+pub enum AccountScope<'a> {
+    /// The platform's own account, with the platform key.
+    Platform,
+    /// A connected account: the platform key plus `Stripe-Account`.
+    Connected(&'a AccountId),
+    /// A store's independent account, with the store's own key.
+    OwnKey(&'a SecretString),
+}
+
+impl std::fmt::Debug for AccountScope<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            AccountScope::Platform => f.write_str("Platform"),
+            AccountScope::Connected(a) => write!(f, "Connected({a})"),
+            AccountScope::OwnKey(_) => f.write_str("OwnKey([REDACTED])"),
+        }
+    }
+}
+
+/// An idempotency key made from the operation and its business id, e.g.
+/// `bursar:payment_intent:ord_123`, so a retried operation can never act twice.
+#[derive(Clone, Debug)]
+pub struct IdempotencyKey(String);
+
+impl IdempotencyKey {
+    pub fn new(operation: &str, business_id: &str) -> Self {
+        Self(format!("bursar:{operation}:{business_id}"))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StripeError {
+    /// Stripe answered with an error; `message` is Stripe's own, with any key redacted.
+    #[error("Stripe answered {status}: {message}")]
+    Api {
+        status: u16,
+        kind: Option<String>,
+        code: Option<String>,
+        message: String,
+    },
+    #[error("could not reach Stripe: {0}")]
+    Network(String),
+    #[error("unexpected response from Stripe: {0}")]
+    Decode(String),
+    #[error("STRIPE_SECRET_KEY is not configured, so platform-scope calls are impossible")]
+    PlatformKeyMissing,
+}
+
+impl StripeError {
+    /// True when Stripe refused the credentials themselves.
+    pub fn is_auth(&self) -> bool {
+        matches!(self, StripeError::Api { status: 401 | 403, .. })
+    }
+}
+
+pub struct StripeClient {
+    http: reqwest::Client,
+    base: String,
+    platform_key: Option<SecretString>,
+    max_retries: u32,
+    retry_base: Duration,
+    budget: RateBudget,
+}
+
+impl StripeClient {
+    pub fn new(config: &StripeConfig) -> Self {
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .connect_timeout(Duration::from_secs(10))
+            .user_agent(concat!("Bursar/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .expect("the HTTP client builds with static settings");
+        Self {
+            http,
+            base: config.api_base.trim_end_matches('/').to_owned(),
+            platform_key: config.secret_key.clone(),
+            max_retries: config.max_retries,
+            retry_base: config.retry_base,
+            budget: RateBudget::new(),
+        }
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, scope: AccountScope<'_>, path: &str) -> Result<T, StripeError> {
+        self.send(Method::GET, scope, path, None, None).await
+    }
+
+    pub async fn post<T: DeserializeOwned>(
+        &self,
+        scope: AccountScope<'_>,
+        path: &str,
+        form: &[(String, String)],
+        key: &IdempotencyKey,
+    ) -> Result<T, StripeError> {
+        self.send(Method::POST, scope, path, Some(form), Some(key)).await
+    }
+
+    pub async fn delete<T: DeserializeOwned>(
+        &self,
+        scope: AccountScope<'_>,
+        path: &str,
+        key: &IdempotencyKey,
+    ) -> Result<T, StripeError> {
+        self.send(Method::DELETE, scope, path, None, Some(key)).await
+    }
+
+    async fn send<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        scope: AccountScope<'_>,
+        path: &str,
+        form: Option<&[(String, String)]>,
+        idempotency: Option<&IdempotencyKey>,
+    ) -> Result<T, StripeError> {
+        let (key, account) = match scope {
+            AccountScope::Platform => (self.platform_key.as_ref().ok_or(StripeError::PlatformKeyMissing)?, None),
+            AccountScope::Connected(a) => (self.platform_key.as_ref().ok_or(StripeError::PlatformKeyMissing)?, Some(a)),
+            AccountScope::OwnKey(k) => (k, None),
+        };
+        let mode = if key.expose_secret().contains("_live_") { Mode::Live } else { Mode::Test };
+        let budget_key = match account {
+            Some(a) => a.to_string(),
+            None => hex::encode(&Sha256::digest(key.expose_secret().as_bytes())[..8]),
+        };
+        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
+            .map_err(|_| StripeError::Decode("API key has characters not allowed in a header".into()))?;
+        auth.set_sensitive(true);
+        let url = format!("{}{path}", self.base);
+        let mut attempt = 0;
+        loop {
+            self.budget.acquire(&budget_key, mode).await;
+            let mut request = self
+                .http
+                .request(method.clone(), &url)
+                .header(AUTHORIZATION, auth.clone())
+                .header("Stripe-Version", STRIPE_VERSION);
+            if let Some(a) = account {
+                request = request.header("Stripe-Account", a.as_str());
+            }
+            if let Some(k) = idempotency {
+                request = request.header("Idempotency-Key", k.as_str());
+            }
+            if let Some(form) = form {
+                request = request.form(form);
+            }
+            let failure = match request.send().await {
+                Ok(response) if response.status().is_success() => {
+                    return response.json::<T>().await.map_err(|e| StripeError::Decode(e.without_url().to_string()));
+                }
+                Ok(response) => {
+                    let status = response.status();
+                    let should_retry = response
+                        .headers()
+                        .get("Stripe-Should-Retry")
+                        .and_then(|v| v.to_str().ok())
+                        .map(|v| v == "true");
+                    let error = api_error(status, response.text().await.unwrap_or_default());
+                    let retryable = should_retry.unwrap_or(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error());
+                    (error, retryable)
+                }
+                Err(e) => (StripeError::Network(e.without_url().to_string()), true),
+            };
+            let (error, retryable) = failure;
+            if !retryable || attempt >= self.max_retries {
+                return Err(error);
+            }
+            tracing::warn!(%method, path, attempt, error = %error, "Stripe call failed; retrying");
+            tokio::time::sleep(self.backoff(attempt)).await;
+            attempt += 1;
+        }
+    }
+
+    /// Exponential backoff with jitter: somewhere in [d/2, d] for d = base · 2^attempt, at most 30 s.
+    fn backoff(&self, attempt: u32) -> Duration {
+        let d = self.retry_base.saturating_mul(1 << attempt.min(10)).min(Duration::from_secs(30));
+        let half = d / 2;
+        half + rand::thread_rng().gen_range(Duration::ZERO..=half)
+    }
+}
+
+fn api_error(status: StatusCode, body: String) -> StripeError {
+    #[derive(serde::Deserialize)]
+    struct Envelope {
+        error: Body,
+    }
+    #[derive(serde::Deserialize)]
+    struct Body {
+        message: Option<String>,
+        #[serde(rename = "type")]
+        kind: Option<String>,
+        code: Option<String>,
+    }
+    match serde_json::from_str::<Envelope>(&body) {
+        Ok(Envelope { error }) => StripeError::Api {
+            status: status.as_u16(),
+            message: redact_keys(error.message.as_deref().unwrap_or("no message")),
+            kind: error.kind,
+            code: error.code,
+        },
+        Err(_) => StripeError::Api {
+            status: status.as_u16(),
+            kind: None,
+            code: None,
+            message: format!("HTTP {status} without a Stripe error body"),
+        },
+    }
+}
+
+/// Masks anything shaped like a Stripe secret key, keeping its prefix and last four characters.
+pub fn redact_keys(text: &str) -> String {
+    text.split(' ')
+        .map(|word| {
+            let is_key = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_"]
+                .iter()
+                .find(|p| word.starts_with(**p));
+            match is_key {
+                Some(prefix) if word.len() > prefix.len() + 4 => {
+                    format!("{prefix}****{}", &word[word.len() - 4..])
+                }
+                _ => word.to_owned(),
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_in_messages_are_masked() {
+        assert_eq!(
+            redact_keys("Invalid API Key provided: sk_test_abcdefghijkl1234"),
+            "Invalid API Key provided: sk_test_****1234"
+        );
+        assert_eq!(redact_keys("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn scope_debug_hides_the_key() {
+        let key = SecretString::from("sk_test_verysecret".to_owned());
+        assert!(!format!("{:?}", AccountScope::OwnKey(&key)).contains("verysecret"));
+    }
+}

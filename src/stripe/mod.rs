@@ -1,0 +1,10 @@
+//! Everything that speaks Stripe: the API client (every call names its account scope),
+//! webhook signatures, the event envelope, and Stripe's example objects.
+
+pub mod client;
+pub mod event;
+pub mod fixtures;
+mod rate;
+pub mod signature;
+
+pub use client::{AccountScope, IdempotencyKey, StripeClient, StripeError, STRIPE_VERSION};

@@ -1,0 +1,5 @@
+//! One module per Stripe object family.
+
+pub mod account;
+pub mod balance;
+pub mod payout;

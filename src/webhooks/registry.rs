@@ -1,0 +1,105 @@
+//! The explicit handler registry: each event type maps to one handler. A type with no handler
+//! is stored, acknowledged and marked `ignored`, never an error.
+//!
+//! A handler works in two steps. `load` may call Stripe and runs outside any transaction (so
+//! a slow Stripe never holds the database's write lock); `apply` writes the effects inside the
+//! worker's transaction, in which the event is also marked applied.
+
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use super::handlers::{account, balance, payout};
+use crate::db::DbError;
+use crate::domain::StoreId;
+use crate::service::{ServiceError, Services};
+
+/// A stored event, parsed, with the store it was routed to.
+#[derive(Debug)]
+pub struct Incoming {
+    pub seq: i64,
+    pub event_id: String,
+    pub event_type: String,
+    pub created: i64,
+    pub livemode: bool,
+    pub account: Option<String>,
+    pub store: Option<StoreId>,
+    pub object: Value,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Handler {
+    AccountUpdated,
+    AccountDeauthorized,
+    PayoutFailed,
+    BalanceAvailable,
+    /// Kept in the event log only; no projection depends on it yet.
+    Record,
+}
+
+pub fn handler_for(event_type: &str) -> Option<Handler> {
+    Some(match event_type {
+        "account.updated" => Handler::AccountUpdated,
+        "account.application.deauthorized" => Handler::AccountDeauthorized,
+        "payout.failed" => Handler::PayoutFailed,
+        "balance.available" => Handler::BalanceAvailable,
+        "account.external_account.updated" | "person.updated" => Handler::Record,
+        _ => return None,
+    })
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum HandlerError {
+    /// Worth another try later (Stripe unavailable, database busy).
+    #[error("{0}")]
+    Transient(String),
+    #[error(transparent)]
+    Db(#[from] DbError),
+}
+
+impl From<ServiceError> for HandlerError {
+    fn from(e: ServiceError) -> Self {
+        HandlerError::Transient(format!("{e}: {}", source_chain(&e)))
+    }
+}
+
+fn source_chain(e: &dyn std::error::Error) -> String {
+    let mut out = String::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(&s.to_string());
+        cur = s.source();
+        if cur.is_some() {
+            out.push_str(": ");
+        }
+    }
+    out
+}
+
+/// What `load` prepared for `apply`.
+#[derive(Debug)]
+pub enum Loaded {
+    Nothing,
+    Object(Value),
+}
+
+impl Handler {
+    pub async fn load(self, s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
+        match self {
+            Handler::AccountUpdated => account::load_updated(s, ev).await,
+            _ => Ok(Loaded::Object(ev.object.clone())),
+        }
+    }
+
+    pub async fn apply(self, conn: &mut AnyConnection, ev: &Incoming, loaded: Loaded) -> Result<(), HandlerError> {
+        let (Some(store), Loaded::Object(object)) = (&ev.store, loaded) else {
+            return Ok(());
+        };
+        match self {
+            Handler::AccountUpdated => account::apply_updated(conn, store, &object).await,
+            Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
+            Handler::PayoutFailed => payout::apply_failed(conn, store, ev, &object).await,
+            Handler::BalanceAvailable => balance::apply_available(conn, store, ev, &object).await,
+            Handler::Record => Ok(()),
+        }
+    }
+}

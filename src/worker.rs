@@ -1,0 +1,251 @@
+//! The inbox worker: claims due events under a lease, routes them, runs their handlers, and
+//! commits each event's effects together with its new status.
+//!
+//! A batch is applied in one transaction (one fsync for all); if any effect fails to write,
+//! the batch is rolled back and its events are applied one by one, so one bad event cannot
+//! hold back the others.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::Rng;
+use serde_json::Value;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::db::connections::ConnectionRow;
+use crate::db::inbox::{self, EventRow, Outcome};
+use crate::db::{self, now_ms, DbError};
+use crate::domain::{Mode, StoreId};
+use crate::service::Services;
+use crate::webhooks::registry::{handler_for, Handler, HandlerError, Incoming, Loaded};
+
+/// Runs until `shutdown`; wakes on `stored` (a commit of new events) or every poll interval.
+pub async fn run(s: Services, stored: Arc<Notify>, shutdown: CancellationToken) {
+    let poll = s.config.worker.poll_interval;
+    loop {
+        let done = tokio::select! {
+            r = process_batch(&s) => r,
+            _ = shutdown.cancelled() => break,
+        };
+        let busy = match done {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::error!(error = ?e, "worker batch failed; retrying after the poll interval");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                _ = stored.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                _ = shutdown.cancelled() => break,
+            }
+        }
+    }
+    tracing::info!("worker stopped");
+}
+
+/// Processes batches until no event is due; returns how many events it handled.
+pub async fn drain(s: &Services) -> Result<usize, DbError> {
+    let mut total = 0;
+    loop {
+        match process_batch(s).await? {
+            0 => return Ok(total),
+            n => total += n,
+        }
+    }
+}
+
+/// What to do with one claimed event.
+enum Step {
+    Finish { outcome: Outcome, note: Option<String>, store: Option<StoreId> },
+    Fail(String),
+    Apply { handler: Handler, incoming: Incoming, loaded: Loaded },
+}
+
+/// Claims one batch and processes it; returns the number of events claimed.
+pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
+    let token = format!("{:016x}", rand::thread_rng().gen::<u64>());
+    let lease = s.config.worker.lease.as_millis() as i64;
+    let rows = inbox::claim(&s.db, &token, i64::from(s.config.worker.batch_size), lease).await?;
+    if rows.is_empty() {
+        return Ok(0);
+    }
+    let mut connections = HashMap::new();
+    let mut steps = Vec::with_capacity(rows.len());
+    for row in &rows {
+        steps.push(prepare(s, row, &mut connections).await);
+    }
+    let n = rows.len();
+    if let Err(e) = commit_all(s, &token, &rows, &mut steps).await {
+        tracing::warn!(error = ?e, "batch apply failed; applying its events one by one");
+        for (row, step) in rows.iter().zip(steps.iter_mut()) {
+            commit_one(s, &token, row, step).await?;
+        }
+    }
+    Ok(n)
+}
+
+async fn commit_all(s: &Services, token: &str, rows: &[EventRow], steps: &mut [Step]) -> Result<(), HandlerError> {
+    let mut tx = s.db.begin_write().await?;
+    for (row, step) in rows.iter().zip(steps.iter_mut()) {
+        record(s, &mut tx, token, row, step).await?;
+    }
+    tx.commit().await.map_err(DbError::from)?;
+    Ok(())
+}
+
+async fn commit_one(s: &Services, token: &str, row: &EventRow, step: &mut Step) -> Result<(), DbError> {
+    let mut tx = s.db.begin_write().await?;
+    match record(s, &mut tx, token, row, step).await {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(e) => {
+            tx.rollback().await?;
+            let mut tx = s.db.begin_write().await?;
+            fail(s, &mut tx, token, row, &e.to_string()).await?;
+            Ok(tx.commit().await?)
+        }
+    }
+}
+
+/// Writes one event's outcome (and effects) into `tx`. The claim check comes first: if our
+/// lease ran out and another worker owns the event, nothing of ours is written.
+async fn record(
+    s: &Services,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    token: &str,
+    row: &EventRow,
+    step: &mut Step,
+) -> Result<(), HandlerError> {
+    match step {
+        Step::Finish { outcome, note, store } => {
+            inbox::finish(&mut **tx, row.seq, token, *outcome, store.as_ref().map(StoreId::as_str), note.as_deref()).await?;
+        }
+        Step::Fail(error) => fail(s, tx, token, row, error).await?,
+        Step::Apply { handler, incoming, loaded } => {
+            let store = incoming.store.as_ref().map(StoreId::as_str);
+            if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
+                let loaded = std::mem::replace(loaded, Loaded::Nothing);
+                let result = handler.apply(&mut **tx, incoming, loaded).await;
+                if let Err(e) = result {
+                    *step = Step::Fail(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn fail(
+    s: &Services,
+    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    token: &str,
+    row: &EventRow,
+    error: &str,
+) -> Result<(), DbError> {
+    let w = &s.config.worker;
+    let retry_at = (row.attempts < i64::from(w.max_attempts)).then(|| now_ms() + backoff(w.retry_base, w.retry_max, row.attempts));
+    match retry_at {
+        Some(_) => tracing::warn!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed; will retry"),
+        None => tracing::error!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed for the last time; parked as dead"),
+    }
+    inbox::fail(&mut **tx, row.seq, token, error, retry_at).await?;
+    Ok(())
+}
+
+/// base · 2^(attempts-1), capped, with jitter in [d/2, d] so retries of a burst spread out.
+fn backoff(base: Duration, max: Duration, attempts: i64) -> i64 {
+    let exp = (attempts - 1).clamp(0, 20) as u32;
+    let d = base.saturating_mul(1u32 << exp.min(20)).min(max).as_millis() as i64;
+    d / 2 + rand::thread_rng().gen_range(0..=d / 2)
+}
+
+async fn prepare(s: &Services, row: &EventRow, connections: &mut HashMap<String, Option<ConnectionRow>>) -> Step {
+    let finish = |outcome, note: String, store| Step::Finish { outcome, note: Some(note), store };
+    let payload: Value = match serde_json::from_str(&row.payload) {
+        Ok(v) => v,
+        Err(e) => return Step::Fail(format!("stored payload is not JSON: {e}")),
+    };
+    let mut store = row.store_id.clone();
+    if store.is_none() && row.scope == "connect" {
+        if let Some(account) = &row.account_id {
+            match db::connections::store_for_connect_account(s.db.pool(), account).await {
+                Ok(found) => store = found,
+                Err(e) => return Step::Fail(e.to_string()),
+            }
+        }
+    }
+    let store = match store.map(|id| StoreId::parse(&id)) {
+        Some(Ok(id)) => Some(id),
+        Some(Err(_)) => return Step::Fail("stored store id is malformed".into()),
+        None => None,
+    };
+    let livemode = row.livemode != 0;
+    if row.scope == "connect" && store.is_none() {
+        let account = row.account_id.as_deref().unwrap_or("(none)");
+        return finish(Outcome::Unrouted, format!("no store is connected to account {account}"), None);
+    }
+    let expected_mode = match &store {
+        Some(id) => {
+            let conn = match connections.get(id.as_str()) {
+                Some(c) => c.clone(),
+                None => match db::connections::get(s.db.pool(), id).await {
+                    Ok(c) => {
+                        connections.insert(id.to_string(), c.clone());
+                        c
+                    }
+                    Err(e) => return Step::Fail(e.to_string()),
+                },
+            };
+            match conn {
+                Some(c) => Some(c.mode()),
+                None => return finish(Outcome::Ignored, "the store has no Stripe connection".into(), store),
+            }
+        }
+        None => s.config.stripe.secret_key.as_ref().map(|k| {
+            Mode::from_livemode(secrecy::ExposeSecret::expose_secret(k).contains("_live_"))
+        }),
+    };
+    if let Some(mode) = expected_mode {
+        if mode != Mode::from_livemode(livemode) {
+            let note = format!("livemode mismatch: a {} event for a {mode} connection", Mode::from_livemode(livemode));
+            return finish(Outcome::Ignored, note, store);
+        }
+    }
+    let Some(handler) = handler_for(&row.event_type) else {
+        return finish(Outcome::Ignored, format!("no handler for {}", row.event_type), store);
+    };
+    let incoming = Incoming {
+        seq: row.seq,
+        event_id: row.event_id.clone(),
+        event_type: row.event_type.clone(),
+        created: row.stripe_created,
+        livemode,
+        account: row.account_id.clone(),
+        store,
+        object: payload.get("data").and_then(|d| d.get("object")).cloned().unwrap_or(Value::Null),
+    };
+    match handler.load(s, &incoming).await {
+        Ok(loaded) => Step::Apply { handler, incoming, loaded },
+        Err(e) => Step::Fail(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(1000);
+        let max = Duration::from_millis(10_000);
+        for attempts in 1..30 {
+            let d = backoff(base, max, attempts);
+            let full = (1000i64 << (attempts - 1).min(20)).min(10_000);
+            assert!(d >= full / 2 && d <= full, "{attempts}: {d}");
+        }
+    }
+}
