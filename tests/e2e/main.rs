@@ -1,0 +1,10 @@
+//! End-to-end tests: the real app on a random port, a real database, the local Stripe server.
+//! One test binary (faster to link than one per file), one module per capability.
+
+mod support;
+
+mod cli;
+mod connections;
+mod crash;
+mod stores;
+mod webhooks;
