@@ -84,7 +84,8 @@ impl Config {
             Err(e) => return Err(bad("BURSAR_.env", format!(".env could not be read: {e}"))),
         }
         let lookup = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut config = Self::from_lookup(|name| lookup(name), dev.then_some(Path::new(DEV_KEY_FILE)))?;
+        let mut config =
+            Self::from_lookup(|name| lookup(name), dev.then_some(Path::new(DEV_KEY_FILE)))?;
         config.database_url = config.database_url.trim().to_owned();
         Ok(config)
     }
@@ -95,13 +96,23 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         dev_key_file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
-        let database_url = get("BURSAR_DATABASE_URL").unwrap_or_else(|| "sqlite://bursar.db".into());
-        if !(database_url.starts_with("sqlite:") || database_url.starts_with("postgres://") || database_url.starts_with("postgresql://")) {
-            return Err(bad("BURSAR_DATABASE_URL", "must start with sqlite:// or postgres://"));
+        let database_url =
+            get("BURSAR_DATABASE_URL").unwrap_or_else(|| "sqlite://bursar.db".into());
+        if !(database_url.starts_with("sqlite:")
+            || database_url.starts_with("postgres://")
+            || database_url.starts_with("postgresql://"))
+        {
+            return Err(bad(
+                "BURSAR_DATABASE_URL",
+                "must start with sqlite:// or postgres://",
+            ));
         }
-        let listen = parse_or("BURSAR_LISTEN", get("BURSAR_LISTEN"), "127.0.0.1:8080".parse().unwrap(), |s| {
-            s.parse::<SocketAddr>().map_err(|e| e.to_string())
-        })?;
+        let listen = parse_or(
+            "BURSAR_LISTEN",
+            get("BURSAR_LISTEN"),
+            "127.0.0.1:8080".parse().unwrap(),
+            |s| s.parse::<SocketAddr>().map_err(|e| e.to_string()),
+        )?;
         let public_url = match get("BURSAR_PUBLIC_URL") {
             Some(u) => parse_base_url("BURSAR_PUBLIC_URL", &u)?,
             None => format!("http://{listen}"),
@@ -120,25 +131,59 @@ impl Config {
         };
         let stripe = StripeConfig {
             secret_key: optional_key(&get, "STRIPE_SECRET_KEY", &["sk_", "rk_"])?,
-            publishable_key: optional_key(&get, "STRIPE_PUBLISHABLE_KEY", &["pk_"])?.map(|s| {
-                secrecy::ExposeSecret::expose_secret(&s).to_owned()
-            }),
+            publishable_key: optional_key(&get, "STRIPE_PUBLISHABLE_KEY", &["pk_"])?
+                .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
             client_id: prefixed(&get, "STRIPE_CLIENT_ID", "ca_")?,
             account_id: prefixed(&get, "STRIPE_ACCOUNT_ID", "acct_")?,
             webhook_secrets: secret_list(&get, "STRIPE_WEBHOOK_SECRET")?,
             connect_webhook_secrets: secret_list(&get, "STRIPE_CONNECT_WEBHOOK_SECRET")?,
-            api_base: parse_base_url("STRIPE_API_BASE", &get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()))?,
-            connect_base: parse_base_url("STRIPE_CONNECT_BASE", &get("STRIPE_CONNECT_BASE").unwrap_or_else(|| "https://connect.stripe.com".into()))?,
-            js_url: parse_base_url("STRIPE_JS_URL", &get("STRIPE_JS_URL").unwrap_or_else(|| "https://js.stripe.com/v3/".into()))?,
-            max_retries: parse_or("BURSAR_STRIPE_MAX_RETRIES", get("BURSAR_STRIPE_MAX_RETRIES"), 3, parse_u32)?,
-            retry_base: Duration::from_millis(parse_or("BURSAR_STRIPE_RETRY_BASE_MS", get("BURSAR_STRIPE_RETRY_BASE_MS"), 500, parse_u32)?.into()),
-            timeout: Duration::from_secs(parse_or("BURSAR_STRIPE_TIMEOUT_SECS", get("BURSAR_STRIPE_TIMEOUT_SECS"), 30, parse_positive)?.into()),
+            api_base: parse_base_url(
+                "STRIPE_API_BASE",
+                &get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
+            )?,
+            connect_base: parse_base_url(
+                "STRIPE_CONNECT_BASE",
+                &get("STRIPE_CONNECT_BASE").unwrap_or_else(|| "https://connect.stripe.com".into()),
+            )?,
+            js_url: parse_base_url(
+                "STRIPE_JS_URL",
+                &get("STRIPE_JS_URL").unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
+            )?,
+            max_retries: parse_or(
+                "BURSAR_STRIPE_MAX_RETRIES",
+                get("BURSAR_STRIPE_MAX_RETRIES"),
+                3,
+                parse_u32,
+            )?,
+            retry_base: Duration::from_millis(
+                parse_or(
+                    "BURSAR_STRIPE_RETRY_BASE_MS",
+                    get("BURSAR_STRIPE_RETRY_BASE_MS"),
+                    500,
+                    parse_u32,
+                )?
+                .into(),
+            ),
+            timeout: Duration::from_secs(
+                parse_or(
+                    "BURSAR_STRIPE_TIMEOUT_SECS",
+                    get("BURSAR_STRIPE_TIMEOUT_SECS"),
+                    30,
+                    parse_positive,
+                )?
+                .into(),
+            ),
         };
         let key_policy = match get("BURSAR_KEY_POLICY").as_deref() {
             None | Some("warn") => KeyPolicy::Warn,
             Some("restricted-only") => KeyPolicy::RestrictedOnly,
             Some("allow") => KeyPolicy::Allow,
-            Some(_) => return Err(bad("BURSAR_KEY_POLICY", "must be restricted-only, warn or allow")),
+            Some(_) => {
+                return Err(bad(
+                    "BURSAR_KEY_POLICY",
+                    "must be restricted-only, warn or allow",
+                ))
+            }
         };
         let return_url_allowlist = get("BURSAR_RETURN_URL_ALLOWLIST")
             .map(|v| {
@@ -150,14 +195,61 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
-        let tolerance = parse_or("BURSAR_WEBHOOK_TOLERANCE_SECS", get("BURSAR_WEBHOOK_TOLERANCE_SECS"), 300, parse_positive)?;
+        let tolerance = parse_or(
+            "BURSAR_WEBHOOK_TOLERANCE_SECS",
+            get("BURSAR_WEBHOOK_TOLERANCE_SECS"),
+            300,
+            parse_positive,
+        )?;
         let worker = WorkerConfig {
-            max_attempts: parse_or("BURSAR_WORKER_MAX_ATTEMPTS", get("BURSAR_WORKER_MAX_ATTEMPTS"), 8, parse_positive)?,
-            retry_base: Duration::from_millis(parse_or("BURSAR_WORKER_RETRY_BASE_MS", get("BURSAR_WORKER_RETRY_BASE_MS"), 2_000, parse_positive)?.into()),
-            retry_max: Duration::from_secs(parse_or("BURSAR_WORKER_RETRY_MAX_SECS", get("BURSAR_WORKER_RETRY_MAX_SECS"), 3_600, parse_positive)?.into()),
-            lease: Duration::from_secs(parse_or("BURSAR_WORKER_LEASE_SECS", get("BURSAR_WORKER_LEASE_SECS"), 60, parse_positive)?.into()),
-            poll_interval: Duration::from_millis(parse_or("BURSAR_WORKER_POLL_MS", get("BURSAR_WORKER_POLL_MS"), 500, parse_positive)?.into()),
-            batch_size: parse_or("BURSAR_WORKER_BATCH", get("BURSAR_WORKER_BATCH"), 256, parse_positive)?,
+            max_attempts: parse_or(
+                "BURSAR_WORKER_MAX_ATTEMPTS",
+                get("BURSAR_WORKER_MAX_ATTEMPTS"),
+                8,
+                parse_positive,
+            )?,
+            retry_base: Duration::from_millis(
+                parse_or(
+                    "BURSAR_WORKER_RETRY_BASE_MS",
+                    get("BURSAR_WORKER_RETRY_BASE_MS"),
+                    2_000,
+                    parse_positive,
+                )?
+                .into(),
+            ),
+            retry_max: Duration::from_secs(
+                parse_or(
+                    "BURSAR_WORKER_RETRY_MAX_SECS",
+                    get("BURSAR_WORKER_RETRY_MAX_SECS"),
+                    3_600,
+                    parse_positive,
+                )?
+                .into(),
+            ),
+            lease: Duration::from_secs(
+                parse_or(
+                    "BURSAR_WORKER_LEASE_SECS",
+                    get("BURSAR_WORKER_LEASE_SECS"),
+                    60,
+                    parse_positive,
+                )?
+                .into(),
+            ),
+            poll_interval: Duration::from_millis(
+                parse_or(
+                    "BURSAR_WORKER_POLL_MS",
+                    get("BURSAR_WORKER_POLL_MS"),
+                    500,
+                    parse_positive,
+                )?
+                .into(),
+            ),
+            batch_size: parse_or(
+                "BURSAR_WORKER_BATCH",
+                get("BURSAR_WORKER_BATCH"),
+                256,
+                parse_positive,
+            )?,
         };
         Ok(Self {
             database_url,
@@ -190,7 +282,8 @@ fn parse_or<T>(
 }
 
 fn parse_u32(s: &str) -> Result<u32, String> {
-    s.parse::<u32>().map_err(|_| "must be a whole number".to_string())
+    s.parse::<u32>()
+        .map_err(|_| "must be a whole number".to_string())
 }
 
 fn parse_positive(s: &str) -> Result<u32, String> {
@@ -201,11 +294,13 @@ fn parse_positive(s: &str) -> Result<u32, String> {
 }
 
 fn parse_base_url(var: &'static str, url: &str) -> Result<String, ConfigError> {
-    let parsed = reqwest::Url::parse(url.trim()).map_err(|e| bad(var, format!("not a URL: {e}")))?;
+    let parsed =
+        reqwest::Url::parse(url.trim()).map_err(|e| bad(var, format!("not a URL: {e}")))?;
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(bad(var, "must be an http(s) URL with a host"));
     }
-    Ok(url.trim().trim_end_matches('/').to_owned() + if url.trim().ends_with('/') { "/" } else { "" })
+    Ok(url.trim().trim_end_matches('/').to_owned()
+        + if url.trim().ends_with('/') { "/" } else { "" })
 }
 
 fn parse_master_keys(value: &str) -> Result<Vec<MasterKey>, ConfigError> {
@@ -237,8 +332,13 @@ fn optional_key(
 ) -> Result<Option<SecretString>, ConfigError> {
     match get(var) {
         None => Ok(None),
-        Some(v) if prefixes.iter().any(|p| v.trim().starts_with(p)) => Ok(Some(SecretString::from(v.trim().to_owned()))),
-        Some(_) => Err(bad(var, format!("must start with {}", prefixes.join(" or ")))),
+        Some(v) if prefixes.iter().any(|p| v.trim().starts_with(p)) => {
+            Ok(Some(SecretString::from(v.trim().to_owned())))
+        }
+        Some(_) => Err(bad(
+            var,
+            format!("must start with {}", prefixes.join(" or ")),
+        )),
     }
 }
 
@@ -254,8 +354,13 @@ fn prefixed(
     }
 }
 
-fn secret_list(get: &impl Fn(&str) -> Option<String>, var: &'static str) -> Result<Vec<SecretString>, ConfigError> {
-    let Some(v) = get(var) else { return Ok(Vec::new()) };
+fn secret_list(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+) -> Result<Vec<SecretString>, ConfigError> {
+    let Some(v) = get(var) else {
+        return Ok(Vec::new());
+    };
     v.split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -272,7 +377,10 @@ mod tests {
     use std::collections::HashMap;
 
     fn with(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
         Config::from_lookup(|k| map.get(k).cloned(), None)
     }
 
@@ -315,7 +423,11 @@ mod tests {
 
     #[test]
     fn secret_lists_allow_rotation() {
-        let c = with(&[("BURSAR_MASTER_KEYS", KEY), ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b")]).unwrap();
+        let c = with(&[
+            ("BURSAR_MASTER_KEYS", KEY),
+            ("STRIPE_WEBHOOK_SECRET", "whsec_a, whsec_b"),
+        ])
+        .unwrap();
         assert_eq!(c.stripe.webhook_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("whsec_a"));
     }

@@ -32,12 +32,20 @@ impl std::fmt::Debug for MasterKey {
 impl MasterKey {
     pub fn new(id: &str, bytes: &[u8]) -> Result<Self, String> {
         let id = id.trim();
-        if id.is_empty() || id.len() > 32 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        if id.is_empty()
+            || id.len() > 32
+            || !id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        {
             return Err(format!("key id `{id}` must be 1 to 32 of [A-Za-z0-9_-]"));
         }
-        let key: [u8; 32] = bytes
-            .try_into()
-            .map_err(|_| format!("key `{id}` must decode to exactly 32 bytes, got {}", bytes.len()))?;
+        let key: [u8; 32] = bytes.try_into().map_err(|_| {
+            format!(
+                "key `{id}` must decode to exactly 32 bytes, got {}",
+                bytes.len()
+            )
+        })?;
         Ok(Self {
             id: id.to_owned(),
             key: std::sync::Arc::new(SecretBox::new(Box::new(key))),
@@ -58,7 +66,11 @@ impl MasterKey {
 
     /// `id:base64`, the form `BURSAR_MASTER_KEYS` takes.
     pub fn to_config_entry(&self) -> SecretString {
-        SecretString::from(format!("{}:{}", self.id, B64.encode(self.key.expose_secret())))
+        SecretString::from(format!(
+            "{}:{}",
+            self.id,
+            B64.encode(self.key.expose_secret())
+        ))
     }
 
     fn cipher(&self) -> Aes256Gcm {
@@ -69,7 +81,10 @@ impl MasterKey {
 /// Reads the local development key, creating it (mode 0600) if it does not exist.
 pub fn dev_key(path: &Path) -> Result<MasterKey, String> {
     if let Ok(text) = std::fs::read_to_string(path) {
-        let (id, b64) = text.trim().split_once(':').ok_or("dev key file is malformed")?;
+        let (id, b64) = text
+            .trim()
+            .split_once(':')
+            .ok_or("dev key file is malformed")?;
         let bytes = B64.decode(b64).map_err(|_| "dev key file is not base64")?;
         return MasterKey::new(id, &bytes);
     }
@@ -145,7 +160,8 @@ impl Vault {
 
     pub fn open(&self, sealed: &str, binding: Binding<'_>) -> Result<SecretString, VaultError> {
         let mut parts = sealed.splitn(3, '.');
-        let (Some(FORMAT), Some(key_id), Some(b64)) = (parts.next(), parts.next(), parts.next()) else {
+        let (Some(FORMAT), Some(key_id), Some(b64)) = (parts.next(), parts.next(), parts.next())
+        else {
             return Err(VaultError::Malformed);
         };
         let key = self
@@ -161,7 +177,13 @@ impl Vault {
         let aad = associated_data(binding, key_id);
         let plain = zeroize::Zeroizing::new(
             key.cipher()
-                .decrypt(Nonce::from_slice(nonce), Payload { msg: ciphertext, aad: aad.as_bytes() })
+                .decrypt(
+                    Nonce::from_slice(nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: aad.as_bytes(),
+                    },
+                )
                 .map_err(|_| VaultError::Rejected)?,
         );
         let text = std::str::from_utf8(&plain).map_err(|_| VaultError::Malformed)?;
@@ -184,7 +206,10 @@ impl Vault {
 }
 
 fn associated_data(binding: Binding<'_>, key_id: &str) -> String {
-    format!("bursar/{FORMAT}/{}/{}/{}/{key_id}", binding.table, binding.row, binding.field)
+    format!(
+        "bursar/{FORMAT}/{}/{}/{}/{key_id}",
+        binding.table, binding.row, binding.field
+    )
 }
 
 #[cfg(test)]
@@ -192,7 +217,11 @@ mod tests {
     use super::*;
 
     fn binding(row: &str) -> Binding<'_> {
-        Binding { table: "connections", row, field: "secret_key" }
+        Binding {
+            table: "connections",
+            row,
+            field: "secret_key",
+        }
     }
 
     fn secret(s: &str) -> SecretString {
@@ -205,16 +234,31 @@ mod tests {
         let sealed = vault.seal(&secret("sk_test_123"), binding("st_a"));
         assert!(sealed.starts_with("bv1.k1."));
         assert!(!sealed.contains("sk_test_123"));
-        assert_eq!(vault.open(&sealed, binding("st_a")).unwrap().expose_secret(), "sk_test_123");
+        assert_eq!(
+            vault
+                .open(&sealed, binding("st_a"))
+                .unwrap()
+                .expose_secret(),
+            "sk_test_123"
+        );
     }
 
     #[test]
     fn ciphertext_moved_to_another_row_or_field_does_not_open() {
         let vault = Vault::new(vec![MasterKey::generate("k1")]);
         let sealed = vault.seal(&secret("sk_test_123"), binding("st_a"));
-        assert!(matches!(vault.open(&sealed, binding("st_b")), Err(VaultError::Rejected)));
-        let other_field = Binding { field: "webhook_secret", ..binding("st_a") };
-        assert!(matches!(vault.open(&sealed, other_field), Err(VaultError::Rejected)));
+        assert!(matches!(
+            vault.open(&sealed, binding("st_b")),
+            Err(VaultError::Rejected)
+        ));
+        let other_field = Binding {
+            field: "webhook_secret",
+            ..binding("st_a")
+        };
+        assert!(matches!(
+            vault.open(&sealed, other_field),
+            Err(VaultError::Rejected)
+        ));
     }
 
     #[test]
@@ -226,7 +270,10 @@ mod tests {
         bytes[last] = if bytes[last] == b'A' { b'B' } else { b'A' };
         let tampered = String::from_utf8(bytes).unwrap();
         assert!(vault.open(&tampered, binding("st_a")).is_err());
-        assert!(matches!(vault.open("garbage", binding("st_a")), Err(VaultError::Malformed)));
+        assert!(matches!(
+            vault.open("garbage", binding("st_a")),
+            Err(VaultError::Malformed)
+        ));
     }
 
     #[test]
@@ -234,10 +281,22 @@ mod tests {
         let old = MasterKey::generate("old");
         let sealed = Vault::new(vec![old.clone()]).seal(&secret("whsec_x"), binding("st_a"));
         let rotated = Vault::new(vec![MasterKey::generate("new"), old]);
-        assert_eq!(rotated.open(&sealed, binding("st_a")).unwrap().expose_secret(), "whsec_x");
-        assert_eq!(Vault::key_id_of(&rotated.seal(&secret("x"), binding("st_a"))), Some("new"));
+        assert_eq!(
+            rotated
+                .open(&sealed, binding("st_a"))
+                .unwrap()
+                .expose_secret(),
+            "whsec_x"
+        );
+        assert_eq!(
+            Vault::key_id_of(&rotated.seal(&secret("x"), binding("st_a"))),
+            Some("new")
+        );
         let without_old = Vault::new(vec![MasterKey::generate("new")]);
-        assert!(matches!(without_old.open(&sealed, binding("st_a")), Err(VaultError::UnknownKey(_))));
+        assert!(matches!(
+            without_old.open(&sealed, binding("st_a")),
+            Err(VaultError::UnknownKey(_))
+        ));
     }
 
     #[test]

@@ -60,9 +60,17 @@ pub async fn drain(s: &Services) -> Result<usize, DbError> {
 
 /// What to do with one claimed event.
 enum Step {
-    Finish { outcome: Outcome, note: Option<String>, store: Option<StoreId> },
+    Finish {
+        outcome: Outcome,
+        note: Option<String>,
+        store: Option<StoreId>,
+    },
     Fail(String),
-    Apply { handler: Handler, incoming: Incoming, loaded: Loaded },
+    Apply {
+        handler: Handler,
+        incoming: Incoming,
+        loaded: Loaded,
+    },
 }
 
 /// Claims one batch and processes it; returns the number of events claimed.
@@ -88,7 +96,12 @@ pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
     Ok(n)
 }
 
-async fn commit_all(s: &Services, token: &str, rows: &[EventRow], steps: &mut [Step]) -> Result<(), HandlerError> {
+async fn commit_all(
+    s: &Services,
+    token: &str,
+    rows: &[EventRow],
+    steps: &mut [Step],
+) -> Result<(), HandlerError> {
     let mut tx = s.db.begin_write().await?;
     for (row, step) in rows.iter().zip(steps.iter_mut()) {
         record(s, &mut tx, token, row, step).await?;
@@ -97,7 +110,12 @@ async fn commit_all(s: &Services, token: &str, rows: &[EventRow], steps: &mut [S
     Ok(())
 }
 
-async fn commit_one(s: &Services, token: &str, row: &EventRow, step: &mut Step) -> Result<(), DbError> {
+async fn commit_one(
+    s: &Services,
+    token: &str,
+    row: &EventRow,
+    step: &mut Step,
+) -> Result<(), DbError> {
     let mut tx = s.db.begin_write().await?;
     match record(s, &mut tx, token, row, step).await {
         Ok(()) => Ok(tx.commit().await?),
@@ -120,15 +138,31 @@ async fn record(
     step: &mut Step,
 ) -> Result<(), HandlerError> {
     match step {
-        Step::Finish { outcome, note, store } => {
-            inbox::finish(&mut **tx, row.seq, token, *outcome, store.as_ref().map(StoreId::as_str), note.as_deref()).await?;
+        Step::Finish {
+            outcome,
+            note,
+            store,
+        } => {
+            inbox::finish(
+                &mut **tx,
+                row.seq,
+                token,
+                *outcome,
+                store.as_ref().map(StoreId::as_str),
+                note.as_deref(),
+            )
+            .await?;
         }
         Step::Fail(error) => fail(s, tx, token, row, error).await?,
-        Step::Apply { handler, incoming, loaded } => {
+        Step::Apply {
+            handler,
+            incoming,
+            loaded,
+        } => {
             let store = incoming.store.as_ref().map(StoreId::as_str);
             if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
                 let loaded = std::mem::replace(loaded, Loaded::Nothing);
-                let result = handler.apply(&mut **tx, incoming, loaded).await;
+                let result = handler.apply(tx, incoming, loaded).await;
                 if let Err(e) = result {
                     *step = Step::Fail(e.to_string());
                     return Err(e);
@@ -147,10 +181,15 @@ async fn fail(
     error: &str,
 ) -> Result<(), DbError> {
     let w = &s.config.worker;
-    let retry_at = (row.attempts < i64::from(w.max_attempts)).then(|| now_ms() + backoff(w.retry_base, w.retry_max, row.attempts));
+    let retry_at = (row.attempts < i64::from(w.max_attempts))
+        .then(|| now_ms() + backoff(w.retry_base, w.retry_max, row.attempts));
     match retry_at {
-        Some(_) => tracing::warn!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed; will retry"),
-        None => tracing::error!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed for the last time; parked as dead"),
+        Some(_) => {
+            tracing::warn!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed; will retry")
+        }
+        None => {
+            tracing::error!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed for the last time; parked as dead")
+        }
     }
     inbox::fail(&mut **tx, row.seq, token, error, retry_at).await?;
     Ok(())
@@ -159,12 +198,23 @@ async fn fail(
 /// base · 2^(attempts-1), capped, with jitter in [d/2, d] so retries of a burst spread out.
 fn backoff(base: Duration, max: Duration, attempts: i64) -> i64 {
     let exp = (attempts - 1).clamp(0, 20) as u32;
-    let d = base.saturating_mul(1u32 << exp.min(20)).min(max).as_millis() as i64;
+    let d = base
+        .saturating_mul(1u32 << exp.min(20))
+        .min(max)
+        .as_millis() as i64;
     d / 2 + rand::thread_rng().gen_range(0..=d / 2)
 }
 
-async fn prepare(s: &Services, row: &EventRow, connections: &mut HashMap<String, Option<ConnectionRow>>) -> Step {
-    let finish = |outcome, note: String, store| Step::Finish { outcome, note: Some(note), store };
+async fn prepare(
+    s: &Services,
+    row: &EventRow,
+    connections: &mut HashMap<String, Option<ConnectionRow>>,
+) -> Step {
+    let finish = |outcome, note: String, store| Step::Finish {
+        outcome,
+        note: Some(note),
+        store,
+    };
     let payload: Value = match serde_json::from_str(&row.payload) {
         Ok(v) => v,
         Err(e) => return Step::Fail(format!("stored payload is not JSON: {e}")),
@@ -186,7 +236,11 @@ async fn prepare(s: &Services, row: &EventRow, connections: &mut HashMap<String,
     let livemode = row.livemode != 0;
     if row.scope == "connect" && store.is_none() {
         let account = row.account_id.as_deref().unwrap_or("(none)");
-        return finish(Outcome::Unrouted, format!("no store is connected to account {account}"), None);
+        return finish(
+            Outcome::Unrouted,
+            format!("no store is connected to account {account}"),
+            None,
+        );
     }
     let expected_mode = match &store {
         Some(id) => {
@@ -202,7 +256,13 @@ async fn prepare(s: &Services, row: &EventRow, connections: &mut HashMap<String,
             };
             match conn {
                 Some(c) => Some(c.mode()),
-                None => return finish(Outcome::Ignored, "the store has no Stripe connection".into(), store),
+                None => {
+                    return finish(
+                        Outcome::Ignored,
+                        "the store has no Stripe connection".into(),
+                        store,
+                    )
+                }
             }
         }
         None => s.config.stripe.secret_key.as_ref().map(|k| {
@@ -211,12 +271,19 @@ async fn prepare(s: &Services, row: &EventRow, connections: &mut HashMap<String,
     };
     if let Some(mode) = expected_mode {
         if mode != Mode::from_livemode(livemode) {
-            let note = format!("livemode mismatch: a {} event for a {mode} connection", Mode::from_livemode(livemode));
+            let note = format!(
+                "livemode mismatch: a {} event for a {mode} connection",
+                Mode::from_livemode(livemode)
+            );
             return finish(Outcome::Ignored, note, store);
         }
     }
     let Some(handler) = handler_for(&row.event_type) else {
-        return finish(Outcome::Ignored, format!("no handler for {}", row.event_type), store);
+        return finish(
+            Outcome::Ignored,
+            format!("no handler for {}", row.event_type),
+            store,
+        );
     };
     let incoming = Incoming {
         seq: row.seq,
@@ -226,10 +293,18 @@ async fn prepare(s: &Services, row: &EventRow, connections: &mut HashMap<String,
         livemode,
         account: row.account_id.clone(),
         store,
-        object: payload.get("data").and_then(|d| d.get("object")).cloned().unwrap_or(Value::Null),
+        object: payload
+            .get("data")
+            .and_then(|d| d.get("object"))
+            .cloned()
+            .unwrap_or(Value::Null),
     };
     match handler.load(s, &incoming).await {
-        Ok(loaded) => Step::Apply { handler, incoming, loaded },
+        Ok(loaded) => Step::Apply {
+            handler,
+            incoming,
+            loaded,
+        },
         Err(e) => Step::Fail(e.to_string()),
     }
 }

@@ -17,7 +17,9 @@ pub async fn run(config: Config, cmd: ApiKeyCommand) -> anyhow::Result<()> {
     let db = super::open_db(&config).await?;
     match cmd {
         ApiKeyCommand::Create { name } => {
-            let (id, key) = api_keys::create(&db, &name).await.map_err(|e| anyhow::anyhow!("{e}"))?;
+            let (id, key) = api_keys::create(&db, &name)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("created API key {id} ({name}); it is shown once, store it now:");
             println!("{}", key.expose_secret());
         }

@@ -32,19 +32,30 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         .stripe
         .webhook_secrets
         .first()
-        .ok_or_else(|| anyhow::anyhow!("STRIPE_WEBHOOK_SECRET must be set (the same as the server's)"))?
+        .ok_or_else(|| {
+            anyhow::anyhow!("STRIPE_WEBHOOK_SECRET must be set (the same as the server's)")
+        })?
         .expose_secret()
         .to_owned();
-    let url = format!("{}/webhooks/stripe", args.url.clone().unwrap_or_else(|| config.public_url.clone()).trim_end_matches('/'));
+    let url = format!(
+        "{}/webhooks/stripe",
+        args.url
+            .clone()
+            .unwrap_or_else(|| config.public_url.clone())
+            .trim_end_matches('/')
+    );
     let db = super::open_db(&config).await?;
     let before = unfinished_and_total(&db).await?;
-    let client = reqwest::Client::builder().pool_max_idle_per_host(args.concurrency as usize).build()?;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(args.concurrency as usize)
+        .build()?;
     let next = Arc::new(AtomicU64::new(0));
     let run_id: u32 = rand::random();
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (client, url, secret, next) = (client.clone(), url.clone(), secret.clone(), next.clone());
+        let (client, url, secret, next) =
+            (client.clone(), url.clone(), secret.clone(), next.clone());
         let total = args.events;
         tasks.push(tokio::spawn(async move {
             let mut latencies = Vec::new();
@@ -83,10 +94,29 @@ pub async fn run(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     }
     let elapsed = started.elapsed();
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).copied().unwrap_or_default();
-    println!("events: {} acked, {failures} failed, concurrency {}", latencies.len(), args.concurrency);
-    println!("ack throughput: {:.0} events/s over {:.2}s", latencies.len() as f64 / elapsed.as_secs_f64(), elapsed.as_secs_f64());
-    println!("ack latency: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms", ms(pct(0.50)), ms(pct(0.95)), ms(pct(0.99)), ms(latencies.last().copied().unwrap_or_default()));
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    println!(
+        "events: {} acked, {failures} failed, concurrency {}",
+        latencies.len(),
+        args.concurrency
+    );
+    println!(
+        "ack throughput: {:.0} events/s over {:.2}s",
+        latencies.len() as f64 / elapsed.as_secs_f64(),
+        elapsed.as_secs_f64()
+    );
+    println!(
+        "ack latency: p50 {:.2} ms, p95 {:.2} ms, p99 {:.2} ms, max {:.2} ms",
+        ms(pct(0.50)),
+        ms(pct(0.95)),
+        ms(pct(0.99)),
+        ms(latencies.last().copied().unwrap_or_default())
+    );
     if !args.no_wait {
         let expected = before.1 + latencies.len() as i64;
         loop {
@@ -112,7 +142,11 @@ fn ms(d: Duration) -> f64 {
 
 async fn unfinished_and_total(db: &crate::db::Db) -> anyhow::Result<(i64, i64)> {
     let counts = inbox::status_counts(db).await?;
-    let unfinished = counts.iter().filter(|(s, _)| matches!(s.as_str(), "pending" | "processing" | "retrying")).map(|(_, n)| n).sum();
+    let unfinished = counts
+        .iter()
+        .filter(|(s, _)| matches!(s.as_str(), "pending" | "processing" | "retrying"))
+        .map(|(_, n)| n)
+        .sum();
     Ok((unfinished, counts.iter().map(|(_, n)| n).sum()))
 }
 

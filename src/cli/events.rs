@@ -30,12 +30,35 @@ pub async fn run(config: Config, cmd: EventsCommand) -> anyhow::Result<()> {
     let s = Services::new(Arc::new(config), db);
     let fail = |e: crate::service::ServiceError| anyhow::anyhow!("{e}");
     match cmd {
-        EventsCommand::List { store, status, event_type, limit } => {
+        EventsCommand::List {
+            store,
+            status,
+            event_type,
+            limit,
+        } => {
             if let Some(st) = &status {
-                anyhow::ensure!(events::STATUSES.contains(&st.as_str()), "--status must be one of {}", events::STATUSES.join(", "));
+                anyhow::ensure!(
+                    events::STATUSES.contains(&st.as_str()),
+                    "--status must be one of {}",
+                    events::STATUSES.join(", ")
+                );
             }
-            let page = events::list(&s, &Filter { store_id: store, status, event_type }, None, limit).await.map_err(fail)?;
-            println!("{:>8}  {:<34}  {:<36}  {:<9}  {:>3}  store", "id", "event", "type", "status", "try");
+            let page = events::list(
+                &s,
+                &Filter {
+                    store_id: store,
+                    status,
+                    event_type,
+                },
+                None,
+                limit,
+            )
+            .await
+            .map_err(fail)?;
+            println!(
+                "{:>8}  {:<34}  {:<36}  {:<9}  {:>3}  store",
+                "id", "event", "type", "status", "try"
+            );
             for e in page.data {
                 println!(
                     "{:>8}  {:<34}  {:<36}  {:<9}  {:>3}  {}",
@@ -49,11 +72,17 @@ pub async fn run(config: Config, cmd: EventsCommand) -> anyhow::Result<()> {
             }
         }
         EventsCommand::Show { id } => {
-            println!("{}", serde_json::to_string_pretty(&events::get(&s, &id).await.map_err(fail)?)?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&events::get(&s, &id).await.map_err(fail)?)?
+            );
         }
         EventsCommand::Replay { id } => {
             let e = events::replay(&s, &id).await.map_err(fail)?;
-            println!("event {} ({}) is queued again; a running `bursar serve` applies it", e.id, e.event_id);
+            println!(
+                "event {} ({}) is queued again; a running `bursar serve` applies it",
+                e.id, e.event_id
+            );
         }
     }
     Ok(())

@@ -31,11 +31,22 @@ pub struct TriggerArgs {
 }
 
 pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
-    let options = EventOptions { account: args.account.clone(), livemode: args.livemode, ..Default::default() };
+    let options = EventOptions {
+        account: args.account.clone(),
+        livemode: args.livemode,
+        ..Default::default()
+    };
     let event = fixtures::event(&args.event, &options).ok_or_else(|| {
-        anyhow::anyhow!("unknown event type `{}`; known: {}", args.event, fixtures::EVENT_TYPES.join(", "))
+        anyhow::anyhow!(
+            "unknown event type `{}`; known: {}",
+            args.event,
+            fixtures::EVENT_TYPES.join(", ")
+        )
     })?;
-    let base = args.url.clone().unwrap_or_else(|| config.public_url.clone());
+    let base = args
+        .url
+        .clone()
+        .unwrap_or_else(|| config.public_url.clone());
     let base = base.trim_end_matches('/');
     let (url, secret) = match (&args.store, &args.account) {
         (Some(store), _) => {
@@ -45,11 +56,22 @@ pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
             let secret = connections::webhook_secret(&s, &store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
-                .ok_or_else(|| anyhow::anyhow!("store {store} has no webhook secret; set one first"))?;
+                .ok_or_else(|| {
+                    anyhow::anyhow!("store {store} has no webhook secret; set one first")
+                })?;
             (format!("{base}/webhooks/stripe/stores/{store}"), secret)
         }
-        (None, Some(_)) => (format!("{base}/webhooks/stripe/connect"), first(&config.stripe.connect_webhook_secrets, "STRIPE_CONNECT_WEBHOOK_SECRET")?),
-        (None, None) => (format!("{base}/webhooks/stripe"), first(&config.stripe.webhook_secrets, "STRIPE_WEBHOOK_SECRET")?),
+        (None, Some(_)) => (
+            format!("{base}/webhooks/stripe/connect"),
+            first(
+                &config.stripe.connect_webhook_secrets,
+                "STRIPE_CONNECT_WEBHOOK_SECRET",
+            )?,
+        ),
+        (None, None) => (
+            format!("{base}/webhooks/stripe"),
+            first(&config.stripe.webhook_secrets, "STRIPE_WEBHOOK_SECRET")?,
+        ),
     };
     let body = serde_json::to_vec(&event)?;
     let header = signature::sign(&body, secret.expose_secret(), crate::db::now_ms() / 1000);
@@ -63,11 +85,18 @@ pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("cannot reach {url}: {e}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
-    println!("{} {} -> {url}: {status} {text}", event["type"].as_str().unwrap_or_default(), event["id"].as_str().unwrap_or_default());
+    println!(
+        "{} {} -> {url}: {status} {text}",
+        event["type"].as_str().unwrap_or_default(),
+        event["id"].as_str().unwrap_or_default()
+    );
     anyhow::ensure!(status.is_success(), "Bursar refused the event");
     Ok(())
 }
 
 fn first(secrets: &[SecretString], var: &str) -> anyhow::Result<SecretString> {
-    secrets.first().cloned().ok_or_else(|| anyhow::anyhow!("{var} is not set, so the event cannot be signed"))
+    secrets
+        .first()
+        .cloned()
+        .ok_or_else(|| anyhow::anyhow!("{var} is not set, so the event cannot be signed"))
 }

@@ -14,15 +14,23 @@ pub struct ApiKeyRow {
     pub created_at: i64,
 }
 
-pub async fn insert(db: &Db, id: &ApiKeyId, name: &str, key_hash: &str, prefix: &str) -> Result<()> {
-    sqlx::query("INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)")
-        .bind(id.as_str())
-        .bind(name)
-        .bind(key_hash)
-        .bind(prefix)
-        .bind(now_ms())
-        .execute(db.pool())
-        .await?;
+pub async fn insert(
+    db: &Db,
+    id: &ApiKeyId,
+    name: &str,
+    key_hash: &str,
+    prefix: &str,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
+    )
+    .bind(id.as_str())
+    .bind(name)
+    .bind(key_hash)
+    .bind(prefix)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 

@@ -98,24 +98,35 @@ pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<
         .await?)
 }
 
-pub async fn get<'e>(ex: impl Executor<'e, Database = Any>, store: &StoreId) -> Result<Option<ConnectionRow>> {
+pub async fn get<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    store: &StoreId,
+) -> Result<Option<ConnectionRow>> {
     let sql = format!("SELECT {COLUMNS} FROM connections WHERE store_id = $1");
-    Ok(sqlx::query_as::<_, ConnectionRow>(&sql).bind(store.as_str()).fetch_optional(ex).await?)
+    Ok(sqlx::query_as::<_, ConnectionRow>(&sql)
+        .bind(store.as_str())
+        .fetch_optional(ex)
+        .await?)
 }
 
 /// Returns false when the store has no connection to attach the secret to.
 pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Result<bool> {
-    let done = sqlx::query("UPDATE connections SET webhook_secret_enc = $1, updated_at = $2 WHERE store_id = $3")
-        .bind(sealed)
-        .bind(now_ms())
-        .bind(store.as_str())
-        .execute(db.pool())
-        .await?;
+    let done = sqlx::query(
+        "UPDATE connections SET webhook_secret_enc = $1, updated_at = $2 WHERE store_id = $3",
+    )
+    .bind(sealed)
+    .bind(now_ms())
+    .bind(store.as_str())
+    .execute(db.pool())
+    .await?;
     Ok(done.rows_affected() == 1)
 }
 
 pub async fn delete(db: &Db, store: &StoreId) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM connections WHERE store_id = $1").bind(store.as_str()).execute(db.pool()).await?;
+    let done = sqlx::query("DELETE FROM connections WHERE store_id = $1")
+        .bind(store.as_str())
+        .execute(db.pool())
+        .await?;
     Ok(done.rows_affected() == 1)
 }
 
@@ -124,13 +135,19 @@ pub async fn store_for_connect_account<'e>(
     ex: impl Executor<'e, Database = Any>,
     account: &str,
 ) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar::<_, String>("SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = $1")
-        .bind(account)
-        .fetch_optional(ex)
-        .await?)
+    Ok(sqlx::query_scalar::<_, String>(
+        "SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = $1",
+    )
+    .bind(account)
+    .fetch_optional(ex)
+    .await?)
 }
 
-pub async fn set_account_state<'e>(ex: impl Executor<'e, Database = Any>, store: &StoreId, state: &AccountState) -> Result<()> {
+pub async fn set_account_state<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    store: &StoreId,
+    state: &AccountState,
+) -> Result<()> {
     sqlx::query(
         "UPDATE connections SET charges_enabled = $1, payouts_enabled = $2, details_submitted = $3, \
          requirements = $4, account_synced_at = $5, updated_at = $5 WHERE store_id = $6",
@@ -146,7 +163,10 @@ pub async fn set_account_state<'e>(ex: impl Executor<'e, Database = Any>, store:
     Ok(())
 }
 
-pub async fn set_deauthorized<'e>(ex: impl Executor<'e, Database = Any>, store: &StoreId) -> Result<()> {
+pub async fn set_deauthorized<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    store: &StoreId,
+) -> Result<()> {
     sqlx::query("UPDATE connections SET deauthorized = 1, charges_enabled = 0, payouts_enabled = 0, updated_at = $1 WHERE store_id = $2")
         .bind(now_ms())
         .bind(store.as_str())
@@ -162,8 +182,16 @@ pub async fn set_json<'e>(
     column: JsonColumn,
     json: &str,
 ) -> Result<()> {
-    let sql = format!("UPDATE connections SET {} = $1, updated_at = $2 WHERE store_id = $3", column.name());
-    sqlx::query(&sql).bind(json).bind(now_ms()).bind(store.as_str()).execute(ex).await?;
+    let sql = format!(
+        "UPDATE connections SET {} = $1, updated_at = $2 WHERE store_id = $3",
+        column.name()
+    );
+    sqlx::query(&sql)
+        .bind(json)
+        .bind(now_ms())
+        .bind(store.as_str())
+        .execute(ex)
+        .await?;
     Ok(())
 }
 

@@ -18,12 +18,14 @@ pub enum Claim {
 
 pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str) -> Result<Claim> {
     let now = now_ms();
-    sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 AND created_at < $3")
-        .bind(api_key_id)
-        .bind(key)
-        .bind(now - TTL_MS)
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 AND created_at < $3",
+    )
+    .bind(api_key_id)
+    .bind(key)
+    .bind(now - TTL_MS)
+    .execute(db.pool())
+    .await?;
     let inserted = sqlx::query(
         "INSERT INTO idempotency_keys (api_key_id, idem_key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
          ON CONFLICT (api_key_id, idem_key) DO NOTHING",
@@ -47,7 +49,10 @@ pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str) -> 
     Ok(match row {
         None => Claim::InFlight,
         Some((hash, _, _)) if hash != request_hash => Claim::Mismatch,
-        Some((_, Some(status), Some(body))) => Claim::Replay { status: status as u16, body },
+        Some((_, Some(status), Some(body))) => Claim::Replay {
+            status: status as u16,
+            body,
+        },
         Some(_) => Claim::InFlight,
     })
 }

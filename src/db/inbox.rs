@@ -82,7 +82,8 @@ pub struct EventRow {
     pub applied_at: Option<i64>,
 }
 
-const COLUMNS: &str = "seq, source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
+const COLUMNS: &str =
+    "seq, source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
     payload, status, attempts, next_attempt_at, last_error, received_at, applied_at";
 
 /// Claims up to `limit` due events for `lease_ms`, under `token`.
@@ -176,7 +177,11 @@ pub async fn fail<'e>(
         "UPDATE events SET status = $1, last_error = $2, next_attempt_at = $3, claim_token = NULL \
          WHERE seq = $4 AND claim_token = $5",
     )
-    .bind(if retry_at.is_some() { "retrying" } else { "dead" })
+    .bind(if retry_at.is_some() {
+        "retrying"
+    } else {
+        "dead"
+    })
     .bind(error)
     .bind(retry_at.unwrap_or_else(now_ms))
     .bind(seq)
@@ -195,7 +200,12 @@ pub struct Filter {
 }
 
 /// Newest first, before the `before` cursor (a `seq`).
-pub async fn list(db: &Db, filter: &Filter, before: Option<i64>, limit: i64) -> Result<Vec<EventRow>> {
+pub async fn list(
+    db: &Db,
+    filter: &Filter,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<EventRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE seq < $1 AND ($2 IS NULL OR store_id = $2) \
          AND ($3 IS NULL OR status = $3) AND ($4 IS NULL OR event_type = $4) ORDER BY seq DESC LIMIT $5"
@@ -212,13 +222,19 @@ pub async fn list(db: &Db, filter: &Filter, before: Option<i64>, limit: i64) -> 
 
 pub async fn get(db: &Db, seq: i64) -> Result<Option<EventRow>> {
     let sql = format!("SELECT {COLUMNS} FROM events WHERE seq = $1");
-    Ok(sqlx::query_as::<_, EventRow>(&sql).bind(seq).fetch_optional(db.pool()).await?)
+    Ok(sqlx::query_as::<_, EventRow>(&sql)
+        .bind(seq)
+        .fetch_optional(db.pool())
+        .await?)
 }
 
 /// The newest row for a Stripe event id (the same id can exist once per source).
 pub async fn get_by_event_id(db: &Db, event_id: &str) -> Result<Option<EventRow>> {
     let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = $1 ORDER BY seq DESC LIMIT 1");
-    Ok(sqlx::query_as::<_, EventRow>(&sql).bind(event_id).fetch_optional(db.pool()).await?)
+    Ok(sqlx::query_as::<_, EventRow>(&sql)
+        .bind(event_id)
+        .fetch_optional(db.pool())
+        .await?)
 }
 
 /// Puts a finished event back in the queue with a fresh retry budget. Events still in
@@ -237,7 +253,9 @@ pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
 
 /// How many events are in each status.
 pub async fn status_counts(db: &Db) -> Result<Vec<(String, i64)>> {
-    Ok(sqlx::query_as::<_, (String, i64)>("SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status")
-        .fetch_all(db.pool())
-        .await?)
+    Ok(sqlx::query_as::<_, (String, i64)>(
+        "SELECT status, COUNT(*) FROM events GROUP BY status ORDER BY status",
+    )
+    .fetch_all(db.pool())
+    .await?)
 }

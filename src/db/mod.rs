@@ -32,7 +32,11 @@ impl From<sqlx::Error> for DbError {
     fn from(e: sqlx::Error) -> Self {
         if let sqlx::Error::Database(db) = &e {
             if db.is_unique_violation() {
-                return DbError::Conflict(db.constraint().map(str::to_owned).unwrap_or_else(|| db.message().to_owned()));
+                return DbError::Conflict(
+                    db.constraint()
+                        .map(str::to_owned)
+                        .unwrap_or_else(|| db.message().to_owned()),
+                );
             }
         }
         DbError::Sqlx(e)
@@ -57,7 +61,11 @@ impl Db {
     /// Connects (creating a SQLite file if needed) without migrating.
     pub async fn connect(url: &str) -> Result<Self> {
         sqlx::any::install_default_drivers();
-        let engine = if url.starts_with("sqlite:") { Engine::Sqlite } else { Engine::Postgres };
+        let engine = if url.starts_with("sqlite:") {
+            Engine::Sqlite
+        } else {
+            Engine::Postgres
+        };
         let url = match engine {
             Engine::Sqlite if !url.contains("mode=") => {
                 format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })

@@ -36,10 +36,12 @@ pub async fn insert(
 }
 
 pub async fn get(db: &Db, id: &StoreId) -> Result<Option<StoreRow>> {
-    Ok(sqlx::query_as::<_, StoreRow>("SELECT id, name, external_id, metadata, created_at FROM stores WHERE id = $1")
-        .bind(id.as_str())
-        .fetch_optional(db.pool())
-        .await?)
+    Ok(sqlx::query_as::<_, StoreRow>(
+        "SELECT id, name, external_id, metadata, created_at FROM stores WHERE id = $1",
+    )
+    .bind(id.as_str())
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 /// Stores in id (= creation) order, after the cursor.
@@ -55,6 +57,9 @@ pub async fn list(db: &Db, after: Option<&StoreId>, limit: i64) -> Result<Vec<St
 
 /// Deletes the store and, by cascade, its connection and secrets. Its events stay in the log.
 pub async fn delete(db: &Db, id: &StoreId) -> Result<bool> {
-    let done = sqlx::query("DELETE FROM stores WHERE id = $1").bind(id.as_str()).execute(db.pool()).await?;
+    let done = sqlx::query("DELETE FROM stores WHERE id = $1")
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
     Ok(done.rows_affected() == 1)
 }

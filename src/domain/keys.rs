@@ -32,7 +32,12 @@ pub struct SecretKey {
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "SecretKey({}, {}, [REDACTED])", self.kind.as_str(), self.mode)
+        write!(
+            f,
+            "SecretKey({}, {}, [REDACTED])",
+            self.kind.as_str(),
+            self.mode
+        )
     }
 }
 
@@ -44,12 +49,10 @@ impl SecretKey {
             Some("sk_live_") => (KeyKind::Secret, Mode::Live),
             Some("rk_test_") => (KeyKind::Restricted, Mode::Test),
             Some("rk_live_") => (KeyKind::Restricted, Mode::Live),
-            _ => {
-                return Err(Invalid::new(
-                    "secret_key",
-                    "must be a Stripe secret (sk_test_/sk_live_) or restricted (rk_test_/rk_live_) key",
-                ))
-            }
+            _ => return Err(Invalid::new(
+                "secret_key",
+                "must be a Stripe secret (sk_test_/sk_live_) or restricted (rk_test_/rk_live_) key",
+            )),
         };
         check_key_body(&raw[8..], "secret_key")?;
         Ok(Self { key, kind, mode })
@@ -106,7 +109,11 @@ impl PublishableKey {
 /// A webhook signing secret (`whsec_`).
 pub fn parse_webhook_secret(secret: SecretString) -> Result<SecretString, Invalid> {
     match secret.expose_secret().strip_prefix("whsec_") {
-        Some(body) if !body.is_empty() && body.len() <= 200 && body.bytes().all(|b| b.is_ascii_graphic()) => {
+        Some(body)
+            if !body.is_empty()
+                && body.len() <= 200
+                && body.bytes().all(|b| b.is_ascii_graphic()) =>
+        {
             Ok(secret)
         }
         _ => Err(Invalid::new(
@@ -117,7 +124,10 @@ pub fn parse_webhook_secret(secret: SecretString) -> Result<SecretString, Invali
 }
 
 fn check_key_body(body: &str, field: &'static str) -> Result<(), Invalid> {
-    if body.len() < 8 || body.len() > 250 || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+    if body.len() < 8
+        || body.len() > 250
+        || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
         return Err(Invalid::new(field, "is not a well-formed Stripe key"));
     }
     Ok(())
@@ -137,7 +147,12 @@ mod tests {
         assert_eq!((k.kind(), k.mode()), (KeyKind::Restricted, Mode::Live));
         let k = SecretKey::parse(secret("sk_test_abcdefgh1234")).unwrap();
         assert_eq!((k.kind(), k.mode()), (KeyKind::Secret, Mode::Test));
-        assert_eq!(PublishableKey::parse("pk_live_abcdefgh1234").unwrap().mode(), Mode::Live);
+        assert_eq!(
+            PublishableKey::parse("pk_live_abcdefgh1234")
+                .unwrap()
+                .mode(),
+            Mode::Live
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ impl Metadata {
                 return Err(Invalid::new("metadata", "keys must be 1 to 40 characters"));
             }
             if v.chars().count() > 500 {
-                return Err(Invalid::new("metadata", "values must be at most 500 characters"));
+                return Err(Invalid::new(
+                    "metadata",
+                    "values must be at most 500 characters",
+                ));
             }
         }
         Ok(Self(map))

@@ -17,7 +17,11 @@ pub struct Caller {
     pub api_key_id: String,
 }
 
-pub async fn require_api_key(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_api_key(
+    State(state): State<AppState>,
+    mut req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let presented = req
         .headers()
         .get(AUTHORIZATION)
@@ -35,11 +39,19 @@ pub async fn require_api_key(State(state): State<AppState>, mut req: Request, ne
 
 /// `X-Internal-Secret`, compared in constant time. With no secret configured the internal API
 /// does not exist (404), so probing it tells nothing.
-pub async fn require_internal_secret(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn require_internal_secret(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     let Some(expected) = &state.services.config.internal_secret else {
         return Err(ApiError::not_found("route"));
     };
-    let presented = req.headers().get("X-Internal-Secret").map(|v| v.as_bytes()).unwrap_or_default();
+    let presented = req
+        .headers()
+        .get("X-Internal-Secret")
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
     if !bool::from(presented.ct_eq(expected.expose_secret().as_bytes())) {
         return Err(ApiError::new(
             axum::http::StatusCode::UNAUTHORIZED,

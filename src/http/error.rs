@@ -18,7 +18,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -26,7 +30,11 @@ impl ApiError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        Self::new(StatusCode::NOT_FOUND, "not_found", format!("no such {what}"))
+        Self::new(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            format!("no such {what}"),
+        )
     }
 
     pub fn unauthenticated() -> Self {
@@ -38,11 +46,19 @@ impl ApiError {
     }
 
     pub fn too_large() -> Self {
-        Self::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "the request body is too large")
+        Self::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large",
+        )
     }
 
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal_error", "internal error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; see the server log",
+        )
     }
 }
 
@@ -58,16 +74,35 @@ impl From<ServiceError> for ApiError {
         match e {
             ServiceError::NotFound(what) => ApiError::not_found(what),
             ServiceError::Invalid(i) => ApiError::bad_request("invalid_request", i.to_string()),
-            ServiceError::Conflict { code, message } => ApiError::new(StatusCode::CONFLICT, code, message),
+            ServiceError::Conflict { code, message } => {
+                ApiError::new(StatusCode::CONFLICT, code, message)
+            }
             ServiceError::Refused { code, message } => ApiError::bad_request(code, message),
-            ServiceError::StripeRefused(StripeError::Api { status, message, code, .. }) => {
-                let api_code = if matches!(status, 401 | 403) { "stripe_key_rejected" } else { "stripe_request_refused" };
+            ServiceError::StripeRefused(StripeError::Api {
+                status,
+                message,
+                code,
+                ..
+            }) => {
+                let api_code = if matches!(status, 401 | 403) {
+                    "stripe_key_rejected"
+                } else {
+                    "stripe_request_refused"
+                };
                 let detail = code.map(|c| format!(" ({c})")).unwrap_or_default();
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, api_code, format!("Stripe refused: {message}{detail}"))
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    api_code,
+                    format!("Stripe refused: {message}{detail}"),
+                )
             }
             ServiceError::StripeRefused(other) | ServiceError::StripeUnavailable(other) => {
                 tracing::error!(error = %other, "Stripe call failed");
-                ApiError::new(StatusCode::BAD_GATEWAY, "stripe_unavailable", "Stripe could not be reached; try again")
+                ApiError::new(
+                    StatusCode::BAD_GATEWAY,
+                    "stripe_unavailable",
+                    "Stripe could not be reached; try again",
+                )
             }
             ServiceError::Db(e) => {
                 tracing::error!(error = ?e, "database failure");

@@ -31,7 +31,9 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             "send JSON with Content-Type: application/json",
         ),
         _ => match r {
-            JsonRejection::JsonSyntaxError(e) => ApiError::bad_request("invalid_json", format!("malformed JSON: {}", e.body_text())),
+            JsonRejection::JsonSyntaxError(e) => {
+                ApiError::bad_request("invalid_json", format!("malformed JSON: {}", e.body_text()))
+            }
             other => ApiError::bad_request("invalid_request", other.body_text()),
         },
     }
@@ -46,7 +48,9 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         match axum::extract::Query::<T>::from_request_parts(parts, state).await {
             Ok(axum::extract::Query(v)) => Ok(QueryParams(v)),
-            Err(QueryRejection::FailedToDeserializeQueryString(e)) => Err(ApiError::bad_request("invalid_request", e.body_text())),
+            Err(QueryRejection::FailedToDeserializeQueryString(e)) => {
+                Err(ApiError::bad_request("invalid_request", e.body_text()))
+            }
             Err(e) => Err(ApiError::bad_request("invalid_request", e.body_text())),
         }
     }

@@ -16,7 +16,11 @@ use crate::db::idempotency::{self, Claim};
 
 const RESPONSE_LIMIT: usize = 1 << 20;
 
-pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next) -> Result<Response, ApiError> {
+pub async fn idempotent(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
     if !matches!(*req.method(), Method::POST | Method::PUT) {
         return Ok(next.run(req).await);
     }
@@ -27,11 +31,22 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
         .to_str()
         .ok()
         .filter(|k| !k.is_empty() && k.len() <= 255)
-        .ok_or_else(|| ApiError::bad_request("invalid_idempotency_key", "Idempotency-Key must be 1 to 255 visible characters"))?
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_idempotency_key",
+                "Idempotency-Key must be 1 to 255 visible characters",
+            )
+        })?
         .to_owned();
-    let caller = req.extensions().get::<Caller>().cloned().ok_or_else(ApiError::unauthenticated)?;
+    let caller = req
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .ok_or_else(ApiError::unauthenticated)?;
     let (parts, body) = req.into_parts();
-    let bytes = to_bytes(body, API_BODY_LIMIT).await.map_err(|_| ApiError::too_large())?;
+    let bytes = to_bytes(body, API_BODY_LIMIT)
+        .await
+        .map_err(|_| ApiError::too_large())?;
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update(b" ");
@@ -40,11 +55,19 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
     hasher.update(&bytes);
     let hash = hex::encode(hasher.finalize());
     let db = &state.services.db;
-    match idempotency::claim(db, &caller.api_key_id, &key, &hash).await.map_err(|e| ApiError::from(crate::service::ServiceError::from(e)))? {
+    match idempotency::claim(db, &caller.api_key_id, &key, &hash)
+        .await
+        .map_err(|e| ApiError::from(crate::service::ServiceError::from(e)))?
+    {
         Claim::Replay { status, body } => {
-            let mut response = (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
-            response.headers_mut().insert("Content-Type", HeaderValue::from_static("application/json"));
-            response.headers_mut().insert("Idempotent-Replayed", HeaderValue::from_static("true"));
+            let mut response =
+                (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
+            response
+                .headers_mut()
+                .insert("Content-Type", HeaderValue::from_static("application/json"));
+            response
+                .headers_mut()
+                .insert("Idempotent-Replayed", HeaderValue::from_static("true"));
             Ok(response)
         }
         Claim::Mismatch => Err(ApiError::new(
@@ -58,12 +81,15 @@ pub async fn idempotent(State(state): State<AppState>, req: Request, next: Next)
             "a request with this Idempotency-Key is still being processed",
         )),
         Claim::New => {
-            let response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
+            let response = next
+                .run(Request::from_parts(parts, Body::from(bytes)))
+                .await;
             let (parts, body) = response.into_parts();
             let bytes = to_bytes(body, RESPONSE_LIMIT).await.unwrap_or_default();
             let saved = if parts.status.is_success() {
                 let text = String::from_utf8_lossy(&bytes);
-                idempotency::complete(db, &caller.api_key_id, &key, parts.status.as_u16(), &text).await
+                idempotency::complete(db, &caller.api_key_id, &key, parts.status.as_u16(), &text)
+                    .await
             } else {
                 idempotency::release(db, &caller.api_key_id, &key).await
             };

@@ -44,20 +44,41 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let management = Router::new()
         .route("/stores", post(api::stores::create).get(api::stores::list))
-        .route("/stores/{id}", get(api::stores::get).delete(api::stores::delete))
-        .route("/stores/{id}/connection", axum::routing::delete(api::connection::disconnect))
-        .route("/stores/{id}/connection/keys", put(api::connection::put_keys))
-        .route("/stores/{id}/connection/webhook-secret", put(api::connection::put_webhook_secret))
+        .route(
+            "/stores/{id}",
+            get(api::stores::get).delete(api::stores::delete),
+        )
+        .route(
+            "/stores/{id}/connection",
+            axum::routing::delete(api::connection::disconnect),
+        )
+        .route(
+            "/stores/{id}/connection/keys",
+            put(api::connection::put_keys),
+        )
+        .route(
+            "/stores/{id}/connection/webhook-secret",
+            put(api::connection::put_webhook_secret),
+        )
         .route("/stores/{id}/account", get(api::connection::account))
         .route("/events", get(api::events::list))
         .route("/events/{id}", get(api::events::get))
         .route("/events/{id}/replay", post(api::events::replay))
-        .route_layer(middleware::from_fn_with_state(state.clone(), idempotency::idempotent))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_api_key))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
         .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
     let internal = Router::new()
         .route("/stores/{id}/stripe-status", get(status::internal))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::require_internal_secret));
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_internal_secret,
+        ));
     let hooks = Router::new()
         .route("/stripe", post(webhooks::platform))
         .route("/stripe/connect", post(webhooks::connect))
@@ -81,7 +102,9 @@ pub fn router(state: AppState) -> Router {
         }))
 }
 
-async fn healthz(axum::extract::State(state): axum::extract::State<AppState>) -> Json<serde_json::Value> {
+async fn healthz(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> Json<serde_json::Value> {
     let ready = state.ready.load(std::sync::atomic::Ordering::Relaxed);
     Json(json!({ "status": if ready { "ok" } else { "starting" } }))
 }

@@ -38,12 +38,20 @@ impl Door {
     }
 }
 
-pub async fn platform(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn platform(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let secrets = state.services.config.stripe.webhook_secrets.clone();
     receive(&state, Door::Platform, &secrets, &headers, body).await
 }
 
-pub async fn connect(State(state): State<AppState>, headers: HeaderMap, body: Result<Bytes, BytesRejection>) -> Response {
+pub async fn connect(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
     let secrets = state.services.config.stripe.connect_webhook_secrets.clone();
     receive(&state, Door::Connect, &secrets, &headers, body).await
 }
@@ -77,12 +85,17 @@ async fn receive(
 ) -> Response {
     let body = match body {
         Ok(b) => b,
-        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => return ApiError::too_large().into_response(),
+        Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return ApiError::too_large().into_response()
+        }
         Err(r) => return ApiError::bad_request("invalid_body", r.body_text()).into_response(),
     };
     if secrets.is_empty() {
         // Fail closed, with a 5xx so Stripe keeps retrying until the secret is configured.
-        tracing::warn!(scope = door.scope(), "webhook refused: no signing secret is configured for this endpoint");
+        tracing::warn!(
+            scope = door.scope(),
+            "webhook refused: no signing secret is configured for this endpoint"
+        );
         return ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             "webhook_not_configured",
@@ -90,9 +103,17 @@ async fn receive(
         )
         .into_response();
     }
-    let header = headers.get("Stripe-Signature").and_then(|v| v.to_str().ok());
+    let header = headers
+        .get("Stripe-Signature")
+        .and_then(|v| v.to_str().ok());
     let now = crate::db::now_ms() / 1000;
-    if let Err(e) = signature::verify(header, &body, secrets, state.services.config.webhook_tolerance, now) {
+    if let Err(e) = signature::verify(
+        header,
+        &body,
+        secrets,
+        state.services.config.webhook_tolerance,
+        now,
+    ) {
         tracing::info!(scope = door.scope(), reason = %e, "webhook signature rejected");
         return ApiError::bad_request("invalid_signature", e.to_string()).into_response();
     }
@@ -121,10 +142,17 @@ async fn receive(
     };
     match state.ingest.store(event).await {
         Ok(Inserted::New(_)) => Json(json!({ "received": true })).into_response(),
-        Ok(Inserted::Duplicate) => Json(json!({ "received": true, "duplicate": true })).into_response(),
+        Ok(Inserted::Duplicate) => {
+            Json(json!({ "received": true, "duplicate": true })).into_response()
+        }
         Err(e) => {
             tracing::error!(error = ?e, "webhook could not be stored");
-            ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "inbox_unavailable", "the event could not be stored; retry").into_response()
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "inbox_unavailable",
+                "the event could not be stored; retry",
+            )
+            .into_response()
         }
     }
 }

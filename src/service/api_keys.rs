@@ -17,7 +17,11 @@ pub async fn create(db: &Db, name: &str) -> Result<(ApiKeyId, SecretString)> {
     if name.is_empty() || name.len() > 100 {
         return Err(Invalid::new("name", "must be 1 to 100 characters").into());
     }
-    let body: String = rand::rngs::OsRng.sample_iter(&Alphanumeric).take(32).map(char::from).collect();
+    let body: String = rand::rngs::OsRng
+        .sample_iter(&Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
     let key = SecretString::from(format!("{PREFIX}{body}"));
     let id = ApiKeyId::generate();
     let shown = &key.expose_secret()[..PREFIX.len() + 4];

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 
 use super::{stores, Result, ServiceError, Services};
 use crate::config::KeyPolicy;
-use crate::db::{self, connections::AccountState, connections::ConnectionRow, connections::NewKeys};
+use crate::db::{
+    self, connections::AccountState, connections::ConnectionRow, connections::NewKeys,
+};
 use crate::domain::keys::parse_webhook_secret;
 use crate::domain::{AccountId, KeyKind, PublishableKey, SecretKey, StoreId};
 use crate::stripe::AccountScope;
@@ -17,7 +19,11 @@ pub const WEBHOOK_SECRET_FIELD: &str = "webhook_secret";
 
 /// Where a store's secrets are bound: its own connection row.
 pub fn binding<'a>(store: &'a StoreId, field: &'static str) -> Binding<'a> {
-    Binding { table: "connections", row: store.as_str(), field }
+    Binding {
+        table: "connections",
+        row: store.as_str(),
+        field,
+    }
 }
 
 /// The account fields of Stripe's `GET /v1/account` that Bursar keeps.
@@ -71,7 +77,11 @@ pub struct ConnectionView {
 impl ConnectionView {
     fn new(s: &Services, row: ConnectionRow, warnings: Vec<String>) -> Self {
         Self {
-            webhook_url: format!("{}/webhooks/stripe/stores/{}", s.config.public_url.trim_end_matches('/'), row.store_id),
+            webhook_url: format!(
+                "{}/webhooks/stripe/stores/{}",
+                s.config.public_url.trim_end_matches('/'),
+                row.store_id
+            ),
             store_id: row.store_id,
             object: "connection",
             kind: row.kind,
@@ -93,7 +103,11 @@ pub struct KeysInput {
 
 /// Checks the keys with Stripe (`GET /v1/account` under the store's own key), then saves them
 /// sealed. Nothing is saved unless Stripe accepted the key.
-pub async fn connect_keys(s: &Services, store: &StoreId, input: KeysInput) -> Result<ConnectionView> {
+pub async fn connect_keys(
+    s: &Services,
+    store: &StoreId,
+    input: KeysInput,
+) -> Result<ConnectionView> {
     stores::require(s, store).await?;
     let secret = SecretKey::parse(input.secret_key)?;
     let publishable = PublishableKey::parse(&input.publishable_key)?;
@@ -124,11 +138,18 @@ pub async fn connect_keys(s: &Services, store: &StoreId, input: KeysInput) -> Re
             KeyPolicy::Allow => {}
         }
     }
-    let account: StripeAccount = s.stripe.get(AccountScope::OwnKey(secret.secret()), "/v1/account").await?;
-    let account_id = AccountId::parse(&account.id)
-        .map_err(|_| ServiceError::StripeUnavailable(crate::stripe::StripeError::Decode("account id".into())))?;
-    let secret_key_enc = s.vault.seal(secret.secret(), binding(store, SECRET_KEY_FIELD));
-    let webhook_secret_enc = webhook_secret.map(|w| s.vault.seal(&w, binding(store, WEBHOOK_SECRET_FIELD)));
+    let account: StripeAccount = s
+        .stripe
+        .get(AccountScope::OwnKey(secret.secret()), "/v1/account")
+        .await?;
+    let account_id = AccountId::parse(&account.id).map_err(|_| {
+        ServiceError::StripeUnavailable(crate::stripe::StripeError::Decode("account id".into()))
+    })?;
+    let secret_key_enc = s
+        .vault
+        .seal(secret.secret(), binding(store, SECRET_KEY_FIELD));
+    let webhook_secret_enc =
+        webhook_secret.map(|w| s.vault.seal(&w, binding(store, WEBHOOK_SECRET_FIELD)));
     let row = db::connections::upsert_keys(
         &s.db,
         store,
@@ -147,7 +168,11 @@ pub async fn connect_keys(s: &Services, store: &StoreId, input: KeysInput) -> Re
     Ok(ConnectionView::new(s, row, warnings))
 }
 
-pub async fn set_webhook_secret(s: &Services, store: &StoreId, secret: SecretString) -> Result<ConnectionView> {
+pub async fn set_webhook_secret(
+    s: &Services,
+    store: &StoreId,
+    secret: SecretString,
+) -> Result<ConnectionView> {
     stores::require(s, store).await?;
     let secret = parse_webhook_secret(secret)?;
     let sealed = s.vault.seal(&secret, binding(store, WEBHOOK_SECRET_FIELD));
@@ -157,7 +182,9 @@ pub async fn set_webhook_secret(s: &Services, store: &StoreId, secret: SecretStr
             message: "the store has no Stripe connection; connect it first".into(),
         });
     }
-    let row = db::connections::get(s.db.pool(), store).await?.ok_or(ServiceError::NotFound("connection"))?;
+    let row = db::connections::get(s.db.pool(), store)
+        .await?
+        .ok_or(ServiceError::NotFound("connection"))?;
     Ok(ConnectionView::new(s, row, Vec::new()))
 }
 
@@ -174,7 +201,9 @@ pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
 
 /// The store's webhook signing secret, opened; `None` when it has none.
 pub async fn webhook_secret(s: &Services, store: &StoreId) -> Result<Option<SecretString>> {
-    let Some(row) = db::connections::get(s.db.pool(), store).await? else { return Ok(None) };
+    let Some(row) = db::connections::get(s.db.pool(), store).await? else {
+        return Ok(None);
+    };
     row.webhook_secret_enc
         .map(|enc| s.vault.open(&enc, binding(store, WEBHOOK_SECRET_FIELD)))
         .transpose()
@@ -199,8 +228,13 @@ impl StoreScope {
 pub fn store_scope(s: &Services, store: &StoreId, row: &ConnectionRow) -> Result<StoreScope> {
     match (row.kind.as_str(), &row.account_id, &row.secret_key_enc) {
         ("connect", Some(account), _) => Ok(StoreScope::Connected(AccountId::parse(account)?)),
-        ("keys", _, Some(enc)) => Ok(StoreScope::OwnKey(s.vault.open(enc, binding(store, SECRET_KEY_FIELD))?)),
-        _ => Err(ServiceError::Refused { code: "not_connected", message: "the store has no usable Stripe credentials".into() }),
+        ("keys", _, Some(enc)) => Ok(StoreScope::OwnKey(
+            s.vault.open(enc, binding(store, SECRET_KEY_FIELD))?,
+        )),
+        _ => Err(ServiceError::Refused {
+            code: "not_connected",
+            message: "the store has no usable Stripe credentials".into(),
+        }),
     }
 }
 
@@ -262,7 +296,6 @@ pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
     })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -272,7 +305,8 @@ mod tests {
         let account: StripeAccount =
             serde_json::from_value(crate::stripe::fixtures::object("account").unwrap()).unwrap();
         let state = account.state();
-        let req: serde_json::Value = serde_json::from_str(state.requirements.as_deref().unwrap()).unwrap();
+        let req: serde_json::Value =
+            serde_json::from_str(state.requirements.as_deref().unwrap()).unwrap();
         assert!(req["currently_due"].is_array());
         assert!(req.get("alternatives").is_none());
     }

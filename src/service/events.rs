@@ -52,7 +52,15 @@ impl EventView {
     }
 }
 
-pub const STATUSES: &[&str] = &["pending", "processing", "retrying", "applied", "ignored", "unrouted", "dead"];
+pub const STATUSES: &[&str] = &[
+    "pending",
+    "processing",
+    "retrying",
+    "applied",
+    "ignored",
+    "unrouted",
+    "dead",
+];
 
 pub struct Page {
     pub data: Vec<EventView>,
@@ -63,8 +71,15 @@ pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64
     let mut rows = db::inbox::list(&s.db, filter, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| r.seq.to_string()) } else { None };
-    Ok(Page { data: rows.into_iter().map(|r| EventView::new(r, false)).collect(), next_cursor })
+    let next_cursor = if more {
+        rows.last().map(|r| r.seq.to_string())
+    } else {
+        None
+    };
+    Ok(Page {
+        data: rows.into_iter().map(|r| EventView::new(r, false)).collect(),
+        next_cursor,
+    })
 }
 
 /// Finds an event by Bursar's numeric id or by Stripe's `evt_…` id.
@@ -77,18 +92,25 @@ pub async fn replay(s: &Services, id: &str) -> Result<EventView> {
     if !db::inbox::replay(&s.db, row.seq).await? {
         return Err(ServiceError::Conflict {
             code: "event_in_flight",
-            message: format!("event {} is {} and cannot be replayed now", row.seq, row.status),
+            message: format!(
+                "event {} is {} and cannot be replayed now",
+                row.seq, row.status
+            ),
         });
     }
     tracing::info!(seq = row.seq, event = %row.event_id, "event queued for replay");
-    let row = db::inbox::get(&s.db, row.seq).await?.ok_or(ServiceError::NotFound("event"))?;
+    let row = db::inbox::get(&s.db, row.seq)
+        .await?
+        .ok_or(ServiceError::NotFound("event"))?;
     Ok(EventView::new(row, false))
 }
 
 async fn find(s: &Services, id: &str) -> Result<EventRow> {
     let row = match id.parse::<i64>() {
         Ok(seq) => db::inbox::get(&s.db, seq).await?,
-        Err(_) if id.starts_with("evt_") && id.len() <= 255 => db::inbox::get_by_event_id(&s.db, id).await?,
+        Err(_) if id.starts_with("evt_") && id.len() <= 255 => {
+            db::inbox::get_by_event_id(&s.db, id).await?
+        }
         Err(_) => None,
     };
     row.ok_or(ServiceError::NotFound("event"))

@@ -59,7 +59,9 @@ pub enum ServiceError {
 impl From<StripeError> for ServiceError {
     fn from(e: StripeError) -> Self {
         match &e {
-            StripeError::Api { status, .. } if *status < 500 && *status != 429 => ServiceError::StripeRefused(e),
+            StripeError::Api { status, .. } if *status < 500 && *status != 429 => {
+                ServiceError::StripeRefused(e)
+            }
             _ => ServiceError::StripeUnavailable(e),
         }
     }

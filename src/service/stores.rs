@@ -16,7 +16,11 @@ pub struct NewStore {
 }
 
 impl NewStore {
-    pub fn parse(name: &str, external_id: Option<&str>, metadata: Option<BTreeMap<String, String>>) -> Result<Self> {
+    pub fn parse(
+        name: &str,
+        external_id: Option<&str>,
+        metadata: Option<BTreeMap<String, String>>,
+    ) -> Result<Self> {
         Ok(Self {
             name: StoreName::parse(name)?,
             external_id: external_id.map(ExternalId::parse).transpose()?,
@@ -50,7 +54,15 @@ impl From<StoreRow> for StoreView {
 
 pub async fn create(s: &Services, new: NewStore) -> Result<StoreView> {
     let id = StoreId::generate();
-    match db::stores::insert(&s.db, &id, &new.name, new.external_id.as_ref(), &new.metadata).await {
+    match db::stores::insert(
+        &s.db,
+        &id,
+        &new.name,
+        new.external_id.as_ref(),
+        &new.metadata,
+    )
+    .await
+    {
         Ok(row) => Ok(row.into()),
         Err(DbError::Conflict(_)) => Err(ServiceError::Conflict {
             code: "external_id_taken",
@@ -66,7 +78,9 @@ pub async fn get(s: &Services, id: &StoreId) -> Result<StoreView> {
 
 /// The store row, or `NotFound`: the first check of every store-scoped operation.
 pub async fn require(s: &Services, id: &StoreId) -> Result<StoreRow> {
-    db::stores::get(&s.db, id).await?.ok_or(ServiceError::NotFound("store"))
+    db::stores::get(&s.db, id)
+        .await?
+        .ok_or(ServiceError::NotFound("store"))
 }
 
 pub struct Page {
@@ -78,8 +92,15 @@ pub async fn list(s: &Services, after: Option<&StoreId>, limit: i64) -> Result<P
     let mut rows = db::stores::list(&s.db, after, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = if more { rows.last().map(|r| r.id.clone()) } else { None };
-    Ok(Page { data: rows.into_iter().map(Into::into).collect(), next_cursor })
+    let next_cursor = if more {
+        rows.last().map(|r| r.id.clone())
+    } else {
+        None
+    };
+    Ok(Page {
+        data: rows.into_iter().map(Into::into).collect(),
+        next_cursor,
+    })
 }
 
 pub async fn delete(s: &Services, id: &StoreId) -> Result<()> {

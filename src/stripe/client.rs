@@ -80,7 +80,13 @@ pub enum StripeError {
 impl StripeError {
     /// True when Stripe refused the credentials themselves.
     pub fn is_auth(&self) -> bool {
-        matches!(self, StripeError::Api { status: 401 | 403, .. })
+        matches!(
+            self,
+            StripeError::Api {
+                status: 401 | 403,
+                ..
+            }
+        )
     }
 }
 
@@ -111,7 +117,11 @@ impl StripeClient {
         }
     }
 
-    pub async fn get<T: DeserializeOwned>(&self, scope: AccountScope<'_>, path: &str) -> Result<T, StripeError> {
+    pub async fn get<T: DeserializeOwned>(
+        &self,
+        scope: AccountScope<'_>,
+        path: &str,
+    ) -> Result<T, StripeError> {
         self.send(Method::GET, scope, path, None, None).await
     }
 
@@ -122,7 +132,8 @@ impl StripeClient {
         form: &[(String, String)],
         key: &IdempotencyKey,
     ) -> Result<T, StripeError> {
-        self.send(Method::POST, scope, path, Some(form), Some(key)).await
+        self.send(Method::POST, scope, path, Some(form), Some(key))
+            .await
     }
 
     pub async fn delete<T: DeserializeOwned>(
@@ -131,7 +142,8 @@ impl StripeClient {
         path: &str,
         key: &IdempotencyKey,
     ) -> Result<T, StripeError> {
-        self.send(Method::DELETE, scope, path, None, Some(key)).await
+        self.send(Method::DELETE, scope, path, None, Some(key))
+            .await
     }
 
     async fn send<T: DeserializeOwned>(
@@ -143,17 +155,33 @@ impl StripeClient {
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<T, StripeError> {
         let (key, account) = match scope {
-            AccountScope::Platform => (self.platform_key.as_ref().ok_or(StripeError::PlatformKeyMissing)?, None),
-            AccountScope::Connected(a) => (self.platform_key.as_ref().ok_or(StripeError::PlatformKeyMissing)?, Some(a)),
+            AccountScope::Platform => (
+                self.platform_key
+                    .as_ref()
+                    .ok_or(StripeError::PlatformKeyMissing)?,
+                None,
+            ),
+            AccountScope::Connected(a) => (
+                self.platform_key
+                    .as_ref()
+                    .ok_or(StripeError::PlatformKeyMissing)?,
+                Some(a),
+            ),
             AccountScope::OwnKey(k) => (k, None),
         };
-        let mode = if key.expose_secret().contains("_live_") { Mode::Live } else { Mode::Test };
+        let mode = if key.expose_secret().contains("_live_") {
+            Mode::Live
+        } else {
+            Mode::Test
+        };
         let budget_key = match account {
             Some(a) => a.to_string(),
             None => hex::encode(&Sha256::digest(key.expose_secret().as_bytes())[..8]),
         };
-        let mut auth = HeaderValue::from_str(&format!("Bearer {}", key.expose_secret()))
-            .map_err(|_| StripeError::Decode("API key has characters not allowed in a header".into()))?;
+        let mut auth =
+            HeaderValue::from_str(&format!("Bearer {}", key.expose_secret())).map_err(|_| {
+                StripeError::Decode("API key has characters not allowed in a header".into())
+            })?;
         auth.set_sensitive(true);
         let url = format!("{}{path}", self.base);
         let mut attempt = 0;
@@ -175,7 +203,10 @@ impl StripeClient {
             }
             let failure = match request.send().await {
                 Ok(response) if response.status().is_success() => {
-                    return response.json::<T>().await.map_err(|e| StripeError::Decode(e.without_url().to_string()));
+                    return response
+                        .json::<T>()
+                        .await
+                        .map_err(|e| StripeError::Decode(e.without_url().to_string()));
                 }
                 Ok(response) => {
                     let status = response.status();
@@ -185,7 +216,9 @@ impl StripeClient {
                         .and_then(|v| v.to_str().ok())
                         .map(|v| v == "true");
                     let error = api_error(status, response.text().await.unwrap_or_default());
-                    let retryable = should_retry.unwrap_or(status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error());
+                    let retryable = should_retry.unwrap_or(
+                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+                    );
                     (error, retryable)
                 }
                 Err(e) => (StripeError::Network(e.without_url().to_string()), true),
@@ -202,7 +235,10 @@ impl StripeClient {
 
     /// Exponential backoff with jitter: somewhere in [d/2, d] for d = base · 2^attempt, at most 30 s.
     fn backoff(&self, attempt: u32) -> Duration {
-        let d = self.retry_base.saturating_mul(1 << attempt.min(10)).min(Duration::from_secs(30));
+        let d = self
+            .retry_base
+            .saturating_mul(1 << attempt.min(10))
+            .min(Duration::from_secs(30));
         let half = d / 2;
         half + rand::thread_rng().gen_range(Duration::ZERO..=half)
     }

@@ -32,14 +32,18 @@ pub enum EnvelopeError {
 impl Envelope {
     pub fn parse(raw: &[u8]) -> Result<Self, EnvelopeError> {
         let e: Envelope = serde_json::from_slice(raw)?;
-        let ok = |s: &str| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic());
+        let ok =
+            |s: &str| !s.is_empty() && s.len() <= 255 && s.bytes().all(|b| b.is_ascii_graphic());
         if !ok(&e.id) {
             return Err(EnvelopeError::Field("id"));
         }
         if !ok(&e.event_type) {
             return Err(EnvelopeError::Field("type"));
         }
-        if e.account.as_deref().is_some_and(|a| !a.starts_with("acct_") || !ok(a)) {
+        if e.account
+            .as_deref()
+            .is_some_and(|a| !a.starts_with("acct_") || !ok(a))
+        {
             return Err(EnvelopeError::Field("account"));
         }
         if !e.data.object.get().starts_with('{') {

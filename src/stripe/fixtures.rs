@@ -9,7 +9,8 @@ static OBJECTS: OnceLock<Value> = OnceLock::new();
 
 fn objects() -> &'static Value {
     OBJECTS.get_or_init(|| {
-        serde_json::from_str(include_str!("../../fixtures/stripe/objects.json")).expect("fixtures are valid JSON")
+        serde_json::from_str(include_str!("../../fixtures/stripe/objects.json"))
+            .expect("fixtures are valid JSON")
     })
 }
 
@@ -63,8 +64,13 @@ pub fn event(event_type: &str, options: &EventOptions) -> Option<Value> {
             map.insert("livemode".into(), json!(options.livemode));
         }
     }
-    let created = options.created.unwrap_or_else(|| crate::db::now_ms() / 1000);
-    let id = options.id.clone().unwrap_or_else(|| format!("evt_{}", random_suffix()));
+    let created = options
+        .created
+        .unwrap_or_else(|| crate::db::now_ms() / 1000);
+    let id = options
+        .id
+        .clone()
+        .unwrap_or_else(|| format!("evt_{}", random_suffix()));
     let mut event = json!({
         "id": id,
         "object": "event",
@@ -136,7 +142,11 @@ fn data_object(event_type: &str) -> Option<Value> {
 fn random_suffix() -> String {
     use rand::distributions::Alphanumeric;
     use rand::Rng;
-    rand::thread_rng().sample_iter(&Alphanumeric).take(24).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(24)
+        .map(char::from)
+        .collect()
 }
 
 #[cfg(test)]

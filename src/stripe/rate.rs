@@ -18,7 +18,9 @@ struct Bucket {
 
 impl RateBudget {
     pub fn new() -> Self {
-        Self { buckets: Mutex::new(HashMap::new()) }
+        Self {
+            buckets: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Waits until the account `key` may send one more request.
@@ -32,8 +34,12 @@ impl RateBudget {
             let wait = {
                 let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
                 let now = Instant::now();
-                let b = buckets.entry(key.to_owned()).or_insert(Bucket { tokens: rate, updated: now });
-                b.tokens = (b.tokens + now.duration_since(b.updated).as_secs_f64() * rate).min(rate);
+                let b = buckets.entry(key.to_owned()).or_insert(Bucket {
+                    tokens: rate,
+                    updated: now,
+                });
+                b.tokens =
+                    (b.tokens + now.duration_since(b.updated).as_secs_f64() * rate).min(rate);
                 b.updated = now;
                 if b.tokens >= 1.0 {
                     b.tokens -= 1.0;

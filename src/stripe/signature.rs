@@ -41,7 +41,10 @@ pub fn verify(
     let mut timestamp = None;
     let mut signatures = Vec::new();
     for item in header.split(',') {
-        let (k, v) = item.trim().split_once('=').ok_or(SignatureError::Malformed)?;
+        let (k, v) = item
+            .trim()
+            .split_once('=')
+            .ok_or(SignatureError::Malformed)?;
         match k {
             "t" => {
                 if timestamp.is_some() {
@@ -82,11 +85,15 @@ pub fn verify(
 /// The header Stripe would send for `payload` at `timestamp` (used by `bursar trigger`,
 /// the benchmark and tests).
 pub fn sign(payload: &[u8], secret: &str, timestamp: i64) -> String {
-    format!("t={timestamp},v1={}", hex::encode(mac(secret, timestamp, payload)))
+    format!(
+        "t={timestamp},v1={}",
+        hex::encode(mac(secret, timestamp, payload))
+    )
 }
 
 fn mac(secret: &str, timestamp: i64, payload: &[u8]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(payload);
@@ -100,33 +107,75 @@ mod tests {
     const TOL: Duration = Duration::from_secs(300);
 
     fn secrets(list: &[&str]) -> Vec<SecretString> {
-        list.iter().map(|s| SecretString::from(s.to_string())).collect()
+        list.iter()
+            .map(|s| SecretString::from(s.to_string()))
+            .collect()
     }
 
     #[test]
     fn valid_signature_passes() {
         let h = sign(b"{}", "whsec_a", 1000);
-        assert_eq!(verify(Some(&h), b"{}", &secrets(&["whsec_a"]), TOL, 1000), Ok(()));
+        assert_eq!(
+            verify(Some(&h), b"{}", &secrets(&["whsec_a"]), TOL, 1000),
+            Ok(())
+        );
     }
 
     #[test]
     fn any_v1_and_any_secret_may_match() {
         let good = sign(b"{}", "whsec_new", 1000);
-        let header = format!("t=1000,v1={},{},v0=zz,scheme=x", "ab".repeat(32), good.split_once(',').unwrap().1);
-        assert_eq!(verify(Some(&header), b"{}", &secrets(&["whsec_old", "whsec_new"]), TOL, 1000), Ok(()));
+        let header = format!(
+            "t=1000,v1={},{},v0=zz,scheme=x",
+            "ab".repeat(32),
+            good.split_once(',').unwrap().1
+        );
+        assert_eq!(
+            verify(
+                Some(&header),
+                b"{}",
+                &secrets(&["whsec_old", "whsec_new"]),
+                TOL,
+                1000
+            ),
+            Ok(())
+        );
     }
 
     #[test]
     fn failures_are_told_apart() {
         let s = secrets(&["whsec_a"]);
         let h = sign(b"{}", "whsec_a", 1000);
-        assert_eq!(verify(None, b"{}", &s, TOL, 1000), Err(SignatureError::Missing));
-        assert_eq!(verify(Some("garbage"), b"{}", &s, TOL, 1000), Err(SignatureError::Malformed));
-        assert_eq!(verify(Some("t=1000"), b"{}", &s, TOL, 1000), Err(SignatureError::NoSignature));
-        assert_eq!(verify(Some(&h), b"{}", &s, TOL, 1301), Err(SignatureError::OutsideTolerance));
-        assert_eq!(verify(Some(&h), b"{}", &s, TOL, 699), Err(SignatureError::OutsideTolerance));
-        assert_eq!(verify(Some(&h), b"{ }", &s, TOL, 1000), Err(SignatureError::NoMatch));
-        assert_eq!(verify(Some(&h), b"{}", &secrets(&["whsec_b"]), TOL, 1000), Err(SignatureError::NoMatch));
-        assert_eq!(verify(Some(&h), b"{}", &[], TOL, 1000), Err(SignatureError::NoMatch));
+        assert_eq!(
+            verify(None, b"{}", &s, TOL, 1000),
+            Err(SignatureError::Missing)
+        );
+        assert_eq!(
+            verify(Some("garbage"), b"{}", &s, TOL, 1000),
+            Err(SignatureError::Malformed)
+        );
+        assert_eq!(
+            verify(Some("t=1000"), b"{}", &s, TOL, 1000),
+            Err(SignatureError::NoSignature)
+        );
+        assert_eq!(
+            verify(Some(&h), b"{}", &s, TOL, 1301),
+            Err(SignatureError::OutsideTolerance)
+        );
+        assert_eq!(
+            verify(Some(&h), b"{}", &s, TOL, 699),
+            Err(SignatureError::OutsideTolerance)
+        );
+        assert_eq!(
+            verify(Some(&h), b"{ }", &s, TOL, 1000),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            verify(Some(&h), b"{}", &secrets(&["whsec_b"]), TOL, 1000),
+            Err(SignatureError::NoMatch)
+        );
+        assert_eq!(
+            verify(Some(&h), b"{}", &[], TOL, 1000),
+            Err(SignatureError::NoMatch)
+        );
     }
 }

@@ -38,8 +38,14 @@ impl Ingest {
     /// Returns once the event is durably stored (or was already).
     pub async fn store(&self, event: NewEvent) -> Result<Inserted, IngestError> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send((event, reply)).await.map_err(|_| IngestError::Closed)?;
-        answer.await.map_err(|_| IngestError::Closed)?.map_err(IngestError::Db)
+        self.tx
+            .send((event, reply))
+            .await
+            .map_err(|_| IngestError::Closed)?;
+        answer
+            .await
+            .map_err(|_| IngestError::Closed)?
+            .map_err(IngestError::Db)
     }
 }
 

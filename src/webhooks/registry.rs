@@ -90,7 +90,12 @@ impl Handler {
         }
     }
 
-    pub async fn apply(self, conn: &mut AnyConnection, ev: &Incoming, loaded: Loaded) -> Result<(), HandlerError> {
+    pub async fn apply(
+        self,
+        conn: &mut AnyConnection,
+        ev: &Incoming,
+        loaded: Loaded,
+    ) -> Result<(), HandlerError> {
         let (Some(store), Loaded::Object(object)) = (&ev.store, loaded) else {
             return Ok(());
         };

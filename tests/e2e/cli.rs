@@ -11,7 +11,11 @@ async fn run(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let mut cmd = bursar(&app.env, dir.path());
     cmd.args(args);
     let out = tokio::process::Command::from(cmd).output().await.unwrap();
-    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
 }
 
 #[test]
@@ -29,27 +33,54 @@ fn every_command_has_help() {
         &["bench-ingest"],
     ];
     for args in commands {
-        let out = bursar(&HashMap::new(), dir.path()).args(*args).arg("--help").output().unwrap();
+        let out = bursar(&HashMap::new(), dir.path())
+            .args(*args)
+            .arg("--help")
+            .output()
+            .unwrap();
         assert!(out.status.success(), "{args:?}");
-        assert!(String::from_utf8_lossy(&out.stdout).contains("Usage: bursar"), "{args:?}");
+        assert!(
+            String::from_utf8_lossy(&out.stdout).contains("Usage: bursar"),
+            "{args:?}"
+        );
     }
-    let out = bursar(&HashMap::new(), dir.path()).arg("no-such-command").output().unwrap();
+    let out = bursar(&HashMap::new(), dir.path())
+        .arg("no-such-command")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
 }
 
 #[test]
 fn bad_configuration_stops_with_one_line_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
-    let out = bursar(&HashMap::new(), dir.path()).arg("migrate").output().unwrap();
+    let out = bursar(&HashMap::new(), dir.path())
+        .arg("migrate")
+        .output()
+        .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.trim().starts_with("error: BURSAR_MASTER_KEYS:"), "{stderr}");
+    assert!(
+        stderr.trim().starts_with("error: BURSAR_MASTER_KEYS:"),
+        "{stderr}"
+    );
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
-    for (var, value) in [("BURSAR_LISTEN", "here"), ("STRIPE_SECRET_KEY", "pk_test_x"), ("BURSAR_KEY_POLICY", "maybe")] {
-        let env: HashMap<String, String> = [("BURSAR_MASTER_KEYS".to_string(), master_key()), (var.to_string(), value.to_string())].into();
+    for (var, value) in [
+        ("BURSAR_LISTEN", "here"),
+        ("STRIPE_SECRET_KEY", "pk_test_x"),
+        ("BURSAR_KEY_POLICY", "maybe"),
+    ] {
+        let env: HashMap<String, String> = [
+            ("BURSAR_MASTER_KEYS".to_string(), master_key()),
+            (var.to_string(), value.to_string()),
+        ]
+        .into();
         let out = bursar(&env, dir.path()).arg("migrate").output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(!out.status.success() && stderr.contains(var), "{var}: {stderr}");
+        assert!(
+            !out.status.success() && stderr.contains(var),
+            "{var}: {stderr}"
+        );
     }
     // .env in the working directory is read.
     std::fs::write(dir.path().join(".env"), "BURSAR_LISTEN=nowhere\n").unwrap();
@@ -61,12 +92,21 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
 #[tokio::test]
 async fn serve_dev_creates_a_private_key_file_and_answers_healthz() {
     let dir = tempfile::tempdir().unwrap();
-    let env: HashMap<String, String> = [("BURSAR_DATABASE_URL".to_string(), format!("sqlite://{}/dev.db", dir.path().display()))].into();
+    let env: HashMap<String, String> = [(
+        "BURSAR_DATABASE_URL".to_string(),
+        format!("sqlite://{}/dev.db", dir.path().display()),
+    )]
+    .into();
     let server = spawn_server(&env, dir.path(), &["--dev"]);
     let key_file = dir.path().join(".bursar-dev-key");
     use std::os::unix::fs::PermissionsExt;
-    assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777, 0o600);
-    let r = reqwest::get(format!("{}/healthz", server.url)).await.unwrap();
+    assert_eq!(
+        std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let r = reqwest::get(format!("{}/healthz", server.url))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
 }
 
@@ -77,7 +117,12 @@ async fn api_key_create_prints_a_working_key_once() {
     assert!(ok, "{stderr}");
     let key = stdout.trim();
     assert!(key.starts_with("bsr_"));
-    let r = app.anon(Method::GET, "/api/v1/stores").bearer_auth(key).send().await.unwrap();
+    let r = app
+        .anon(Method::GET, "/api/v1/stores")
+        .bearer_auth(key)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     let (ok, _, _) = run(&app, &["api-key", "create", "--name", ""]).await;
     assert!(!ok);
@@ -91,24 +136,56 @@ async fn trigger_sends_signed_events_to_every_endpoint() {
     assert!(ok, "{stdout}{stderr}");
     let (ok, _, stderr) = run(&app, &["trigger", "balance.available"]).await;
     assert!(ok, "{stderr}");
-    let (ok, _, stderr) = run(&app, &["trigger", "account.updated", "--account", &account.id, "--livemode"]).await;
+    let (ok, _, stderr) = run(
+        &app,
+        &[
+            "trigger",
+            "account.updated",
+            "--account",
+            &account.id,
+            "--livemode",
+        ],
+    )
+    .await;
     assert!(ok, "{stderr}");
     let (ok, _, stderr) = run(&app, &["trigger", "no.such.event"]).await;
     assert!(!ok && stderr.contains("unknown event type"));
-    let (ok, _, _) = run(&app, &["trigger", "payout.failed", "--store", "st_nosuchstore"]).await;
+    let (ok, _, _) = run(
+        &app,
+        &["trigger", "payout.failed", "--store", "st_nosuchstore"],
+    )
+    .await;
     assert!(!ok);
     app.drain().await;
-    let list: Value = app.api(Method::GET, "/api/v1/events").send().await.unwrap().json().await.unwrap();
+    let list: Value = app
+        .api(Method::GET, "/api/v1/events")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let statuses: Vec<(String, String)> = list["data"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|e| (e["type"].as_str().unwrap().to_owned(), e["status"].as_str().unwrap().to_owned()))
+        .map(|e| {
+            (
+                e["type"].as_str().unwrap().to_owned(),
+                e["status"].as_str().unwrap().to_owned(),
+            )
+        })
         .collect();
     assert_eq!(statuses.len(), 3, "{statuses:?}");
     assert!(statuses.contains(&("payout.failed".into(), "applied".into())));
-    assert!(statuses.contains(&("account.updated".into(), "unrouted".into())), "a keys store is not a Connect account");
-    assert_eq!(app.account(&store).await["last_payout_failure"]["failure_code"], "account_closed");
+    assert!(
+        statuses.contains(&("account.updated".into(), "unrouted".into())),
+        "a keys store is not a Connect account"
+    );
+    assert_eq!(
+        app.account(&store).await["last_payout_failure"]["failure_code"],
+        "account_closed"
+    );
 
     let (ok, stdout, _) = run(&app, &["events", "list", "--status", "applied"]).await;
     assert!(ok && stdout.contains("payout.failed"));

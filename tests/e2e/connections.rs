@@ -4,19 +4,42 @@ use serde_json::{json, Value};
 use crate::support::{error_code, logs, random, Fault, TestApp, INTERNAL_SECRET};
 
 async fn put_keys(app: &TestApp, store: &str, body: Value) -> reqwest::Response {
-    app.api(Method::PUT, &format!("/api/v1/stores/{store}/connection/keys")).json(&body).send().await.unwrap()
+    app.api(
+        Method::PUT,
+        &format!("/api/v1/stores/{store}/connection/keys"),
+    )
+    .json(&body)
+    .send()
+    .await
+    .unwrap()
 }
 
 #[tokio::test]
 async fn connecting_keys_records_the_account_and_status() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
-    let public = app.anon(Method::GET, &format!("/stripe/status/{store}")).send().await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(public, json!({ "store_id": store, "has_stripe": false, "is_live_mode": false }));
+    let public = app
+        .anon(Method::GET, &format!("/stripe/status/{store}"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        public,
+        json!({ "store_id": store, "has_stripe": false, "is_live_mode": false })
+    );
 
     let account = app.sim.add_account(true);
-    app.sim.update_account(&account.id, |a| a["charges_enabled"] = json!(true));
-    let r = put_keys(&app, &store, json!({ "secret_key": account.restricted_key, "publishable_key": account.publishable_key })).await;
+    app.sim
+        .update_account(&account.id, |a| a["charges_enabled"] = json!(true));
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.restricted_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let conn: Value = r.json().await.unwrap();
     assert_eq!(conn["account_id"], account.id.as_str());
@@ -26,10 +49,28 @@ async fn connecting_keys_records_the_account_and_status() {
     assert_eq!(conn["warnings"], json!([]));
     assert!(!conn.to_string().contains(&account.restricted_key));
 
-    let public = app.anon(Method::GET, &format!("/stripe/status/{store}")).send().await.unwrap().json::<Value>().await.unwrap();
-    assert_eq!(public, json!({ "store_id": store, "has_stripe": true, "is_live_mode": true }));
+    let public = app
+        .anon(Method::GET, &format!("/stripe/status/{store}"))
+        .send()
+        .await
+        .unwrap()
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(
+        public,
+        json!({ "store_id": store, "has_stripe": true, "is_live_mode": true })
+    );
 
-    let internal = app.anon(Method::GET, &format!("/api/internal/stores/{store}/stripe-status")).header("X-Internal-Secret", INTERNAL_SECRET).send().await.unwrap();
+    let internal = app
+        .anon(
+            Method::GET,
+            &format!("/api/internal/stores/{store}/stripe-status"),
+        )
+        .header("X-Internal-Secret", INTERNAL_SECRET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(internal.status(), 200);
     let internal: Value = internal.json().await.unwrap();
     assert_eq!(internal["has_stripe"], true);
@@ -44,7 +85,15 @@ async fn connecting_keys_records_the_account_and_status() {
     // Every call named the pinned API version and ran under the store's own key.
     let calls = app.sim.requests("/v1/account");
     assert!(!calls.is_empty());
-    assert!(calls.iter().all(|c| c.stripe_version.as_deref() == Some(bursar::stripe::STRIPE_VERSION) && c.stripe_account.is_none()));
+    assert!(calls.iter().all(|c| c.stripe_version.as_deref()
+        == Some(bursar::stripe::STRIPE_VERSION)
+        && c.stripe_account.is_none()));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.method == "GET" && c.idempotency_key.is_none()),
+        "reads carry no idempotency key"
+    );
 }
 
 #[tokio::test]
@@ -52,15 +101,39 @@ async fn internal_status_needs_the_secret() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
     let path = format!("/api/internal/stores/{store}/stripe-status");
-    assert_eq!(app.anon(Method::GET, &path).send().await.unwrap().status(), 401);
-    let wrong = app.anon(Method::GET, &path).header("X-Internal-Secret", "internal-secret-for-test").send().await.unwrap();
+    assert_eq!(
+        app.anon(Method::GET, &path).send().await.unwrap().status(),
+        401
+    );
+    let wrong = app
+        .anon(Method::GET, &path)
+        .header("X-Internal-Secret", "internal-secret-for-test")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(wrong.status(), 401);
-    let other = app.anon(Method::GET, "/api/internal/stores/st_nosuchstore/stripe-status").header("X-Internal-Secret", INTERNAL_SECRET).send().await.unwrap();
+    let other = app
+        .anon(
+            Method::GET,
+            "/api/internal/stores/st_nosuchstore/stripe-status",
+        )
+        .header("X-Internal-Secret", INTERNAL_SECRET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(other.status(), 404);
 
     let off = TestApp::spawn_with(&[("BURSAR_INTERNAL_SECRET", "")]).await;
     let store = off.create_store("Shop").await;
-    let r = off.anon(Method::GET, &format!("/api/internal/stores/{store}/stripe-status")).header("X-Internal-Secret", INTERNAL_SECRET).send().await.unwrap();
+    let r = off
+        .anon(
+            Method::GET,
+            &format!("/api/internal/stores/{store}/stripe-status"),
+        )
+        .header("X-Internal-Secret", INTERNAL_SECRET)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 404);
 }
 
@@ -69,12 +142,24 @@ async fn a_key_stripe_refuses_gets_stripes_reason_and_nothing_is_saved() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
     let bogus = format!("sk_test_{}", random(24));
-    let r = put_keys(&app, &store, json!({ "secret_key": bogus, "publishable_key": format!("pk_test_{}", random(24)) })).await;
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": bogus, "publishable_key": format!("pk_test_{}", random(24)) }),
+    )
+    .await;
     let (status, code, message) = error_code(r).await;
     assert_eq!((status, code.as_str()), (422, "stripe_key_rejected"));
     assert!(message.contains("Invalid API Key provided"), "{message}");
     assert!(!message.contains(&bogus), "the key is masked: {message}");
-    let public: Value = app.anon(Method::GET, &format!("/stripe/status/{store}")).send().await.unwrap().json().await.unwrap();
+    let public: Value = app
+        .anon(Method::GET, &format!("/stripe/status/{store}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(public["has_stripe"], false);
 }
 
@@ -83,10 +168,20 @@ async fn stripe_500_is_retried_then_succeeds() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
     let account = app.sim.add_account(false);
-    app.sim.fail(Method::GET, "/v1/account", Fault::Status(500), 2);
-    let r = put_keys(&app, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    app.sim
+        .fail(Method::GET, "/v1/account", Fault::Status(500), 2);
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    assert_eq!(app.sim.requests("/v1/account").len(), 3, "two failures, then the success");
+    assert_eq!(
+        app.sim.requests("/v1/account").len(),
+        3,
+        "two failures, then the success"
+    );
 }
 
 #[tokio::test]
@@ -94,19 +189,45 @@ async fn stripe_outage_is_a_502_after_the_retries() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
     let account = app.sim.add_account(false);
-    app.sim.fail(Method::GET, "/v1/account", Fault::Status(503), 10);
-    let r = put_keys(&app, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    app.sim
+        .fail(Method::GET, "/v1/account", Fault::Status(503), 10);
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(error_code(r).await.1, "stripe_unavailable");
-    assert_eq!(app.sim.requests("/v1/account").len(), 4, "first try plus three retries");
+    assert_eq!(
+        app.sim.requests("/v1/account").len(),
+        4,
+        "first try plus three retries"
+    );
 
     // Stripe-Should-Retry: false is obeyed even on a 5xx; a timeout is retried.
     app.sim.clear_faults();
-    app.sim.fail(Method::GET, "/v1/account", Fault::StatusNoRetry(500), 1);
-    let r = put_keys(&app, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    app.sim
+        .fail(Method::GET, "/v1/account", Fault::StatusNoRetry(500), 1);
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(r.status(), 502);
     assert_eq!(app.sim.requests("/v1/account").len(), 5);
-    app.sim.fail(Method::GET, "/v1/account", Fault::Delay(std::time::Duration::from_secs(3)), 1);
-    let r = put_keys(&app, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    app.sim.fail(
+        Method::GET,
+        "/v1/account",
+        Fault::Delay(std::time::Duration::from_secs(3)),
+        1,
+    );
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(r.status(), 200, "the timed-out call was retried");
 }
 
@@ -116,10 +237,18 @@ async fn test_and_live_keys_do_not_mix() {
     let store = app.create_store("Shop").await;
     let test = app.sim.add_account(false);
     let live = app.sim.add_account(true);
-    let r = put_keys(&app, &store, json!({ "secret_key": test.secret_key, "publishable_key": live.publishable_key })).await;
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": test.secret_key, "publishable_key": live.publishable_key }),
+    )
+    .await;
     let (status, code, _) = error_code(r).await;
     assert_eq!((status, code.as_str()), (400, "mode_mismatch"));
-    assert!(app.sim.requests("/v1/account").is_empty(), "refused before calling Stripe");
+    assert!(
+        app.sim.requests("/v1/account").is_empty(),
+        "refused before calling Stripe"
+    );
 }
 
 #[tokio::test]
@@ -135,13 +264,30 @@ async fn malformed_keys_and_bodies_are_refused() {
     ] {
         let r = put_keys(&app, &store, body.clone()).await;
         assert_eq!(r.status(), 400, "{body}");
-        assert!(!r.text().await.unwrap().contains("sk_test_abcdefghijkl"), "secrets are not echoed");
+        assert!(
+            !r.text().await.unwrap().contains("sk_test_abcdefghijkl"),
+            "secrets are not echoed"
+        );
     }
-    let r = app.api(Method::PUT, &format!("/api/v1/stores/{store}/connection/keys")).header("Content-Type", "application/json").body("{").send().await.unwrap();
+    let r = app
+        .api(
+            Method::PUT,
+            &format!("/api/v1/stores/{store}/connection/keys"),
+        )
+        .header("Content-Type", "application/json")
+        .body("{")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 400);
     let big = json!({ "secret_key": format!("sk_test_{}", "a".repeat(70_000)), "publishable_key": "pk_test_abcdefghijkl" });
     assert_eq!(put_keys(&app, &store, big).await.status(), 413);
-    let r = put_keys(&app, "st_nosuchstore", json!({ "secret_key": "sk_test_abcdefghijkl", "publishable_key": "pk_test_abcdefghijkl" })).await;
+    let r = put_keys(
+        &app,
+        "st_nosuchstore",
+        json!({ "secret_key": "sk_test_abcdefghijkl", "publishable_key": "pk_test_abcdefghijkl" }),
+    )
+    .await;
     assert_eq!(r.status(), 404);
     assert!(app.sim.requests("/v1/account").is_empty());
 }
@@ -151,15 +297,30 @@ async fn key_policy_decides_what_full_secret_keys_get() {
     let app = TestApp::spawn_with(&[("BURSAR_KEY_POLICY", "restricted-only")]).await;
     let store = app.create_store("Shop").await;
     let account = app.sim.add_account(false);
-    let r = put_keys(&app, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(error_code(r).await.1, "restricted_key_required");
-    let r = put_keys(&app, &store, json!({ "secret_key": account.restricted_key, "publishable_key": account.publishable_key })).await;
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.restricted_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(r.status(), 200);
 
     let warn = TestApp::spawn().await;
     let store = warn.create_store("Shop").await;
     let account = warn.sim.add_account(false);
-    let r = put_keys(&warn, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    let r = put_keys(
+        &warn,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["key_kind"], "secret");
     assert_eq!(body["warnings"].as_array().unwrap().len(), 1);
@@ -170,18 +331,49 @@ async fn webhook_secret_alone_and_disconnect() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
     let path = format!("/api/v1/stores/{store}/connection/webhook-secret");
-    let r = app.api(Method::PUT, &path).json(&json!({ "webhook_secret": "whsec_abc" })).send().await.unwrap();
+    let r = app
+        .api(Method::PUT, &path)
+        .json(&json!({ "webhook_secret": "whsec_abc" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(error_code(r).await.1, "not_connected");
     let (store, _, _) = app.connected_store().await;
     let path = format!("/api/v1/stores/{store}/connection/webhook-secret");
-    let r = app.api(Method::PUT, &path).json(&json!({ "webhook_secret": "whsec_rotated" })).send().await.unwrap();
+    let r = app
+        .api(Method::PUT, &path)
+        .json(&json!({ "webhook_secret": "whsec_rotated" }))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     assert_eq!(r.json::<Value>().await.unwrap()["has_webhook_secret"], true);
-    let r = app.api(Method::DELETE, &format!("/api/v1/stores/{store}/connection")).send().await.unwrap();
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/connection"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
-    let public: Value = app.anon(Method::GET, &format!("/stripe/status/{store}")).send().await.unwrap().json().await.unwrap();
+    let public: Value = app
+        .anon(Method::GET, &format!("/stripe/status/{store}"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(public["has_stripe"], false);
-    let again = app.api(Method::DELETE, &format!("/api/v1/stores/{store}/connection")).send().await.unwrap();
+    let again = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/connection"),
+        )
+        .send()
+        .await
+        .unwrap();
     assert_eq!(again.status(), 404);
 }
 
@@ -190,13 +382,25 @@ async fn secrets_never_reach_the_database_in_plain_text_nor_the_logs() {
     let app = TestApp::spawn().await;
     let (store, account, webhook_secret) = app.connected_store().await;
     // A full key too, and a rotated webhook secret.
-    let r = put_keys(&app, &store, json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key })).await;
+    let r = put_keys(
+        &app,
+        &store,
+        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let secrets = [account.secret_key.as_str(), account.restricted_key.as_str(), webhook_secret.as_str()];
+    let secrets = [
+        account.secret_key.as_str(),
+        account.restricted_key.as_str(),
+        webhook_secret.as_str(),
+    ];
 
     let mut dump = String::new();
     for table in ["stores", "connections", "api_keys", "idempotency_keys"] {
-        let rows = sqlx::query(&format!("SELECT * FROM {table}")).fetch_all(app.services.db.pool()).await.unwrap();
+        let rows = sqlx::query(&format!("SELECT * FROM {table}"))
+            .fetch_all(app.services.db.pool())
+            .await
+            .unwrap();
         for row in rows {
             use sqlx::Row;
             for i in 0..row.len() {
@@ -216,7 +420,10 @@ async fn secrets_never_reach_the_database_in_plain_text_nor_the_logs() {
         }
     }
     let logs = logs();
-    assert!(logs.contains(&store), "the logs did capture this test's activity");
+    assert!(
+        logs.contains(&store),
+        "the logs did capture this test's activity"
+    );
     for secret in secrets {
         assert!(!dump.contains(secret), "secret found in the database");
         assert!(!logs.contains(secret), "secret found in the logs");

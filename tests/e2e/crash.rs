@@ -35,7 +35,13 @@ async fn acknowledged_events_survive_kill_9_and_apply_once() {
                 e["id"] = serde_json::json!(format!("evt_crash{i:06}"));
                 let body = serde_json::to_vec(&e).unwrap();
                 let header = bursar::stripe::signature::sign(&body, PLATFORM_SECRET, now());
-                match client.post(&url).header("Stripe-Signature", header).body(body).send().await {
+                match client
+                    .post(&url)
+                    .header("Stripe-Signature", header)
+                    .body(body)
+                    .send()
+                    .await
+                {
                     Ok(r) if r.status().is_success() => {
                         acked.lock().unwrap().insert(format!("evt_crash{i:06}"));
                     }
@@ -54,13 +60,20 @@ async fn acknowledged_events_survive_kill_9_and_apply_once() {
         t.await.unwrap();
     }
     let acked: HashSet<String> = acked.lock().unwrap().clone();
-    assert!(acked.len() >= 600 && acked.len() < total, "the kill landed mid-load ({} acked)", acked.len());
+    assert!(
+        acked.len() >= 600 && acked.len() < total,
+        "the kill landed mid-load ({} acked)",
+        acked.len()
+    );
 
     let _restarted = spawn_server(&env, dir.path(), &[]);
     let db = bursar::db::Db::connect(&database_url).await.unwrap();
     let mut rows: Vec<(String, String)> = Vec::new();
     for _ in 0..600 {
-        rows = sqlx::query_as("SELECT event_id, status FROM events").fetch_all(db.pool()).await.unwrap();
+        rows = sqlx::query_as("SELECT event_id, status FROM events")
+            .fetch_all(db.pool())
+            .await
+            .unwrap();
         if rows.iter().all(|(_, s)| s == "applied") {
             break;
         }
@@ -72,6 +85,10 @@ async fn acknowledged_events_survive_kill_9_and_apply_once() {
         *seen.entry(id.clone()).or_insert(0) += 1;
     }
     for id in &acked {
-        assert_eq!(seen.get(id), Some(&1), "{id} was acknowledged, so it must be stored exactly once");
+        assert_eq!(
+            seen.get(id),
+            Some(&1),
+            "{id} was acknowledged, so it must be stored exactly once"
+        );
     }
 }

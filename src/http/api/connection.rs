@@ -19,13 +19,19 @@ pub struct KeysIn {
     webhook_secret: Option<SecretString>,
 }
 
-pub async fn put_keys(State(state): State<AppState>, Path(id): Path<String>, JsonBody(input): JsonBody<KeysIn>) -> ApiResult<Json<ConnectionView>> {
+pub async fn put_keys(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    JsonBody(input): JsonBody<KeysIn>,
+) -> ApiResult<Json<ConnectionView>> {
     let input = KeysInput {
         secret_key: input.secret_key,
         publishable_key: input.publishable_key,
         webhook_secret: input.webhook_secret,
     };
-    Ok(Json(connections::connect_keys(&state.services, &store_id(&id)?, input).await?))
+    Ok(Json(
+        connections::connect_keys(&state.services, &store_id(&id)?, input).await?,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -39,15 +45,28 @@ pub async fn put_webhook_secret(
     Path(id): Path<String>,
     JsonBody(input): JsonBody<WebhookSecretIn>,
 ) -> ApiResult<Json<ConnectionView>> {
-    Ok(Json(connections::set_webhook_secret(&state.services, &store_id(&id)?, input.webhook_secret).await?))
+    Ok(Json(
+        connections::set_webhook_secret(&state.services, &store_id(&id)?, input.webhook_secret)
+            .await?,
+    ))
 }
 
-pub async fn disconnect(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn disconnect(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = store_id(&id)?;
     connections::disconnect(&state.services, &id).await?;
-    Ok(Json(json!({ "store_id": id, "object": "connection", "deleted": true })))
+    Ok(Json(
+        json!({ "store_id": id, "object": "connection", "deleted": true }),
+    ))
 }
 
-pub async fn account(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<AccountView>> {
-    Ok(Json(connections::account(&state.services, &store_id(&id)?).await?))
+pub async fn account(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<AccountView>> {
+    Ok(Json(
+        connections::account(&state.services, &store_id(&id)?).await?,
+    ))
 }

@@ -21,27 +21,51 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<Value>> {
     if let Some(s) = &q.status {
         if !STATUSES.contains(&s.as_str()) {
-            return Err(ApiError::bad_request("invalid_request", format!("status must be one of {}", STATUSES.join(", "))));
+            return Err(ApiError::bad_request(
+                "invalid_request",
+                format!("status must be one of {}", STATUSES.join(", ")),
+            ));
         }
     }
-    let store_id = q.store_id.map(|s| super::store_id(&s).map(|id| id.to_string())).transpose()?;
+    let store_id = q
+        .store_id
+        .map(|s| super::store_id(&s).map(|id| id.to_string()))
+        .transpose()?;
     let before = q
         .cursor
-        .map(|c| c.parse::<i64>().map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid")))
+        .map(|c| {
+            c.parse::<i64>()
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+        })
         .transpose()?;
-    let filter = Filter { store_id, status: q.status, event_type: q.event_type };
+    let filter = Filter {
+        store_id,
+        status: q.status,
+        event_type: q.event_type,
+    };
     let page = events::list(&state.services, &filter, before, limit(q.limit)?).await?;
-    Ok(Json(json!({ "object": "list", "data": page.data, "has_more": page.next_cursor.is_some(), "next_cursor": page.next_cursor })))
+    Ok(Json(
+        json!({ "object": "list", "data": page.data, "has_more": page.next_cursor.is_some(), "next_cursor": page.next_cursor }),
+    ))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventView>> {
     Ok(Json(events::get(&state.services, &id).await?))
 }
 
-pub async fn replay(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<EventView>> {
+pub async fn replay(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<EventView>> {
     let view = events::replay(&state.services, &id).await?;
     state.stored_notify();
     Ok(Json(view))

@@ -17,6 +17,9 @@ pub fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
     match raw {
         None => Ok(20),
         Some(n) if (1..=100).contains(&n) => Ok(n),
-        Some(_) => Err(ApiError::bad_request("invalid_request", "limit must be between 1 and 100")),
+        Some(_) => Err(ApiError::bad_request(
+            "invalid_request",
+            "limit must be between 1 and 100",
+        )),
     }
 }

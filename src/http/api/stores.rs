@@ -20,12 +20,21 @@ pub struct StoreIn {
     metadata: Option<BTreeMap<String, String>>,
 }
 
-pub async fn create(State(state): State<AppState>, JsonBody(input): JsonBody<StoreIn>) -> ApiResult<(StatusCode, Json<StoreView>)> {
+pub async fn create(
+    State(state): State<AppState>,
+    JsonBody(input): JsonBody<StoreIn>,
+) -> ApiResult<(StatusCode, Json<StoreView>)> {
     let new = NewStore::parse(&input.name, input.external_id.as_deref(), input.metadata)?;
-    Ok((StatusCode::CREATED, Json(stores::create(&state.services, new).await?)))
+    Ok((
+        StatusCode::CREATED,
+        Json(stores::create(&state.services, new).await?),
+    ))
 }
 
-pub async fn get(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<StoreView>> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<StoreView>> {
     Ok(Json(stores::get(&state.services, &store_id(&id)?).await?))
 }
 
@@ -36,17 +45,30 @@ pub struct ListQuery {
     limit: Option<i64>,
 }
 
-pub async fn list(State(state): State<AppState>, QueryParams(q): QueryParams<ListQuery>) -> ApiResult<Json<Value>> {
+pub async fn list(
+    State(state): State<AppState>,
+    QueryParams(q): QueryParams<ListQuery>,
+) -> ApiResult<Json<Value>> {
     let cursor = q
         .cursor
-        .map(|c| crate::domain::StoreId::parse(&c).map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid")))
+        .map(|c| {
+            crate::domain::StoreId::parse(&c)
+                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+        })
         .transpose()?;
     let page = stores::list(&state.services, cursor.as_ref(), limit(q.limit)?).await?;
-    Ok(Json(json!({ "object": "list", "data": page.data, "has_more": page.next_cursor.is_some(), "next_cursor": page.next_cursor })))
+    Ok(Json(
+        json!({ "object": "list", "data": page.data, "has_more": page.next_cursor.is_some(), "next_cursor": page.next_cursor }),
+    ))
 }
 
-pub async fn delete(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<Value>> {
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
     let id = store_id(&id)?;
     stores::delete(&state.services, &id).await?;
-    Ok(Json(json!({ "id": id, "object": "store", "deleted": true })))
+    Ok(Json(
+        json!({ "id": id, "object": "store", "deleted": true }),
+    ))
 }

@@ -14,27 +14,51 @@ use crate::service::Services;
 use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
 
 pub async fn load_updated(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
-    let Some(store) = &ev.store else { return Ok(Loaded::Nothing) };
-    let Some(row) = db::connections::get(s.db.pool(), store).await? else { return Ok(Loaded::Nothing) };
+    let Some(store) = &ev.store else {
+        return Ok(Loaded::Nothing);
+    };
+    let Some(row) = db::connections::get(s.db.pool(), store).await? else {
+        return Ok(Loaded::Nothing);
+    };
     // An event about another account must never touch this store.
     if ev.object.get("id").and_then(Value::as_str) != row.account_id.as_deref() {
         return Ok(Loaded::Nothing);
     }
     let scope = store_scope(s, store, &row)?;
-    let fresh: Value = s.stripe.get(scope.scope(), "/v1/account").await.map_err(|e| HandlerError::Transient(e.to_string()))?;
+    let fresh: Value = s
+        .stripe
+        .get(scope.scope(), "/v1/account")
+        .await
+        .map_err(|e| HandlerError::Transient(e.to_string()))?;
     Ok(Loaded::Object(fresh))
 }
 
-pub async fn apply_updated(conn: &mut AnyConnection, store: &StoreId, object: &Value) -> Result<(), HandlerError> {
-    let account: StripeAccount =
-        serde_json::from_value(object.clone()).map_err(|e| HandlerError::Transient(format!("account object: {e}")))?;
+pub async fn apply_updated(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    object: &Value,
+) -> Result<(), HandlerError> {
+    let account: StripeAccount = serde_json::from_value(object.clone())
+        .map_err(|e| HandlerError::Transient(format!("account object: {e}")))?;
     db::connections::set_account_state(&mut *conn, store, &account.state()).await?;
     Ok(())
 }
 
-pub async fn apply_deauthorized(conn: &mut AnyConnection, store: &StoreId, ev: &Incoming) -> Result<(), HandlerError> {
+pub async fn apply_deauthorized(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+) -> Result<(), HandlerError> {
     let account = ev.account.as_deref().unwrap_or("account");
-    if watermarks::advance(&mut *conn, store.as_str(), &format!("deauthorized:{account}"), ev.created, ev.seq).await? {
+    if watermarks::advance(
+        &mut *conn,
+        store.as_str(),
+        &format!("deauthorized:{account}"),
+        ev.created,
+        ev.seq,
+    )
+    .await?
+    {
         db::connections::set_deauthorized(&mut *conn, store).await?;
     }
     Ok(())

@@ -7,7 +7,12 @@ use crate::db::{self, connections::JsonColumn, watermarks};
 use crate::domain::StoreId;
 use crate::webhooks::registry::{HandlerError, Incoming};
 
-pub async fn apply_available(conn: &mut AnyConnection, store: &StoreId, ev: &Incoming, balance: &Value) -> Result<(), HandlerError> {
+pub async fn apply_available(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+    balance: &Value,
+) -> Result<(), HandlerError> {
     if !watermarks::advance(&mut *conn, store.as_str(), "balance", ev.created, ev.seq).await? {
         return Ok(());
     }

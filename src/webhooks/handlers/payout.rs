@@ -7,8 +7,21 @@ use crate::db::{self, connections::JsonColumn, watermarks};
 use crate::domain::StoreId;
 use crate::webhooks::registry::{HandlerError, Incoming};
 
-pub async fn apply_failed(conn: &mut AnyConnection, store: &StoreId, ev: &Incoming, payout: &Value) -> Result<(), HandlerError> {
-    if !watermarks::advance(&mut *conn, store.as_str(), "last_payout_failure", ev.created, ev.seq).await? {
+pub async fn apply_failed(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+    payout: &Value,
+) -> Result<(), HandlerError> {
+    if !watermarks::advance(
+        &mut *conn,
+        store.as_str(),
+        "last_payout_failure",
+        ev.created,
+        ev.seq,
+    )
+    .await?
+    {
         return Ok(());
     }
     let failure = json!({
@@ -20,6 +33,12 @@ pub async fn apply_failed(conn: &mut AnyConnection, store: &StoreId, ev: &Incomi
         "event": ev.event_id,
         "created": ev.created,
     });
-    db::connections::set_json(&mut *conn, store, JsonColumn::LastPayoutFailure, &failure.to_string()).await?;
+    db::connections::set_json(
+        &mut *conn,
+        store,
+        JsonColumn::LastPayoutFailure,
+        &failure.to_string(),
+    )
+    .await?;
     Ok(())
 }

@@ -54,7 +54,10 @@ struct Capture;
 
 impl Write for Capture {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        LOGS.get_or_init(Default::default).lock().unwrap().extend_from_slice(buf);
+        LOGS.get_or_init(Default::default)
+            .lock()
+            .unwrap()
+            .extend_from_slice(buf);
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -65,14 +68,24 @@ impl Write for Capture {
 fn capture_logs() {
     static INIT: OnceLock<()> = OnceLock::new();
     INIT.get_or_init(|| {
-        let filter = tracing_subscriber::EnvFilter::new("trace,hyper=debug,hyper_util=debug,h2=info,rustls=info");
-        tracing_subscriber::fmt().with_env_filter(filter).with_writer(|| Capture).with_ansi(false).init();
+        let filter = tracing_subscriber::EnvFilter::new(
+            "trace,hyper=debug,hyper_util=debug,h2=info,rustls=info",
+        );
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(|| Capture)
+            .with_ansi(false)
+            .init();
     });
 }
 
 pub fn master_key() -> String {
     let bytes: [u8; 32] = rand::random();
-    format!("k{}:{}", random(4), base64::engine::general_purpose::STANDARD.encode(bytes))
+    format!(
+        "k{}:{}",
+        random(4),
+        base64::engine::general_purpose::STANDARD.encode(bytes)
+    )
 }
 
 /// A database URL for a fresh database of the engine under test.
@@ -81,8 +94,12 @@ pub async fn fresh_database(dir: &std::path::Path) -> (String, Option<std::path:
         Ok(url) if url.starts_with("postgres") => {
             use sqlx::Connection;
             let name = format!("bursar_test_{}", random(12).to_lowercase());
-            let mut conn = sqlx::PgConnection::connect(&url).await.expect("BURSAR_TEST_DATABASE_URL is reachable");
-            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str()).await.unwrap();
+            let mut conn = sqlx::PgConnection::connect(&url)
+                .await
+                .expect("BURSAR_TEST_DATABASE_URL is reachable");
+            sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
+                .await
+                .unwrap();
             let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
             (format!("{base}/{name}"), None)
         }
@@ -110,8 +127,14 @@ impl TestApp {
             ("BURSAR_INTERNAL_SECRET", INTERNAL_SECRET),
             ("STRIPE_SECRET_KEY", sim.platform_key.as_str()),
             ("STRIPE_API_BASE", sim.url.as_str()),
-            ("STRIPE_WEBHOOK_SECRET", &format!("{PLATFORM_SECRET},{PLATFORM_SECRET_OLD}")),
-            ("STRIPE_CONNECT_WEBHOOK_SECRET", &format!("{CONNECT_SECRET},{CONNECT_SECRET_LIVE}")),
+            (
+                "STRIPE_WEBHOOK_SECRET",
+                &format!("{PLATFORM_SECRET},{PLATFORM_SECRET_OLD}"),
+            ),
+            (
+                "STRIPE_CONNECT_WEBHOOK_SECRET",
+                &format!("{CONNECT_SECRET},{CONNECT_SECRET_LIVE}"),
+            ),
             ("BURSAR_STRIPE_RETRY_BASE_MS", "5"),
             ("BURSAR_STRIPE_TIMEOUT_SECS", "2"),
             ("BURSAR_WORKER_RETRY_BASE_MS", "20"),
@@ -130,21 +153,36 @@ impl TestApp {
                 env.insert(k.to_string(), v.to_string());
             }
         }
-        let config = Config::from_lookup(|k| env.get(k).cloned(), None).expect("test config is valid");
+        let config =
+            Config::from_lookup(|k| env.get(k).cloned(), None).expect("test config is valid");
         let app = App::build(config).await.expect("app builds");
         let url = format!("http://{}", app.local_addr());
         env.insert("BURSAR_PUBLIC_URL".into(), url.clone());
         let services = app.services();
         let shutdown = CancellationToken::new();
         tokio::spawn(app.run(shutdown.clone()));
-        let (_, key) = bursar::service::api_keys::create(&services.db, "tests").await.unwrap();
+        let (_, key) = bursar::service::api_keys::create(&services.db, "tests")
+            .await
+            .unwrap();
         let api_key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
-        Self { url, api_key, services, sim, client: reqwest::Client::new(), env, sqlite_path, shutdown, _dir: dir }
+        Self {
+            url,
+            api_key,
+            services,
+            sim,
+            client: reqwest::Client::new(),
+            env,
+            sqlite_path,
+            shutdown,
+            _dir: dir,
+        }
     }
 
     /// A management request with the test API key.
     pub fn api(&self, method: Method, path: &str) -> RequestBuilder {
-        self.client.request(method, format!("{}{path}", self.url)).bearer_auth(&self.api_key)
+        self.client
+            .request(method, format!("{}{path}", self.url))
+            .bearer_auth(&self.api_key)
     }
 
     pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {
@@ -152,9 +190,17 @@ impl TestApp {
     }
 
     pub async fn create_store(&self, name: &str) -> String {
-        let r = self.api(Method::POST, "/api/v1/stores").json(&json!({ "name": name })).send().await.unwrap();
+        let r = self
+            .api(Method::POST, "/api/v1/stores")
+            .json(&json!({ "name": name }))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 201);
-        r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_owned()
+        r.json::<Value>().await.unwrap()["id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
     }
 
     /// A store connected with a restricted key to a new simulated account, with a webhook secret.
@@ -179,8 +225,16 @@ impl TestApp {
         self.deliver_raw(path, body, Some(&header)).await
     }
 
-    pub async fn deliver_raw(&self, path: &str, body: Vec<u8>, signature: Option<&str>) -> Response {
-        let mut r = self.anon(Method::POST, path).header("Content-Type", "application/json").body(body);
+    pub async fn deliver_raw(
+        &self,
+        path: &str,
+        body: Vec<u8>,
+        signature: Option<&str>,
+    ) -> Response {
+        let mut r = self
+            .anon(Method::POST, path)
+            .header("Content-Type", "application/json")
+            .body(body);
         if let Some(s) = signature {
             r = r.header("Stripe-Signature", s);
         }
@@ -192,10 +246,12 @@ impl TestApp {
     pub async fn drain(&self) {
         loop {
             bursar::worker::drain(&self.services).await.unwrap();
-            let in_flight: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status IN ('pending', 'processing')")
-                .fetch_one(self.services.db.pool())
-                .await
-                .unwrap();
+            let in_flight: i64 = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM events WHERE status IN ('pending', 'processing')",
+            )
+            .fetch_one(self.services.db.pool())
+            .await
+            .unwrap();
             if in_flight == 0 {
                 return;
             }
@@ -213,31 +269,54 @@ impl TestApp {
             }
             tokio::time::sleep(std::time::Duration::from_millis(25)).await;
         }
-        panic!("event {event_id} never reached the expected state: {}", self.event(event_id).await);
+        panic!(
+            "event {event_id} never reached the expected state: {}",
+            self.event(event_id).await
+        );
     }
 
     pub async fn event(&self, event_id: &str) -> Value {
-        let r = self.api(Method::GET, &format!("/api/v1/events/{event_id}")).send().await.unwrap();
+        let r = self
+            .api(Method::GET, &format!("/api/v1/events/{event_id}"))
+            .send()
+            .await
+            .unwrap();
         assert_eq!(r.status(), 200);
         r.json().await.unwrap()
     }
 
     pub async fn event_count(&self) -> i64 {
-        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events").fetch_one(self.services.db.pool()).await.unwrap()
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM events")
+            .fetch_one(self.services.db.pool())
+            .await
+            .unwrap()
     }
 
     pub async fn account(&self, store: &str) -> Value {
-        self.api(Method::GET, &format!("/api/v1/stores/{store}/account")).send().await.unwrap().json().await.unwrap()
+        self.api(Method::GET, &format!("/api/v1/stores/{store}/account"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
     }
 }
 
 pub fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
 }
 
 /// A realistic event of `event_type` built from Stripe's example objects.
 pub fn event(event_type: &str, account: Option<&str>, livemode: bool) -> Value {
-    let options = bursar::stripe::fixtures::EventOptions { account: account.map(str::to_owned), livemode, ..Default::default() };
+    let options = bursar::stripe::fixtures::EventOptions {
+        account: account.map(str::to_owned),
+        livemode,
+        ..Default::default()
+    };
     bursar::stripe::fixtures::event(event_type, &options).unwrap()
 }
 
@@ -245,7 +324,17 @@ pub fn event(event_type: &str, account: Option<&str>, livemode: bool) -> Value {
 pub async fn error_code(r: Response) -> (u16, String, String) {
     let status = r.status().as_u16();
     let body: Value = r.json().await.unwrap_or_default();
-    (status, body["error"]["code"].as_str().unwrap_or_default().to_owned(), body["error"]["message"].as_str().unwrap_or_default().to_owned())
+    (
+        status,
+        body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+        body["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned(),
+    )
 }
 
 /// A `bursar` process of the built binary.
@@ -264,7 +353,11 @@ impl Drop for Server {
 /// The built `bursar` binary with exactly `env` (plus PATH), run in `dir`.
 pub fn bursar(env: &HashMap<String, String>, dir: &std::path::Path) -> std::process::Command {
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_bursar"));
-    cmd.env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).env("NO_COLOR", "1").envs(env).current_dir(dir);
+    cmd.env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .envs(env)
+        .current_dir(dir);
     cmd
 }
 
@@ -283,16 +376,27 @@ pub fn spawn_server(env: &HashMap<String, String>, dir: &std::path::Path, args: 
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let mut sent = false;
-        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
             if !sent {
                 if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr: String = rest.chars().take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':').collect();
+                    let addr: String = rest
+                        .chars()
+                        .take_while(|c| c.is_ascii_digit() || *c == '.' || *c == ':')
+                        .collect();
                     let _ = tx.send(addr);
                     sent = true;
                 }
             }
         }
     });
-    let addr = rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the server reports its address");
-    Server { child, url: format!("http://{addr}") }
+    let addr = rx
+        .recv_timeout(std::time::Duration::from_secs(60))
+        .expect("the server reports its address");
+    Server {
+        child,
+        url: format!("http://{addr}"),
+    }
 }

@@ -61,25 +61,43 @@ pub struct StripeSim {
 }
 
 pub fn random(n: usize) -> String {
-    rand::thread_rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
 }
 
 impl StripeSim {
     pub async fn start() -> Self {
         let platform_key = format!("sk_test_platform{}", random(20));
-        let sim = Arc::new(Sim { platform_key: platform_key.clone(), ..Default::default() });
+        let sim = Arc::new(Sim {
+            platform_key: platform_key.clone(),
+            ..Default::default()
+        });
         let app = Router::new()
             .route("/v1/account", get(current_account))
             .route("/v1/accounts/{id}", get(account_by_id))
             .fallback(|uri: Uri| async move {
-                error(StatusCode::NOT_FOUND, "invalid_request_error", &format!("Unrecognized request URL (GET: {}).", uri.path()))
+                error(
+                    StatusCode::NOT_FOUND,
+                    "invalid_request_error",
+                    &format!("Unrecognized request URL (GET: {}).", uri.path()),
+                )
             })
-            .layer(axum::middleware::from_fn_with_state(sim.clone(), record_and_fault))
+            .layer(axum::middleware::from_fn_with_state(
+                sim.clone(),
+                record_and_fault,
+            ))
             .with_state(sim.clone());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", listener.local_addr().unwrap());
         tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        Self { url, platform_key, sim }
+        Self {
+            url,
+            platform_key,
+            sim,
+        }
     }
 
     /// A new account (Stripe's example account with a fresh id) and keys in `mode`.
@@ -94,7 +112,11 @@ impl StripeSim {
             publishable_key: format!("pk_{mode}_{}", random(24)),
             id: id.clone(),
         };
-        self.sim.accounts.lock().unwrap().insert(id.clone(), account);
+        self.sim
+            .accounts
+            .lock()
+            .unwrap()
+            .insert(id.clone(), account);
         let mut keys = self.sim.keys.lock().unwrap();
         keys.insert(a.secret_key.clone(), id.clone());
         keys.insert(a.restricted_key.clone(), id);
@@ -103,12 +125,22 @@ impl StripeSim {
 
     /// Changes an account's state, as the Dashboard or onboarding would.
     pub fn update_account(&self, id: &str, f: impl FnOnce(&mut Value)) {
-        f(self.sim.accounts.lock().unwrap().get_mut(id).expect("known account"));
+        f(self
+            .sim
+            .accounts
+            .lock()
+            .unwrap()
+            .get_mut(id)
+            .expect("known account"));
     }
 
     /// The next `times` requests to `method path` meet `fault`.
     pub fn fail(&self, method: Method, path: &str, fault: Fault, times: u32) {
-        self.sim.faults.lock().unwrap().push((method, path.to_owned(), fault, times));
+        self.sim
+            .faults
+            .lock()
+            .unwrap()
+            .push((method, path.to_owned(), fault, times));
     }
 
     pub fn clear_faults(&self) {
@@ -116,13 +148,29 @@ impl StripeSim {
     }
 
     pub fn requests(&self, path: &str) -> Vec<Recorded> {
-        self.sim.requests.lock().unwrap().iter().filter(|r| r.path == path).cloned().collect()
+        self.sim
+            .requests
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
     }
 }
 
-async fn record_and_fault(State(sim): State<Arc<Sim>>, req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+async fn record_and_fault(
+    State(sim): State<Arc<Sim>>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
     let recorded = {
-        let header = |n: &str| req.headers().get(n).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let header = |n: &str| {
+            req.headers()
+                .get(n)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         Recorded {
             method: req.method().to_string(),
             path: req.uri().path().to_owned(),
@@ -134,7 +182,9 @@ async fn record_and_fault(State(sim): State<Arc<Sim>>, req: axum::extract::Reque
     sim.requests.lock().unwrap().push(recorded);
     let fault = {
         let mut faults = sim.faults.lock().unwrap();
-        let hit = faults.iter_mut().find(|(m, p, _, left)| m == req.method() && p == req.uri().path() && *left > 0);
+        let hit = faults
+            .iter_mut()
+            .find(|(m, p, _, left)| m == req.method() && p == req.uri().path() && *left > 0);
         hit.map(|(_, _, f, left)| {
             *left -= 1;
             f.clone()
@@ -153,20 +203,35 @@ async fn record_and_fault(State(sim): State<Arc<Sim>>, req: axum::extract::Reque
 
 fn simulated(code: u16, should_retry: Option<&'static str>) -> Response {
     let status = StatusCode::from_u16(code).unwrap();
-    let kind = if code == 429 { "rate_limit_error" } else if code >= 500 { "api_error" } else { "invalid_request_error" };
-    let mut r = error(status, kind, "Simulated failure from the local Stripe server.");
+    let kind = if code == 429 {
+        "rate_limit_error"
+    } else if code >= 500 {
+        "api_error"
+    } else {
+        "invalid_request_error"
+    };
+    let mut r = error(
+        status,
+        kind,
+        "Simulated failure from the local Stripe server.",
+    );
     if let Some(v) = should_retry {
-        r.headers_mut().insert("Stripe-Should-Retry", v.parse().unwrap());
+        r.headers_mut()
+            .insert("Stripe-Should-Retry", v.parse().unwrap());
     }
     r
 }
 
 fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    (status, Json(json!({ "error": { "type": kind, "message": message } }))).into_response()
+    (
+        status,
+        Json(json!({ "error": { "type": kind, "message": message } })),
+    )
+        .into_response()
 }
 
 /// Resolves the caller's key and `Stripe-Account` to the account it may act on.
-fn authorize(sim: &Sim, headers: &HeaderMap) -> Result<Option<String>, Response> {
+fn authorize(sim: &Sim, headers: &HeaderMap) -> Result<Option<String>, Box<Response>> {
     let key = headers
         .get("Authorization")
         .and_then(|v| v.to_str().ok())
@@ -177,22 +242,22 @@ fn authorize(sim: &Sim, headers: &HeaderMap) -> Result<Option<String>, Response>
         return Ok(on_behalf.map(str::to_owned));
     }
     match sim.keys.lock().unwrap().get(key) {
-        Some(_) if on_behalf.is_some() => Err(error(
+        Some(_) if on_behalf.is_some() => Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "invalid_request_error",
             "The provided key does not have access to the account specified in the Stripe-Account header.",
-        )),
+        ))),
         Some(account) => Ok(Some(account.clone())),
         None => {
             let masked = if key.len() > 12 { format!("{}{}{}", &key[..8], "*".repeat(key.len() - 12), &key[key.len() - 4..]) } else { "****".into() };
-            Err(error(StatusCode::UNAUTHORIZED, "invalid_request_error", &format!("Invalid API Key provided: {masked}")))
+            Err(Box::new(error(StatusCode::UNAUTHORIZED, "invalid_request_error", &format!("Invalid API Key provided: {masked}"))))
         }
     }
 }
 
 async fn current_account(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Response {
     match authorize(&sim, &headers) {
-        Err(r) => r,
+        Err(r) => *r,
         Ok(None) => Json(json!({"id": "acct_platform", "object": "account", "charges_enabled": true, "payouts_enabled": true})).into_response(),
         Ok(Some(id)) => match sim.accounts.lock().unwrap().get(&id) {
             Some(a) => Json(a.clone()).into_response(),
@@ -201,12 +266,20 @@ async fn current_account(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> Res
     }
 }
 
-async fn account_by_id(State(sim): State<Arc<Sim>>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+async fn account_by_id(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Response {
     if let Err(r) = authorize(&sim, &headers) {
-        return r;
+        return *r;
     }
     match sim.accounts.lock().unwrap().get(&id) {
         Some(a) => Json(a.clone()).into_response(),
-        None => error(StatusCode::NOT_FOUND, "invalid_request_error", &format!("No such account: '{id}'")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "invalid_request_error",
+            &format!("No such account: '{id}'"),
+        ),
     }
 }

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Runs the whole test suite on SQLite, then again on a throwaway PostgreSQL cluster.
+# PostgreSQL: uses BURSAR_TEST_POSTGRES_URL if set; otherwise starts a temporary server from the
+# installed binaries (Debian's postgresql package). Set BURSAR_TEST_SKIP_POSTGRES=1 to skip it.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== tests on SQLite"
+cargo test --all-targets
+
+if [ "${BURSAR_TEST_SKIP_POSTGRES:-}" = 1 ]; then
+  echo "== PostgreSQL run skipped (BURSAR_TEST_SKIP_POSTGRES=1)"
+  exit 0
+fi
+
+pg_url="${BURSAR_TEST_POSTGRES_URL:-}"
+if [ -z "$pg_url" ]; then
+  bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
+  [ -n "$bindir" ] || { echo "PostgreSQL is not installed (apt-get install -y postgresql), or set BURSAR_TEST_POSTGRES_URL" >&2; exit 1; }
+  pgdir=$(mktemp -d /tmp/bursar-pg.XXXXXX)
+  port=$(( 20000 + RANDOM % 20000 ))
+  run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+  [ "$(id -u)" = 0 ] && chown postgres "$pgdir"
+  run_pg "$bindir/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
+  run_pg "$bindir/pg_ctl" -D "$pgdir/data" -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300" -l "$pgdir/log" -w start >/dev/null
+  trap 'run_pg "$bindir/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
+  pg_url="postgres://postgres@127.0.0.1:$port/postgres"
+fi
+
+echo "== tests on PostgreSQL"
+BURSAR_TEST_DATABASE_URL="$pg_url" cargo test --all-targets
