@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on SQLite, then again on a throwaway PostgreSQL cluster.
+# Lints, then runs the whole test suite on SQLite, then again on a throwaway PostgreSQL cluster.
 # PostgreSQL: uses BURSAR_TEST_POSTGRES_URL if set; otherwise starts a temporary server from the
 # installed binaries (Debian's postgresql package). Set BURSAR_TEST_SKIP_POSTGRES=1 to skip it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+echo "== lint"
+cargo fmt --all -- --check
+cargo clippy --all-targets -- -D warnings
 
 echo "== tests on SQLite"
 cargo test --all-targets

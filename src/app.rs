@@ -2,7 +2,6 @@
 //! the worker and the HTTP server on a bound listener. Tests and `bursar serve` share this.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use tokio::net::TcpListener;
@@ -62,10 +61,8 @@ impl App {
         let state = AppState {
             services: self.services.clone(),
             ingest,
-            ready: Arc::new(AtomicBool::new(false)),
             stored,
         };
-        state.ready.store(true, Ordering::Relaxed);
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
         let router = http::router(state);
         let served = axum::serve(self.listener, router)

@@ -81,13 +81,10 @@ impl Config {
         match dotenvy::dotenv() {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
-            Err(e) => return Err(bad("BURSAR_.env", format!(".env could not be read: {e}"))),
+            Err(e) => return Err(bad(".env", format!("could not be read: {e}"))),
         }
         let lookup = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let mut config =
-            Self::from_lookup(|name| lookup(name), dev.then_some(Path::new(DEV_KEY_FILE)))?;
-        config.database_url = config.database_url.trim().to_owned();
-        Ok(config)
+        Self::from_lookup(lookup, dev.then_some(Path::new(DEV_KEY_FILE)))
     }
 
     /// Builds the configuration from any variable source; `dev_key_file` allows generating
@@ -96,8 +93,9 @@ impl Config {
         get: impl Fn(&str) -> Option<String>,
         dev_key_file: Option<&Path>,
     ) -> Result<Self, ConfigError> {
-        let database_url =
-            get("BURSAR_DATABASE_URL").unwrap_or_else(|| "sqlite://bursar.db".into());
+        let database_url = get("BURSAR_DATABASE_URL")
+            .map(|u| u.trim().to_owned())
+            .unwrap_or_else(|| "sqlite://bursar.db".into());
         if !(database_url.starts_with("sqlite:")
             || database_url.starts_with("postgres://")
             || database_url.starts_with("postgresql://"))
@@ -299,8 +297,7 @@ fn parse_base_url(var: &'static str, url: &str) -> Result<String, ConfigError> {
     if !matches!(parsed.scheme(), "http" | "https") || parsed.host().is_none() {
         return Err(bad(var, "must be an http(s) URL with a host"));
     }
-    Ok(url.trim().trim_end_matches('/').to_owned()
-        + if url.trim().ends_with('/') { "/" } else { "" })
+    Ok(url.trim().to_owned())
 }
 
 fn parse_master_keys(value: &str) -> Result<Vec<MasterKey>, ConfigError> {

@@ -5,7 +5,7 @@
 //! the batch is rolled back and its events are applied one by one, so one bad event cannot
 //! hold back the others.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -103,11 +103,39 @@ async fn commit_all(
     steps: &mut [Step],
 ) -> Result<(), HandlerError> {
     let mut tx = s.db.begin_write().await?;
+    // Applied events whose row needs nothing but its status are marked in one statement.
+    let bulk: Vec<i64> = rows
+        .iter()
+        .zip(steps.iter())
+        .filter(|(row, step)| bulk_applicable(row, step))
+        .map(|(row, _)| row.seq)
+        .collect();
+    let owned: HashSet<i64> =
+        inbox::finish_many(&mut *tx, s.db.engine(), &bulk, token, Outcome::Applied)
+            .await?
+            .into_iter()
+            .collect();
     for (row, step) in rows.iter().zip(steps.iter_mut()) {
-        record(s, &mut tx, token, row, step).await?;
+        if !bulk_applicable(row, step) {
+            record(s, &mut tx, token, row, step).await?;
+        } else if owned.contains(&row.seq) {
+            if let Step::Apply {
+                handler,
+                incoming,
+                loaded,
+            } = step
+            {
+                handler.apply(&mut tx, incoming, loaded).await?;
+            }
+        }
     }
-    tx.commit().await.map_err(DbError::from)?;
+    tx.commit().await?;
     Ok(())
+}
+
+/// An `Apply` whose store is already on its row: only the status changes.
+fn bulk_applicable(row: &EventRow, step: &Step) -> bool {
+    matches!(step, Step::Apply { incoming, .. } if incoming.store.is_none() || row.store_id.is_some())
 }
 
 async fn commit_one(
@@ -132,7 +160,7 @@ async fn commit_one(
 /// lease ran out and another worker owns the event, nothing of ours is written.
 async fn record(
     s: &Services,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     token: &str,
     row: &EventRow,
     step: &mut Step,
@@ -161,7 +189,6 @@ async fn record(
         } => {
             let store = incoming.store.as_ref().map(StoreId::as_str);
             if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
-                let loaded = std::mem::replace(loaded, Loaded::Nothing);
                 let result = handler.apply(tx, incoming, loaded).await;
                 if let Err(e) = result {
                     *step = Step::Fail(e.to_string());
@@ -175,7 +202,7 @@ async fn record(
 
 async fn fail(
     s: &Services,
-    tx: &mut sqlx::Transaction<'static, sqlx::Any>,
+    tx: &mut crate::db::WriteTx,
     token: &str,
     row: &EventRow,
     error: &str,

@@ -3,6 +3,8 @@
 //! A claim sets `next_attempt_at` to the lease's end, so one partial index over unfinished
 //! rows serves both new work and work whose worker died.
 
+use std::collections::HashMap;
+
 use sqlx::{Any, Executor, FromRow};
 
 use super::{now_ms, Db, Engine, Result};
@@ -28,37 +30,65 @@ pub enum Inserted {
     Duplicate,
 }
 
-/// Stores a batch in one transaction: one fsync for all of them. Connect events get their
-/// store from the account that owns them, when one is known.
+/// Rows per INSERT statement: 12 parameters each, far below both engines' limits.
+const INSERT_CHUNK: usize = 100;
+
+/// Stores a batch in one transaction: one fsync for all of them, one statement per 100 rows.
+/// Connect events get their store from the account that owns them, when one is known.
 pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
-    let mut out = Vec::with_capacity(events.len());
-    for e in events {
-        let seq = sqlx::query_scalar::<_, i64>(
+    let mut stored = HashMap::with_capacity(events.len());
+    for chunk in events.chunks(INSERT_CHUNK) {
+        let mut sql = String::from(
             "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
-               payload, status, next_attempt_at, received_at) \
-             VALUES ($1, $2, $3, $4, \
-               COALESCE($5, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = $6)), \
-               $6, $7, $8, $9, 'pending', $10, $10) \
-             ON CONFLICT (source, event_id) DO NOTHING RETURNING seq",
-        )
-        .bind(&e.source)
-        .bind(&e.event_id)
-        .bind(&e.event_type)
-        .bind(e.scope)
-        .bind(e.store_id.as_deref())
-        .bind(e.account_id.as_deref())
-        .bind(i64::from(e.livemode))
-        .bind(e.created)
-        .bind(&e.payload)
-        .bind(now)
-        .fetch_optional(&mut *tx)
-        .await?;
-        out.push(seq.map_or(Inserted::Duplicate, Inserted::New));
+               payload, status, next_attempt_at, received_at) VALUES ",
+        );
+        for i in 0..chunk.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            let p = |n: usize| placeholder(db.engine(), i * 12 + n);
+            sql.push_str(&format!(
+                "({}, {}, {}, {}, COALESCE({}, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = {})), \
+                 {}, {}, {}, {}, 'pending', {}, {})",
+                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12)
+            ));
+        }
+        sql.push_str(" ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id");
+        let mut query = sqlx::query_as::<_, (i64, String, String)>(&sql);
+        for e in chunk {
+            query = query
+                .bind(&e.source)
+                .bind(&e.event_id)
+                .bind(&e.event_type)
+                .bind(e.scope)
+                .bind(e.store_id.as_deref())
+                .bind(e.account_id.as_deref())
+                .bind(e.account_id.as_deref())
+                .bind(i64::from(e.livemode))
+                .bind(e.created)
+                .bind(&e.payload)
+                .bind(now)
+                .bind(now);
+        }
+        // Full chunks repeat the same text, so their prepared statement is reused.
+        let persistent = chunk.len() == INSERT_CHUNK;
+        for (seq, source, event_id) in query.persistent(persistent).fetch_all(&mut *tx).await? {
+            stored.insert((source, event_id), seq);
+        }
     }
     tx.commit().await?;
-    Ok(out)
+    // The first delivery of an id in the batch is the stored one; any other is a duplicate.
+    Ok(events
+        .iter()
+        .map(
+            |e| match stored.remove(&(e.source.clone(), e.event_id.clone())) {
+                Some(seq) => Inserted::New(seq),
+                None => Inserted::Duplicate,
+            },
+        )
+        .collect())
 }
 
 /// One stored event, as workers and operators see it.
@@ -94,15 +124,26 @@ pub async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Ve
          WHERE seq IN ({}) RETURNING {COLUMNS}",
         due_subquery(db.engine())
     );
+    let mut tx = db.begin_write().await?;
     let mut rows = sqlx::query_as::<_, EventRow>(&sql)
         .bind(token)
         .bind(now + lease_ms)
         .bind(now)
         .bind(limit)
-        .fetch_all(db.pool())
+        .fetch_all(&mut *tx)
         .await?;
+    tx.commit().await?;
     rows.sort_by_key(|r| r.seq);
     Ok(rows)
+}
+
+/// The n-th (1-based) parameter of a long generated statement. SQLite binds `$N` by looking
+/// each name up in a list (quadratic in the parameter count); plain `?` is bound by position.
+fn placeholder(engine: Engine, n: usize) -> String {
+    match engine {
+        Engine::Sqlite => "?".to_owned(),
+        Engine::Postgres => format!("${n}"),
+    }
 }
 
 /// Due work in the order it fell due. PostgreSQL skips rows another process is claiming;
@@ -163,6 +204,40 @@ pub async fn finish<'e>(
     .execute(ex)
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Finishes many claimed events with one outcome; returns the seqs that were still ours
+/// (any other was taken over by another worker and must get no effects from us).
+pub async fn finish_many<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    engine: Engine,
+    seqs: &[i64],
+    token: &str,
+    outcome: Outcome,
+) -> Result<Vec<i64>> {
+    if seqs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let p = |n: usize| placeholder(engine, n);
+    let list = (0..seqs.len())
+        .map(|i| p(i + 4))
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!(
+        "UPDATE events SET status = {}, applied_at = {}, claim_token = NULL \
+         WHERE claim_token = {} AND seq IN ({list}) RETURNING seq",
+        p(1),
+        p(2),
+        p(3)
+    );
+    let mut query = sqlx::query_scalar::<_, i64>(&sql)
+        .bind(outcome.as_str())
+        .bind(now_ms())
+        .bind(token);
+    for seq in seqs {
+        query = query.bind(*seq);
+    }
+    Ok(query.persistent(false).fetch_all(ex).await?)
 }
 
 /// Records a failed attempt: retried at `retry_at`, or parked as `dead` when `dead`.

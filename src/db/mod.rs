@@ -2,7 +2,10 @@
 //! driver so that queries are written once. Engine differences live in small named functions.
 
 use std::str::FromStr;
+use std::sync::Arc;
 use std::time::Duration;
+
+use tokio::sync::{Mutex, OwnedMutexGuard};
 
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::{Any, AnyPool, Executor, Transaction};
@@ -55,6 +58,38 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     engine: Engine,
+    /// SQLite has one writer. Queueing writers here, in order, replaces SQLite's busy handler,
+    /// which polls with sleeps of up to 100 ms and so turns lock contention into latency.
+    write_lock: Arc<Mutex<()>>,
+}
+
+/// A write transaction; on SQLite it also holds the process-wide write lock until it ends.
+pub struct WriteTx {
+    tx: Transaction<'static, Any>,
+    _lock: Option<OwnedMutexGuard<()>>,
+}
+
+impl WriteTx {
+    pub async fn commit(self) -> Result<()> {
+        Ok(self.tx.commit().await?)
+    }
+
+    pub async fn rollback(self) -> Result<()> {
+        Ok(self.tx.rollback().await?)
+    }
+}
+
+impl std::ops::Deref for WriteTx {
+    type Target = sqlx::AnyConnection;
+    fn deref(&self) -> &Self::Target {
+        &self.tx
+    }
+}
+
+impl std::ops::DerefMut for WriteTx {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.tx
+    }
 }
 
 impl Db {
@@ -100,7 +135,11 @@ impl Db {
                     .await?
             }
         };
-        Ok(Self { pool, engine })
+        Ok(Self {
+            pool,
+            engine,
+            write_lock: Arc::new(Mutex::new(())),
+        })
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -119,12 +158,21 @@ impl Db {
         self.engine
     }
 
-    /// A write transaction. On SQLite it takes the write lock at once (`BEGIN IMMEDIATE`),
-    /// so a transaction that reads before it writes cannot fail with SQLITE_BUSY mid-way.
-    pub async fn begin_write(&self) -> Result<Transaction<'static, Any>> {
+    /// A write transaction. On SQLite it waits its turn for the process's write lock, then takes
+    /// SQLite's at once (`BEGIN IMMEDIATE`), so it cannot fail with SQLITE_BUSY mid-way.
+    pub async fn begin_write(&self) -> Result<WriteTx> {
         Ok(match self.engine {
-            Engine::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Engine::Postgres => self.pool.begin().await?,
+            Engine::Sqlite => {
+                let lock = self.write_lock.clone().lock_owned().await;
+                WriteTx {
+                    tx: self.pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _lock: Some(lock),
+                }
+            }
+            Engine::Postgres => WriteTx {
+                tx: self.pool.begin().await?,
+                _lock: None,
+            },
         })
     }
 

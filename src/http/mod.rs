@@ -30,7 +30,6 @@ pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 pub struct AppState {
     pub services: Services,
     pub ingest: Ingest,
-    pub ready: Arc<std::sync::atomic::AtomicBool>,
     /// Wakes the worker after something is queued outside the ingest path (a replay).
     pub stored: Arc<tokio::sync::Notify>,
 }
@@ -102,9 +101,18 @@ pub fn router(state: AppState) -> Router {
         }))
 }
 
+/// Up when the database answers: without it no webhook can be acknowledged.
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
-) -> Json<serde_json::Value> {
-    let ready = state.ready.load(std::sync::atomic::Ordering::Relaxed);
-    Json(json!({ "status": if ready { "ok" } else { "starting" } }))
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let ping = sqlx::query("SELECT 1").execute(state.services.db.pool());
+    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Json(json!({ "status": "ok" })).into_response(),
+        _ => (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": "database_unavailable" })),
+        )
+            .into_response(),
+    }
 }

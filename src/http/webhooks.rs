@@ -52,8 +52,8 @@ pub async fn connect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let secrets = state.services.config.stripe.connect_webhook_secrets.clone();
-    receive(&state, Door::Connect, &secrets, &headers, body).await
+    let secrets = &state.services.config.stripe.connect_webhook_secrets;
+    receive(&state, Door::Connect, secrets, &headers, body).await
 }
 
 pub async fn store(

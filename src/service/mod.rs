@@ -14,23 +14,32 @@ pub mod events;
 pub mod status;
 pub mod stores;
 
-/// What every capability needs, cheap to clone.
+/// What every capability needs; one pointer to clone (the router clones it per request).
 #[derive(Clone)]
-pub struct Services {
+pub struct Services(Arc<Parts>);
+
+pub struct Parts {
     pub config: Arc<Config>,
     pub db: Db,
     pub vault: Vault,
-    pub stripe: Arc<StripeClient>,
+    pub stripe: StripeClient,
+}
+
+impl std::ops::Deref for Services {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
 }
 
 impl Services {
     pub fn new(config: Arc<Config>, db: Db) -> Self {
-        Self {
+        Self(Arc::new(Parts {
             vault: Vault::new(config.master_keys.clone()),
-            stripe: Arc::new(StripeClient::new(&config.stripe)),
+            stripe: StripeClient::new(&config.stripe),
             config,
             db,
-        }
+        }))
     }
 }
 

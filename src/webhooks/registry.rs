@@ -94,16 +94,16 @@ impl Handler {
         self,
         conn: &mut AnyConnection,
         ev: &Incoming,
-        loaded: Loaded,
+        loaded: &Loaded,
     ) -> Result<(), HandlerError> {
         let (Some(store), Loaded::Object(object)) = (&ev.store, loaded) else {
             return Ok(());
         };
         match self {
-            Handler::AccountUpdated => account::apply_updated(conn, store, &object).await,
+            Handler::AccountUpdated => account::apply_updated(conn, store, object).await,
             Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
-            Handler::PayoutFailed => payout::apply_failed(conn, store, ev, &object).await,
-            Handler::BalanceAvailable => balance::apply_available(conn, store, ev, &object).await,
+            Handler::PayoutFailed => payout::apply_failed(conn, store, ev, object).await,
+            Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
             Handler::Record => Ok(()),
         }
     }
