@@ -77,6 +77,7 @@ enum Step {
 pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
     let token = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let lease = s.config.worker.lease.as_millis() as i64;
+    let started = std::time::Instant::now();
     let rows = inbox::claim(&s.db, &token, i64::from(s.config.worker.batch_size), lease).await?;
     if rows.is_empty() {
         return Ok(0);
@@ -93,6 +94,11 @@ pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
             commit_one(s, &token, row, step).await?;
         }
     }
+    tracing::debug!(
+        batch = n,
+        micros = started.elapsed().as_micros() as u64,
+        "worker batch"
+    );
     Ok(n)
 }
 

@@ -65,8 +65,14 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
                 Err(_) => break,
             }
         }
+        let started = std::time::Instant::now();
         match inbox::insert_batch(&db, &events).await {
             Ok(results) => {
+                tracing::debug!(
+                    batch = events.len(),
+                    micros = started.elapsed().as_micros() as u64,
+                    "inbox commit"
+                );
                 for (reply, result) in replies.drain(..).zip(results) {
                     let _ = reply.send(Ok(result));
                 }
