@@ -288,6 +288,13 @@ async fn prepare(
                 },
             };
             match conn {
+                // An event about an account the store no longer holds (it reconnected while the
+                // event waited, or is being replayed) must not touch the new connection.
+                Some(c) if row.account_id.is_some() && row.account_id != c.account_id => {
+                    let note =
+                        "the store is no longer connected to this event's account".to_owned();
+                    return finish(Outcome::Ignored, note, store);
+                }
                 Some(c) => Some(c.mode()),
                 None => {
                     return finish(

@@ -59,8 +59,9 @@ pub struct AccountState {
     pub requirements: Option<String>,
 }
 
-/// Saves a `keys` connection. A webhook secret that is not given is kept while the account
-/// stays the same; a different account starts clean.
+/// Saves a `keys` connection. A webhook secret that is not given is kept while the account and
+/// mode stay the same (an account has one `acct_` id but separate test and live endpoints); a
+/// different account or mode starts clean.
 pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<ConnectionRow> {
     let now = now_ms();
     let sql = format!(
@@ -70,10 +71,10 @@ pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<
          VALUES ($1, 'keys', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12) \
          ON CONFLICT (store_id) DO UPDATE SET kind = 'keys', mode = excluded.mode, \
            webhook_secret_enc = CASE WHEN excluded.webhook_secret_enc IS NOT NULL THEN excluded.webhook_secret_enc \
-             WHEN connections.account_id = excluded.account_id THEN connections.webhook_secret_enc ELSE NULL END, \
+             WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.webhook_secret_enc ELSE NULL END, \
            deauthorized = 0, \
-           last_payout_failure = CASE WHEN connections.account_id = excluded.account_id THEN connections.last_payout_failure ELSE NULL END, \
-           balance = CASE WHEN connections.account_id = excluded.account_id THEN connections.balance ELSE NULL END, \
+           last_payout_failure = CASE WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.last_payout_failure ELSE NULL END, \
+           balance = CASE WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.balance ELSE NULL END, \
            account_id = excluded.account_id, key_kind = excluded.key_kind, publishable_key = excluded.publishable_key, \
            secret_key_enc = excluded.secret_key_enc, charges_enabled = excluded.charges_enabled, \
            payouts_enabled = excluded.payouts_enabled, details_submitted = excluded.details_submitted, \

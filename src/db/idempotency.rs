@@ -3,6 +3,9 @@
 use super::{now_ms, Db, Result};
 
 const TTL_MS: i64 = 24 * 3600 * 1000;
+/// A first request that has not finished after this long died with its connection or process
+/// (a dropped handler never releases its key): the key may be used again.
+const IN_FLIGHT_MS: i64 = 60 * 1000;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
@@ -19,11 +22,13 @@ pub enum Claim {
 pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str) -> Result<Claim> {
     let now = now_ms();
     sqlx::query(
-        "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 AND created_at < $3",
+        "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 \
+         AND (created_at < $3 OR (status_code IS NULL AND created_at < $4))",
     )
     .bind(api_key_id)
     .bind(key)
     .bind(now - TTL_MS)
+    .bind(now - IN_FLIGHT_MS)
     .execute(db.pool())
     .await?;
     let inserted = sqlx::query(

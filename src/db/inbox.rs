@@ -192,7 +192,7 @@ pub async fn finish<'e>(
     note: Option<&str>,
 ) -> Result<bool> {
     let done = sqlx::query(
-        "UPDATE events SET status = $1, last_error = $2, applied_at = $3, claim_token = NULL, \
+        "UPDATE events SET status = $1, last_error = $2, applied_at = CASE WHEN $1 = 'applied' THEN $3 ELSE NULL END, claim_token = NULL, \
          store_id = COALESCE(store_id, $4) WHERE seq = $5 AND claim_token = $6",
     )
     .bind(outcome.as_str())
@@ -224,7 +224,7 @@ pub async fn finish_many<'e>(
         .collect::<Vec<_>>()
         .join(",");
     let sql = format!(
-        "UPDATE events SET status = {}, applied_at = {}, claim_token = NULL \
+        "UPDATE events SET status = {}, applied_at = {}, last_error = NULL, claim_token = NULL \
          WHERE claim_token = {} AND seq IN ({list}) RETURNING seq",
         p(1),
         p(2),

@@ -85,7 +85,11 @@ pub async fn idempotent(
                 .run(Request::from_parts(parts, Body::from(bytes)))
                 .await;
             let (parts, body) = response.into_parts();
-            let bytes = to_bytes(body, RESPONSE_LIMIT).await.unwrap_or_default();
+            let Ok(bytes) = to_bytes(body, RESPONSE_LIMIT).await else {
+                // Never save (or send) a truncated body as the answer to replay.
+                let _ = idempotency::release(db, &caller.api_key_id, &key).await;
+                return Err(ApiError::internal());
+            };
             let saved = if parts.status.is_success() {
                 let text = String::from_utf8_lossy(&bytes);
                 idempotency::complete(db, &caller.api_key_id, &key, parts.status.as_u16(), &text)

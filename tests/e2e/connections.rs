@@ -1,7 +1,12 @@
 use reqwest::Method;
 use serde_json::{json, Value};
 
-use crate::support::{error_code, logs, random, Fault, TestApp, INTERNAL_SECRET};
+use crate::support::{error_code, logs, random, Fault, SimAccount, TestApp, INTERNAL_SECRET};
+
+/// A key-connection body: `secret` with the account's publishable key.
+fn keys(secret: &str, account: &SimAccount) -> Value {
+    json!({ "secret_key": secret, "publishable_key": account.publishable_key })
+}
 
 async fn put_keys(app: &TestApp, store: &str, body: Value) -> reqwest::Response {
     app.api(
@@ -34,12 +39,7 @@ async fn connecting_keys_records_the_account_and_status() {
     let account = app.sim.add_account(true);
     app.sim
         .update_account(&account.id, |a| a["charges_enabled"] = json!(true));
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.restricted_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.restricted_key, &account)).await;
     assert_eq!(r.status(), 200);
     let conn: Value = r.json().await.unwrap();
     assert_eq!(conn["account_id"], account.id.as_str());
@@ -170,12 +170,7 @@ async fn stripe_500_is_retried_then_succeeds() {
     let account = app.sim.add_account(false);
     app.sim
         .fail(Method::GET, "/v1/account", Fault::Status(500), 2);
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.secret_key, &account)).await;
     assert_eq!(r.status(), 200);
     assert_eq!(
         app.sim.requests("/v1/account").len(),
@@ -191,12 +186,7 @@ async fn stripe_outage_is_a_502_after_the_retries() {
     let account = app.sim.add_account(false);
     app.sim
         .fail(Method::GET, "/v1/account", Fault::Status(503), 10);
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.secret_key, &account)).await;
     assert_eq!(error_code(r).await.1, "stripe_unavailable");
     assert_eq!(
         app.sim.requests("/v1/account").len(),
@@ -208,12 +198,7 @@ async fn stripe_outage_is_a_502_after_the_retries() {
     app.sim.clear_faults();
     app.sim
         .fail(Method::GET, "/v1/account", Fault::StatusNoRetry(500), 1);
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.secret_key, &account)).await;
     assert_eq!(r.status(), 502);
     assert_eq!(app.sim.requests("/v1/account").len(), 5);
     app.sim.fail(
@@ -222,12 +207,7 @@ async fn stripe_outage_is_a_502_after_the_retries() {
         Fault::Delay(std::time::Duration::from_secs(3)),
         1,
     );
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.secret_key, &account)).await;
     assert_eq!(r.status(), 200, "the timed-out call was retried");
 }
 
@@ -297,30 +277,15 @@ async fn key_policy_decides_what_full_secret_keys_get() {
     let app = TestApp::spawn_with(&[("BURSAR_KEY_POLICY", "restricted-only")]).await;
     let store = app.create_store("Shop").await;
     let account = app.sim.add_account(false);
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.secret_key, &account)).await;
     assert_eq!(error_code(r).await.1, "restricted_key_required");
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.restricted_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.restricted_key, &account)).await;
     assert_eq!(r.status(), 200);
 
     let warn = TestApp::spawn().await;
     let store = warn.create_store("Shop").await;
     let account = warn.sim.add_account(false);
-    let r = put_keys(
-        &warn,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&warn, &store, keys(&account.secret_key, &account)).await;
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["key_kind"], "secret");
     assert_eq!(body["warnings"].as_array().unwrap().len(), 1);
@@ -382,12 +347,7 @@ async fn secrets_never_reach_the_database_in_plain_text_nor_the_logs() {
     let app = TestApp::spawn().await;
     let (store, account, webhook_secret) = app.connected_store().await;
     // A full key too, and a rotated webhook secret.
-    let r = put_keys(
-        &app,
-        &store,
-        json!({ "secret_key": account.secret_key, "publishable_key": account.publishable_key }),
-    )
-    .await;
+    let r = put_keys(&app, &store, keys(&account.secret_key, &account)).await;
     assert_eq!(r.status(), 200);
     let secrets = [
         account.secret_key.as_str(),

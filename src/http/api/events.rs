@@ -1,7 +1,7 @@
 use axum::extract::{Path, State};
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use super::limit;
 use crate::db::inbox::Filter;
@@ -50,9 +50,7 @@ pub async fn list(
         event_type: q.event_type,
     };
     let page = events::list(&state.services, &filter, before, limit(q.limit)?).await?;
-    Ok(Json(
-        json!({ "object": "list", "data": page.data, "has_more": page.next_cursor.is_some(), "next_cursor": page.next_cursor }),
-    ))
+    Ok(super::page(page.data, page.next_cursor))
 }
 
 pub async fn get(

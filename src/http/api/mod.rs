@@ -23,3 +23,16 @@ pub fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
         )),
     }
 }
+
+/// A page of a list, in Stripe's list shape plus the cursor for the next page.
+pub fn page<T: serde::Serialize>(
+    data: Vec<T>,
+    next_cursor: Option<String>,
+) -> axum::Json<serde_json::Value> {
+    axum::Json(serde_json::json!({
+        "object": "list",
+        "data": data,
+        "has_more": next_cursor.is_some(),
+        "next_cursor": next_cursor,
+    }))
+}

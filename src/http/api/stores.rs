@@ -57,9 +57,7 @@ pub async fn list(
         })
         .transpose()?;
     let page = stores::list(&state.services, cursor.as_ref(), limit(q.limit)?).await?;
-    Ok(Json(
-        json!({ "object": "list", "data": page.data, "has_more": page.next_cursor.is_some(), "next_cursor": page.next_cursor }),
-    ))
+    Ok(super::page(page.data, page.next_cursor))
 }
 
 pub async fn delete(
