@@ -390,3 +390,18 @@ async fn secrets_never_reach_the_database_in_plain_text_nor_the_logs() {
     }
     assert!(!logs.contains(&app.api_key));
 }
+
+#[tokio::test]
+async fn going_live_does_not_keep_the_test_webhook_secret() {
+    let app = TestApp::spawn().await;
+    let (store, account, _) = app.connected_store().await;
+    let live = app.sim.keys_in_other_mode(&account);
+    let r = put_keys(&app, &store, keys(&live.restricted_key, &live)).await;
+    let conn: Value = r.json().await.unwrap();
+    assert_eq!(conn["account_id"], account.id.as_str(), "same account");
+    assert_eq!(conn["mode"], "live");
+    assert_eq!(
+        conn["has_webhook_secret"], false,
+        "the test endpoint's secret cannot verify live events"
+    );
+}

@@ -481,3 +481,23 @@ async fn concurrent_deliveries_are_all_stored_once() {
         .unwrap();
     assert_eq!(applied, 200);
 }
+
+#[tokio::test]
+async fn events_about_another_account_never_touch_the_store() {
+    let app = TestApp::spawn().await;
+    let (store, _, secret) = app.connected_store().await;
+    let e = event("payout.failed", Some("acct_1SomeoneElse0000"), false);
+    assert_eq!(
+        app.deliver(&store_path(&store), &e, &secret).await.status(),
+        200
+    );
+    let done = app
+        .wait_for_event(e["id"].as_str().unwrap(), |e| e["status"] != "pending")
+        .await;
+    assert_eq!(done["status"], "ignored");
+    assert!(done["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("no longer connected"));
+    assert!(app.account(&store).await["last_payout_failure"].is_null());
+}

@@ -123,6 +123,22 @@ impl StripeSim {
         a
     }
 
+    /// The same account's keys in the other mode (an account has one id in test and live mode).
+    pub fn keys_in_other_mode(&self, account: &SimAccount) -> SimAccount {
+        let live = account.secret_key.starts_with("sk_test_");
+        let mode = if live { "live" } else { "test" };
+        let other = SimAccount {
+            id: account.id.clone(),
+            secret_key: format!("sk_{mode}_{}", random(24)),
+            restricted_key: format!("rk_{mode}_{}", random(24)),
+            publishable_key: format!("pk_{mode}_{}", random(24)),
+        };
+        let mut keys = self.sim.keys.lock().unwrap();
+        keys.insert(other.secret_key.clone(), other.id.clone());
+        keys.insert(other.restricted_key.clone(), other.id.clone());
+        other
+    }
+
     /// Changes an account's state, as the Dashboard or onboarding would.
     pub fn update_account(&self, id: &str, f: impl FnOnce(&mut Value)) {
         f(self
