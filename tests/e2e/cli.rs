@@ -157,14 +157,7 @@ async fn trigger_sends_signed_events_to_every_endpoint() {
     .await;
     assert!(!ok);
     app.drain().await;
-    let list: Value = app
-        .api(Method::GET, "/api/v1/events")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/events").await;
     let statuses: Vec<(String, String)> = list["data"]
         .as_array()
         .unwrap()

@@ -23,14 +23,7 @@ async fn put_keys(app: &TestApp, store: &str, body: Value) -> reqwest::Response 
 async fn connecting_keys_records_the_account_and_status() {
     let app = TestApp::spawn().await;
     let store = app.create_store("Shop").await;
-    let public = app
-        .anon(Method::GET, &format!("/stripe/status/{store}"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let public = app.public_status(&store).await;
     assert_eq!(
         public,
         json!({ "store_id": store, "has_stripe": false, "is_live_mode": false })
@@ -49,14 +42,7 @@ async fn connecting_keys_records_the_account_and_status() {
     assert_eq!(conn["warnings"], json!([]));
     assert!(!conn.to_string().contains(&account.restricted_key));
 
-    let public = app
-        .anon(Method::GET, &format!("/stripe/status/{store}"))
-        .send()
-        .await
-        .unwrap()
-        .json::<Value>()
-        .await
-        .unwrap();
+    let public = app.public_status(&store).await;
     assert_eq!(
         public,
         json!({ "store_id": store, "has_stripe": true, "is_live_mode": true })
@@ -152,14 +138,7 @@ async fn a_key_stripe_refuses_gets_stripes_reason_and_nothing_is_saved() {
     assert_eq!((status, code.as_str()), (422, "stripe_key_rejected"));
     assert!(message.contains("Invalid API Key provided"), "{message}");
     assert!(!message.contains(&bogus), "the key is masked: {message}");
-    let public: Value = app
-        .anon(Method::GET, &format!("/stripe/status/{store}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let public: Value = app.public_status(&store).await;
     assert_eq!(public["has_stripe"], false);
 }
 
@@ -322,14 +301,7 @@ async fn webhook_secret_alone_and_disconnect() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let public: Value = app
-        .anon(Method::GET, &format!("/stripe/status/{store}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let public: Value = app.public_status(&store).await;
     assert_eq!(public["has_stripe"], false);
     let again = app
         .api(

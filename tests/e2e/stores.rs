@@ -27,14 +27,7 @@ async fn create_get_list_delete() {
     assert_eq!(store["name"], "Acme");
     assert_eq!(store["metadata"]["plan"], "gold");
 
-    let got: Value = app
-        .api(Method::GET, &format!("/api/v1/stores/{id}"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let got: Value = app.get_json(&format!("/api/v1/stores/{id}")).await;
     assert_eq!(got, store);
 
     let dup = app
@@ -55,14 +48,7 @@ async fn create_get_list_delete() {
             Some(c) => format!("/api/v1/stores?limit=2&cursor={c}"),
             None => "/api/v1/stores?limit=2".into(),
         };
-        let page: Value = app
-            .api(Method::GET, &path)
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+        let page: Value = app.get_json(&path).await;
         for s in page["data"].as_array().unwrap() {
             seen.push(s["id"].as_str().unwrap().to_owned());
         }
@@ -204,16 +190,7 @@ async fn malformed_and_oversize_bodies_are_refused_with_clear_errors() {
         .await
         .unwrap();
     assert_eq!(error_code(cursor).await.0, 400);
-    assert_eq!(
-        app.api(Method::GET, "/api/v1/stores")
-            .send()
-            .await
-            .unwrap()
-            .json::<Value>()
-            .await
-            .unwrap()["data"],
-        json!([])
-    );
+    assert_eq!(app.get_json("/api/v1/stores").await["data"], json!([]));
 }
 
 #[tokio::test]
@@ -254,14 +231,7 @@ async fn idempotency_key_returns_the_first_response() {
     assert_eq!(again.json::<Value>().await.unwrap(), first);
     let other = send("Different", "key-1").await.unwrap();
     assert_eq!(error_code(other).await.1, "idempotency_key_reused");
-    let list: Value = app
-        .api(Method::GET, "/api/v1/stores")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let list: Value = app.get_json("/api/v1/stores").await;
     assert_eq!(
         list["data"].as_array().unwrap().len(),
         1,

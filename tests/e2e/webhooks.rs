@@ -9,6 +9,13 @@ use crate::support::{
 const PLATFORM: &str = "/webhooks/stripe";
 const CONNECT: &str = "/webhooks/stripe/connect";
 
+/// An `account.updated` event about the simulated account `id`.
+fn account_updated(id: &str) -> Value {
+    let mut e = event("account.updated", None, false);
+    e["data"]["object"]["id"] = json!(id);
+    e
+}
+
 fn store_path(store: &str) -> String {
     format!("/webhooks/stripe/stores/{store}")
 }
@@ -244,8 +251,7 @@ async fn reordered_deliveries_end_in_the_same_state() {
     let (store, account, secret) = app.connected_store().await;
     app.sim
         .update_account(&account.id, |a| a["charges_enabled"] = json!(true));
-    let mut stale = event("account.updated", None, false);
-    stale["data"]["object"]["id"] = json!(account.id);
+    let mut stale = account_updated(&account.id);
     stale["data"]["object"]["charges_enabled"] = json!(false);
     assert_eq!(
         app.deliver(&store_path(&store), &stale, &secret)
@@ -266,8 +272,7 @@ async fn a_failing_handler_is_retried_then_succeeds() {
     // The re-fetch fails through the client's own retries once (4 calls), then Stripe recovers.
     app.sim
         .fail(Method::GET, "/v1/account", Fault::Status(500), 4);
-    let mut e = event("account.updated", None, false);
-    e["data"]["object"]["id"] = json!(account.id);
+    let e = account_updated(&account.id);
     assert_eq!(
         app.deliver(&store_path(&store), &e, &secret).await.status(),
         200
@@ -286,8 +291,7 @@ async fn a_permanent_failure_is_dead_then_replay_applies_it() {
         .update_account(&account.id, |a| a["charges_enabled"] = json!(true));
     app.sim
         .fail(Method::GET, "/v1/account", Fault::Status(500), 1000);
-    let mut e = event("account.updated", None, false);
-    e["data"]["object"]["id"] = json!(account.id);
+    let e = account_updated(&account.id);
     assert_eq!(
         app.deliver(&store_path(&store), &e, &secret).await.status(),
         200
@@ -296,14 +300,7 @@ async fn a_permanent_failure_is_dead_then_replay_applies_it() {
     let dead = app.wait_for_event(id, |e| e["status"] == "dead").await;
     assert_eq!(dead["attempts"], 3);
     assert!(dead["last_error"].as_str().unwrap().contains("500"));
-    let listed: Value = app
-        .api(Method::GET, "/api/v1/events?status=dead")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/api/v1/events?status=dead").await;
     assert_eq!(listed["data"][0]["event_id"], id);
     assert_eq!(app.account(&store).await["charges_enabled"], false);
 
@@ -345,14 +342,7 @@ async fn connect_events_for_unknown_accounts_are_unrouted_and_visible() {
         .await;
     assert_eq!(done["status"], "unrouted");
     assert_eq!(done["account"], "acct_1NobodyKnowsMe00");
-    let listed: Value = app
-        .api(Method::GET, "/api/v1/events?status=unrouted")
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let listed: Value = app.get_json("/api/v1/events?status=unrouted").await;
     assert_eq!(listed["data"].as_array().unwrap().len(), 1);
 }
 

@@ -189,6 +189,27 @@ impl TestApp {
         self.client.request(method, format!("{}{path}", self.url))
     }
 
+    /// An authenticated GET, parsed as JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.api(Method::GET, path)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// The public `GET /stripe/status/{store}`.
+    pub async fn public_status(&self, store: &str) -> Value {
+        let r = self
+            .anon(Method::GET, &format!("/stripe/status/{store}"))
+            .send()
+            .await
+            .unwrap();
+        r.json().await.unwrap()
+    }
+
     pub async fn create_store(&self, name: &str) -> String {
         let r = self
             .api(Method::POST, "/api/v1/stores")
@@ -293,13 +314,8 @@ impl TestApp {
     }
 
     pub async fn account(&self, store: &str) -> Value {
-        self.api(Method::GET, &format!("/api/v1/stores/{store}/account"))
-            .send()
+        self.get_json(&format!("/api/v1/stores/{store}/account"))
             .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
     }
 }
 
