@@ -25,10 +25,11 @@ use crate::webhooks::registry::{handler_for, Handler, HandlerError, Incoming, Lo
 pub async fn run(s: Services, stored: Arc<Notify>, shutdown: CancellationToken) {
     let poll = s.config.worker.poll_interval;
     loop {
-        let done = tokio::select! {
-            r = process_batch(&s) => r,
-            _ = shutdown.cancelled() => break,
-        };
+        if shutdown.is_cancelled() {
+            break;
+        }
+        // A started batch is finished, not dropped: its claims would otherwise wait out the lease.
+        let done = process_batch(&s).await;
         let busy = match done {
             Ok(n) => n > 0,
             Err(e) => {

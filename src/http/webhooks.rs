@@ -121,7 +121,8 @@ async fn receive(
         Ok(e) => e,
         Err(e) => return ApiError::bad_request("invalid_payload", e.to_string()).into_response(),
     };
-    let Ok(payload) = String::from_utf8(body.to_vec()) else {
+    // The body is no longer shared, so this takes its buffer instead of copying it.
+    let Ok(payload) = String::from_utf8(Vec::from(body)) else {
         return ApiError::bad_request("invalid_payload", "body is not UTF-8").into_response();
     };
     let (source, store_id) = match &door {
