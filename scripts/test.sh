@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Lints, then runs the whole test suite on SQLite, then again on a throwaway PostgreSQL cluster.
 # PostgreSQL: uses BURSAR_TEST_POSTGRES_URL if set; otherwise starts a temporary server from the
-# installed binaries (Debian's postgresql package). Set BURSAR_TEST_SKIP_POSTGRES=1 to skip it.
+# installed binaries (Debian's postgresql package) that requires TLS and a password, and runs the
+# suite over TLS (sslmode=require). Set BURSAR_TEST_SKIP_POSTGRES=1 to skip it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,10 +26,20 @@ if [ -z "$pg_url" ]; then
   port=$(( 20000 + RANDOM % 20000 ))
   run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   [ "$(id -u)" = 0 ] && chown postgres "$pgdir"
-  run_pg "$bindir/initdb" -D "$pgdir/data" -U postgres -A trust >/dev/null
-  run_pg "$bindir/pg_ctl" -D "$pgdir/data" -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300" -l "$pgdir/log" -w start >/dev/null
+  run_pg "$bindir/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+  # Like a managed server: TCP clients must use TLS (a throwaway self-signed certificate) and a
+  # password; plain TCP is refused.
+  openssl req -new -x509 -days 2 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$pgdir/data/server.key" -out "$pgdir/data/server.crt" >/dev/null 2>&1
+  chmod 600 "$pgdir/data/server.key"
+  [ "$(id -u)" = 0 ] && chown postgres "$pgdir/data/server.key" "$pgdir/data/server.crt" "$pgdir/data"
+  printf '%s\n' 'local all all trust' 'hostssl all all 127.0.0.1/32 scram-sha-256' \
+    'hostnossl all all 127.0.0.1/32 reject' > "$pgdir/data/pg_hba.conf"
+  run_pg "$bindir/pg_ctl" -D "$pgdir/data" -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300 -c ssl=on" -l "$pgdir/log" -w start >/dev/null
   trap 'run_pg "$bindir/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
-  pg_url="postgres://postgres@127.0.0.1:$port/postgres"
+  password=$(openssl rand -hex 16)
+  run_pg "$bindir/psql" -q -h "$pgdir" -p "$port" -U postgres -c "ALTER USER postgres PASSWORD '$password'" >/dev/null
+  pg_url="postgres://postgres:$password@127.0.0.1:$port/postgres?sslmode=require"
 fi
 
 echo "== tests on PostgreSQL"

@@ -12,6 +12,7 @@ use crate::config::Config;
 use crate::db::Db;
 use crate::http::{self, AppState};
 use crate::service::Services;
+use crate::supervise::{supervise, Backoff, Liveness};
 use crate::webhooks::ingest::Ingest;
 
 pub struct App {
@@ -20,21 +21,22 @@ pub struct App {
 }
 
 impl App {
-    /// Connects and migrates the database and binds the listener; nothing is served yet.
+    /// Connects and migrates the database, checks that the master keys open every stored
+    /// secret, and binds the listener; nothing is served yet.
     pub async fn build(config: Config) -> anyhow::Result<Self> {
-        let db = Db::connect(&config.database_url)
+        let db = Db::open(&config.database_url).await?;
+        let services = Services::new(Arc::new(config), db);
+        let report = crate::service::secrets::check_master_keys(&services)
             .await
-            .map_err(|e| anyhow::anyhow!("BURSAR_DATABASE_URL: cannot open the database: {e:#}"))?;
-        db.migrate()
+            .map_err(|e| anyhow::anyhow!("cannot read stored secrets: {e}"))?;
+        if !report.is_ok() {
+            anyhow::bail!("BURSAR_MASTER_KEYS: {}", report.describe());
+        }
+        let listen = services.config.listen;
+        let listener = TcpListener::bind(listen)
             .await
-            .map_err(|e| anyhow::anyhow!("database migration failed: {e:#}"))?;
-        let listener = TcpListener::bind(config.listen).await.map_err(|e| {
-            anyhow::anyhow!("BURSAR_LISTEN: cannot listen on {}: {e}", config.listen)
-        })?;
-        Ok(Self {
-            listener,
-            services: Services::new(Arc::new(config), db),
-        })
+            .map_err(|e| anyhow::anyhow!("BURSAR_LISTEN: cannot listen on {listen}: {e}"))?;
+        Ok(Self { listener, services })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -47,35 +49,64 @@ impl App {
         self.services.clone()
     }
 
-    /// Serves until `shutdown`, then lets in-flight requests finish, drains the inbox writer
-    /// and stops the worker.
+    /// Serves until `shutdown`; then in-flight requests get the grace period, the inbox writer
+    /// drains, and the worker hands back whatever it had claimed but not applied.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let stored = Arc::new(Notify::new());
         let (ingest, writer) = Ingest::start(self.services.db.clone(), stored.clone());
         let worker_stop = CancellationToken::new();
-        let worker = tokio::spawn(crate::worker::run(
-            self.services.clone(),
-            stored.clone(),
-            worker_stop.clone(),
-        ));
+        let live = Arc::new(Liveness::default());
+        let worker = tokio::spawn({
+            let (s, stored, live, stop) = (
+                self.services.clone(),
+                stored.clone(),
+                live.clone(),
+                worker_stop.clone(),
+            );
+            async move {
+                supervise(
+                    "worker",
+                    &live.clone(),
+                    stop.clone(),
+                    Backoff::default(),
+                    || crate::worker::run(s.clone(), stored.clone(), live.clone(), stop.clone()),
+                )
+                .await
+            }
+        });
         let state = AppState {
             services: self.services.clone(),
             ingest,
             stored,
+            worker: live,
         };
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
-        let router = http::router(state);
-        let served = axum::serve(self.listener, router)
-            .with_graceful_shutdown(shutdown.cancelled_owned())
-            .await;
-        // The router (and every Ingest handle) is gone: the writer drains its queue and ends.
-        if let Err(e) = writer.await {
-            tracing::error!(error = %e, "inbox writer ended abnormally");
+        let limits = self.services.config.http.clone();
+        http::server::serve(self.listener, http::router(state), &limits, shutdown).await;
+        // The router (and every Ingest handle) is gone once the connections are: the writer
+        // drains its queue and ends. Abandoned connections may still hold a handle, so this too
+        // waits only for the grace period.
+        match tokio::time::timeout(limits.shutdown_grace, writer).await {
+            Ok(Err(e)) => tracing::error!(error = %e, "inbox writer ended abnormally"),
+            Err(_) => tracing::warn!("inbox writer still busy after the grace period"),
+            Ok(Ok(())) => {}
         }
         worker_stop.cancel();
-        let _ = worker.await;
-        self.services.db.close().await;
+        if tokio::time::timeout(limits.shutdown_grace, worker)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "worker still busy after the grace period; its claims expire with their lease"
+            );
+        }
+        if tokio::time::timeout(limits.shutdown_grace, self.services.db.close())
+            .await
+            .is_err()
+        {
+            tracing::warn!("database connections still in use after the grace period");
+        }
         tracing::info!("stopped");
-        served.map_err(Into::into)
+        Ok(())
     }
 }

@@ -58,6 +58,23 @@ pub struct WorkerConfig {
     pub lease: Duration,
     pub poll_interval: Duration,
     pub batch_size: u32,
+    /// How long one event's Stripe calls may take before it is retried later.
+    pub event_timeout: Duration,
+}
+
+/// Limits of the HTTP server: what a slow or greedy client may hold.
+#[derive(Clone, Debug)]
+pub struct HttpLimits {
+    /// A client must send a request's headers within this.
+    pub header_timeout: Duration,
+    /// A request body must arrive within this (and wait at most this for its memory budget).
+    pub body_timeout: Duration,
+    /// Open connections; past this, new ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Bytes of request bodies read at once, across all connections.
+    pub body_budget: usize,
+    /// After a shutdown signal, in-flight requests get this long; then they are abandoned.
+    pub shutdown_grace: Duration,
 }
 
 #[derive(Clone, Debug)]
@@ -72,13 +89,17 @@ pub struct Config {
     pub return_url_allowlist: Vec<String>,
     pub webhook_tolerance: Duration,
     pub worker: WorkerConfig,
+    pub http: HttpLimits,
+    /// An `Idempotency-Key` claim not refreshed for this long belongs to a dead request.
+    pub idempotency_lock: Duration,
 }
 
 impl Config {
     /// Reads the process environment after loading `.env` from the working directory.
     /// With `dev`, a missing `BURSAR_MASTER_KEYS` is replaced by a local key file.
     pub fn from_env(dev: bool) -> Result<Self, ConfigError> {
-        match dotenvy::dotenv() {
+        // The working directory's `.env` only: dotenvy's default also searches parent folders.
+        match dotenvy::from_path(".env") {
             Ok(_) => {}
             Err(e) if e.not_found() => {}
             Err(e) => return Err(bad(".env", format!("could not be read: {e}"))),
@@ -135,15 +156,15 @@ impl Config {
             account_id: prefixed(&get, "STRIPE_ACCOUNT_ID", "acct_")?,
             webhook_secrets: secret_list(&get, "STRIPE_WEBHOOK_SECRET")?,
             connect_webhook_secrets: secret_list(&get, "STRIPE_CONNECT_WEBHOOK_SECRET")?,
-            api_base: parse_base_url(
+            api_base: parse_stripe_url(
                 "STRIPE_API_BASE",
                 &get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
             )?,
-            connect_base: parse_base_url(
+            connect_base: parse_stripe_url(
                 "STRIPE_CONNECT_BASE",
                 &get("STRIPE_CONNECT_BASE").unwrap_or_else(|| "https://connect.stripe.com".into()),
             )?,
-            js_url: parse_base_url(
+            js_url: parse_stripe_url(
                 "STRIPE_JS_URL",
                 &get("STRIPE_JS_URL").unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
             )?,
@@ -151,7 +172,7 @@ impl Config {
                 "BURSAR_STRIPE_MAX_RETRIES",
                 get("BURSAR_STRIPE_MAX_RETRIES"),
                 3,
-                parse_u32,
+                |v| parse_range(v, 0, 10),
             )?,
             retry_base: Duration::from_millis(
                 parse_or(
@@ -167,7 +188,7 @@ impl Config {
                     "BURSAR_STRIPE_TIMEOUT_SECS",
                     get("BURSAR_STRIPE_TIMEOUT_SECS"),
                     30,
-                    parse_positive,
+                    |v| parse_range(v, 1, 120),
                 )?
                 .into(),
             ),
@@ -197,7 +218,7 @@ impl Config {
             "BURSAR_WEBHOOK_TOLERANCE_SECS",
             get("BURSAR_WEBHOOK_TOLERANCE_SECS"),
             300,
-            parse_positive,
+            |v| parse_range(v, 1, 3600),
         )?;
         let worker = WorkerConfig {
             max_attempts: parse_or(
@@ -246,20 +267,59 @@ impl Config {
                 "BURSAR_WORKER_BATCH",
                 get("BURSAR_WORKER_BATCH"),
                 256,
-                parse_positive,
+                |v| parse_range(v, 1, 1000),
             )?,
+            event_timeout: secs(&get, "BURSAR_WORKER_EVENT_TIMEOUT_SECS", 15, (1, 600))?,
+        };
+        // A batch takes at most twice the event timeout; its lease must outlast it.
+        if worker.lease < worker.event_timeout * 2 + Duration::from_secs(1) {
+            return Err(bad(
+                "BURSAR_WORKER_LEASE_SECS",
+                "must be at least twice BURSAR_WORKER_EVENT_TIMEOUT_SECS plus 1",
+            ));
+        }
+        let http = HttpLimits {
+            header_timeout: secs(&get, "BURSAR_HEADER_TIMEOUT_SECS", 10, (1, 300))?,
+            body_timeout: secs(&get, "BURSAR_BODY_TIMEOUT_SECS", 30, (1, 600))?,
+            max_connections: parse_or(
+                "BURSAR_MAX_CONNECTIONS",
+                get("BURSAR_MAX_CONNECTIONS"),
+                1024,
+                |v| parse_range(v, 1, 1_000_000),
+            )? as usize,
+            body_budget: parse_or(
+                "BURSAR_BODY_BUDGET_MB",
+                get("BURSAR_BODY_BUDGET_MB"),
+                64,
+                |v| parse_range(v, 2, 65_536),
+            )? as usize
+                * 1024
+                * 1024,
+            shutdown_grace: secs(&get, "BURSAR_SHUTDOWN_GRACE_SECS", 10, (0, 3600))?,
+        };
+        let idempotency_lock = secs(&get, "BURSAR_IDEMPOTENCY_LOCK_SECS", 30, (1, 3600))?;
+        let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
+            Some(v) if v.trim().chars().count() < 32 => {
+                return Err(bad(
+                    "BURSAR_INTERNAL_SECRET",
+                    "must be at least 32 characters (e.g. `openssl rand -hex 32`)",
+                ))
+            }
+            v => v.map(|v| SecretString::from(v.trim().to_owned())),
         };
         Ok(Self {
             database_url,
             listen,
             public_url,
             master_keys,
-            internal_secret: get("BURSAR_INTERNAL_SECRET").map(SecretString::from),
+            internal_secret,
             stripe,
             key_policy,
             return_url_allowlist,
             webhook_tolerance: Duration::from_secs(tolerance.into()),
             worker,
+            http,
+            idempotency_lock,
         })
     }
 }
@@ -282,6 +342,44 @@ fn parse_or<T>(
 fn parse_u32(s: &str) -> Result<u32, String> {
     s.parse::<u32>()
         .map_err(|_| "must be a whole number".to_string())
+}
+
+fn parse_range(s: &str, min: u32, max: u32) -> Result<u32, String> {
+    match parse_u32(s)? {
+        n if (min..=max).contains(&n) => Ok(n),
+        _ => Err(format!("must be between {min} and {max}")),
+    }
+}
+
+/// A whole number of seconds within `range`, or `default`.
+fn secs(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: u32,
+    (min, max): (u32, u32),
+) -> Result<Duration, ConfigError> {
+    let n = parse_or(var, get(var), default, |v| parse_range(v, min, max))?;
+    Ok(Duration::from_secs(n.into()))
+}
+
+/// A Stripe endpoint: https, or plain http only to this machine (a local emulator in tests),
+/// so secret keys never cross a network in clear.
+fn parse_stripe_url(var: &'static str, url: &str) -> Result<String, ConfigError> {
+    let url = parse_base_url(var, url)?;
+    let parsed = reqwest::Url::parse(&url).map_err(|e| bad(var, e.to_string()))?;
+    let loopback = match parsed.host() {
+        Some(url::Host::Domain(d)) => d.eq_ignore_ascii_case("localhost"),
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if parsed.scheme() != "https" && !loopback {
+        return Err(bad(
+            var,
+            "must be https (plain http is allowed only to localhost / 127.0.0.1 / [::1])",
+        ));
+    }
+    Ok(url)
 }
 
 fn parse_positive(s: &str) -> Result<u32, String> {
@@ -406,6 +504,15 @@ mod tests {
             ("STRIPE_WEBHOOK_SECRET", "nope"),
             ("STRIPE_API_BASE", "ftp://x"),
             ("BURSAR_DATABASE_URL", "mysql://x"),
+            ("BURSAR_WEBHOOK_TOLERANCE_SECS", "3601"),
+            ("BURSAR_WORKER_BATCH", "0"),
+            ("BURSAR_WORKER_BATCH", "5000"),
+            ("BURSAR_INTERNAL_SECRET", "short"),
+            ("STRIPE_API_BASE", "http://stripe.example.com"),
+            ("STRIPE_CONNECT_BASE", "http://10.0.0.1"),
+            ("BURSAR_STRIPE_MAX_RETRIES", "50"),
+            ("BURSAR_WORKER_LEASE_SECS", "20"),
+            ("BURSAR_MAX_CONNECTIONS", "0"),
         ];
         for (var, value) in cases {
             let mut vars = vec![("BURSAR_MASTER_KEYS", KEY)];
@@ -416,6 +523,19 @@ mod tests {
             assert!(err.to_string().starts_with(var));
         }
         assert_eq!(with(&[]).unwrap_err().var, "BURSAR_MASTER_KEYS");
+    }
+
+    #[test]
+    fn loopback_stripe_urls_may_be_plain_http() {
+        for url in [
+            "http://127.0.0.1:12111",
+            "http://localhost:8420",
+            "http://[::1]:9000",
+            "https://api.stripe.com",
+        ] {
+            let c = with(&[("BURSAR_MASTER_KEYS", KEY), ("STRIPE_API_BASE", url)]).unwrap();
+            assert_eq!(c.stripe.api_base, url);
+        }
     }
 
     #[test]

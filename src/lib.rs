@@ -9,6 +9,7 @@ pub mod domain;
 pub mod http;
 pub mod service;
 pub mod stripe;
+pub mod supervise;
 pub mod telemetry;
 pub mod vault;
 pub mod webhooks;

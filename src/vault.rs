@@ -81,6 +81,7 @@ impl MasterKey {
 /// Reads the local development key, creating it (mode 0600) if it does not exist.
 pub fn dev_key(path: &Path) -> Result<MasterKey, String> {
     if let Ok(text) = std::fs::read_to_string(path) {
+        refuse_if_shared(path)?;
         let (id, b64) = text
             .trim()
             .split_once(':')
@@ -97,6 +98,27 @@ pub fn dev_key(path: &Path) -> Result<MasterKey, String> {
         path.display()
     );
     Ok(key)
+}
+
+/// A key file others can read is no secret: refuse it rather than use it.
+fn refuse_if_shared(path: &Path) -> Result<(), String> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)
+            .map_err(|e| format!("cannot read {}: {e}", path.display()))?
+            .permissions()
+            .mode();
+        if mode & 0o077 != 0 {
+            return Err(format!(
+                "{} is readable by other users (mode {:o}); run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -297,6 +319,21 @@ mod tests {
             without_old.open(&sealed, binding("st_a")),
             Err(VaultError::UnknownKey(_))
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_dev_key_file_others_can_read_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(".bursar-dev-key");
+        let key = dev_key(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        assert_eq!(dev_key(&path).unwrap().id(), key.id());
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = dev_key(&path).unwrap_err();
+        assert!(err.contains("readable by other users"), "{err}");
     }
 
     #[test]

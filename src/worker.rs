@@ -6,31 +6,42 @@
 //! hold back the others.
 
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures::{FutureExt, StreamExt};
 use rand::Rng;
 use serde_json::Value;
 use tokio::sync::Notify;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::db::connections::ConnectionRow;
 use crate::db::inbox::{self, EventRow, Outcome};
-use crate::db::{self, now_ms, DbError};
+use crate::db::{self, now_ms, DbError, Engine, WriteTx};
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
+use crate::supervise::{panic_message, Liveness};
 use crate::webhooks::registry::{handler_for, Handler, HandlerError, Incoming, Loaded};
 
+/// How many events of a batch may wait on Stripe at once.
+const LOAD_CONCURRENCY: usize = 16;
+
 /// Runs until `shutdown`; wakes on `stored` (a commit of new events) or every poll interval.
-pub async fn run(s: Services, stored: Arc<Notify>, shutdown: CancellationToken) {
+pub async fn run(
+    s: Services,
+    stored: Arc<Notify>,
+    live: Arc<Liveness>,
+    shutdown: CancellationToken,
+) {
     let poll = s.config.worker.poll_interval;
     loop {
+        live.beat();
         if shutdown.is_cancelled() {
             break;
         }
-        // A started batch is finished, not dropped: its claims would otherwise wait out the lease.
-        let done = process_batch(&s).await;
-        let busy = match done {
+        let busy = match process_batch(&s, &shutdown).await {
             Ok(n) => n > 0,
             Err(e) => {
                 tracing::error!(error = ?e, "worker batch failed; retrying after the poll interval");
@@ -50,9 +61,10 @@ pub async fn run(s: Services, stored: Arc<Notify>, shutdown: CancellationToken) 
 
 /// Processes batches until no event is due; returns how many events it handled.
 pub async fn drain(s: &Services) -> Result<usize, DbError> {
+    let never = CancellationToken::new();
     let mut total = 0;
     loop {
-        match process_batch(s).await? {
+        match process_batch(s, &never).await? {
             0 => return Ok(total),
             n => total += n,
         }
@@ -67,15 +79,26 @@ enum Step {
         store: Option<StoreId>,
     },
     Fail(String),
+    /// Routed to its handler, whose `load` has not run yet.
+    Route {
+        handler: Handler,
+        incoming: Incoming,
+    },
     Apply {
         handler: Handler,
         incoming: Incoming,
         loaded: Loaded,
     },
+    /// Not reached before the batch's deadline: back in the queue, the attempt not counted.
+    Release,
 }
 
 /// Claims one batch and processes it; returns the number of events claimed.
-pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
+///
+/// Stripe calls (`load`) run concurrently, each within the per-event timeout and all within
+/// twice that, so one slow account delays only its own events and a batch always finishes well
+/// inside its lease. On `shutdown` during the loads, the claims are handed back at once.
+pub async fn process_batch(s: &Services, shutdown: &CancellationToken) -> Result<usize, DbError> {
     let token = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let lease = s.config.worker.lease.as_millis() as i64;
     let started = std::time::Instant::now();
@@ -84,10 +107,18 @@ pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
         return Ok(0);
     }
     let mut connections = HashMap::new();
-    let mut steps = Vec::with_capacity(rows.len());
+    let mut routed = Vec::with_capacity(rows.len());
     for row in &rows {
-        steps.push(prepare(s, row, &mut connections).await);
+        routed.push(route(s, row, &mut connections).await);
     }
+    let mut steps = tokio::select! {
+        steps = load_all(s, routed) => steps,
+        _ = shutdown.cancelled() => {
+            let released = inbox::release(s.db.pool(), &token, None).await?;
+            tracing::info!(released, "shutdown: claimed events handed back unapplied");
+            return Ok(rows.len());
+        }
+    };
     let n = rows.len();
     if let Err(e) = commit_all(s, &token, &rows, &mut steps).await {
         tracing::warn!(error = ?e, "batch apply failed; applying its events one by one");
@@ -103,6 +134,43 @@ pub async fn process_batch(s: &Services) -> Result<usize, DbError> {
     Ok(n)
 }
 
+async fn load_all(s: &Services, steps: Vec<Step>) -> Vec<Step> {
+    let per_event = s.config.worker.event_timeout;
+    let batch_end = Instant::now() + per_event * 2;
+    futures::stream::iter(steps)
+        .map(|step| load(s, step, per_event, batch_end))
+        .buffered(LOAD_CONCURRENCY)
+        .collect()
+        .await
+}
+
+/// Runs a routed event's `load`: a panic or a timeout is a failed attempt like any error.
+async fn load(s: &Services, step: Step, per_event: Duration, batch_end: Instant) -> Step {
+    let Step::Route { handler, incoming } = step else {
+        return step;
+    };
+    let started = Instant::now();
+    if started >= batch_end {
+        return Step::Release;
+    }
+    let own_deadline = started + per_event;
+    let loading = AssertUnwindSafe(handler.load(s, &incoming)).catch_unwind();
+    match tokio::time::timeout_at(own_deadline.min(batch_end), loading).await {
+        Ok(Ok(Ok(loaded))) => Step::Apply {
+            handler,
+            incoming,
+            loaded,
+        },
+        Ok(Ok(Err(e))) => Step::Fail(e.to_string()),
+        Ok(Err(panic)) => Step::Fail(format!("handler panicked: {}", panic_message(panic))),
+        Err(_) if own_deadline <= batch_end => Step::Fail(format!(
+            "not done within {} s (a slow Stripe call); will retry",
+            per_event.as_secs_f32()
+        )),
+        Err(_) => Step::Release,
+    }
+}
+
 async fn commit_all(
     s: &Services,
     token: &str,
@@ -110,6 +178,7 @@ async fn commit_all(
     steps: &mut [Step],
 ) -> Result<(), HandlerError> {
     let mut tx = s.db.begin_write().await?;
+    recheck_connections(&mut tx, s.db.engine(), steps).await?;
     // Applied events whose row needs nothing but its status are marked in one statement.
     let bulk: Vec<i64> = rows
         .iter()
@@ -132,7 +201,7 @@ async fn commit_all(
                 loaded,
             } = step
             {
-                handler.apply(&mut tx, incoming, loaded).await?;
+                apply(*handler, &mut tx, incoming, loaded).await?;
             }
         }
     }
@@ -152,7 +221,12 @@ async fn commit_one(
     step: &mut Step,
 ) -> Result<(), DbError> {
     let mut tx = s.db.begin_write().await?;
-    match record(s, &mut tx, token, row, step).await {
+    let recorded =
+        match recheck_connections(&mut tx, s.db.engine(), std::slice::from_mut(step)).await {
+            Ok(()) => record(s, &mut tx, token, row, step).await,
+            Err(e) => Err(e.into()),
+        };
+    match recorded {
         Ok(()) => Ok(tx.commit().await?),
         Err(e) => {
             tx.rollback().await?;
@@ -163,11 +237,85 @@ async fn commit_one(
     }
 }
 
+/// Checks, inside the transaction that applies them, that each event's store still holds the
+/// account and mode the event is about: the store may have switched accounts since the event
+/// was routed (or, for a replay, since it arrived). An event that no longer fits is ignored.
+/// The connections are read locked (in store order, so workers cannot deadlock), so they
+/// cannot change before the effects commit.
+async fn recheck_connections(
+    tx: &mut WriteTx,
+    engine: Engine,
+    steps: &mut [Step],
+) -> Result<(), DbError> {
+    let mut stores: Vec<&str> = steps
+        .iter()
+        .filter_map(|step| match step {
+            Step::Apply { incoming, .. } => incoming.store.as_ref().map(StoreId::as_str),
+            _ => None,
+        })
+        .collect();
+    if stores.is_empty() {
+        return Ok(());
+    }
+    stores.sort_unstable();
+    stores.dedup();
+    let current: HashMap<String, (Option<String>, Mode)> =
+        db::connections::lock_for_apply(tx, engine, &stores)
+            .await?
+            .into_iter()
+            .map(|c| (c.store_id.clone(), (c.account_id.clone(), c.mode())))
+            .collect();
+    for step in steps.iter_mut() {
+        let Step::Apply { incoming, .. } = step else {
+            continue;
+        };
+        let Some(store) = &incoming.store else {
+            continue;
+        };
+        let event_mode = Mode::from_livemode(incoming.livemode);
+        let reason = match current.get(store.as_str()) {
+            None => "the store has no Stripe connection".to_owned(),
+            Some((account, _)) if incoming.account.is_some() && incoming.account != *account => {
+                "the store is no longer connected to this event's account".to_owned()
+            }
+            Some((_, mode)) if *mode != event_mode => {
+                format!("livemode mismatch: a {event_mode} event for a {mode} connection")
+            }
+            Some(_) => continue,
+        };
+        *step = Step::Finish {
+            outcome: Outcome::Ignored,
+            note: Some(reason),
+            store: Some(store.clone()),
+        };
+    }
+    Ok(())
+}
+
+/// A handler's `apply`, with a panic turned into a failed attempt.
+async fn apply(
+    handler: Handler,
+    tx: &mut WriteTx,
+    incoming: &Incoming,
+    loaded: &Loaded,
+) -> Result<(), HandlerError> {
+    match AssertUnwindSafe(handler.apply(tx, incoming, loaded))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => Err(HandlerError::Transient(format!(
+            "handler panicked: {}",
+            panic_message(panic)
+        ))),
+    }
+}
+
 /// Writes one event's outcome (and effects) into `tx`. The claim check comes first: if our
 /// lease ran out and another worker owns the event, nothing of ours is written.
 async fn record(
     s: &Services,
-    tx: &mut crate::db::WriteTx,
+    tx: &mut WriteTx,
     token: &str,
     row: &EventRow,
     step: &mut Step,
@@ -189,6 +337,13 @@ async fn record(
             .await?;
         }
         Step::Fail(error) => fail(s, tx, token, row, error).await?,
+        Step::Release => {
+            inbox::release(&mut **tx, token, Some(row.seq)).await?;
+        }
+        Step::Route { .. } => {
+            // Every routed step is loaded before commit; reaching here is a bug, kept harmless.
+            inbox::release(&mut **tx, token, Some(row.seq)).await?;
+        }
         Step::Apply {
             handler,
             incoming,
@@ -196,8 +351,7 @@ async fn record(
         } => {
             let store = incoming.store.as_ref().map(StoreId::as_str);
             if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
-                let result = handler.apply(tx, incoming, loaded).await;
-                if let Err(e) = result {
+                if let Err(e) = apply(*handler, tx, incoming, loaded).await {
                     *step = Step::Fail(e.to_string());
                     return Err(e);
                 }
@@ -209,7 +363,7 @@ async fn record(
 
 async fn fail(
     s: &Services,
-    tx: &mut crate::db::WriteTx,
+    tx: &mut WriteTx,
     token: &str,
     row: &EventRow,
     error: &str,
@@ -239,11 +393,20 @@ fn backoff(base: Duration, max: Duration, attempts: i64) -> i64 {
     d / 2 + rand::thread_rng().gen_range(0..=d / 2)
 }
 
-async fn prepare(
+/// Routes a claimed event to its store and handler; database reads only, no Stripe call.
+async fn route(
     s: &Services,
     row: &EventRow,
     connections: &mut HashMap<String, Option<ConnectionRow>>,
 ) -> Step {
+    let max = i64::from(s.config.worker.max_attempts);
+    if row.attempts > max {
+        // Claimed again and again without ever finishing: the process died or hung on it.
+        return Step::Fail(format!(
+            "claimed {} times without finishing (the process stopped while applying it)",
+            row.attempts - 1
+        ));
+    }
     let finish = |outcome, note: String, store| Step::Finish {
         outcome,
         note: Some(note),
@@ -340,14 +503,7 @@ async fn prepare(
             .cloned()
             .unwrap_or(Value::Null),
     };
-    match handler.load(s, &incoming).await {
-        Ok(loaded) => Step::Apply {
-            handler,
-            incoming,
-            loaded,
-        },
-        Err(e) => Step::Fail(e.to_string()),
-    }
+    Step::Route { handler, incoming }
 }
 
 #[cfg(test)]

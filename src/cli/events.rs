@@ -20,9 +20,20 @@ pub enum EventsCommand {
         limit: i64,
     },
     /// Show one event (by Bursar's id or Stripe's evt_ id) with its payload.
-    Show { id: String },
+    Show {
+        id: String,
+        /// Which endpoint's copy, when an evt_ id arrived through several:
+        /// platform, connect or store:st_…
+        #[arg(long)]
+        source: Option<String>,
+    },
     /// Queue a finished (e.g. dead) event to be applied again.
-    Replay { id: String },
+    Replay {
+        id: String,
+        /// Which endpoint's copy, when an evt_ id arrived through several.
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 pub async fn run(config: Config, cmd: EventsCommand) -> anyhow::Result<()> {
@@ -71,14 +82,16 @@ pub async fn run(config: Config, cmd: EventsCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        EventsCommand::Show { id } => {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&events::get(&s, &id).await.map_err(fail)?)?
-            );
+        EventsCommand::Show { id, source } => {
+            let event = events::get(&s, &id, source.as_deref())
+                .await
+                .map_err(fail)?;
+            println!("{}", serde_json::to_string_pretty(&event)?);
         }
-        EventsCommand::Replay { id } => {
-            let e = events::replay(&s, &id).await.map_err(fail)?;
+        EventsCommand::Replay { id, source } => {
+            let e = events::replay(&s, &id, source.as_deref())
+                .await
+                .map_err(fail)?;
             println!(
                 "event {} ({}) is queued again; a running `bursar serve` applies it",
                 e.id, e.event_id

@@ -54,11 +54,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
 
 /// Connects to the configured database and brings it up to date.
 async fn open_db(config: &Config) -> anyhow::Result<crate::db::Db> {
-    let db = crate::db::Db::connect(&config.database_url)
-        .await
-        .map_err(|e| anyhow::anyhow!("BURSAR_DATABASE_URL: cannot open the database: {e:#}"))?;
-    db.migrate().await?;
-    Ok(db)
+    crate::db::Db::open(&config.database_url).await
+}
+
+/// A unix time in seconds as RFC 3339 UTC, for tables.
+fn date(unix_secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 #[cfg(test)]

@@ -12,6 +12,7 @@ pub struct ApiKeyRow {
     pub name: String,
     pub prefix: String,
     pub created_at: i64,
+    pub revoked_at: Option<i64>,
 }
 
 pub async fn insert(
@@ -36,9 +37,33 @@ pub async fn insert(
 
 pub async fn find_active_by_hash(db: &Db, key_hash: &str) -> Result<Option<ApiKeyRow>> {
     Ok(sqlx::query_as::<_, ApiKeyRow>(
-        "SELECT id, name, prefix, created_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
+        "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE key_hash = $1 AND revoked_at IS NULL",
     )
     .bind(key_hash)
+    .fetch_optional(db.pool())
+    .await?)
+}
+
+/// Every key, oldest first, revoked ones included (with when).
+pub async fn list(db: &Db) -> Result<Vec<ApiKeyRow>> {
+    Ok(sqlx::query_as::<_, ApiKeyRow>(
+        "SELECT id, name, prefix, created_at, revoked_at FROM api_keys ORDER BY created_at, id",
+    )
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Revokes a key; `None` when there is no such key. Revoking twice keeps the first time.
+pub async fn revoke(db: &Db, id: &ApiKeyId) -> Result<Option<ApiKeyRow>> {
+    sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
+        .bind(now_ms())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(sqlx::query_as::<_, ApiKeyRow>(
+        "SELECT id, name, prefix, created_at, revoked_at FROM api_keys WHERE id = $1",
+    )
+    .bind(id.as_str())
     .fetch_optional(db.pool())
     .await?)
 }

@@ -3,7 +3,7 @@
 
 use sqlx::{Any, Executor, FromRow};
 
-use super::{flag, now_ms, Db, Result};
+use super::{flag, now_ms, Db, Engine, Result};
 use crate::domain::{AccountId, KeyKind, Mode, StoreId};
 
 #[derive(Debug, Clone, FromRow)]
@@ -129,6 +129,30 @@ pub async fn delete(db: &Db, store: &StoreId) -> Result<bool> {
         .execute(db.pool())
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// The connections of `stores` (sorted), read inside a write transaction so they cannot
+/// change before it commits: PostgreSQL locks the rows in store order (so concurrent workers
+/// cannot deadlock); SQLite's write transaction already excludes every other writer.
+pub async fn lock_for_apply(
+    conn: &mut sqlx::AnyConnection,
+    engine: Engine,
+    stores: &[&str],
+) -> Result<Vec<ConnectionRow>> {
+    let list = (1..=stores.len())
+        .map(|n| format!("${n}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let lock = match engine {
+        Engine::Postgres => " ORDER BY store_id FOR UPDATE",
+        Engine::Sqlite => "",
+    };
+    let sql = format!("SELECT {COLUMNS} FROM connections WHERE store_id IN ({list}){lock}");
+    let mut query = sqlx::query_as::<_, ConnectionRow>(&sql);
+    for store in stores {
+        query = query.bind(*store);
+    }
+    Ok(query.persistent(false).fetch_all(conn).await?)
 }
 
 /// The store that owns a connected account (`connect` connections only).

@@ -1,16 +1,21 @@
 //! Saved responses of management requests sent with an `Idempotency-Key`, per API key, for 24 h.
+//!
+//! A first request claims the key under an owner token and keeps the claim fresh while it runs
+//! (`refresh`); only the owner can complete or release it. A claim left unrefreshed for the
+//! lock period belongs to a request that died with its process, and may be taken over.
+
+use std::time::Duration;
+
+use rand::Rng;
 
 use super::{now_ms, Db, Result};
 
 const TTL_MS: i64 = 24 * 3600 * 1000;
-/// A first request that has not finished after this long died with its connection or process
-/// (a dropped handler never releases its key): the key may be used again.
-const IN_FLIGHT_MS: i64 = 60 * 1000;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
-    /// First use of the key: run the request, then `complete` or `release`.
-    New,
+    /// First use of the key: run the request, refresh while it runs, then `complete` or `release`.
+    New(OwnerToken),
     /// Same key, same request: the saved response.
     Replay { status: u16, body: String },
     /// Same key, different request.
@@ -19,36 +24,58 @@ pub enum Claim {
     InFlight,
 }
 
-pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str) -> Result<Claim> {
-    let now = now_ms();
+/// Proof that this request owns a claim.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnerToken(String);
+
+/// The key of one claim: the API key it belongs to and the client's `Idempotency-Key`.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyRef<'a> {
+    pub api_key_id: &'a str,
+    pub key: &'a str,
+}
+
+pub async fn claim(db: &Db, k: KeyRef<'_>, request_hash: &str, lock: Duration) -> Result<Claim> {
+    claim_at(db, k, request_hash, lock, now_ms()).await
+}
+
+async fn claim_at(
+    db: &Db,
+    k: KeyRef<'_>,
+    request_hash: &str,
+    lock: Duration,
+    now: i64,
+) -> Result<Claim> {
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 \
-         AND (created_at < $3 OR (status_code IS NULL AND created_at < $4))",
+         AND (created_at < $3 OR (status_code IS NULL AND COALESCE(locked_at, created_at) < $4))",
     )
-    .bind(api_key_id)
-    .bind(key)
+    .bind(k.api_key_id)
+    .bind(k.key)
     .bind(now - TTL_MS)
-    .bind(now - IN_FLIGHT_MS)
+    .bind(now - lock.as_millis() as i64)
     .execute(db.pool())
     .await?;
+    let token = OwnerToken(format!("{:032x}", rand::thread_rng().gen::<u128>()));
     let inserted = sqlx::query(
-        "INSERT INTO idempotency_keys (api_key_id, idem_key, request_hash, created_at) VALUES ($1, $2, $3, $4) \
-         ON CONFLICT (api_key_id, idem_key) DO NOTHING",
+        "INSERT INTO idempotency_keys (api_key_id, idem_key, request_hash, created_at, owner_token, locked_at) \
+         VALUES ($1, $2, $3, $4, $5, $4) ON CONFLICT (api_key_id, idem_key) DO NOTHING",
     )
-    .bind(api_key_id)
-    .bind(key)
+    .bind(k.api_key_id)
+    .bind(k.key)
     .bind(request_hash)
     .bind(now)
+    .bind(&token.0)
     .execute(db.pool())
     .await?;
     if inserted.rows_affected() == 1 {
-        return Ok(Claim::New);
+        return Ok(Claim::New(token));
     }
     let row = sqlx::query_as::<_, (String, Option<i64>, Option<String>)>(
         "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2",
     )
-    .bind(api_key_id)
-    .bind(key)
+    .bind(k.api_key_id)
+    .bind(k.key)
     .fetch_optional(db.pool())
     .await?;
     Ok(match row {
@@ -62,23 +89,131 @@ pub async fn claim(db: &Db, api_key_id: &str, key: &str, request_hash: &str) -> 
     })
 }
 
-pub async fn complete(db: &Db, api_key_id: &str, key: &str, status: u16, body: &str) -> Result<()> {
-    sqlx::query("UPDATE idempotency_keys SET status_code = $1, response_body = $2 WHERE api_key_id = $3 AND idem_key = $4")
-        .bind(i64::from(status))
-        .bind(body)
-        .bind(api_key_id)
-        .bind(key)
-        .execute(db.pool())
-        .await?;
+/// Keeps a running request's claim alive; false when the claim is no longer ours.
+pub async fn refresh(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE idempotency_keys SET locked_at = $1 WHERE api_key_id = $2 AND idem_key = $3 \
+         AND owner_token = $4 AND status_code IS NULL",
+    )
+    .bind(now_ms())
+    .bind(k.api_key_id)
+    .bind(k.key)
+    .bind(&token.0)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Saves the response for replay; false when the claim was taken over (nothing is saved).
+pub async fn complete(
+    db: &Db,
+    k: KeyRef<'_>,
+    token: &OwnerToken,
+    status: u16,
+    body: &str,
+) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
+         WHERE api_key_id = $3 AND idem_key = $4 AND owner_token = $5 AND status_code IS NULL",
+    )
+    .bind(i64::from(status))
+    .bind(body)
+    .bind(k.api_key_id)
+    .bind(k.key)
+    .bind(&token.0)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Forgets our claim of a key whose request did not succeed, so the client may retry with it.
+/// Another request's claim of the same key is left alone.
+pub async fn release(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<()> {
+    sqlx::query(
+        "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 \
+         AND owner_token = $3 AND status_code IS NULL",
+    )
+    .bind(k.api_key_id)
+    .bind(k.key)
+    .bind(&token.0)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
-/// Forgets a key whose request did not succeed, so the client may retry with it.
-pub async fn release(db: &Db, api_key_id: &str, key: &str) -> Result<()> {
-    sqlx::query("DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 AND status_code IS NULL")
-        .bind(api_key_id)
-        .bind(key)
-        .execute(db.pool())
-        .await?;
-    Ok(())
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn db() -> (Db, tempfile::TempDir) {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let db = Db::connect(&url).await.unwrap();
+        db.migrate().await.unwrap();
+        (db, dir)
+    }
+
+    const K: KeyRef<'static> = KeyRef {
+        api_key_id: "key_a",
+        key: "order-1",
+    };
+    const LOCK: Duration = Duration::from_secs(30);
+
+    #[tokio::test]
+    async fn a_stale_claim_taken_over_cannot_be_released_or_completed_by_its_first_owner() {
+        let (db, _dir) = db().await;
+        let t0 = now_ms();
+        let Claim::New(first) = claim_at(&db, K, "h", LOCK, t0).await.unwrap() else {
+            panic!("first claim")
+        };
+        // While fresh, a second request is told the first is running.
+        assert_eq!(
+            claim_at(&db, K, "h", LOCK, t0 + 1_000).await.unwrap(),
+            Claim::InFlight
+        );
+        // Unrefreshed past the lock period: the first request is taken as dead.
+        let Claim::New(second) = claim_at(&db, K, "h", LOCK, t0 + 31_000).await.unwrap() else {
+            panic!("takeover")
+        };
+        assert_ne!(first, second);
+        // The first request, alive after all, finishes: it must not touch the second's claim.
+        release(&db, K, &first).await.unwrap();
+        assert!(!complete(&db, K, &first, 200, "{\"first\":1}")
+            .await
+            .unwrap());
+        assert!(!refresh(&db, K, &first).await.unwrap());
+        assert_eq!(claim(&db, K, "h", LOCK).await.unwrap(), Claim::InFlight);
+        assert!(complete(&db, K, &second, 201, "{\"second\":1}")
+            .await
+            .unwrap());
+        assert_eq!(
+            claim(&db, K, "h", LOCK).await.unwrap(),
+            Claim::Replay {
+                status: 201,
+                body: "{\"second\":1}".into()
+            }
+        );
+        assert_eq!(claim(&db, K, "other", LOCK).await.unwrap(), Claim::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn a_refreshed_claim_stays_in_flight() {
+        let (db, _dir) = db().await;
+        let Claim::New(token) = claim(&db, K, "h", Duration::from_millis(200))
+            .await
+            .unwrap()
+        else {
+            panic!("first claim")
+        };
+        for _ in 0..4 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(refresh(&db, K, &token).await.unwrap());
+            assert_eq!(
+                claim(&db, K, "h", Duration::from_millis(200))
+                    .await
+                    .unwrap(),
+                Claim::InFlight
+            );
+        }
+    }
 }

@@ -266,6 +266,26 @@ pub async fn fail<'e>(
     Ok(done.rows_affected() == 1)
 }
 
+/// Hands claimed events back unapplied (shutdown, or a batch past its deadline): due at once,
+/// and the claim's attempt is not counted. `seq` limits it to one event.
+pub async fn release<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    token: &str,
+    seq: Option<i64>,
+) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE events SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
+         attempts = attempts - 1, next_attempt_at = $1, claim_token = NULL \
+         WHERE claim_token = $2 AND ($3 IS NULL OR seq = $3)",
+    )
+    .bind(now_ms())
+    .bind(token)
+    .bind(seq)
+    .execute(ex)
+    .await?;
+    Ok(done.rows_affected())
+}
+
 /// Filters for the operator's event list.
 #[derive(Debug, Default, Clone)]
 pub struct Filter {
@@ -303,12 +323,12 @@ pub async fn get(db: &Db, seq: i64) -> Result<Option<EventRow>> {
         .await?)
 }
 
-/// The newest row for a Stripe event id (the same id can exist once per source).
-pub async fn get_by_event_id(db: &Db, event_id: &str) -> Result<Option<EventRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = $1 ORDER BY seq DESC LIMIT 1");
+/// The rows for a Stripe event id: one per source (endpoint) it arrived through.
+pub async fn find_by_event_id(db: &Db, event_id: &str) -> Result<Vec<EventRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = $1 ORDER BY seq LIMIT 20");
     Ok(sqlx::query_as::<_, EventRow>(&sql)
         .bind(event_id)
-        .fetch_optional(db.pool())
+        .fetch_all(db.pool())
         .await?)
 }
 

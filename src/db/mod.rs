@@ -14,6 +14,7 @@ pub mod api_keys;
 pub mod connections;
 pub mod idempotency;
 pub mod inbox;
+pub mod secrets;
 pub mod stores;
 pub mod watermarks;
 
@@ -27,6 +28,12 @@ pub enum DbError {
     Conflict(String),
     #[error("database error")]
     Sqlx(#[source] sqlx::Error),
+    /// The database could not be opened; the text says what failed, in an operator's words.
+    #[error("{0}")]
+    Connect(String),
+    /// The operation did not finish (it panicked); nothing of it was committed.
+    #[error("database operation aborted: {0}")]
+    Aborted(String),
     #[error("migration failed")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -101,13 +108,17 @@ impl Db {
         } else {
             Engine::Postgres
         };
+        if engine == Engine::Sqlite {
+            create_private_sqlite_file(url)?;
+        }
         let url = match engine {
             Engine::Sqlite if !url.contains("mode=") => {
                 format!("{url}{}mode=rwc", if url.contains('?') { '&' } else { '?' })
             }
             _ => url.to_owned(),
         };
-        let options = AnyConnectOptions::from_str(&url)?;
+        let options = AnyConnectOptions::from_str(&url)
+            .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
         let pool = match engine {
             Engine::Sqlite => {
                 AnyPoolOptions::new()
@@ -125,14 +136,24 @@ impl Db {
                         })
                     })
                     .connect_with(options)
-                    .await?
+                    .await
+                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
             }
             Engine::Postgres => {
+                // One direct connection first: the pool retries refused connections until its
+                // timeout and then reports only that; this reports the cause, at once.
+                use sqlx::Connection;
+                sqlx::AnyConnection::connect_with(&options)
+                    .await
+                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
+                    .close()
+                    .await?;
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
                     .connect_with(options)
-                    .await?
+                    .await
+                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
             }
         };
         Ok(Self {
@@ -140,6 +161,16 @@ impl Db {
             engine,
             write_lock: Arc::new(Mutex::new(())),
         })
+    }
+
+    /// Connects and brings the schema up to date: what every command that uses the database does.
+    pub async fn open(url: &str) -> anyhow::Result<Self> {
+        use anyhow::Context;
+        let db = Self::connect(url)
+            .await
+            .context("BURSAR_DATABASE_URL: cannot open the database")?;
+        db.migrate().await.context("database migration failed")?;
+        Ok(db)
     }
 
     pub async fn migrate(&self) -> Result<()> {
@@ -178,6 +209,89 @@ impl Db {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// The file a `sqlite:` URL names, if it names one (not `:memory:`).
+fn sqlite_path(url: &str) -> Option<std::path::PathBuf> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))?;
+    let path = rest.split('?').next().unwrap_or_default();
+    (!path.is_empty() && !path.starts_with(":memory:")).then(|| path.into())
+}
+
+/// Creates a new SQLite database file readable by its owner only (it holds sealed secrets and
+/// every event); SQLite gives its -wal and -shm files the same mode. Says clearly when the
+/// directory is missing, instead of SQLite's "unable to open database file".
+fn create_private_sqlite_file(url: &str) -> Result<()> {
+    let Some(path) = sqlite_path(url) else {
+        return Ok(());
+    };
+    if path.exists() {
+        return Ok(());
+    }
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(DbError::Connect(format!(
+            "directory {} does not exist (create it, or point the sqlite:// URL elsewhere)",
+            dir.display()
+        )));
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(DbError::Connect(format!(
+            "cannot create {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
+/// An operator's account of why connecting failed: what was tried and what to check. Never
+/// includes the password.
+fn describe_connect_error(e: &sqlx::Error, url: &str) -> String {
+    let target = match sqlite_path(url) {
+        Some(path) => path.display().to_string(),
+        None => url::Url::parse(url)
+            .ok()
+            .and_then(|u| {
+                u.host_str()
+                    .map(|h| format!("{h}:{}", u.port().unwrap_or(5432)))
+            })
+            .unwrap_or_else(|| "the database".to_owned()),
+    };
+    match e {
+        sqlx::Error::Io(io) if io.kind() == std::io::ErrorKind::ConnectionRefused => {
+            format!("connection refused by {target} (is the server running and listening there?)")
+        }
+        sqlx::Error::Io(io) => format!("cannot reach {target}: {io}"),
+        sqlx::Error::Tls(tls) => format!(
+            "TLS with {target} failed: {tls} (check sslmode, sslrootcert and the server's certificate)"
+        ),
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            let message = db.message();
+            match code.as_ref() {
+                "28P01" => format!("authentication failed at {target}: {message} (check the user and password)"),
+                "28000" if message.contains("no encryption") => format!(
+                    "{target} refuses connections without TLS: {message} (add sslmode=require to the URL)"
+                ),
+                "28000" => format!("{target} refused the connection: {message}"),
+                "3D000" => format!("{message} at {target} (create it, or fix the URL's database name)"),
+                _ => format!("{target} answered: {message}"),
+            }
+        }
+        sqlx::Error::PoolTimedOut => format!("timed out connecting to {target}"),
+        sqlx::Error::Configuration(c) => format!("invalid URL: {c}"),
+        other => format!("cannot open the database: {other}"),
     }
 }
 

@@ -12,7 +12,7 @@ use sha2::{Digest, Sha256};
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{AppState, API_BODY_LIMIT};
-use crate::db::idempotency::{self, Claim};
+use crate::db::idempotency::{self, Claim, KeyRef, OwnerToken};
 
 const RESPONSE_LIMIT: usize = 1 << 20;
 
@@ -50,12 +50,17 @@ pub async fn idempotent(
     let mut hasher = Sha256::new();
     hasher.update(parts.method.as_str());
     hasher.update(b" ");
-    hasher.update(parts.uri.path());
+    hasher.update(parts.uri.path_and_query().map_or("", |p| p.as_str()));
     hasher.update(b"\n");
     hasher.update(&bytes);
     let hash = hex::encode(hasher.finalize());
     let db = &state.services.db;
-    match idempotency::claim(db, &caller.api_key_id, &key, &hash)
+    let lock = state.services.config.idempotency_lock;
+    let k = KeyRef {
+        api_key_id: &caller.api_key_id,
+        key: &key,
+    };
+    match idempotency::claim(db, k, &hash, lock)
         .await
         .map_err(|e| ApiError::from(crate::service::ServiceError::from(e)))?
     {
@@ -80,27 +85,56 @@ pub async fn idempotent(
             "idempotency_key_in_use",
             "a request with this Idempotency-Key is still being processed",
         )),
-        Claim::New => {
-            let response = next
-                .run(Request::from_parts(parts, Body::from(bytes)))
-                .await;
+        Claim::New(token) => {
+            let request = Request::from_parts(parts, Body::from(bytes));
+            let response = run_holding_claim(&state, k, &token, next.run(request)).await;
             let (parts, body) = response.into_parts();
             let Ok(bytes) = to_bytes(body, RESPONSE_LIMIT).await else {
                 // Never save (or send) a truncated body as the answer to replay.
-                let _ = idempotency::release(db, &caller.api_key_id, &key).await;
+                let _ = idempotency::release(db, k, &token).await;
                 return Err(ApiError::internal());
             };
             let saved = if parts.status.is_success() {
                 let text = String::from_utf8_lossy(&bytes);
-                idempotency::complete(db, &caller.api_key_id, &key, parts.status.as_u16(), &text)
+                idempotency::complete(db, k, &token, parts.status.as_u16(), &text)
                     .await
+                    .map(|saved| {
+                        if !saved {
+                            tracing::warn!("idempotency claim was taken over before the request finished; its response is not saved");
+                        }
+                    })
             } else {
-                idempotency::release(db, &caller.api_key_id, &key).await
+                idempotency::release(db, k, &token).await
             };
             if let Err(e) = saved {
                 tracing::error!(error = ?e, "could not record the idempotency key's outcome");
             }
             Ok(Response::from_parts(parts, Body::from(bytes)))
+        }
+    }
+}
+
+/// Runs the request while refreshing its claim every third of the lock period, so a live
+/// request, however long its Stripe calls take, is never taken for a dead one.
+async fn run_holding_claim(
+    state: &AppState,
+    k: KeyRef<'_>,
+    token: &OwnerToken,
+    run: impl std::future::Future<Output = Response>,
+) -> Response {
+    let mut tick = tokio::time::interval(state.services.config.idempotency_lock / 3);
+    tick.tick().await;
+    tokio::pin!(run);
+    loop {
+        tokio::select! {
+            response = &mut run => return response,
+            _ = tick.tick() => {
+                match idempotency::refresh(&state.services.db, k, token).await {
+                    Ok(true) => {}
+                    Ok(false) => tracing::warn!("idempotency claim lost while the request runs"),
+                    Err(e) => tracing::warn!(error = ?e, "could not refresh the idempotency claim"),
+                }
+            }
         }
     }
 }

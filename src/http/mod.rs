@@ -11,6 +11,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::trace::TraceLayer;
 
 use crate::service::Services;
+use crate::supervise::Liveness;
 use crate::webhooks::ingest::Ingest;
 
 pub mod api;
@@ -18,6 +19,8 @@ pub mod auth;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
+pub mod limits;
+pub mod server;
 pub mod status;
 pub mod webhooks;
 
@@ -32,6 +35,8 @@ pub struct AppState {
     pub ingest: Ingest,
     /// Wakes the worker after something is queued outside the ingest path (a replay).
     pub stored: Arc<tokio::sync::Notify>,
+    /// The supervised worker's liveness, for `/healthz`.
+    pub worker: Arc<Liveness>,
 }
 
 impl AppState {
@@ -63,6 +68,11 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(api::events::list))
         .route("/events/{id}", get(api::events::get))
         .route("/events/{id}/replay", post(api::events::replay))
+        .route("/api-keys", get(api::api_keys::list))
+        .route(
+            "/api-keys/{id}",
+            axum::routing::delete(api::api_keys::revoke),
+        )
         .route_layer(middleware::from_fn_with_state(
             state.clone(),
             idempotency::idempotent,
@@ -83,6 +93,12 @@ pub fn router(state: AppState) -> Router {
         .route("/stripe/connect", post(webhooks::connect))
         .route("/stripe/stores/{store_id}", post(webhooks::store))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    // A body waits for room at most half its read timeout, so it still has time to arrive.
+    let budget = Arc::new(limits::BodyBudget::new(
+        state.services.config.http.body_budget,
+        state.services.config.http.body_timeout / 2,
+    ));
+    let body_timeout = state.services.config.http.body_timeout;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/stripe/status/{store_id}", get(status::public))
@@ -94,6 +110,8 @@ pub fn router(state: AppState) -> Router {
             error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
         .with_state(state)
+        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
+        .layer(middleware::from_fn_with_state(budget, limits::guard_body))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         // The span names the path only: query strings can carry OAuth codes and link signatures.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -101,18 +119,42 @@ pub fn router(state: AppState) -> Router {
         }))
 }
 
-/// Up when the database answers: without it no webhook can be acknowledged.
+/// 200 only while the database answers, the inbox writer runs and the worker is looping:
+/// without any of them no webhook is acknowledged or applied.
 async fn healthz(
     axum::extract::State(state): axum::extract::State<AppState>,
 ) -> axum::response::Response {
     use axum::response::IntoResponse;
+    let unavailable = |status: &str, detail: String| {
+        (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "status": status, "detail": detail })),
+        )
+            .into_response()
+    };
+    if let Err(why) = state.worker.check(worker_stale_after(&state.services)) {
+        return unavailable("worker_down", format!("the event worker is {why}"));
+    }
+    if state.ingest.is_closed() {
+        return unavailable("inbox_down", "the inbox writer has stopped".into());
+    }
     let ping = sqlx::query("SELECT 1").execute(state.services.db.pool());
     match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Json(json!({ "status": "ok" })).into_response(),
-        _ => (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": "database_unavailable" })),
-        )
-            .into_response(),
+        Ok(Ok(_)) => Json(json!({
+            "status": "ok",
+            "worker": { "last_loop_ms_ago": state.worker.last_beat_age_ms() },
+        }))
+        .into_response(),
+        _ => unavailable(
+            "database_unavailable",
+            "the database did not answer within 2 s".into(),
+        ),
     }
+}
+
+/// A worker loop takes at most one batch (twice the event timeout) plus a poll interval; one
+/// that has not come round in twice that, plus slack for a slow commit, is stuck.
+fn worker_stale_after(s: &Services) -> std::time::Duration {
+    let w = &s.config.worker;
+    (w.event_timeout * 2 + w.poll_interval) * 2 + std::time::Duration::from_secs(10)
 }

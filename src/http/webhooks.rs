@@ -25,7 +25,11 @@ use crate::stripe::signature;
 enum Door {
     Platform,
     Connect,
-    Store(StoreId),
+    /// A store's own endpoint, with the account its secret belonged to when the event came in.
+    Store {
+        store: StoreId,
+        account: Option<String>,
+    },
 }
 
 impl Door {
@@ -33,7 +37,7 @@ impl Door {
         match self {
             Door::Platform => "platform",
             Door::Connect => "connect",
-            Door::Store(_) => "store",
+            Door::Store { .. } => "store",
         }
     }
 }
@@ -65,15 +69,22 @@ pub async fn store(
     let Ok(store) = StoreId::parse(&store_id) else {
         return ApiError::not_found("store").into_response();
     };
-    let secrets = match connections::webhook_secret(&state.services, &store).await {
-        Ok(Some(secret)) => vec![secret],
+    let (secrets, account) = match connections::store_endpoint(&state.services, &store).await {
+        Ok(Some(endpoint)) => (vec![endpoint.secret], endpoint.account_id),
         Ok(None) => match crate::service::stores::require(&state.services, &store).await {
-            Ok(_) => Vec::new(),
+            Ok(_) => (Vec::new(), None),
             Err(e) => return ApiError::from(e).into_response(),
         },
         Err(e) => return ApiError::from(e).into_response(),
     };
-    receive(&state, Door::Store(store), &secrets, &headers, body).await
+    receive(
+        &state,
+        Door::Store { store, account },
+        &secrets,
+        &headers,
+        body,
+    )
+    .await
 }
 
 async fn receive(
@@ -125,18 +136,28 @@ async fn receive(
     let Ok(payload) = String::from_utf8(Vec::from(body)) else {
         return ApiError::bad_request("invalid_payload", "body is not UTF-8").into_response();
     };
-    let (source, store_id) = match &door {
-        Door::Platform => ("platform".to_owned(), None),
-        Door::Connect => ("connect".to_owned(), None),
-        Door::Store(id) => (format!("store:{id}"), Some(id.to_string())),
+    // A store's endpoint speaks for the account it was set up for: the event is recorded as
+    // that account's, so it can never be applied after the store moves to another account.
+    let scope = door.scope();
+    let (source, store_id, account_id) = match door {
+        Door::Platform => ("platform".to_owned(), None, envelope.account),
+        Door::Connect => ("connect".to_owned(), None, envelope.account),
+        // An event naming another account is about someone else: recorded so, and ignored.
+        Door::Store { store, account } => (
+            format!("store:{store}"),
+            Some(store.to_string()),
+            envelope.account.or(account),
+        ),
     };
     let event = NewEvent {
         source,
-        scope: door.scope(),
+        scope,
         store_id,
-        account_id: envelope.account,
+        account_id,
         livemode: envelope.livemode,
-        created: envelope.created,
+        // Bounded by the receive time: a forged far-future `created` could otherwise win every
+        // later watermark comparison and block the object's real events forever.
+        created: envelope.created.min(now),
         event_id: envelope.id,
         event_type: envelope.event_type,
         payload,

@@ -5,7 +5,9 @@ use rand::Rng;
 use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
-use super::Result;
+use serde::Serialize;
+
+use super::{Result, ServiceError};
 use crate::db::{self, api_keys::ApiKeyRow, Db};
 use crate::domain::{ApiKeyId, Invalid};
 
@@ -39,4 +41,47 @@ pub async fn authenticate(db: &Db, presented: &str) -> Result<Option<ApiKeyRow>>
 
 fn hash(key: &str) -> String {
     hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// A key as operators see it: never the key itself, only its first characters.
+#[derive(Debug, Serialize)]
+pub struct ApiKeyView {
+    pub id: String,
+    pub object: &'static str,
+    pub name: String,
+    /// The key's first characters, to recognise it.
+    pub prefix: String,
+    pub created: i64,
+    pub revoked: Option<i64>,
+}
+
+impl From<ApiKeyRow> for ApiKeyView {
+    fn from(r: ApiKeyRow) -> Self {
+        Self {
+            id: r.id,
+            object: "api_key",
+            name: r.name,
+            prefix: r.prefix,
+            created: r.created_at / 1000,
+            revoked: r.revoked_at.map(|t| t / 1000),
+        }
+    }
+}
+
+pub async fn list(db: &Db) -> Result<Vec<ApiKeyView>> {
+    Ok(db::api_keys::list(db)
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect())
+}
+
+/// Revokes a key: from then on it authenticates nothing.
+pub async fn revoke(db: &Db, id: &str) -> Result<ApiKeyView> {
+    let id = ApiKeyId::parse(id).map_err(|_| ServiceError::NotFound("API key"))?;
+    let row = db::api_keys::revoke(db, &id)
+        .await?
+        .ok_or(ServiceError::NotFound("API key"))?;
+    tracing::info!(api_key = %row.id, "API key revoked");
+    Ok(row.into())
 }

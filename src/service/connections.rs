@@ -201,13 +201,27 @@ pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
 
 /// The store's webhook signing secret, opened; `None` when it has none.
 pub async fn webhook_secret(s: &Services, store: &StoreId) -> Result<Option<SecretString>> {
+    Ok(store_endpoint(s, store).await?.map(|e| e.secret))
+}
+
+/// A store's own webhook endpoint: its signing secret and the account it belongs to. Every
+/// event verified with this secret is about that account, whatever the store holds later.
+pub struct StoreEndpoint {
+    pub secret: SecretString,
+    pub account_id: Option<String>,
+}
+
+pub async fn store_endpoint(s: &Services, store: &StoreId) -> Result<Option<StoreEndpoint>> {
     let Some(row) = db::connections::get(s.db.pool(), store).await? else {
         return Ok(None);
     };
-    row.webhook_secret_enc
-        .map(|enc| s.vault.open(&enc, binding(store, WEBHOOK_SECRET_FIELD)))
-        .transpose()
-        .map_err(Into::into)
+    let Some(enc) = row.webhook_secret_enc else {
+        return Ok(None);
+    };
+    Ok(Some(StoreEndpoint {
+        secret: s.vault.open(&enc, binding(store, WEBHOOK_SECRET_FIELD))?,
+        account_id: row.account_id,
+    }))
 }
 
 /// The credentials a call in this store's account needs.

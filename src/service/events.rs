@@ -82,13 +82,14 @@ pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64
     })
 }
 
-/// Finds an event by Bursar's numeric id or by Stripe's `evt_…` id.
-pub async fn get(s: &Services, id: &str) -> Result<EventView> {
-    Ok(EventView::new(find(s, id).await?, true))
+/// Finds an event by Bursar's numeric id or by Stripe's `evt_…` id. The same Stripe id can
+/// arrive through several endpoints (sources); then `source` must say which.
+pub async fn get(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
+    Ok(EventView::new(find(s, id, source).await?, true))
 }
 
-pub async fn replay(s: &Services, id: &str) -> Result<EventView> {
-    let row = find(s, id).await?;
+pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
+    let row = find(s, id, source).await?;
     if !db::inbox::replay(&s.db, row.seq).await? {
         return Err(ServiceError::Conflict {
             code: "event_in_flight",
@@ -105,13 +106,32 @@ pub async fn replay(s: &Services, id: &str) -> Result<EventView> {
     Ok(EventView::new(row, false))
 }
 
-async fn find(s: &Services, id: &str) -> Result<EventRow> {
-    let row = match id.parse::<i64>() {
-        Ok(seq) => db::inbox::get(&s.db, seq).await?,
-        Err(_) if id.starts_with("evt_") && id.len() <= 255 => {
-            db::inbox::get_by_event_id(&s.db, id).await?
-        }
-        Err(_) => None,
-    };
-    row.ok_or(ServiceError::NotFound("event"))
+async fn find(s: &Services, id: &str, source: Option<&str>) -> Result<EventRow> {
+    if let Ok(seq) = id.parse::<i64>() {
+        return db::inbox::get(&s.db, seq)
+            .await?
+            .filter(|r| source.is_none_or(|src| r.source == src))
+            .ok_or(ServiceError::NotFound("event"));
+    }
+    if !id.starts_with("evt_") || id.len() > 255 {
+        return Err(ServiceError::NotFound("event"));
+    }
+    let mut rows = db::inbox::find_by_event_id(&s.db, id).await?;
+    if let Some(src) = source {
+        rows.retain(|r| r.source == src);
+    }
+    match rows.len() {
+        0 => Err(ServiceError::NotFound("event")),
+        1 => Ok(rows.remove(0)),
+        _ => Err(ServiceError::Conflict {
+            code: "ambiguous_event",
+            message: format!(
+                "event {id} arrived through several endpoints; name one with its id or source: {}",
+                rows.iter()
+                    .map(|r| format!("{} (source {})", r.seq, r.source))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        }),
+    }
 }

@@ -11,6 +11,7 @@ use crate::vault::{Vault, VaultError};
 pub mod api_keys;
 pub mod connections;
 pub mod events;
+pub mod secrets;
 pub mod status;
 pub mod stores;
 

@@ -272,22 +272,40 @@ fn api_error(status: StatusCode, body: String) -> StripeError {
     }
 }
 
-/// Masks anything shaped like a Stripe secret key, keeping its prefix and last four characters.
+/// Secret-bearing prefixes: secret and restricted keys, webhook signing secrets.
+const SECRET_PREFIXES: [&str; 5] = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_"];
+
+/// Masks anything shaped like a Stripe secret, wherever it stands (`'sk_live_…'`,
+/// `key=sk_live_…`), keeping its prefix and last four characters. Works on characters, not
+/// bytes: Stripe's messages may hold any Unicode.
 pub fn redact_keys(text: &str) -> String {
-    text.split(' ')
-        .map(|word| {
-            let is_key = ["sk_test_", "sk_live_", "rk_test_", "rk_live_", "whsec_"]
-                .iter()
-                .find(|p| word.starts_with(**p));
-            match is_key {
-                Some(prefix) if word.len() > prefix.len() + 4 => {
-                    format!("{prefix}****{}", &word[word.len() - 4..])
-                }
-                _ => word.to_owned(),
-            }
-        })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some((at, prefix)) = SECRET_PREFIXES
+        .iter()
+        .filter_map(|p| rest.find(p).map(|i| (i, *p)))
+        .min_by_key(|(i, _)| *i)
+    {
+        out.push_str(&rest[..at]);
+        out.push_str(prefix);
+        let after = &rest[at + prefix.len()..];
+        let end = after.find(ends_secret).unwrap_or(after.len());
+        let body = &after[..end];
+        out.push_str("****");
+        // Four characters are kept only from a body long enough that they reveal little.
+        if body.chars().count() > 8 {
+            let tail = body.char_indices().rev().nth(3).map_or(0, |(i, _)| i);
+            out.push_str(&body[tail..]);
+        }
+        rest = &after[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Where a secret ends in running text: white space, quotes, brackets, separators.
+fn ends_secret(c: char) -> bool {
+    c.is_whitespace() || "'\"`,;:.()[]{}<>&=\\|".contains(c)
 }
 
 #[cfg(test)]
@@ -301,6 +319,25 @@ mod tests {
             "Invalid API Key provided: sk_test_****1234"
         );
         assert_eq!(redact_keys("nothing here"), "nothing here");
+    }
+
+    #[test]
+    fn masking_handles_any_unicode_and_any_position() {
+        // Byte slicing panicked here: the last four bytes split the euro sign.
+        assert_eq!(
+            redact_keys("Bad key sk_test_a€xy given"),
+            "Bad key sk_test_**** given"
+        );
+        assert_eq!(
+            redact_keys("key 'sk_live_0123456789abcdef' and key=rk_test_zyxwvutsrqpo9876."),
+            "key 'sk_live_****cdef' and key=rk_test_****9876."
+        );
+        assert_eq!(
+            redact_keys("é€sk_test_ünïcødé€€€€ whsec_abc"),
+            "é€sk_test_****€€€€ whsec_****"
+        );
+        assert_eq!(redact_keys("sk_test_"), "sk_test_****");
+        assert_eq!(redact_keys(""), "");
     }
 
     #[test]

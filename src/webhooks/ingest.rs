@@ -2,8 +2,10 @@
 //! has gathered in a single transaction (one fsync) and then answers each request. Under load
 //! batches grow by themselves; with one request in flight the batch is one event.
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
+use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot, Notify};
 
 use crate::db::inbox::{self, Inserted, NewEvent};
@@ -33,6 +35,11 @@ impl Ingest {
         let (tx, rx) = mpsc::channel(QUEUE);
         let handle = tokio::spawn(writer(db, rx, stored));
         (Self { tx }, handle)
+    }
+
+    /// True once the writer has stopped: nothing can be stored any more.
+    pub fn is_closed(&self) -> bool {
+        self.tx.is_closed()
     }
 
     /// Returns once the event is durably stored (or was already).
@@ -66,7 +73,17 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
             }
         }
         let started = std::time::Instant::now();
-        match inbox::insert_batch(&db, &events).await {
+        // A panic fails this batch's deliveries (Stripe retries them), not the writer.
+        let stored_batch = AssertUnwindSafe(inbox::insert_batch(&db, &events))
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| {
+                Err(DbError::Aborted(format!(
+                    "inbox insert panicked: {}",
+                    crate::supervise::panic_message(panic)
+                )))
+            });
+        match stored_batch {
             Ok(results) => {
                 tracing::debug!(
                     batch = events.len(),

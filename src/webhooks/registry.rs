@@ -26,6 +26,17 @@ pub struct Incoming {
     pub object: Value,
 }
 
+impl Incoming {
+    /// Whose watermarks this event is compared against: the store's, per account, so a store
+    /// that moves to another account starts clean instead of inheriting the old one's.
+    pub fn watermark_owner(&self, store: &StoreId) -> String {
+        match &self.account {
+            Some(account) => format!("{store}/{account}"),
+            None => store.to_string(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
     AccountUpdated,
@@ -100,7 +111,7 @@ impl Handler {
             return Ok(());
         };
         match self {
-            Handler::AccountUpdated => account::apply_updated(conn, store, object).await,
+            Handler::AccountUpdated => account::apply_updated(conn, store, ev, object).await,
             Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
             Handler::PayoutFailed => payout::apply_failed(conn, store, ev, object).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,

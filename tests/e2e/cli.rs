@@ -26,6 +26,8 @@ fn every_command_has_help() {
         &["serve"],
         &["migrate"],
         &["api-key", "create"],
+        &["api-key", "list"],
+        &["api-key", "revoke"],
         &["events", "list"],
         &["events", "show"],
         &["events", "replay"],
@@ -87,6 +89,52 @@ fn bad_configuration_stops_with_one_line_naming_the_variable() {
     let env: HashMap<String, String> = [("BURSAR_MASTER_KEYS".to_string(), master_key())].into();
     let out = bursar(&env, dir.path()).arg("migrate").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stderr).contains("BURSAR_LISTEN"));
+    // ...and only there: a parent folder's .env is not.
+    let sub = dir.path().join("sub");
+    std::fs::create_dir(&sub).unwrap();
+    let out = bursar(&env, &sub).arg("migrate").output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The database it created (sqlite://bursar.db by default) is private to its owner.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(sub.join("bursar.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn database_start_up_errors_say_what_failed() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            format!("sqlite://{}/missing/dir/bursar.db", dir.path().display()),
+            "does not exist",
+        ),
+        (
+            "postgres://bursar@127.0.0.1:1/bursar".to_owned(),
+            "connection refused by 127.0.0.1:1",
+        ),
+    ];
+    for (url, expected) in cases {
+        let env: HashMap<String, String> = [
+            ("BURSAR_MASTER_KEYS".to_string(), master_key()),
+            ("BURSAR_DATABASE_URL".to_string(), url.clone()),
+        ]
+        .into();
+        let out = bursar(&env, dir.path()).arg("migrate").output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success());
+        assert!(
+            stderr.contains("BURSAR_DATABASE_URL") && stderr.contains(expected),
+            "{url}: {stderr}"
+        );
+        assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+    }
 }
 
 #[tokio::test]
@@ -108,6 +156,11 @@ async fn serve_dev_creates_a_private_key_file_and_answers_healthz() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    let db_mode = std::fs::metadata(dir.path().join("dev.db"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(db_mode & 0o777, 0o600);
 }
 
 #[tokio::test]
@@ -126,6 +179,40 @@ async fn api_key_create_prints_a_working_key_once() {
     assert_eq!(r.status(), 200);
     let (ok, _, _) = run(&app, &["api-key", "create", "--name", ""]).await;
     assert!(!ok);
+}
+
+#[tokio::test]
+async fn api_keys_are_listed_without_secrets_and_revoked_keys_get_401() {
+    let app = TestApp::spawn().await;
+    let (ok, stdout, _) = run(&app, &["api-key", "create", "--name", "to-revoke"]).await;
+    assert!(ok);
+    let key = stdout.trim().to_owned();
+    let (ok, listed, _) = run(&app, &["api-key", "list", "--json"]).await;
+    assert!(ok);
+    assert!(!listed.contains(&key), "list never shows a key");
+    let keys: Value = serde_json::from_str(&listed).unwrap();
+    let id = keys
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["name"] == "to-revoke")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (ok, table, _) = run(&app, &["api-key", "list"]).await;
+    assert!(ok && table.contains(&id) && table.contains("to-revoke"));
+
+    let with = |k: &str| {
+        app.anon(Method::GET, "/api/v1/stores")
+            .bearer_auth(k.to_owned())
+    };
+    assert_eq!(with(&key).send().await.unwrap().status(), 200);
+    let (ok, _, stderr) = run(&app, &["api-key", "revoke", &id]).await;
+    assert!(ok, "{stderr}");
+    assert_eq!(with(&key).send().await.unwrap().status(), 401);
+    let (ok, _, stderr) = run(&app, &["api-key", "revoke", "key_doesnotexist"]).await;
+    assert!(!ok && stderr.contains("not found"), "{stderr}");
 }
 
 #[tokio::test]

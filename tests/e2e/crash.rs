@@ -14,7 +14,8 @@ async fn acknowledged_events_survive_kill_9_and_apply_once() {
         ("BURSAR_DATABASE_URL", database_url.as_str()),
         ("BURSAR_MASTER_KEYS", &master_key()),
         ("STRIPE_WEBHOOK_SECRET", PLATFORM_SECRET),
-        ("BURSAR_WORKER_LEASE_SECS", "1"),
+        ("BURSAR_WORKER_LEASE_SECS", "3"),
+        ("BURSAR_WORKER_EVENT_TIMEOUT_SECS", "1"),
         ("BURSAR_WORKER_POLL_MS", "50"),
         ("RUST_LOG", "info"),
     ]

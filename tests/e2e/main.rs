@@ -6,5 +6,8 @@ mod support;
 mod cli;
 mod connections;
 mod crash;
+mod limits;
+mod operability;
 mod stores;
 mod webhooks;
+mod worker;

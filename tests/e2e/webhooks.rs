@@ -2,23 +2,12 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::support::{
-    error_code, event, now, random, Fault, TestApp, CONNECT_SECRET, CONNECT_SECRET_LIVE,
-    PLATFORM_SECRET, PLATFORM_SECRET_OLD,
+    account_updated, error_code, event, now, random, store_path, Fault, TestApp, CONNECT_SECRET,
+    CONNECT_SECRET_LIVE, PLATFORM_SECRET, PLATFORM_SECRET_OLD,
 };
 
 const PLATFORM: &str = "/webhooks/stripe";
 const CONNECT: &str = "/webhooks/stripe/connect";
-
-/// An `account.updated` event about the simulated account `id`.
-fn account_updated(id: &str) -> Value {
-    let mut e = event("account.updated", None, false);
-    e["data"]["object"]["id"] = json!(id);
-    e
-}
-
-fn store_path(store: &str) -> String {
-    format!("/webhooks/stripe/stores/{store}")
-}
 
 #[tokio::test]
 async fn a_signed_event_is_stored_then_applied() {

@@ -53,18 +53,29 @@ pub async fn list(
     Ok(super::page(page.data, page.next_cursor))
 }
 
+/// Which endpoint's copy of a Stripe event id: `platform`, `connect` or `store:st_…`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SourceQuery {
+    source: Option<String>,
+}
+
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    QueryParams(q): QueryParams<SourceQuery>,
 ) -> ApiResult<Json<EventView>> {
-    Ok(Json(events::get(&state.services, &id).await?))
+    Ok(Json(
+        events::get(&state.services, &id, q.source.as_deref()).await?,
+    ))
 }
 
 pub async fn replay(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    QueryParams(q): QueryParams<SourceQuery>,
 ) -> ApiResult<Json<EventView>> {
-    let view = events::replay(&state.services, &id).await?;
+    let view = events::replay(&state.services, &id, q.source.as_deref()).await?;
     state.stored_notify();
     Ok(Json(view))
 }

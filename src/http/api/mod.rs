@@ -1,5 +1,6 @@
 //! `/api/v1`: one module per resource.
 
+pub mod api_keys;
 pub mod connection;
 pub mod events;
 pub mod stores;

@@ -36,10 +36,16 @@ pub async fn load_updated(s: &Services, ev: &Incoming) -> Result<Loaded, Handler
 pub async fn apply_updated(
     conn: &mut AnyConnection,
     store: &StoreId,
+    ev: &Incoming,
     object: &Value,
 ) -> Result<(), HandlerError> {
     let account: StripeAccount = serde_json::from_value(object.clone())
         .map_err(|e| HandlerError::Transient(format!("account object: {e}")))?;
+    // The worker has checked (in this transaction) that the store still holds `ev.account`;
+    // what Stripe returned must be that same account.
+    if ev.account.as_deref().is_some_and(|a| a != account.id) {
+        return Ok(());
+    }
     db::connections::set_account_state(&mut *conn, store, &account.state()).await?;
     Ok(())
 }
@@ -52,7 +58,7 @@ pub async fn apply_deauthorized(
     let account = ev.account.as_deref().unwrap_or("account");
     if watermarks::advance(
         &mut *conn,
-        store.as_str(),
+        &ev.watermark_owner(store),
         &format!("deauthorized:{account}"),
         ev.created,
         ev.seq,

@@ -13,7 +13,15 @@ pub async fn apply_available(
     ev: &Incoming,
     balance: &Value,
 ) -> Result<(), HandlerError> {
-    if !watermarks::advance(&mut *conn, store.as_str(), "balance", ev.created, ev.seq).await? {
+    if !watermarks::advance(
+        &mut *conn,
+        &ev.watermark_owner(store),
+        "balance",
+        ev.created,
+        ev.seq,
+    )
+    .await?
+    {
         return Ok(());
     }
     let view = json!({ "available": balance.get("available"), "pending": balance.get("pending"), "as_of": ev.created });

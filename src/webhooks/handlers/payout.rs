@@ -15,7 +15,7 @@ pub async fn apply_failed(
 ) -> Result<(), HandlerError> {
     if !watermarks::advance(
         &mut *conn,
-        store.as_str(),
+        &ev.watermark_owner(store),
         "last_payout_failure",
         ev.created,
         ev.seq,

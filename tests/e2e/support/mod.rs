@@ -22,7 +22,7 @@ pub const PLATFORM_SECRET: &str = "whsec_test_platform_secret";
 pub const PLATFORM_SECRET_OLD: &str = "whsec_test_platform_rotated_out";
 pub const CONNECT_SECRET: &str = "whsec_test_connect_secret";
 pub const CONNECT_SECRET_LIVE: &str = "whsec_live_connect_secret";
-pub const INTERNAL_SECRET: &str = "internal-secret-for-tests";
+pub const INTERNAL_SECRET: &str = "internal-secret-for-tests-0123456789abcdef";
 
 pub struct TestApp {
     pub url: String,
@@ -34,6 +34,7 @@ pub struct TestApp {
     pub env: HashMap<String, String>,
     pub sqlite_path: Option<std::path::PathBuf>,
     shutdown: CancellationToken,
+    running: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -100,8 +101,10 @@ pub async fn fresh_database(dir: &std::path::Path) -> (String, Option<std::path:
             sqlx::Executor::execute(&mut conn, format!("CREATE DATABASE {name}").as_str())
                 .await
                 .unwrap();
-            let base = url.rsplit_once('/').map(|(b, _)| b).unwrap_or(&url);
-            (format!("{base}/{name}"), None)
+            // Same server and options (sslmode, password), another database.
+            let mut fresh = url::Url::parse(&url).expect("BURSAR_TEST_DATABASE_URL is a URL");
+            fresh.set_path(&name);
+            (fresh.to_string(), None)
         }
         _ => {
             let path = dir.join("bursar.db");
@@ -141,6 +144,7 @@ impl TestApp {
             ("BURSAR_WORKER_MAX_ATTEMPTS", "3"),
             ("BURSAR_WORKER_POLL_MS", "20"),
             ("BURSAR_WORKER_LEASE_SECS", "5"),
+            ("BURSAR_WORKER_EVENT_TIMEOUT_SECS", "1"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -160,7 +164,7 @@ impl TestApp {
         env.insert("BURSAR_PUBLIC_URL".into(), url.clone());
         let services = app.services();
         let shutdown = CancellationToken::new();
-        tokio::spawn(app.run(shutdown.clone()));
+        let running = Some(tokio::spawn(app.run(shutdown.clone())));
         let (_, key) = bursar::service::api_keys::create(&services.db, "tests")
             .await
             .unwrap();
@@ -174,8 +178,19 @@ impl TestApp {
             env,
             sqlite_path,
             shutdown,
+            running,
             _dir: dir,
         }
+    }
+
+    /// Asks the app to stop and waits until `run` returns; how long that took.
+    pub async fn stop(&mut self) -> std::time::Duration {
+        let started = std::time::Instant::now();
+        self.shutdown.cancel();
+        if let Some(running) = self.running.take() {
+            running.await.unwrap().unwrap();
+        }
+        started.elapsed()
     }
 
     /// A management request with the test API key.
@@ -334,6 +349,18 @@ pub fn event(event_type: &str, account: Option<&str>, livemode: bool) -> Value {
         ..Default::default()
     };
     bursar::stripe::fixtures::event(event_type, &options).unwrap()
+}
+
+/// A store's own webhook endpoint.
+pub fn store_path(store: &str) -> String {
+    format!("/webhooks/stripe/stores/{store}")
+}
+
+/// An `account.updated` event about the simulated account `id`.
+pub fn account_updated(id: &str) -> Value {
+    let mut e = event("account.updated", None, false);
+    e["data"]["object"]["id"] = json!(id);
+    e
 }
 
 /// The error code of an error response.

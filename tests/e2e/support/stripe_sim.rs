@@ -24,6 +24,8 @@ pub enum Fault {
     StatusNoRetry(u16),
     /// Wait this long before answering normally.
     Delay(Duration),
+    /// Answer with this status and this error message.
+    Message(u16, String),
 }
 
 #[derive(Clone, Debug)]
@@ -209,6 +211,11 @@ async fn record_and_fault(
     match fault {
         Some(Fault::Status(code)) => simulated(code, None),
         Some(Fault::StatusNoRetry(code)) => simulated(code, Some("false")),
+        Some(Fault::Message(code, text)) => error(
+            StatusCode::from_u16(code).unwrap(),
+            "invalid_request_error",
+            &text,
+        ),
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             next.run(req).await

@@ -1,0 +1,247 @@
+//! The worker under faults: a poisonous Stripe answer, a hanging Stripe account, a process that
+//! dies on an event, a store that changes accounts, and forged timestamps.
+
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::{json, Value};
+
+use crate::support::{account_updated, event, now, store_path, Fault, TestApp};
+
+/// Polls (without applying anything itself) until `pred` holds for the store's account view.
+async fn until_account(
+    app: &TestApp,
+    store: &str,
+    within: Duration,
+    pred: impl Fn(&Value) -> bool,
+) -> bool {
+    let started = Instant::now();
+    while started.elapsed() < within {
+        if pred(&app.account(store).await) {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    false
+}
+
+async fn healthz(app: &TestApp) -> u16 {
+    app.anon(Method::GET, "/healthz")
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn a_stripe_error_in_any_unicode_fails_one_event_and_the_worker_goes_on() {
+    let app = TestApp::spawn().await;
+    let (store, account, secret) = app.connected_store().await;
+    let (other, _, other_secret) = app.connected_store().await;
+    // Byte-slicing this message to mask the key panicked and killed the worker for good.
+    app.sim.fail(
+        Method::GET,
+        "/v1/account",
+        Fault::Message(400, "Bad key sk_test_a€xy given".into()),
+        1000,
+    );
+    let poison = account_updated(&account.id);
+    assert_eq!(
+        app.deliver(&store_path(&store), &poison, &secret)
+            .await
+            .status(),
+        200
+    );
+    let payout = event("payout.failed", None, false);
+    assert_eq!(
+        app.deliver(&store_path(&other), &payout, &other_secret)
+            .await
+            .status(),
+        200
+    );
+
+    // The app's own worker (not the test) applies the other store's event.
+    assert!(
+        until_account(&app, &other, Duration::from_secs(10), |a| !a
+            ["last_payout_failure"]
+            .is_null())
+        .await,
+        "the worker stopped applying events"
+    );
+    let id = poison["id"].as_str().unwrap();
+    let dead = app.wait_for_event(id, |e| e["status"] == "dead").await;
+    let error = dead["last_error"].as_str().unwrap();
+    assert!(error.contains("sk_test_****"), "{error}");
+    assert!(
+        !error.contains("a€xy"),
+        "the key's characters are masked: {error}"
+    );
+    assert_eq!(healthz(&app).await, 200);
+}
+
+#[tokio::test]
+async fn a_hanging_stripe_account_does_not_hold_other_stores_events() {
+    // A long Stripe timeout: before per-event deadlines, one hanging call held the whole batch
+    // for timeout × tries (here over 40 s).
+    let app = TestApp::spawn_with(&[("BURSAR_STRIPE_TIMEOUT_SECS", "10")]).await;
+    let (slow, account, slow_secret) = app.connected_store().await;
+    let (fast, _, fast_secret) = app.connected_store().await;
+    app.sim.fail(
+        Method::GET,
+        "/v1/account",
+        Fault::Delay(Duration::from_secs(60)),
+        1000,
+    );
+    let hanging = account_updated(&account.id);
+    assert_eq!(
+        app.deliver(&store_path(&slow), &hanging, &slow_secret)
+            .await
+            .status(),
+        200
+    );
+    let payout = event("payout.failed", None, false);
+    assert_eq!(
+        app.deliver(&store_path(&fast), &payout, &fast_secret)
+            .await
+            .status(),
+        200
+    );
+
+    assert!(
+        until_account(&app, &fast, Duration::from_secs(4), |a| !a
+            ["last_payout_failure"]
+            .is_null())
+        .await,
+        "another store's event waited on the hanging account"
+    );
+    let stuck = app.event(hanging["id"].as_str().unwrap()).await;
+    assert_ne!(stuck["status"], "applied");
+    assert_eq!(healthz(&app).await, 200);
+}
+
+#[tokio::test]
+async fn an_event_the_process_keeps_dying_on_ends_dead() {
+    let app = TestApp::spawn().await;
+    let (store, _, secret) = app.connected_store().await;
+    let e = event("payout.failed", None, false);
+    let id = e["id"].as_str().unwrap();
+    assert_eq!(
+        app.deliver(&store_path(&store), &e, &secret).await.status(),
+        200
+    );
+    app.wait_for_event(id, |e| e["status"] == "applied").await;
+    // As if every try so far had been claimed by a process that died before finishing it:
+    // the lease is over and the attempts are spent.
+    sqlx::query(
+        "UPDATE events SET status = 'processing', attempts = 3, next_attempt_at = 0, claim_token = 'dead-process' \
+         WHERE event_id = $1",
+    )
+    .bind(id)
+    .execute(app.services.db.pool())
+    .await
+    .unwrap();
+    let dead = app.wait_for_event(id, |e| e["status"] == "dead").await;
+    assert!(dead["last_error"]
+        .as_str()
+        .unwrap()
+        .contains("without finishing"));
+}
+
+#[tokio::test]
+async fn events_of_a_stores_previous_account_never_touch_its_new_account() {
+    let app = TestApp::spawn().await;
+    let (store, _, old_secret) = app.connected_store().await;
+    let old_event = event("payout.failed", None, false);
+    let old_id = old_event["id"].as_str().unwrap();
+    assert_eq!(
+        app.deliver(&store_path(&store), &old_event, &old_secret)
+            .await
+            .status(),
+        200
+    );
+    app.wait_for_event(old_id, |e| e["status"] == "applied")
+        .await;
+
+    // The merchant connects another account; its events start from a clean slate.
+    let new_account = app.sim.add_account(false);
+    let r = app
+        .api(Method::PUT, &format!("/api/v1/stores/{store}/connection/keys"))
+        .json(&json!({ "secret_key": new_account.restricted_key, "publishable_key": new_account.publishable_key, "webhook_secret": "whsec_new_account_secret" }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let view = app.account(&store).await;
+    assert_eq!(view["account_id"], new_account.id.as_str());
+    assert!(view["last_payout_failure"].is_null());
+
+    // Replaying the old account's event (recorded with the account it came for) changes nothing.
+    let r = app
+        .api(Method::POST, &format!("/api/v1/events/{old_id}/replay"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let done = app
+        .wait_for_event(old_id, |e| e["status"] != "pending")
+        .await;
+    assert_eq!(done["status"], "ignored");
+    assert!(
+        done["account"].is_string(),
+        "recorded with its account: {done}"
+    );
+    assert_ne!(done["account"], new_account.id.as_str());
+    assert!(app.account(&store).await["last_payout_failure"].is_null());
+
+    // The new account's own events apply.
+    let fresh = event("payout.failed", None, false);
+    assert_eq!(
+        app.deliver(&store_path(&store), &fresh, "whsec_new_account_secret")
+            .await
+            .status(),
+        200
+    );
+    app.wait_for_event(fresh["id"].as_str().unwrap(), |e| e["status"] == "applied")
+        .await;
+    assert_eq!(
+        app.account(&store).await["last_payout_failure"]["event"],
+        fresh["id"]
+    );
+}
+
+#[tokio::test]
+async fn a_forged_future_timestamp_cannot_block_later_events() {
+    let app = TestApp::spawn().await;
+    let (store, _, secret) = app.connected_store().await;
+    let mut forged = event("payout.failed", None, false);
+    forged["created"] = json!(now() + 10 * 365 * 86_400);
+    assert_eq!(
+        app.deliver(&store_path(&store), &forged, &secret)
+            .await
+            .status(),
+        200
+    );
+    app.wait_for_event(forged["id"].as_str().unwrap(), |e| e["status"] == "applied")
+        .await;
+    let stored = app.event(forged["id"].as_str().unwrap()).await;
+    assert!(
+        stored["created"].as_i64().unwrap() <= now(),
+        "bounded by the receive time"
+    );
+
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let later = event("payout.failed", None, false);
+    assert_eq!(
+        app.deliver(&store_path(&store), &later, &secret)
+            .await
+            .status(),
+        200
+    );
+    app.wait_for_event(later["id"].as_str().unwrap(), |e| e["status"] == "applied")
+        .await;
+    assert_eq!(
+        app.account(&store).await["last_payout_failure"]["event"],
+        later["id"]
+    );
+}
