@@ -82,29 +82,31 @@ impl App {
         };
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
         let limits = self.services.config.http.clone();
-        http::server::serve(self.listener, http::router(state), &limits, shutdown).await;
+        let began =
+            http::server::serve(self.listener, http::router(state), &limits, shutdown).await;
+        // One deadline for all of shutdown; each later step still gets a moment when the server
+        // used it all (handing back claims takes milliseconds).
+        let deadline = began + limits.shutdown_grace;
+        let until =
+            || deadline.max(tokio::time::Instant::now() + std::time::Duration::from_millis(500));
         // The router (and every Ingest handle) is gone once the connections are: the writer
-        // drains its queue and ends. Abandoned connections may still hold a handle, so this too
-        // waits only for the grace period.
-        match tokio::time::timeout(limits.shutdown_grace, writer).await {
+        // drains its queue and ends. Abandoned connections may still hold a handle.
+        match tokio::time::timeout_at(until(), writer).await {
             Ok(Err(e)) => tracing::error!(error = %e, "inbox writer ended abnormally"),
-            Err(_) => tracing::warn!("inbox writer still busy after the grace period"),
+            Err(_) => tracing::warn!("inbox writer still busy at the shutdown deadline"),
             Ok(Ok(())) => {}
         }
         worker_stop.cancel();
-        if tokio::time::timeout(limits.shutdown_grace, worker)
-            .await
-            .is_err()
-        {
+        if tokio::time::timeout_at(until(), worker).await.is_err() {
             tracing::warn!(
-                "worker still busy after the grace period; its claims expire with their lease"
+                "worker still busy at the shutdown deadline; its claims expire with their lease"
             );
         }
-        if tokio::time::timeout(limits.shutdown_grace, self.services.db.close())
+        if tokio::time::timeout_at(until(), self.services.db.close())
             .await
             .is_err()
         {
-            tracing::warn!("database connections still in use after the grace period");
+            tracing::warn!("database connections still in use at the shutdown deadline");
         }
         tracing::info!("stopped");
         Ok(())

@@ -67,11 +67,12 @@ pub struct WorkerConfig {
 pub struct HttpLimits {
     /// A client must send a request's headers within this.
     pub header_timeout: Duration,
-    /// A request body must arrive within this (and wait at most this for its memory budget).
+    /// A whole request body must arrive within this (a large one waits at most half of it for
+    /// room in the memory budget).
     pub body_timeout: Duration,
     /// Open connections; past this, new ones wait in the listen backlog.
     pub max_connections: usize,
-    /// Bytes of request bodies read at once, across all connections.
+    /// Bytes of large (over 64 KiB) request bodies held at once, across all connections.
     pub body_budget: usize,
     /// After a shutdown signal, in-flight requests get this long; then they are abandoned.
     pub shutdown_grace: Duration,
@@ -271,11 +272,12 @@ impl Config {
             )?,
             event_timeout: secs(&get, "BURSAR_WORKER_EVENT_TIMEOUT_SECS", 15, (1, 600))?,
         };
-        // A batch takes at most twice the event timeout; its lease must outlast it.
-        if worker.lease < worker.event_timeout * 2 + Duration::from_secs(1) {
+        // A batch's Stripe calls end within twice the event timeout of its claim; the lease
+        // must outlast that with room for routing and commits.
+        if worker.lease < worker.event_timeout * 3 {
             return Err(bad(
                 "BURSAR_WORKER_LEASE_SECS",
-                "must be at least twice BURSAR_WORKER_EVENT_TIMEOUT_SECS plus 1",
+                "must be at least three times BURSAR_WORKER_EVENT_TIMEOUT_SECS",
             ));
         }
         let http = HttpLimits {

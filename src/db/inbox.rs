@@ -266,19 +266,21 @@ pub async fn fail<'e>(
     Ok(done.rows_affected() == 1)
 }
 
-/// Hands claimed events back unapplied (shutdown, or a batch past its deadline): due at once,
-/// and the claim's attempt is not counted. `seq` limits it to one event.
+/// Hands a claimed event back unapplied (shutdown, no room to load it now), due at `due_at`;
+/// the claim's attempt is not counted. `seq` limits it to one event, else every event of the
+/// claim.
 pub async fn release<'e>(
     ex: impl Executor<'e, Database = Any>,
     token: &str,
     seq: Option<i64>,
+    due_at: i64,
 ) -> Result<u64> {
     let done = sqlx::query(
         "UPDATE events SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
          attempts = attempts - 1, next_attempt_at = $1, claim_token = NULL \
          WHERE claim_token = $2 AND ($3 IS NULL OR seq = $3)",
     )
-    .bind(now_ms())
+    .bind(due_at)
     .bind(token)
     .bind(seq)
     .execute(ex)

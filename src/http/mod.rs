@@ -93,12 +93,10 @@ pub fn router(state: AppState) -> Router {
         .route("/stripe/connect", post(webhooks::connect))
         .route("/stripe/stores/{store_id}", post(webhooks::store))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
-    // A body waits for room at most half its read timeout, so it still has time to arrive.
     let budget = Arc::new(limits::BodyBudget::new(
         state.services.config.http.body_budget,
-        state.services.config.http.body_timeout / 2,
+        state.services.config.http.body_timeout,
     ));
-    let body_timeout = state.services.config.http.body_timeout;
     Router::new()
         .route("/healthz", get(healthz))
         .route("/stripe/status/{store_id}", get(status::public))
@@ -110,7 +108,6 @@ pub fn router(state: AppState) -> Router {
             error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
         .with_state(state)
-        .layer(tower_http::timeout::RequestBodyTimeoutLayer::new(body_timeout))
         .layer(middleware::from_fn_with_state(budget, limits::guard_body))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         // The span names the path only: query strings can carry OAuth codes and link signatures.

@@ -1,15 +1,20 @@
 //! The HTTP server loop, with the limits `axum::serve` does not offer: a deadline for request
-//! headers (slow-loris connections and idle keep-alives are closed), a cap on open connections
-//! (past it, new ones wait in the kernel's backlog), and a shutdown grace period after which
-//! in-flight requests are abandoned. Abandoning is safe: a webhook is acknowledged only after its
-//! event is committed, so an abandoned delivery is simply retried by Stripe.
+//! headers that runs from the moment a connection is accepted (silent, slow-loris and idle
+//! keep-alive connections are closed), a cap on open connections (past it, new ones wait in the
+//! kernel's backlog), and a shutdown grace period after which in-flight requests are abandoned.
+//! Abandoning is safe: a webhook is acknowledged only after its event is committed, so an
+//! abandoned delivery is simply retried by Stripe.
+//!
+//! HTTP/1.1 only: Stripe delivers webhooks over HTTP/1.1, and hyper's protocol detection for
+//! HTTP/2 reads the first bytes with no deadline, which would let silent connections hold their
+//! slots. TLS and HTTP/2 belong to the proxy in front.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
@@ -18,25 +23,20 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::HttpLimits;
 
-/// Serves `router` on `listener` until `shutdown`, then drains within the grace period.
+/// Serves `router` on `listener` until `shutdown`, then drains within the grace period counted
+/// from the moment shutdown began, which it returns (the rest of shutdown shares that deadline).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     limits: &HttpLimits,
     shutdown: CancellationToken,
-) {
+) -> tokio::time::Instant {
     let connections = Arc::new(Semaphore::new(limits.max_connections));
     let graceful = GracefulShutdown::new();
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(limits.header_timeout);
-    builder
-        .http2()
-        .timer(TokioTimer::new())
-        .keep_alive_interval(Some(limits.header_timeout))
-        .keep_alive_timeout(limits.header_timeout);
     loop {
         let permit = tokio::select! {
             permit = connections.clone().acquire_owned() => permit.expect("never closed"),
@@ -55,10 +55,7 @@ pub async fn serve(
             _ = shutdown.cancelled() => break,
         };
         let service = TowerToHyperService::new(router.clone());
-        let connection = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
-            .into_owned();
-        let connection = graceful.watch(connection);
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
@@ -66,12 +63,14 @@ pub async fn serve(
             drop(permit);
         });
     }
+    let began = tokio::time::Instant::now();
     drop(listener);
     let open = graceful.count();
     tokio::select! {
         _ = graceful.shutdown() => {}
-        _ = tokio::time::sleep(limits.shutdown_grace) => {
+        _ = tokio::time::sleep_until(began + limits.shutdown_grace) => {
             tracing::warn!(open, grace_secs = limits.shutdown_grace.as_secs(), "shutdown grace period over; abandoning in-flight requests");
         }
     }
+    began
 }

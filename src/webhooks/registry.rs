@@ -94,6 +94,12 @@ pub enum Loaded {
 }
 
 impl Handler {
+    /// Whether `load` calls Stripe (and so runs under the worker's per-event deadline); the
+    /// others apply the event's own object.
+    pub fn calls_stripe(self) -> bool {
+        matches!(self, Handler::AccountUpdated)
+    }
+
     pub async fn load(self, s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
         match self {
             Handler::AccountUpdated => account::load_updated(s, ev).await,

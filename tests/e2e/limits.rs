@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::support::TestApp;
+use crate::support::{TestApp, PLATFORM_SECRET};
 
 async fn connect(app: &TestApp) -> TcpStream {
     TcpStream::connect(app.url.trim_start_matches("http://"))
@@ -42,6 +42,40 @@ async fn a_client_that_never_finishes_its_headers_is_disconnected() {
     let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
     assert!(closed, "the connection was held open");
     assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_client_that_sends_nothing_is_disconnected() {
+    let app = TestApp::spawn_with(&[("BURSAR_HEADER_TIMEOUT_SECS", "1")]).await;
+    let mut stream = connect(&app).await;
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(5)).await;
+    assert!(closed, "a silent connection kept its slot");
+    assert!(started.elapsed() < Duration::from_secs(4));
+}
+
+#[tokio::test]
+async fn a_body_that_trickles_in_is_cut_off_at_the_body_deadline() {
+    let app = TestApp::spawn_with(&[("BURSAR_BODY_TIMEOUT_SECS", "2")]).await;
+    let mut stream = connect(&app).await;
+    stream
+        .write_all(b"POST /webhooks/stripe HTTP/1.1\r\nHost: bursar\r\nContent-Length: 100\r\n\r\n")
+        .await
+        .unwrap();
+    // One byte every 400 ms: never idle long, but never done either.
+    let started = Instant::now();
+    for _ in 0..20 {
+        if stream.write_all(b" ").await.is_err() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        if started.elapsed() > Duration::from_secs(5) {
+            break;
+        }
+    }
+    let (answer, _) = read_until_closed(&mut stream, Duration::from_secs(2)).await;
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("did not arrive within 2 s"), "{answer}");
 }
 
 #[tokio::test]
@@ -87,12 +121,11 @@ async fn large_bodies_share_a_memory_budget() {
         answer.to_ascii_lowercase().contains("retry-after: 1"),
         "{answer}"
     );
-    // Small requests are not held up by the budget being taken.
+    // Ordinary events (a few KB) need no room in the budget: they are never held up by it.
+    let small = crate::support::event("balance.available", None, false);
     let r = app
-        .anon(reqwest::Method::GET, "/healthz")
-        .send()
-        .await
-        .unwrap();
+        .deliver("/webhooks/stripe", &small, PLATFORM_SECRET)
+        .await;
     assert_eq!(r.status(), 200);
     drop(holders);
 }

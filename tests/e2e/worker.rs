@@ -82,20 +82,39 @@ async fn a_stripe_error_in_any_unicode_fails_one_event_and_the_worker_goes_on() 
 
 #[tokio::test]
 async fn a_hanging_stripe_account_does_not_hold_other_stores_events() {
-    // A long Stripe timeout: before per-event deadlines, one hanging call held the whole batch
-    // for timeout × tries (here over 40 s).
-    let app = TestApp::spawn_with(&[("BURSAR_STRIPE_TIMEOUT_SECS", "10")]).await;
-    let (slow, account, slow_secret) = app.connected_store().await;
-    let (fast, _, fast_secret) = app.connected_store().await;
-    app.sim.fail(
+    // Production-like deadlines: a hanging call costs 10 s before it counts as failed.
+    let app = TestApp::spawn_with(&[
+        ("BURSAR_STRIPE_TIMEOUT_SECS", "10"),
+        ("BURSAR_WORKER_EVENT_TIMEOUT_SECS", "10"),
+        ("BURSAR_WORKER_LEASE_SECS", "30"),
+    ])
+    .await;
+    let (slow, slow_account, slow_secret) = app.connected_store().await;
+    let (fast, fast_account, fast_secret) = app.connected_store().await;
+    app.sim.fail_for(
+        &slow_account.id,
         Method::GET,
         "/v1/account",
         Fault::Delay(Duration::from_secs(60)),
         1000,
     );
-    let hanging = account_updated(&account.id);
+    app.sim
+        .update_account(&fast_account.id, |a| a["charges_enabled"] = json!(true));
+    // Many of the slow store's events queue ahead of the fast store's, each needing Stripe.
+    let mut hanging = Vec::new();
+    for _ in 0..20 {
+        let e = account_updated(&slow_account.id);
+        assert_eq!(
+            app.deliver(&store_path(&slow), &e, &slow_secret)
+                .await
+                .status(),
+            200
+        );
+        hanging.push(e);
+    }
+    let fast_event = account_updated(&fast_account.id);
     assert_eq!(
-        app.deliver(&store_path(&slow), &hanging, &slow_secret)
+        app.deliver(&store_path(&fast), &fast_event, &fast_secret)
             .await
             .status(),
         200
@@ -109,13 +128,14 @@ async fn a_hanging_stripe_account_does_not_hold_other_stores_events() {
     );
 
     assert!(
-        until_account(&app, &fast, Duration::from_secs(4), |a| !a
-            ["last_payout_failure"]
-            .is_null())
+        until_account(&app, &fast, Duration::from_secs(3), |a| a
+            ["charges_enabled"]
+            == true
+            && !a["last_payout_failure"].is_null())
         .await,
-        "another store's event waited on the hanging account"
+        "another store's events waited on the hanging account"
     );
-    let stuck = app.event(hanging["id"].as_str().unwrap()).await;
+    let stuck = app.event(hanging[0]["id"].as_str().unwrap()).await;
     assert_ne!(stuck["status"], "applied");
     assert_eq!(healthz(&app).await, 200);
 }

@@ -46,12 +46,15 @@ pub struct SimAccount {
     pub publishable_key: String,
 }
 
+/// A fault waiting for its requests: (method, path, only for this account, fault, times left).
+type Injected = (Method, String, Option<String>, Fault, u32);
+
 #[derive(Default)]
 struct Sim {
     platform_key: String,
     accounts: Mutex<HashMap<String, Value>>,
     keys: Mutex<HashMap<String, String>>,
-    faults: Mutex<Vec<(Method, String, Fault, u32)>>,
+    faults: Mutex<Vec<Injected>>,
     requests: Mutex<Vec<Recorded>>,
 }
 
@@ -158,7 +161,18 @@ impl StripeSim {
             .faults
             .lock()
             .unwrap()
-            .push((method, path.to_owned(), fault, times));
+            .push((method, path.to_owned(), None, fault, times));
+    }
+
+    /// The same, only for requests acting on `account` (by its key or `Stripe-Account`).
+    pub fn fail_for(&self, account: &str, method: Method, path: &str, fault: Fault, times: u32) {
+        self.sim.faults.lock().unwrap().push((
+            method,
+            path.to_owned(),
+            Some(account.to_owned()),
+            fault,
+            times,
+        ));
     }
 
     pub fn clear_faults(&self) {
@@ -198,12 +212,16 @@ async fn record_and_fault(
         }
     };
     sim.requests.lock().unwrap().push(recorded);
+    let acting_on = authorize(&sim, req.headers()).ok().flatten();
     let fault = {
         let mut faults = sim.faults.lock().unwrap();
-        let hit = faults
-            .iter_mut()
-            .find(|(m, p, _, left)| m == req.method() && p == req.uri().path() && *left > 0);
-        hit.map(|(_, _, f, left)| {
+        let hit = faults.iter_mut().find(|(m, p, only, _, left)| {
+            m == req.method()
+                && p == req.uri().path()
+                && *left > 0
+                && (only.is_none() || *only == acting_on)
+        });
+        hit.map(|(_, _, _, f, left)| {
             *left -= 1;
             f.clone()
         })

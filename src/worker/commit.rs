@@ -1,0 +1,279 @@
+//! Committing events: each event's effects and its new status in one transaction, checked
+//! against the claim token (so a lease taken over writes nothing of ours) and against the
+//! store's current connection (so an event of another account or mode is ignored).
+
+use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
+use std::time::Duration;
+
+use futures::FutureExt;
+use rand::Rng;
+
+use super::{Item, Step};
+use crate::db::inbox::{self, EventRow, Outcome};
+use crate::db::{self, now_ms, DbError, Engine, WriteTx};
+use crate::domain::{Mode, StoreId};
+use crate::service::Services;
+use crate::supervise::panic_message;
+use crate::webhooks::registry::{Handler, HandlerError, Incoming, Loaded};
+
+/// Commits a group of events in one transaction; if any effect fails to write, the group is
+/// rolled back and committed event by event.
+pub(super) async fn commit(
+    s: &Services,
+    token: &str,
+    items: &mut [Item<'_>],
+) -> Result<(), DbError> {
+    if items.is_empty() {
+        return Ok(());
+    }
+    if let Err(e) = commit_all(s, token, items).await {
+        tracing::warn!(error = ?e, "batch apply failed; applying its events one by one");
+        for (row, step) in items.iter_mut() {
+            commit_one(s, token, row, step).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn commit_all(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result<(), HandlerError> {
+    let mut tx = s.db.begin_write().await?;
+    recheck_connections(
+        &mut tx,
+        s.db.engine(),
+        items.iter_mut().map(|(_, step)| step),
+    )
+    .await?;
+    // Applied events whose row needs nothing but its status are marked in one statement.
+    let bulk: Vec<i64> = items
+        .iter()
+        .filter(|(row, step)| bulk_applicable(row, step))
+        .map(|(row, _)| row.seq)
+        .collect();
+    let owned: HashSet<i64> =
+        inbox::finish_many(&mut *tx, s.db.engine(), &bulk, token, Outcome::Applied)
+            .await?
+            .into_iter()
+            .collect();
+    for (row, step) in items.iter_mut() {
+        if !bulk_applicable(row, step) {
+            record(s, &mut tx, token, row, step).await?;
+        } else if owned.contains(&row.seq) {
+            if let Step::Apply {
+                handler,
+                incoming,
+                loaded,
+            } = step
+            {
+                apply(*handler, &mut tx, incoming, loaded).await?;
+            }
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// An `Apply` whose store is already on its row: only the status changes.
+fn bulk_applicable(row: &EventRow, step: &Step) -> bool {
+    matches!(step, Step::Apply { incoming, .. } if incoming.store.is_none() || row.store_id.is_some())
+}
+
+async fn commit_one(
+    s: &Services,
+    token: &str,
+    row: &EventRow,
+    step: &mut Step,
+) -> Result<(), DbError> {
+    let mut tx = s.db.begin_write().await?;
+    let recorded =
+        match recheck_connections(&mut tx, s.db.engine(), std::iter::once(&mut *step)).await {
+            Ok(()) => record(s, &mut tx, token, row, step).await,
+            Err(e) => Err(e.into()),
+        };
+    match recorded {
+        Ok(()) => Ok(tx.commit().await?),
+        Err(e) => {
+            tx.rollback().await?;
+            let mut tx = s.db.begin_write().await?;
+            fail(s, &mut tx, token, row, &e.to_string()).await?;
+            Ok(tx.commit().await?)
+        }
+    }
+}
+
+/// Checks, inside the transaction that applies them, that each event's store still holds the
+/// account and mode the event is about: the store may have switched accounts since the event
+/// was routed (or, for a replay, since it arrived). An event that no longer fits is ignored.
+/// The connections are read locked (in store order, so workers cannot deadlock), so they
+/// cannot change before the effects commit.
+async fn recheck_connections<'s>(
+    tx: &mut WriteTx,
+    engine: Engine,
+    steps: impl Iterator<Item = &'s mut Step>,
+) -> Result<(), DbError> {
+    let mut steps: Vec<&mut Step> = steps
+        .filter(|step| matches!(step, Step::Apply { incoming, .. } if incoming.store.is_some()))
+        .collect();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let mut stores: Vec<String> = steps
+        .iter()
+        .filter_map(|step| match &**step {
+            Step::Apply { incoming, .. } => incoming.store.as_ref().map(StoreId::to_string),
+            _ => None,
+        })
+        .collect();
+    stores.sort_unstable();
+    stores.dedup();
+    let stores: Vec<&str> = stores.iter().map(String::as_str).collect();
+    let current: HashMap<String, (Option<String>, Mode)> =
+        db::connections::lock_for_apply(tx, engine, &stores)
+            .await?
+            .into_iter()
+            .map(|c| (c.store_id.clone(), (c.account_id.clone(), c.mode())))
+            .collect();
+    for step in steps.iter_mut() {
+        let Step::Apply { incoming, .. } = &**step else {
+            continue;
+        };
+        let Some(store) = &incoming.store else {
+            continue;
+        };
+        let event_mode = Mode::from_livemode(incoming.livemode);
+        let reason = match current.get(store.as_str()) {
+            None => "the store has no Stripe connection".to_owned(),
+            Some((account, _)) if incoming.account.is_some() && incoming.account != *account => {
+                "the store is no longer connected to this event's account".to_owned()
+            }
+            Some((_, mode)) if *mode != event_mode => {
+                format!("livemode mismatch: a {event_mode} event for a {mode} connection")
+            }
+            Some(_) => continue,
+        };
+        **step = Step::Finish {
+            outcome: Outcome::Ignored,
+            note: Some(reason),
+            store: Some(store.clone()),
+        };
+    }
+    Ok(())
+}
+
+/// A handler's `apply`, with a panic turned into a failed attempt.
+async fn apply(
+    handler: Handler,
+    tx: &mut WriteTx,
+    incoming: &Incoming,
+    loaded: &Loaded,
+) -> Result<(), HandlerError> {
+    match AssertUnwindSafe(handler.apply(tx, incoming, loaded))
+        .catch_unwind()
+        .await
+    {
+        Ok(result) => result,
+        Err(panic) => Err(HandlerError::Transient(format!(
+            "handler panicked: {}",
+            panic_message(panic)
+        ))),
+    }
+}
+
+/// Writes one event's outcome (and effects) into `tx`. The claim check comes first: if our
+/// lease ran out and another worker owns the event, nothing of ours is written.
+async fn record(
+    s: &Services,
+    tx: &mut WriteTx,
+    token: &str,
+    row: &EventRow,
+    step: &mut Step,
+) -> Result<(), HandlerError> {
+    match step {
+        Step::Finish {
+            outcome,
+            note,
+            store,
+        } => {
+            inbox::finish(
+                &mut **tx,
+                row.seq,
+                token,
+                *outcome,
+                store.as_ref().map(StoreId::as_str),
+                note.as_deref(),
+            )
+            .await?;
+        }
+        Step::Fail(error) => fail(s, tx, token, row, error).await?,
+        Step::Defer(delay) => {
+            let due = now_ms() + delay.as_millis() as i64;
+            inbox::release(&mut **tx, token, Some(row.seq), due).await?;
+        }
+        Step::Load { .. } => {
+            // Every step that loads is loaded before commit; reaching here is a bug, kept harmless.
+            inbox::release(&mut **tx, token, Some(row.seq), now_ms()).await?;
+        }
+        Step::Apply {
+            handler,
+            incoming,
+            loaded,
+        } => {
+            let store = incoming.store.as_ref().map(StoreId::as_str);
+            if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
+                if let Err(e) = apply(*handler, tx, incoming, loaded).await {
+                    *step = Step::Fail(e.to_string());
+                    return Err(e);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn fail(
+    s: &Services,
+    tx: &mut WriteTx,
+    token: &str,
+    row: &EventRow,
+    error: &str,
+) -> Result<(), DbError> {
+    let w = &s.config.worker;
+    let retry_at = (row.attempts < i64::from(w.max_attempts))
+        .then(|| now_ms() + backoff(w.retry_base, w.retry_max, row.attempts));
+    match retry_at {
+        Some(_) => {
+            tracing::warn!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed; will retry")
+        }
+        None => {
+            tracing::error!(seq = row.seq, event = %row.event_id, attempts = row.attempts, error, "event failed for the last time; parked as dead")
+        }
+    }
+    inbox::fail(&mut **tx, row.seq, token, error, retry_at).await?;
+    Ok(())
+}
+
+/// base · 2^(attempts-1), capped, with jitter in [d/2, d] so retries of a burst spread out.
+fn backoff(base: Duration, max: Duration, attempts: i64) -> i64 {
+    let exp = (attempts - 1).clamp(0, 20) as u32;
+    let d = base
+        .saturating_mul(1u32 << exp.min(20))
+        .min(max)
+        .as_millis() as i64;
+    d / 2 + rand::thread_rng().gen_range(0..=d / 2)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let base = Duration::from_millis(1000);
+        let max = Duration::from_millis(10_000);
+        for attempts in 1..30 {
+            let d = backoff(base, max, attempts);
+            let full = (1000i64 << (attempts - 1).min(20)).min(10_000);
+            assert!(d >= full / 2 && d <= full, "{attempts}: {d}");
+        }
+    }
+}
