@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
-# Webhook ingestion benchmark: starts a release `bursar serve` on a fresh database, drives it with
-# `bursar bench-ingest`, and reports the server's peak RSS.
+# Webhook ingestion benchmark, as a ratio to this machine's ceiling measured in the same run.
 #
-#   bench/ingest.sh [EVENTS] [CONCURRENCY]            # SQLite in a temp dir
-#   BENCH_DATABASE_URL=postgres://… bench/ingest.sh    # an empty PostgreSQL database
+#   bench/ingest.sh [EVENTS] [CONCURRENCY] [SIZE]        # SQLite in a temp dir
+#   BENCH_DATABASE_URL=postgres://… bench/ingest.sh       # an empty PostgreSQL database
+#
+# 1. The ceiling (bench/ceiling.rs: the same server loop, router and signature check, no
+#    storage) is loaded by `bursar bench-ingest` (a separate process; events signed before the
+#    clock starts).
+# 2. A release `bursar serve` on a fresh database gets the same load; then the script waits until
+#    the worker has applied every event.
+# It prints both acked/s and latencies, the ratio, and the server's peak RSS and CPU time.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-events=${1:-100000}
+events=${1:-60000}
 concurrency=${2:-64}
-cargo build --release -q
+size=${3:-3072}
+cargo build --release -q --bin bursar --example ceiling
 work=$(mktemp -d /tmp/bursar-bench.XXXXXX)
 export BURSAR_DATABASE_URL=${BENCH_DATABASE_URL:-sqlite://$work/bench.db}
 export BURSAR_MASTER_KEYS="bench:$(head -c 32 /dev/urandom | base64)"
@@ -16,11 +23,29 @@ export STRIPE_WEBHOOK_SECRET=whsec_bench_secret
 export BURSAR_LISTEN=127.0.0.1:${BENCH_PORT:-18080}
 export BURSAR_PUBLIC_URL=http://$BURSAR_LISTEN
 export RUST_LOG=warn
+ceiling_addr=127.0.0.1:${BENCH_CEILING_PORT:-18081}
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
+wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "server at $1 did not start" >&2; exit 1; }
+peak() { awk '/VmHWM/{printf "%.1f MB", $2/1024}' "/proc/$1/status"; }
+cpu() { awk '{printf "%.1f s", ($14+$15)/100}' "/proc/$1/stat"; }
+
+echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; events: $events; concurrency: $concurrency; size: $size bytes"
+echo "== ceiling (signature check only, no storage)"
+target/release/examples/ceiling "$ceiling_addr" "$STRIPE_WEBHOOK_SECRET" 2>/dev/null &
+ceiling=$!; pids+=("$ceiling")
+wait_up "http://$ceiling_addr/"
+target/release/bursar bench-ingest --url "http://$ceiling_addr" --events "$events" --concurrency "$concurrency" --size "$size" --no-wait | tee "$work/ceiling.out"
+echo "ceiling peak RSS: $(peak "$ceiling"), CPU: $(cpu "$ceiling")"
+kill "$ceiling"; wait "$ceiling" 2>/dev/null || true
+
+echo "== bursar (${BURSAR_DATABASE_URL%%:*})"
 target/release/bursar migrate >/dev/null
 target/release/bursar serve 2>"$work/server.log" &
-server=$!
-trap 'kill $server 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 100); do curl -sf "$BURSAR_PUBLIC_URL/healthz" >/dev/null && break; sleep 0.1; done
-echo "engine: ${BURSAR_DATABASE_URL%%:*}  events: $events  concurrency: $concurrency  machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB"
-/usr/bin/time -f "load generator CPU: %U s user, %S s sys" target/release/bursar bench-ingest --events "$events" --concurrency "$concurrency"
-echo "server peak RSS: $(awk '/VmHWM/{printf "%.1f MB", $2/1024}' /proc/$server/status), server CPU: $(awk '{printf "%.1f s", ($14+$15)/100}' /proc/$server/stat)"
+server=$!; pids+=("$server")
+wait_up "$BURSAR_PUBLIC_URL/healthz"
+target/release/bursar bench-ingest --events "$events" --concurrency "$concurrency" --size "$size" | tee "$work/bursar.out"
+echo "bursar peak RSS: $(peak "$server"), CPU: $(cpu "$server")"
+rate() { awk '/ack throughput/{print $3}' "$1"; }
+awk -v b="$(rate "$work/bursar.out")" -v c="$(rate "$work/ceiling.out")" \
+  'BEGIN { printf "== ratio: bursar %d / ceiling %d acked events/s = %.2f\n", b, c, b / c }'

@@ -36,8 +36,10 @@ pub enum Command {
     Events(events::EventsCommand),
     /// Send a realistic, correctly signed event to a running Bursar (offline).
     Trigger(trigger::TriggerArgs),
-    /// Load-test webhook ingestion of a running Bursar.
+    /// Load-test webhook ingestion of a running server (Bursar, or the benchmark's ceiling).
     BenchIngest(bench::BenchArgs),
+    /// Time the worker alone: preload events into an empty inbox, then apply them.
+    BenchApply(bench::ApplyArgs),
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
@@ -48,7 +50,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKey(cmd) => api_key::run(config()?, cmd).await,
         Command::Events(cmd) => events::run(config()?, cmd).await,
         Command::Trigger(args) => trigger::run(config()?, args).await,
-        Command::BenchIngest(args) => bench::run(config()?, args).await,
+        Command::BenchIngest(args) => bench::ingest(config()?, args).await,
+        Command::BenchApply(args) => bench::apply(config()?, args).await,
     }
 }
 

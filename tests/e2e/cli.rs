@@ -33,6 +33,7 @@ fn every_command_has_help() {
         &["events", "replay"],
         &["trigger"],
         &["bench-ingest"],
+        &["bench-apply"],
     ];
     for args in commands {
         let out = bursar(&HashMap::new(), dir.path())
