@@ -3,7 +3,7 @@
 //! A claim sets `next_attempt_at` to the lease's end, so one partial index over unfinished
 //! rows serves both new work and work whose worker died.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use sqlx::{Any, Executor, FromRow};
 
@@ -30,11 +30,12 @@ pub enum Inserted {
     Duplicate,
 }
 
-/// Rows per INSERT statement: 12 parameters each, far below both engines' limits.
+/// Rows per INSERT statement: 11 parameters each, far below both engines' limits.
 const INSERT_CHUNK: usize = 100;
 
-/// Stores a batch in one transaction: one fsync for all of them, one statement per 100 rows.
-/// Connect events get their store from the account that owns them, when one is known.
+/// Stores a batch in one transaction: one fsync for all of them, two statements per 100 rows
+/// (the inbox rows, then the payloads of the new ones). Connect events get their store from the
+/// account that owns them, when one is known.
 pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
@@ -42,20 +43,22 @@ pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>>
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut sql = String::from(
             "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
-               payload, status, next_attempt_at, received_at) VALUES ",
+               status, next_attempt_at, received_at) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            let p = |n: usize| placeholder(db.engine(), i * 12 + n);
+            let p = |n: usize| placeholder(db.engine(), i * 10 + n);
             sql.push_str(&format!(
                 "({}, {}, {}, {}, COALESCE({}, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = {})), \
-                 {}, {}, {}, {}, 'pending', {}, {})",
-                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12)
+                 {}, {}, {}, 'pending', {}, {})",
+                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(10)
             ));
         }
         sql.push_str(" ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id");
+        // SQLite binds `?` by position and PostgreSQL `$N` by number: `now` is bound twice for
+        // SQLite's second `?`, once (and referenced twice) for PostgreSQL.
         let mut query = sqlx::query_as::<_, (i64, String, String)>(&sql);
         for e in chunk {
             query = query
@@ -68,15 +71,45 @@ pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>>
                 .bind(e.account_id.as_deref())
                 .bind(i64::from(e.livemode))
                 .bind(e.created)
-                .bind(&e.payload)
-                .bind(now)
                 .bind(now);
+            if db.engine() == Engine::Sqlite {
+                query = query.bind(now);
+            }
         }
         // Full chunks repeat the same text, so their prepared statement is reused.
         let persistent = chunk.len() == INSERT_CHUNK;
+        let mut new = HashSet::with_capacity(chunk.len());
         for (seq, source, event_id) in query.persistent(persistent).fetch_all(&mut *tx).await? {
+            new.insert(seq);
             stored.insert((source, event_id), seq);
         }
+        if new.is_empty() {
+            continue;
+        }
+        let mut sql = String::from("INSERT INTO event_payloads (seq, payload) VALUES ");
+        for i in 0..new.len() {
+            if i > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "({}, {})",
+                placeholder(db.engine(), i * 2 + 1),
+                placeholder(db.engine(), i * 2 + 2)
+            ));
+        }
+        let mut query = sqlx::query(&sql);
+        for e in chunk {
+            // The first delivery of each new id carries its payload.
+            if let Some(&seq) = stored.get(&(e.source.clone(), e.event_id.clone())) {
+                if new.remove(&seq) {
+                    query = query.bind(seq).bind(&e.payload);
+                }
+            }
+        }
+        query
+            .persistent(chunk.len() == INSERT_CHUNK)
+            .execute(&mut *tx)
+            .await?;
     }
     tx.commit().await?;
     // The first delivery of an id in the batch is the stored one; any other is a duplicate.
@@ -91,6 +124,24 @@ pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>>
         .collect())
 }
 
+/// The raw payloads of these events, by seq.
+pub async fn payloads(db: &Db, seqs: &[i64]) -> Result<HashMap<i64, String>> {
+    let mut out = HashMap::with_capacity(seqs.len());
+    for chunk in seqs.chunks(INSERT_CHUNK * 5) {
+        let list = (1..=chunk.len())
+            .map(|n| placeholder(db.engine(), n))
+            .collect::<Vec<_>>()
+            .join(",");
+        let sql = format!("SELECT seq, payload FROM event_payloads WHERE seq IN ({list})");
+        let mut query = sqlx::query_as::<_, (i64, String)>(&sql);
+        for seq in chunk {
+            query = query.bind(*seq);
+        }
+        out.extend(query.persistent(false).fetch_all(db.pool()).await?);
+    }
+    Ok(out)
+}
+
 /// One stored event, as workers and operators see it.
 #[derive(Debug, Clone, FromRow)]
 pub struct EventRow {
@@ -103,7 +154,6 @@ pub struct EventRow {
     pub account_id: Option<String>,
     pub livemode: i64,
     pub stripe_created: i64,
-    pub payload: String,
     pub status: String,
     pub attempts: i64,
     pub next_attempt_at: i64,
@@ -114,7 +164,7 @@ pub struct EventRow {
 
 const COLUMNS: &str =
     "seq, source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
-    payload, status, attempts, next_attempt_at, last_error, received_at, applied_at";
+    status, attempts, next_attempt_at, last_error, received_at, applied_at";
 
 /// Claims up to `limit` due events for `lease_ms`, under `token`.
 pub async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<EventRow>> {

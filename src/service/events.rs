@@ -29,12 +29,13 @@ pub struct EventView {
 }
 
 impl EventView {
-    pub fn new(r: EventRow, with_payload: bool) -> Self {
+    /// The view of a row; `payload` is the raw event, for `show`.
+    pub fn new(r: EventRow, payload: Option<&str>) -> Self {
         let waiting = matches!(r.status.as_str(), "retrying" | "pending");
         Self {
             id: r.seq,
             object: "webhook_event",
-            payload: with_payload.then(|| serde_json::from_str(&r.payload).unwrap_or_default()),
+            payload: payload.map(|p| serde_json::from_str(p).unwrap_or_default()),
             event_id: r.event_id,
             event_type: r.event_type,
             scope: r.scope,
@@ -77,7 +78,7 @@ pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64
         None
     };
     Ok(Page {
-        data: rows.into_iter().map(|r| EventView::new(r, false)).collect(),
+        data: rows.into_iter().map(|r| EventView::new(r, None)).collect(),
         next_cursor,
     })
 }
@@ -85,7 +86,9 @@ pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64
 /// Finds an event by Bursar's numeric id or by Stripe's `evt_…` id. The same Stripe id can
 /// arrive through several endpoints (sources); then `source` must say which.
 pub async fn get(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
-    Ok(EventView::new(find(s, id, source).await?, true))
+    let row = find(s, id, source).await?;
+    let payload = db::inbox::payloads(&s.db, &[row.seq]).await?.remove(&row.seq);
+    Ok(EventView::new(row, payload.as_deref()))
 }
 
 pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
@@ -103,7 +106,7 @@ pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<Even
     let row = db::inbox::get(&s.db, row.seq)
         .await?
         .ok_or(ServiceError::NotFound("event"))?;
-    Ok(EventView::new(row, false))
+    Ok(EventView::new(row, None))
 }
 
 async fn find(s: &Services, id: &str, source: Option<&str>) -> Result<EventRow> {

@@ -124,10 +124,13 @@ async fn process_batch(s: &Services, loads: &Arc<Loads>) -> Result<usize, DbErro
     if rows.is_empty() {
         return Ok(0);
     }
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let payloads = inbox::payloads(&s.db, &seqs).await?;
     let mut connections = HashMap::new();
     let mut ready = Vec::with_capacity(rows.len());
     for row in &rows {
-        match route::route(s, row, &mut connections).await {
+        let payload = payloads.get(&row.seq).map(String::as_str);
+        match route::route(s, row, payload, &mut connections).await {
             Step::Load { handler, incoming } => {
                 if loads.start(s, &token, row, handler, incoming).is_err() {
                     ready.push((row, Step::Defer(loads::NO_ROOM_DELAY)));

@@ -17,6 +17,7 @@ use crate::webhooks::registry::{handler_for, Incoming, Loaded};
 pub(super) async fn route(
     s: &Services,
     row: &EventRow,
+    payload: Option<&str>,
     connections: &mut HashMap<String, Option<ConnectionRow>>,
 ) -> Step {
     let max = i64::from(s.config.worker.max_attempts);
@@ -32,7 +33,10 @@ pub(super) async fn route(
         note: Some(note),
         store,
     };
-    let payload: Value = match serde_json::from_str(&row.payload) {
+    let Some(payload) = payload else {
+        return Step::Fail("the event's payload is missing".into());
+    };
+    let payload: Value = match serde_json::from_str(payload) {
         Ok(v) => v,
         Err(e) => return Step::Fail(format!("stored payload is not JSON: {e}")),
     };
