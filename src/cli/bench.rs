@@ -93,8 +93,12 @@ pub async fn ingest(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     let started = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..args.concurrency {
-        let (authority, url, next, requests) =
-            (authority.clone(), url.clone(), next.clone(), requests.clone());
+        let (authority, url, next, requests) = (
+            authority.clone(),
+            url.clone(),
+            next.clone(),
+            requests.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             post_all(&authority, &url, &next, &requests).await
         }));
@@ -230,8 +234,7 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<()> {
             payload,
         });
         if batch.len() == 1000 || i + 1 == args.events {
-            inbox::insert_batch(&db, &batch).await?;
-            batch.clear();
+            inbox::insert_batch(&db, std::mem::take(&mut batch)).await?;
         }
     }
     println!(

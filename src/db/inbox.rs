@@ -36,7 +36,11 @@ const INSERT_CHUNK: usize = 100;
 /// Stores a batch in one transaction: one fsync for all of them, two statements per 100 rows
 /// (the inbox rows, then the payloads of the new ones). Connect events get their store from the
 /// account that owns them, when one is known.
-pub async fn insert_batch(db: &Db, events: &[NewEvent]) -> Result<Vec<Inserted>> {
+pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted>> {
+    if let Some(writer) = db.sqlite_inbox() {
+        return writer.insert_batch(events).await;
+    }
+    let events = &events[..];
     let now = now_ms();
     let mut tx = db.begin_write().await?;
     let mut stored = HashMap::with_capacity(events.len());

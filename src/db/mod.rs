@@ -15,6 +15,7 @@ pub mod connections;
 pub mod idempotency;
 pub mod inbox;
 pub mod secrets;
+pub mod sqlite_inbox;
 pub mod stores;
 pub mod watermarks;
 
@@ -28,6 +29,8 @@ pub enum DbError {
     Conflict(String),
     #[error("database error")]
     Sqlx(#[source] sqlx::Error),
+    #[error("database error")]
+    Sqlite(#[source] rusqlite::Error),
     /// The database could not be opened; the text says what failed, in an operator's words.
     #[error("{0}")]
     Connect(String),
@@ -68,6 +71,8 @@ pub struct Db {
     /// SQLite has one writer. Queueing writers here, in order, replaces SQLite's busy handler,
     /// which polls with sleeps of up to 100 ms and so turns lock contention into latency.
     write_lock: Arc<Mutex<()>>,
+    /// SQLite's inbox writes, on their own thread and connection (none on PostgreSQL).
+    sqlite_inbox: Option<Arc<sqlite_inbox::SqliteInbox>>,
 }
 
 /// A write transaction; on SQLite it also holds the process-wide write lock until it ends.
@@ -156,10 +161,18 @@ impl Db {
                     .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
             }
         };
+        let write_lock = Arc::new(Mutex::new(()));
+        let sqlite_inbox = match sqlite_path(&url) {
+            Some(path) if engine == Engine::Sqlite => Some(Arc::new(
+                sqlite_inbox::SqliteInbox::open(&path, write_lock.clone())?,
+            )),
+            _ => None,
+        };
         Ok(Self {
             pool,
             engine,
-            write_lock: Arc::new(Mutex::new(())),
+            write_lock,
+            sqlite_inbox,
         })
     }
 
@@ -187,6 +200,10 @@ impl Db {
 
     pub fn engine(&self) -> Engine {
         self.engine
+    }
+
+    pub(crate) fn sqlite_inbox(&self) -> Option<&sqlite_inbox::SqliteInbox> {
+        self.sqlite_inbox.as_deref()
     }
 
     /// A write transaction. On SQLite it waits its turn for the process's write lock, then takes

@@ -87,7 +87,9 @@ pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64
 /// arrive through several endpoints (sources); then `source` must say which.
 pub async fn get(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
     let row = find(s, id, source).await?;
-    let payload = db::inbox::payloads(&s.db, &[row.seq]).await?.remove(&row.seq);
+    let payload = db::inbox::payloads(&s.db, &[row.seq])
+        .await?
+        .remove(&row.seq);
     Ok(EventView::new(row, payload.as_deref()))
 }
 

@@ -58,9 +58,9 @@ impl Ingest {
 
 /// Ends when every `Ingest` handle is dropped and the queue is drained.
 async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<Notify>) {
-    let mut events = Vec::with_capacity(MAX_BATCH);
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some((event, reply)) = rx.recv().await {
+        let mut events = Vec::with_capacity(MAX_BATCH);
         events.push(event);
         replies.push(reply);
         while events.len() < MAX_BATCH {
@@ -73,8 +73,9 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
             }
         }
         let started = std::time::Instant::now();
+        let batch = events.len();
         // A panic fails this batch's deliveries (Stripe retries them), not the writer.
-        let stored_batch = AssertUnwindSafe(inbox::insert_batch(&db, &events))
+        let stored_batch = AssertUnwindSafe(inbox::insert_batch(&db, events))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -86,7 +87,7 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
         match stored_batch {
             Ok(results) => {
                 tracing::debug!(
-                    batch = events.len(),
+                    batch,
                     micros = started.elapsed().as_micros() as u64,
                     "inbox commit"
                 );
@@ -96,13 +97,12 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
                 stored.notify_one();
             }
             Err(e) => {
-                tracing::error!(error = ?e, batch = events.len(), "inbox commit failed; deliveries get a 5xx and Stripe retries");
+                tracing::error!(error = ?e, batch, "inbox commit failed; deliveries get a 5xx and Stripe retries");
                 let e = Arc::new(e);
                 for reply in replies.drain(..) {
                     let _ = reply.send(Err(e.clone()));
                 }
             }
         }
-        events.clear();
     }
 }
