@@ -178,7 +178,7 @@ pub async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Ve
          WHERE seq IN ({}) RETURNING {COLUMNS}",
         due_subquery(db.engine())
     );
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_apply().await?;
     let mut rows = sqlx::query_as::<_, EventRow>(&sql)
         .bind(token)
         .bind(now + lease_ms)

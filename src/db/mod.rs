@@ -67,6 +67,8 @@ pub enum Engine {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
+    /// SQLite: the worker's connections, committing without fsync (see `connect`).
+    apply_pool: Option<AnyPool>,
     engine: Engine,
     /// SQLite has one writer. Queueing writers here, in order, replaces SQLite's busy handler,
     /// which polls with sleeps of up to 100 ms and so turns lock contention into latency.
@@ -124,25 +126,25 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
+        let mut apply_pool = None;
         let pool = match engine {
             Engine::Sqlite => {
-                AnyPoolOptions::new()
-                    .max_connections(8)
-                    .after_connect(|conn, _| {
-                        Box::pin(async move {
-                            // WAL lets readers run beside the one writer; FULL fsyncs every commit,
-                            // which is what "durable before the 2xx" needs.
-                            conn.execute(
-                                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                                 PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
-                            )
-                            .await?;
-                            Ok(())
-                        })
-                    })
-                    .connect_with(options)
+                // WAL lets readers run beside the one writer; FULL fsyncs every commit, which is
+                // what "durable before the 2xx" needs for everything acknowledged to a client.
+                let pool = sqlite_pool(options.clone(), 8, "FULL")
                     .await
-                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
+                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?;
+                // The worker's transactions need to be atomic, not durable the moment they
+                // commit: one lost to a power failure takes its effects with it, so its events
+                // are simply applied again; and the next FULL commit (the inbox commits under
+                // any load) syncs the WAL, theirs included. So they skip the fsync, and the
+                // inbox writer no longer queues behind two fsyncs per worker batch.
+                apply_pool = Some(
+                    sqlite_pool(options, 2, "NORMAL")
+                        .await
+                        .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?,
+                );
+                pool
             }
             Engine::Postgres => {
                 // One direct connection first: the pool retries refused connections until its
@@ -170,6 +172,7 @@ impl Db {
         };
         Ok(Self {
             pool,
+            apply_pool,
             engine,
             write_lock,
             sqlite_inbox,
@@ -224,9 +227,53 @@ impl Db {
         })
     }
 
+    /// A write transaction for the worker's claims and applies: on SQLite on a connection that
+    /// commits without fsync (atomic, made durable by the next synchronous commit); elsewhere
+    /// the same as `begin_write`.
+    pub async fn begin_apply(&self) -> Result<WriteTx> {
+        match &self.apply_pool {
+            Some(pool) => {
+                let lock = self.write_lock.clone().lock_owned().await;
+                Ok(WriteTx {
+                    tx: pool.begin_with("BEGIN IMMEDIATE").await?,
+                    _lock: Some(lock),
+                })
+            }
+            None => self.begin_write().await,
+        }
+    }
+
     pub async fn close(&self) {
+        if let Some(pool) = &self.apply_pool {
+            pool.close().await;
+        }
         self.pool.close().await;
     }
+}
+
+/// A SQLite pool in WAL mode whose connections commit with `synchronous` (FULL or NORMAL).
+async fn sqlite_pool(
+    options: AnyConnectOptions,
+    max: u32,
+    synchronous: &'static str,
+) -> std::result::Result<AnyPool, sqlx::Error> {
+    AnyPoolOptions::new()
+        .max_connections(max)
+        .after_connect(move |conn, _| {
+            Box::pin(async move {
+                conn.execute(
+                    format!(
+                        "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;"
+                    )
+                    .as_str(),
+                )
+                .await?;
+                Ok(())
+            })
+        })
+        .connect_with(options)
+        .await
 }
 
 /// The file a `sqlite:` URL names, if it names one (not `:memory:`).

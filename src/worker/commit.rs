@@ -37,7 +37,7 @@ pub(super) async fn commit(
 }
 
 async fn commit_all(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result<(), HandlerError> {
-    let mut tx = s.db.begin_write().await?;
+    let mut tx = s.db.begin_apply().await?;
     recheck_connections(
         &mut tx,
         s.db.engine(),
@@ -84,7 +84,7 @@ async fn commit_one(
     row: &EventRow,
     step: &mut Step,
 ) -> Result<(), DbError> {
-    let mut tx = s.db.begin_write().await?;
+    let mut tx = s.db.begin_apply().await?;
     let recorded =
         match recheck_connections(&mut tx, s.db.engine(), std::iter::once(&mut *step)).await {
             Ok(()) => record(s, &mut tx, token, row, step).await,
@@ -94,7 +94,7 @@ async fn commit_one(
         Ok(()) => Ok(tx.commit().await?),
         Err(e) => {
             tx.rollback().await?;
-            let mut tx = s.db.begin_write().await?;
+            let mut tx = s.db.begin_apply().await?;
             fail(s, &mut tx, token, row, &e.to_string()).await?;
             Ok(tx.commit().await?)
         }
