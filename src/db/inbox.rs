@@ -166,12 +166,39 @@ pub struct EventRow {
     pub applied_at: Option<i64>,
 }
 
-const COLUMNS: &str =
+pub(super) const COLUMNS: &str =
     "seq, source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
     status, attempts, next_attempt_at, last_error, received_at, applied_at";
 
+/// Claims up to `limit` due events for `lease_ms`, under `token`, with their raw payloads.
+pub async fn claim_with_payloads(
+    db: &Db,
+    token: &str,
+    limit: i64,
+    lease_ms: i64,
+) -> Result<Vec<(EventRow, Option<String>)>> {
+    if let Some(thread) = db.sqlite_inbox() {
+        let claim = super::sqlite_inbox::Claim {
+            token: token.to_owned(),
+            limit,
+            lease_ms,
+        };
+        return thread.claim(claim).await;
+    }
+    let rows = claim(db, token, limit, lease_ms).await?;
+    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+    let mut payloads = payloads(db, &seqs).await?;
+    Ok(rows
+        .into_iter()
+        .map(|r| {
+            let p = payloads.remove(&r.seq);
+            (r, p)
+        })
+        .collect())
+}
+
 /// Claims up to `limit` due events for `lease_ms`, under `token`.
-pub async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<EventRow>> {
+async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<EventRow>> {
     let now = now_ms();
     let sql = format!(
         "UPDATE events SET status = 'processing', claim_token = $1, next_attempt_at = $2, attempts = attempts + 1 \

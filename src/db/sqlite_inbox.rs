@@ -12,15 +12,39 @@ use std::sync::Arc;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::{oneshot, Mutex};
 
-use super::inbox::{Inserted, NewEvent};
+use super::inbox::{EventRow, Inserted, NewEvent, COLUMNS};
 use super::{now_ms, DbError, Result};
 
-type Reply = oneshot::Sender<Result<Vec<Inserted>>>;
+/// What the thread is asked to do.
+enum Job {
+    Insert(Vec<NewEvent>, oneshot::Sender<Result<Vec<Inserted>>>),
+    Claim(Claim, oneshot::Sender<Result<Vec<Claimed>>>),
+}
+
+/// A worker's claim: up to `limit` due events, for `lease_ms`, under `token`.
+#[derive(Debug)]
+pub struct Claim {
+    pub token: String,
+    pub limit: i64,
+    pub lease_ms: i64,
+}
+
+/// A claimed event with its raw payload.
+pub type Claimed = (EventRow, Option<String>);
 
 /// The handle to the inbox thread; the thread ends when the last handle is dropped.
 #[derive(Debug)]
 pub struct SqliteInbox {
-    jobs: mpsc::Sender<(Vec<NewEvent>, Reply)>,
+    jobs: mpsc::Sender<Job>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Job::Insert(events, _) => write!(f, "Insert({} events)", events.len()),
+            Job::Claim(claim, _) => write!(f, "{claim:?}"),
+        }
+    }
 }
 
 impl SqliteInbox {
@@ -34,13 +58,20 @@ impl SqliteInbox {
         )
         .map_err(sqlite)?;
         conn.set_prepared_statement_cache_capacity(8);
-        let (jobs, queue) = mpsc::channel::<(Vec<NewEvent>, Reply)>();
+        let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
             .name("bursar-sqlite-inbox".into())
             .spawn(move || {
-                for (events, reply) in queue {
+                for job in queue {
                     let _turn = write_lock.blocking_lock();
-                    let _ = reply.send(insert(&conn, &events));
+                    match job {
+                        Job::Insert(events, reply) => {
+                            let _ = reply.send(insert(&conn, &events));
+                        }
+                        Job::Claim(claim, reply) => {
+                            let _ = reply.send(claim_with_payloads(&conn, &claim));
+                        }
+                    }
                 }
             })
             .map_err(|e| DbError::Connect(format!("cannot start the inbox thread: {e}")))?;
@@ -49,13 +80,24 @@ impl SqliteInbox {
 
     pub async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Inserted>> {
         let (reply, answer) = oneshot::channel();
-        self.jobs
-            .send((events, reply))
-            .map_err(|_| DbError::Aborted("the inbox thread has stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| DbError::Aborted("the inbox thread has stopped".into()))?
+        self.send(Job::Insert(events, reply))?;
+        answer.await.map_err(|_| stopped())?
     }
+
+    /// Claims due events and reads their payloads: one hand-off for the whole batch.
+    pub async fn claim(&self, claim: Claim) -> Result<Vec<Claimed>> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Claim(claim, reply))?;
+        answer.await.map_err(|_| stopped())?
+    }
+
+    fn send(&self, job: Job) -> Result<()> {
+        self.jobs.send(job).map_err(|_| stopped())
+    }
+}
+
+fn stopped() -> DbError {
+    DbError::Aborted("the inbox thread has stopped".into())
 }
 
 fn insert(conn: &rusqlite::Connection, events: &[NewEvent]) -> Result<Vec<Inserted>> {
@@ -123,6 +165,77 @@ fn insert_in_transaction(
         }
     }
     Ok(out)
+}
+
+/// The claim commits without fsync, as all the worker's transactions do (see `Db::connect`):
+/// losing it to a power failure only leaves its events unclaimed.
+fn claim_with_payloads(conn: &rusqlite::Connection, claim: &Claim) -> Result<Vec<Claimed>> {
+    conn.execute_batch("PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE")
+        .map_err(sqlite)?;
+    let claimed = claim_in_transaction(conn, claim);
+    let end = if claimed.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    let ended = conn.execute_batch(&format!("{end}; PRAGMA synchronous = FULL"));
+    let claimed = claimed?;
+    ended.map_err(sqlite)?;
+    Ok(claimed)
+}
+
+fn claim_in_transaction(conn: &rusqlite::Connection, claim: &Claim) -> Result<Vec<Claimed>> {
+    let now = now_ms();
+    let mut update = conn
+        .prepare_cached(&format!(
+            "UPDATE events SET status = 'processing', claim_token = ?1, next_attempt_at = ?2, attempts = attempts + 1 \
+             WHERE seq IN (SELECT seq FROM events WHERE status IN ('pending', 'retrying', 'processing') \
+               AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4) \
+             RETURNING {COLUMNS}"
+        ))
+        .map_err(sqlite)?;
+    let mut rows = update
+        .query_map(
+            params![claim.token, now + claim.lease_ms, now, claim.limit],
+            event_row,
+        )
+        .map_err(sqlite)?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(sqlite)?;
+    rows.sort_by_key(|r| r.seq);
+    let mut payload = conn
+        .prepare_cached("SELECT payload FROM event_payloads WHERE seq = ?1")
+        .map_err(sqlite)?;
+    rows.into_iter()
+        .map(|row| {
+            let p = payload
+                .query_row(params![row.seq], |r| r.get(0))
+                .optional()
+                .map_err(sqlite)?;
+            Ok((row, p))
+        })
+        .collect()
+}
+
+/// An `EventRow` from a row of `COLUMNS`, in order.
+fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
+    Ok(EventRow {
+        seq: r.get(0)?,
+        source: r.get(1)?,
+        event_id: r.get(2)?,
+        event_type: r.get(3)?,
+        scope: r.get(4)?,
+        store_id: r.get(5)?,
+        account_id: r.get(6)?,
+        livemode: r.get(7)?,
+        stripe_created: r.get(8)?,
+        status: r.get(9)?,
+        attempts: r.get(10)?,
+        next_attempt_at: r.get(11)?,
+        last_error: r.get(12)?,
+        received_at: r.get(13)?,
+        applied_at: r.get(14)?,
+    })
 }
 
 fn sqlite(e: rusqlite::Error) -> DbError {

@@ -114,23 +114,21 @@ async fn process_batch(s: &Services, loads: &Arc<Loads>) -> Result<usize, DbErro
     let token = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let w = &s.config.worker;
     let started = std::time::Instant::now();
-    let rows = inbox::claim(
+    let claimed = inbox::claim_with_payloads(
         &s.db,
         &token,
         i64::from(w.batch_size),
         w.lease.as_millis() as i64,
     )
     .await?;
-    if rows.is_empty() {
+    if claimed.is_empty() {
         return Ok(0);
     }
-    let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
-    let payloads = inbox::payloads(&s.db, &seqs).await?;
+    let (rows, payloads): (Vec<EventRow>, Vec<Option<String>>) = claimed.into_iter().unzip();
     let mut connections = HashMap::new();
     let mut ready = Vec::with_capacity(rows.len());
-    for row in &rows {
-        let payload = payloads.get(&row.seq).map(String::as_str);
-        match route::route(s, row, payload, &mut connections).await {
+    for (row, payload) in rows.iter().zip(&payloads) {
+        match route::route(s, row, payload.as_deref(), &mut connections).await {
             Step::Load { handler, incoming } => {
                 if loads.start(s, &token, row, handler, incoming).is_err() {
                     ready.push((row, Step::Defer(loads::NO_ROOM_DELAY)));
