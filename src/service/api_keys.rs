@@ -82,6 +82,6 @@ pub async fn revoke(db: &Db, id: &str) -> Result<ApiKeyView> {
     let row = db::api_keys::revoke(db, &id)
         .await?
         .ok_or(ServiceError::NotFound("API key"))?;
-    tracing::info!(api_key = %row.id, "API key revoked");
+    tracing::info!(key_id = %row.id, "API key revoked");
     Ok(row.into())
 }
