@@ -64,13 +64,9 @@ impl App {
                 worker_stop.clone(),
             );
             async move {
-                supervise(
-                    "worker",
-                    &live.clone(),
-                    stop.clone(),
-                    Backoff::default(),
-                    || crate::worker::run(s.clone(), stored.clone(), live.clone(), stop.clone()),
-                )
+                supervise("worker", &live, stop.clone(), Backoff::default(), || {
+                    crate::worker::run(s.clone(), stored.clone(), live.clone(), stop.clone())
+                })
                 .await
             }
         });

@@ -272,8 +272,8 @@ impl Config {
             )?,
             event_timeout: secs(&get, "BURSAR_WORKER_EVENT_TIMEOUT_SECS", 15, (1, 600))?,
         };
-        // A batch's Stripe calls end within twice the event timeout of its claim; the lease
-        // must outlast that with room for routing and commits.
+        // A claimed event's Stripe calls end within the event timeout; its lease must outlast
+        // that with room for routing and the commit.
         if worker.lease < worker.event_timeout * 3 {
             return Err(bad(
                 "BURSAR_WORKER_LEASE_SECS",

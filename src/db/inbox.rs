@@ -166,7 +166,7 @@ pub struct EventRow {
     pub applied_at: Option<i64>,
 }
 
-pub(super) const COLUMNS: &str =
+const COLUMNS: &str =
     "seq, source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
     status, attempts, next_attempt_at, last_error, received_at, applied_at";
 
@@ -200,11 +200,7 @@ pub async fn claim_with_payloads(
 /// Claims up to `limit` due events for `lease_ms`, under `token`.
 async fn claim(db: &Db, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<EventRow>> {
     let now = now_ms();
-    let sql = format!(
-        "UPDATE events SET status = 'processing', claim_token = $1, next_attempt_at = $2, attempts = attempts + 1 \
-         WHERE seq IN ({}) RETURNING {COLUMNS}",
-        due_subquery(db.engine())
-    );
+    let sql = claim_sql(db.engine());
     let mut tx = db.begin_apply().await?;
     let mut rows = sqlx::query_as::<_, EventRow>(&sql)
         .bind(token)
@@ -225,6 +221,16 @@ fn placeholder(engine: Engine, n: usize) -> String {
         Engine::Sqlite => "?".to_owned(),
         Engine::Postgres => format!("${n}"),
     }
+}
+
+/// The claim: `$1` token, `$2` lease end, `$3` now, `$4` limit (the SQLite inbox thread runs the
+/// same text).
+pub(super) fn claim_sql(engine: Engine) -> String {
+    format!(
+        "UPDATE events SET status = 'processing', claim_token = $1, next_attempt_at = $2, attempts = attempts + 1 \
+         WHERE seq IN ({}) RETURNING {COLUMNS}",
+        due_subquery(engine)
+    )
 }
 
 /// Due work in the order it fell due. PostgreSQL skips rows another process is claiming;
@@ -348,25 +354,34 @@ pub async fn fail<'e>(
 }
 
 /// Hands a claimed event back unapplied (shutdown, no room to load it now), due at `due_at`;
-/// the claim's attempt is not counted. `seq` limits it to one event, else every event of the
-/// claim.
+/// the claim's attempt is not counted.
 pub async fn release<'e>(
     ex: impl Executor<'e, Database = Any>,
     token: &str,
-    seq: Option<i64>,
+    seq: i64,
     due_at: i64,
-) -> Result<u64> {
+) -> Result<bool> {
     let done = sqlx::query(
         "UPDATE events SET status = CASE WHEN attempts > 1 THEN 'retrying' ELSE 'pending' END, \
          attempts = attempts - 1, next_attempt_at = $1, claim_token = NULL \
-         WHERE claim_token = $2 AND ($3 IS NULL OR seq = $3)",
+         WHERE claim_token = $2 AND seq = $3",
     )
     .bind(due_at)
     .bind(token)
     .bind(seq)
     .execute(ex)
     .await?;
-    Ok(done.rows_affected())
+    Ok(done.rows_affected() == 1)
+}
+
+/// How many events are due now (what a claim would find).
+pub async fn due_now(db: &Db) -> Result<i64> {
+    Ok(sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM events WHERE status IN ('pending', 'retrying', 'processing') AND next_attempt_at <= $1",
+    )
+    .bind(now_ms())
+    .fetch_one(db.pool())
+    .await?)
 }
 
 /// Filters for the operator's event list.

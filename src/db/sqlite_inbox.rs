@@ -12,8 +12,8 @@ use std::sync::Arc;
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::{oneshot, Mutex};
 
-use super::inbox::{EventRow, Inserted, NewEvent, COLUMNS};
-use super::{now_ms, DbError, Result};
+use super::inbox::{claim_sql, EventRow, Inserted, NewEvent};
+use super::{now_ms, DbError, Engine, Result};
 
 /// What the thread is asked to do.
 enum Job {
@@ -187,12 +187,7 @@ fn claim_with_payloads(conn: &rusqlite::Connection, claim: &Claim) -> Result<Vec
 fn claim_in_transaction(conn: &rusqlite::Connection, claim: &Claim) -> Result<Vec<Claimed>> {
     let now = now_ms();
     let mut update = conn
-        .prepare_cached(&format!(
-            "UPDATE events SET status = 'processing', claim_token = ?1, next_attempt_at = ?2, attempts = attempts + 1 \
-             WHERE seq IN (SELECT seq FROM events WHERE status IN ('pending', 'retrying', 'processing') \
-               AND next_attempt_at <= ?3 ORDER BY next_attempt_at LIMIT ?4) \
-             RETURNING {COLUMNS}"
-        ))
+        .prepare_cached(&claim_sql(Engine::Sqlite))
         .map_err(sqlite)?;
     let mut rows = update
         .query_map(
@@ -217,7 +212,7 @@ fn claim_in_transaction(conn: &rusqlite::Connection, claim: &Claim) -> Result<Ve
         .collect()
 }
 
-/// An `EventRow` from a row of `COLUMNS`, in order.
+/// An `EventRow` from a row of the claim's columns, in order.
 fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
     Ok(EventRow {
         seq: r.get(0)?,

@@ -53,7 +53,7 @@ impl BodyBudget {
 }
 
 /// The most a body on `path` may be.
-pub fn limit_for(path: &str) -> usize {
+fn limit_for(path: &str) -> usize {
     if path.starts_with("/webhooks/") {
         WEBHOOK_BODY_LIMIT
     } else {

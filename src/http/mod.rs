@@ -149,9 +149,9 @@ async fn healthz(
     }
 }
 
-/// A worker loop takes at most one batch (twice the event timeout) plus a poll interval; one
-/// that has not come round in twice that, plus slack for a slow commit, is stuck.
+/// A turn of the worker's loop is one batch's database work (it never waits on Stripe) plus at
+/// most a poll interval; one that has not come round in a few of those and 30 s for a slow
+/// database is stuck.
 fn worker_stale_after(s: &Services) -> std::time::Duration {
-    let w = &s.config.worker;
-    (w.event_timeout * 2 + w.poll_interval) * 2 + std::time::Duration::from_secs(10)
+    s.config.worker.poll_interval * 4 + std::time::Duration::from_secs(30)
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use rand::Rng;
 
-use super::{Item, Step};
+use super::{connection_mismatch, Item, Step};
 use crate::db::inbox::{self, EventRow, Outcome};
 use crate::db::{self, now_ms, DbError, Engine, WriteTx};
 use crate::domain::{Mode, StoreId};
@@ -140,16 +140,13 @@ async fn recheck_connections<'s>(
         let Some(store) = &incoming.store else {
             continue;
         };
-        let event_mode = Mode::from_livemode(incoming.livemode);
-        let reason = match current.get(store.as_str()) {
-            None => "the store has no Stripe connection".to_owned(),
-            Some((account, _)) if incoming.account.is_some() && incoming.account != *account => {
-                "the store is no longer connected to this event's account".to_owned()
-            }
-            Some((_, mode)) if *mode != event_mode => {
-                format!("livemode mismatch: a {event_mode} event for a {mode} connection")
-            }
-            Some(_) => continue,
+        let connection = current
+            .get(store.as_str())
+            .map(|(account, mode)| (account.as_deref(), *mode));
+        let Some(reason) =
+            connection_mismatch(connection, incoming.account.as_deref(), incoming.livemode)
+        else {
+            continue;
         };
         **step = Step::Finish {
             outcome: Outcome::Ignored,
@@ -207,11 +204,11 @@ async fn record(
         Step::Fail(error) => fail(s, tx, token, row, error).await?,
         Step::Defer(delay) => {
             let due = now_ms() + delay.as_millis() as i64;
-            inbox::release(&mut **tx, token, Some(row.seq), due).await?;
+            inbox::release(&mut **tx, token, row.seq, due).await?;
         }
         Step::Load { .. } => {
             // Every step that loads is loaded before commit; reaching here is a bug, kept harmless.
-            inbox::release(&mut **tx, token, Some(row.seq), now_ms()).await?;
+            inbox::release(&mut **tx, token, row.seq, now_ms()).await?;
         }
         Step::Apply {
             handler,

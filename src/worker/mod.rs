@@ -16,7 +16,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::db::inbox::{self, EventRow, Outcome};
 use crate::db::DbError;
-use crate::domain::StoreId;
+use crate::domain::{Mode, StoreId};
 use crate::service::Services;
 use crate::supervise::Liveness;
 use crate::webhooks::registry::{Handler, Incoming, Loaded};
@@ -68,15 +68,14 @@ pub async fn drain(s: &Services) -> Result<usize, DbError> {
     let loads = Loads::new(CancellationToken::new());
     let mut total = 0;
     loop {
-        match process_batch(s, &loads).await? {
-            0 => {
-                loads.idle().await;
-                if process_batch(s, &loads).await? == 0 {
-                    loads.idle().await;
-                    return Ok(total);
-                }
+        let n = process_batch(s, &loads).await?;
+        total += n;
+        if n == 0 {
+            // Nothing due: once the background loads have committed, nothing is in flight.
+            loads.idle().await;
+            if inbox::due_now(&s.db).await? == 0 {
+                return Ok(total);
             }
-            n => total += n,
         }
     }
 }
@@ -101,6 +100,27 @@ enum Step {
     },
     /// Back in the queue, due after this delay; the attempt is not counted.
     Defer(Duration),
+}
+
+/// Why an event must not be applied to its store's connection, if it must not: the store has
+/// no connection, holds another account than the one the event is about (it reconnected while
+/// the event waited, or the event is replayed), or is in the other mode.
+fn connection_mismatch(
+    connection: Option<(Option<&str>, Mode)>,
+    event_account: Option<&str>,
+    livemode: bool,
+) -> Option<String> {
+    let event_mode = Mode::from_livemode(livemode);
+    match connection {
+        None => Some("the store has no Stripe connection".into()),
+        Some((account, _)) if event_account.is_some() && event_account != account => {
+            Some("the store is no longer connected to this event's account".into())
+        }
+        Some((_, mode)) if mode != event_mode => Some(format!(
+            "livemode mismatch: a {event_mode} event for a {mode} connection"
+        )),
+        Some(_) => None,
+    }
 }
 
 /// A claimed event and what to do with it.

@@ -4,13 +4,24 @@ use std::collections::HashMap;
 
 use serde_json::Value;
 
-use super::Step;
+use super::{connection_mismatch, Step};
 use crate::db;
 use crate::db::connections::ConnectionRow;
 use crate::db::inbox::{EventRow, Outcome};
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
 use crate::webhooks::registry::{handler_for, Incoming, Loaded};
+
+/// What the worker reads of a stored payload.
+#[derive(serde::Deserialize)]
+struct Envelope {
+    data: Option<Data>,
+}
+
+#[derive(serde::Deserialize)]
+struct Data {
+    object: Value,
+}
 
 /// Routes a claimed event: its store (Connect events by their account), the checks that need no
 /// transaction (connection, livemode, handler), and what the handler needs next.
@@ -36,9 +47,10 @@ pub(super) async fn route(
     let Some(payload) = payload else {
         return Step::Fail("the event's payload is missing".into());
     };
-    let payload: Value = match serde_json::from_str(payload) {
-        Ok(v) => v,
-        Err(e) => return Step::Fail(format!("stored payload is not JSON: {e}")),
+    // Only `data.object` is kept: the rest of the envelope is already in the row's columns.
+    let object = match serde_json::from_str::<Envelope>(payload) {
+        Ok(e) => e.data.map(|d| d.object).unwrap_or(Value::Null),
+        Err(e) => return Step::Fail(format!("stored payload is not an event: {e}")),
     };
     let mut store = row.store_id.clone();
     if store.is_none() && row.scope == "connect" {
@@ -63,47 +75,36 @@ pub(super) async fn route(
             None,
         );
     }
-    let expected_mode = match &store {
+    match &store {
         Some(id) => {
-            let conn = match connections.get(id.as_str()) {
-                Some(c) => c.clone(),
-                None => match db::connections::get(s.db.pool(), id).await {
-                    Ok(c) => {
-                        connections.insert(id.to_string(), c.clone());
-                        c
-                    }
+            if !connections.contains_key(id.as_str()) {
+                match db::connections::get(s.db.pool(), id).await {
+                    Ok(c) => connections.insert(id.to_string(), c),
                     Err(e) => return Step::Fail(e.to_string()),
-                },
-            };
-            match conn {
-                // An event about an account the store no longer holds (it reconnected while the
-                // event waited, or is being replayed) must not touch the new connection.
-                Some(c) if row.account_id.is_some() && row.account_id != c.account_id => {
-                    let note =
-                        "the store is no longer connected to this event's account".to_owned();
-                    return finish(Outcome::Ignored, note, store);
-                }
-                Some(c) => Some(c.mode()),
-                None => {
-                    return finish(
-                        Outcome::Ignored,
-                        "the store has no Stripe connection".into(),
-                        store,
-                    )
-                }
+                };
+            }
+            // Checked again where the event is applied; here it saves a stale event its
+            // Stripe calls.
+            let connection = connections[id.as_str()]
+                .as_ref()
+                .map(|c| (c.account_id.as_deref(), c.mode()));
+            if let Some(note) = connection_mismatch(connection, row.account_id.as_deref(), livemode)
+            {
+                return finish(Outcome::Ignored, note, store);
             }
         }
-        None => s.config.stripe.secret_key.as_ref().map(|k| {
-            Mode::from_livemode(secrecy::ExposeSecret::expose_secret(k).contains("_live_"))
-        }),
-    };
-    if let Some(mode) = expected_mode {
-        if mode != Mode::from_livemode(livemode) {
-            let note = format!(
-                "livemode mismatch: a {} event for a {mode} connection",
-                Mode::from_livemode(livemode)
-            );
-            return finish(Outcome::Ignored, note, store);
+        // A platform event must be in the platform key's mode.
+        None => {
+            let platform_mode = s.config.stripe.secret_key.as_ref().map(|k| {
+                Mode::from_livemode(secrecy::ExposeSecret::expose_secret(k).contains("_live_"))
+            });
+            if let Some(mode) = platform_mode.filter(|m| *m != Mode::from_livemode(livemode)) {
+                let note = format!(
+                    "livemode mismatch: a {} event for a {mode} connection",
+                    Mode::from_livemode(livemode)
+                );
+                return finish(Outcome::Ignored, note, store);
+            }
         }
     }
     let Some(handler) = handler_for(&row.event_type) else {
@@ -113,12 +114,6 @@ pub(super) async fn route(
             store,
         );
     };
-    let mut payload = payload;
-    let object = payload
-        .get_mut("data")
-        .and_then(|d| d.get_mut("object"))
-        .map(Value::take)
-        .unwrap_or(Value::Null);
     let mut incoming = Incoming {
         seq: row.seq,
         event_id: row.event_id.clone(),
