@@ -1,0 +1,136 @@
+//! API keys and the account a request acts on, with Stripe's answers when they do not fit.
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+
+use crate::http::ApiError;
+use crate::state::Sim;
+
+/// v1 names the connected account to act as with this header…
+pub(crate) const STRIPE_ACCOUNT: &str = "Stripe-Account";
+/// …and v2 with this one.
+pub(crate) const STRIPE_CONTEXT: &str = "Stripe-Context";
+
+/// Who called, and on whose account.
+#[derive(Clone, Debug)]
+pub(crate) struct Caller {
+    /// The key as sent, for error messages (always masked there).
+    pub key: String,
+    /// Called with the platform key.
+    pub platform: bool,
+    /// The account acted on; `None` is the platform's own account.
+    pub account: Option<String>,
+}
+
+/// The header naming the connected account for a request to `path`.
+pub(crate) fn account_header(path: &str) -> &'static str {
+    if path.starts_with("/v2/") {
+        STRIPE_CONTEXT
+    } else {
+        STRIPE_ACCOUNT
+    }
+}
+
+/// The API key of `Authorization: Bearer <key>`, or of Basic auth with the key as user name
+/// (what `curl -u sk_test_…:` sends, as in Stripe's documentation).
+pub(crate) fn bearer(headers: &HeaderMap) -> Option<String> {
+    let value = headers.get("Authorization")?.to_str().ok()?;
+    let key = if let Some(key) = value.strip_prefix("Bearer ") {
+        key.trim().to_owned()
+    } else {
+        let encoded = value.strip_prefix("Basic ")?.trim();
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .ok()?;
+        let decoded = String::from_utf8(decoded).ok()?;
+        decoded.split(':').next()?.to_owned()
+    };
+    (!key.is_empty()).then_some(key)
+}
+
+pub(crate) fn header<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+}
+
+/// Resolves the key and the account header (`Stripe-Account` or `Stripe-Context`, per
+/// `on_behalf_header`) to the caller. The platform key reaches only accounts connected to the
+/// platform and not deauthorized; an account's own key reaches only that account.
+pub(crate) fn authenticate(
+    sim: &Sim,
+    headers: &HeaderMap,
+    on_behalf_header: &str,
+) -> Result<Caller, ApiError> {
+    let Some(key) = bearer(headers) else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            "You did not provide an API key. You need to provide your API key in the \
+             Authorization header, using Bearer auth (e.g. 'Authorization: Bearer \
+             YOUR_SECRET_KEY'). See https://stripe.com/docs/api#authentication for details, or \
+             we can help at https://support.stripe.com/.",
+        ));
+    };
+    let key = key.as_str();
+    let on_behalf = header(headers, on_behalf_header);
+    let state = sim.lock();
+    if key == sim.platform_key {
+        return match on_behalf {
+            None => Ok(Caller {
+                key: key.to_owned(),
+                platform: true,
+                account: None,
+            }),
+            Some(a) if state.reachable(a).is_some() => Ok(Caller {
+                key: key.to_owned(),
+                platform: true,
+                account: Some(a.to_owned()),
+            }),
+            Some(a) => Err(no_access(key, a)),
+        };
+    }
+    match state.keys.get(key) {
+        Some(own) => match on_behalf {
+            Some(a) if a != own => Err(no_access(key, a)),
+            _ => Ok(Caller {
+                key: key.to_owned(),
+                platform: false,
+                account: Some(own.clone()),
+            }),
+        },
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid_request_error",
+            format!("Invalid API Key provided: {}", mask(key)),
+        )),
+    }
+}
+
+/// Stripe's answer when a key may not act on an account (never connected, deauthorized, or
+/// another account's key).
+pub(crate) fn no_access(key: &str, account: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "invalid_request_error",
+        format!(
+            "The provided key '{}' does not have access to account '{account}' (or that account \
+             does not exist). Application access may have been revoked.",
+            mask(key)
+        ),
+    )
+    .code("account_invalid")
+}
+
+/// `sk_test_****************abcd`: Stripe's own masking, so error messages never carry a key.
+pub(crate) fn mask(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    if chars.len() > 12 {
+        let head: String = chars[..8].iter().collect();
+        let tail: String = chars[chars.len() - 4..].iter().collect();
+        format!("{head}{}{tail}", "*".repeat(chars.len() - 12))
+    } else {
+        "****".into()
+    }
+}

@@ -1,0 +1,343 @@
+//! A local server that speaks Stripe's HTTP API for what Bursar calls, so its tests run
+//! offline and a developer can click through Connect flows without a Stripe account:
+//!
+//! - v1 accounts and per-account objects (payouts, persons, customers, …), keys and
+//!   `Stripe-Account`, with Stripe's errors when a key may not reach an account;
+//! - Connect OAuth (`/oauth/authorize|token|deauthorize`), the same server acting as
+//!   `STRIPE_CONNECT_BASE`;
+//! - Express/Custom accounts, Account Links with a hosted onboarding page, login links;
+//! - Accounts v2 (`/v2/core/accounts`, account links, thin events);
+//! - signed event delivery to registered endpoints, awaited so tests need no sleeps;
+//! - `Idempotency-Key` replay, and faults injectable per route (statuses, delays).
+//!
+//! Objects start from Stripe's own examples (fixtures/stripe/objects.json). State lives in
+//! memory and dies with the server.
+
+mod accounts;
+mod auth;
+mod events;
+mod faults;
+pub mod fixtures;
+mod http;
+mod idempotency;
+mod oauth;
+mod objects;
+mod onboarding;
+mod state;
+mod v2;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{Method, StatusCode, Uri};
+use axum::Router;
+use rand::distributions::Alphanumeric;
+use rand::Rng;
+use serde_json::Value;
+
+pub use events::{sign, Delivery, API_VERSION};
+pub use faults::{Fault, Recorded};
+pub use state::PLATFORM_ACCOUNT;
+
+use events::Endpoint;
+use http::ApiError;
+use state::{Account, Sim};
+
+/// An account the simulator knows, with the keys that open it.
+#[derive(Clone, Debug)]
+pub struct SimAccount {
+    pub id: String,
+    pub secret_key: String,
+    pub restricted_key: String,
+    pub publishable_key: String,
+}
+
+/// How to start a simulator; every `None` is chosen at random (the port by the OS).
+#[derive(Clone, Debug, Default)]
+pub struct Options {
+    /// Where to listen; `None` is `127.0.0.1:0`.
+    pub listen: Option<SocketAddr>,
+    /// The platform's secret key (`sk_test_…` or `sk_live_…`).
+    pub platform_key: Option<String>,
+    /// The platform's Connect client id (`ca_…`).
+    pub client_id: Option<String>,
+    /// The default signing secret for platform endpoints (the binary's `--endpoint URL`).
+    pub webhook_secret: Option<String>,
+    /// The default signing secret for Connect endpoints.
+    pub connect_webhook_secret: Option<String>,
+    /// Print one line per request on stderr.
+    pub log_requests: bool,
+}
+
+/// A running simulator and the handle tests drive it with. Clones share the same server.
+#[derive(Clone)]
+pub struct StripeSim {
+    /// The base URL, both `STRIPE_API_BASE` and `STRIPE_CONNECT_BASE`.
+    pub url: String,
+    pub platform_key: String,
+    /// The platform's Connect OAuth client id.
+    pub client_id: String,
+    /// A signing secret for platform endpoints, for callers that want one made up for them.
+    pub webhook_secret: String,
+    /// A signing secret for Connect endpoints, likewise.
+    pub connect_webhook_secret: String,
+    sim: Arc<Sim>,
+}
+
+/// `n` random alphanumeric characters.
+pub fn random(n: usize) -> String {
+    rand::thread_rng()
+        .sample_iter(&Alphanumeric)
+        .take(n)
+        .map(char::from)
+        .collect()
+}
+
+impl StripeSim {
+    /// Starts on a random local port with random keys.
+    pub async fn start() -> Self {
+        Self::start_with(Options::default())
+            .await
+            .expect("the simulator binds a local port")
+    }
+
+    pub async fn start_with(options: Options) -> std::io::Result<Self> {
+        let listen = options
+            .listen
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)));
+        let listener = tokio::net::TcpListener::bind(listen).await?;
+        let url = format!("http://{}", listener.local_addr()?);
+        let platform_key = options
+            .platform_key
+            .unwrap_or_else(|| format!("sk_test_platform{}", random(20)));
+        let client_id = options
+            .client_id
+            .unwrap_or_else(|| format!("ca_{}", random(24)));
+        let sim = Arc::new(Sim::new(
+            platform_key.clone(),
+            client_id.clone(),
+            url.clone(),
+            options.log_requests,
+        ));
+        let app = router(sim.clone());
+        tokio::spawn(async move {
+            if let Err(e) = axum::serve(listener, app).await {
+                eprintln!("stripe-sim: the server stopped: {e}");
+            }
+        });
+        Ok(Self {
+            url,
+            platform_key,
+            client_id,
+            webhook_secret: options
+                .webhook_secret
+                .unwrap_or_else(|| format!("whsec_{}", random(32))),
+            connect_webhook_secret: options
+                .connect_webhook_secret
+                .unwrap_or_else(|| format!("whsec_{}", random(32))),
+            sim,
+        })
+    }
+
+    /// A new account connected to the platform (Stripe's example account with a fresh id),
+    /// with its own keys in `live` or test mode.
+    pub fn add_account(&self, live: bool) -> SimAccount {
+        self.insert_example(live, true)
+    }
+
+    /// A new account that is not connected to the platform: its own keys open it, the
+    /// platform key with `Stripe-Account` does not.
+    pub fn add_independent_account(&self, live: bool) -> SimAccount {
+        self.insert_example(live, false)
+    }
+
+    fn insert_example(&self, live: bool, connected: bool) -> SimAccount {
+        let v1 = accounts::example(&accounts::new_id());
+        accounts::insert_with_keys(&mut self.sim.lock(), Account::new(v1, live, connected))
+    }
+
+    /// The same account's keys in the other mode (an account has one id in test and live mode).
+    pub fn keys_in_other_mode(&self, account: &SimAccount) -> SimAccount {
+        let live = account.secret_key.starts_with("sk_test_");
+        let other = accounts::fresh_keys(&account.id, live);
+        let mut state = self.sim.lock();
+        state
+            .keys
+            .insert(other.secret_key.clone(), other.id.clone());
+        state
+            .keys
+            .insert(other.restricted_key.clone(), other.id.clone());
+        other
+    }
+
+    /// Changes an account's v1 object, as the Dashboard or onboarding would (no event is sent:
+    /// follow with `deliver_event` if the test needs one).
+    pub fn update_account(&self, id: &str, f: impl FnOnce(&mut Value)) {
+        f(&mut self
+            .sim
+            .lock()
+            .accounts
+            .get_mut(id)
+            .expect("known account")
+            .v1);
+    }
+
+    /// An account's v1 object as the simulator holds it now.
+    pub fn account(&self, id: &str) -> Option<Value> {
+        self.sim.lock().accounts.get(id).map(|a| a.v1.clone())
+    }
+
+    /// Whether the platform can still reach `account` (connected and not deauthorized).
+    pub fn is_connected(&self, account: &str) -> bool {
+        self.sim.lock().reachable(account).is_some()
+    }
+
+    /// Stores `object` (with `id` and `object` fields; `balance` needs no id) in `account`
+    /// (`PLATFORM_ACCOUNT` for the platform's own). It is then served only to that account.
+    pub fn put_object(&self, account: &str, object: Value) {
+        let key = objects::storage_key(&object);
+        self.sim
+            .lock()
+            .objects
+            .insert((account.to_owned(), key), object);
+    }
+
+    /// The next `times` requests to `method path` meet `fault`.
+    pub fn fail(&self, method: Method, path: &str, fault: Fault, times: u32) {
+        self.sim
+            .lock()
+            .faults
+            .push((method, path.to_owned(), None, fault, times));
+    }
+
+    /// The same, only for requests acting on `account` (by its key, `Stripe-Account` or
+    /// `Stripe-Context`).
+    pub fn fail_for(&self, account: &str, method: Method, path: &str, fault: Fault, times: u32) {
+        self.sim.lock().faults.push((
+            method,
+            path.to_owned(),
+            Some(account.to_owned()),
+            fault,
+            times,
+        ));
+    }
+
+    pub fn clear_faults(&self) {
+        self.sim.lock().faults.clear();
+    }
+
+    /// Every request received on `path` (query excluded), oldest first.
+    pub fn requests(&self, path: &str) -> Vec<Recorded> {
+        self.sim
+            .lock()
+            .requests
+            .iter()
+            .filter(|r| r.path == path)
+            .cloned()
+            .collect()
+    }
+
+    /// Delivers future events to `url`, signed with `secret`: events of connected accounts
+    /// when `connect`, else the platform's own (and Accounts v2 thin events).
+    pub fn register_endpoint(&self, url: &str, secret: &str, connect: bool) {
+        self.sim.lock().endpoints.push(Endpoint {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            connect,
+        });
+    }
+
+    /// Sends a snapshot event about `object` to every endpoint of its kind (Connect endpoints
+    /// when `account` is given, with `account` set in the event; else platform endpoints), and
+    /// waits for their answers: the event id and each endpoint's status (0: unreachable).
+    pub async fn deliver_event(
+        &self,
+        event_type: &str,
+        account: Option<&str>,
+        object: Value,
+    ) -> (String, Vec<u16>) {
+        let event = events::snapshot(&self.sim, event_type, account, object, None);
+        let statuses = events::deliver_snapshot(&self.sim, &event).await;
+        (
+            event["id"].as_str().unwrap_or_default().to_owned(),
+            statuses,
+        )
+    }
+
+    /// Every delivery so far, oldest first.
+    pub fn deliveries(&self) -> Vec<Delivery> {
+        self.sim.lock().deliveries.clone()
+    }
+
+    /// Creates an Accounts v2 event of `event_type` about `account` (fetchable with
+    /// `GET /v2/core/events/{id}`) and delivers its thin form to the platform endpoints; the id.
+    pub async fn emit_thin(&self, event_type: &str, account: &str) -> String {
+        let data = events::thin_data(event_type);
+        events::emit_thin(&self.sim, event_type, account, data, None).await
+    }
+
+    /// What a user clicking "Connect" on the authorize page does, without a browser: a new
+    /// Standard account connected to the platform and an authorization code (`ac_…`) for it.
+    /// The account's `secret_key` is the access token `/oauth/token` will issue for the code;
+    /// it opens the account only once exchanged.
+    pub fn authorize(&self, live: bool) -> (String, SimAccount) {
+        oauth::new_connection(&self.sim, live, "read_write")
+    }
+
+    /// The account made by the latest "Connect" (on the page or by `authorize`).
+    pub fn last_oauth_account(&self) -> Option<SimAccount> {
+        self.sim.lock().last_oauth_account.clone()
+    }
+
+    /// What finishing the hosted onboarding page does: the account is enabled, Connect
+    /// endpoints get `account.updated` and, for an Accounts v2 account, platform endpoints get
+    /// its thin events. Returns after delivery, with the event ids.
+    pub async fn complete_onboarding(&self, account: &str) -> Vec<String> {
+        onboarding::complete(&self.sim, account).await
+    }
+
+    /// What the account holder disconnecting the platform in their Dashboard does: like
+    /// `POST /oauth/deauthorize`, with `account.application.deauthorized` delivered to Connect
+    /// endpoints. The event id; `None` if the account was not connected.
+    pub async fn deauthorize(&self, account: &str) -> Option<String> {
+        oauth::deauthorize(&self.sim, account).await
+    }
+
+    /// Makes every account link issued so far expired (opening one redirects to its
+    /// `refresh_url`).
+    pub fn expire_account_links(&self) {
+        for link in self.sim.lock().links.values_mut() {
+            link.expires_at = 0;
+        }
+    }
+
+    /// Makes every OAuth code issued so far expired.
+    pub fn expire_oauth_codes(&self) {
+        oauth::expire_codes(&self.sim);
+    }
+}
+
+fn router(sim: Arc<Sim>) -> Router {
+    Router::new()
+        .merge(accounts::routes())
+        .merge(objects::routes())
+        .merge(onboarding::routes())
+        .merge(oauth::routes())
+        .merge(v2::routes())
+        .fallback(|method: Method, uri: Uri| async move {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                format!("Unrecognized request URL ({method}: {}).", uri.path()),
+            )
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            idempotency::replay,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            sim.clone(),
+            faults::record_and_fault,
+        ))
+        .with_state(sim)
+}
