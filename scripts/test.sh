@@ -8,10 +8,10 @@ cd "$(dirname "$0")/.."
 
 echo "== lint"
 cargo fmt --all -- --check
-cargo clippy --all-targets -- -D warnings
+cargo clippy --workspace --all-targets -- -D warnings
 
-echo "== tests on SQLite"
-cargo test --all-targets
+echo "== tests on SQLite (and the local Stripe's own tests)"
+cargo test --workspace --all-targets
 
 if [ "${BURSAR_TEST_SKIP_POSTGRES:-}" = 1 ]; then
   echo "== PostgreSQL run skipped (BURSAR_TEST_SKIP_POSTGRES=1)"

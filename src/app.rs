@@ -23,7 +23,15 @@ pub struct App {
 impl App {
     /// Connects and migrates the database, checks that the master keys open every stored
     /// secret, and binds the listener; nothing is served yet.
-    pub async fn build(config: Config) -> anyhow::Result<Self> {
+    pub async fn build(mut config: Config) -> anyhow::Result<Self> {
+        let listen = config.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("BURSAR_LISTEN: cannot listen on {listen}: {e}"))?;
+        // On port 0 the default public URL (derived from BURSAR_LISTEN) names the port bound.
+        if listen.port() == 0 && config.public_url == format!("http://{listen}") {
+            config.public_url = format!("http://{}", listener.local_addr()?);
+        }
         let db = Db::open(&config.database_url).await?;
         let services = Services::new(Arc::new(config), db);
         let report = crate::service::secrets::check_master_keys(&services)
@@ -32,10 +40,6 @@ impl App {
         if !report.is_ok() {
             anyhow::bail!("BURSAR_MASTER_KEYS: {}", report.describe());
         }
-        let listen = services.config.listen;
-        let listener = TcpListener::bind(listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("BURSAR_LISTEN: cannot listen on {listen}: {e}"))?;
         Ok(Self { listener, services })
     }
 

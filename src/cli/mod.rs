@@ -6,6 +6,7 @@ use crate::config::Config;
 
 mod api_key;
 mod bench;
+mod connect_link;
 mod events;
 mod migrate;
 mod serve;
@@ -31,6 +32,8 @@ pub enum Command {
     /// Manage platform API keys.
     #[command(subcommand)]
     ApiKey(api_key::ApiKeyCommand),
+    /// Print a signed, expiring link to the key-entry page for a store's merchant.
+    ConnectLink(connect_link::ConnectLinkArgs),
     /// Inspect and replay received webhook events.
     #[command(subcommand)]
     Events(events::EventsCommand),
@@ -48,6 +51,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve::run(config()?).await,
         Command::Migrate => migrate::run(config()?).await,
         Command::ApiKey(cmd) => api_key::run(config()?, cmd).await,
+        Command::ConnectLink(args) => connect_link::run(config()?, args).await,
         Command::Events(cmd) => events::run(config()?, cmd).await,
         Command::Trigger(args) => trigger::run(config()?, args).await,
         Command::BenchIngest(args) => bench::ingest(config()?, args).await,

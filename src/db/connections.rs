@@ -10,6 +10,8 @@ use crate::domain::{AccountId, KeyKind, Mode, StoreId};
 pub struct ConnectionRow {
     pub store_id: String,
     pub kind: String,
+    /// `standard`, `express` or `v2` on `connect` connections.
+    pub connect_type: Option<String>,
     pub mode: String,
     pub account_id: Option<String>,
     pub key_kind: Option<String>,
@@ -23,6 +25,7 @@ pub struct ConnectionRow {
     pub deauthorized: i64,
     pub last_payout_failure: Option<String>,
     pub balance: Option<String>,
+    pub external_account: Option<String>,
     pub account_synced_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
@@ -34,9 +37,9 @@ impl ConnectionRow {
     }
 }
 
-const COLUMNS: &str = "store_id, kind, mode, account_id, key_kind, publishable_key, secret_key_enc, \
+const COLUMNS: &str = "store_id, kind, connect_type, mode, account_id, key_kind, publishable_key, secret_key_enc, \
     webhook_secret_enc, charges_enabled, payouts_enabled, details_submitted, requirements, deauthorized, \
-    last_payout_failure, balance, account_synced_at, created_at, updated_at";
+    last_payout_failure, balance, external_account, account_synced_at, created_at, updated_at";
 
 /// A validated `keys` connection, secrets already sealed.
 pub struct NewKeys<'a> {
@@ -69,12 +72,13 @@ pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<
            webhook_secret_enc, charges_enabled, payouts_enabled, details_submitted, requirements, account_synced_at, \
            created_at, updated_at) \
          VALUES ($1, 'keys', $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $12, $12) \
-         ON CONFLICT (store_id) DO UPDATE SET kind = 'keys', mode = excluded.mode, \
+         ON CONFLICT (store_id) DO UPDATE SET kind = 'keys', connect_type = NULL, mode = excluded.mode, \
            webhook_secret_enc = CASE WHEN excluded.webhook_secret_enc IS NOT NULL THEN excluded.webhook_secret_enc \
              WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.webhook_secret_enc ELSE NULL END, \
            deauthorized = 0, \
            last_payout_failure = CASE WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.last_payout_failure ELSE NULL END, \
            balance = CASE WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.balance ELSE NULL END, \
+           external_account = CASE WHEN connections.account_id = excluded.account_id AND connections.mode = excluded.mode THEN connections.external_account ELSE NULL END, \
            account_id = excluded.account_id, key_kind = excluded.key_kind, publishable_key = excluded.publishable_key, \
            secret_key_enc = excluded.secret_key_enc, charges_enabled = excluded.charges_enabled, \
            payouts_enabled = excluded.payouts_enabled, details_submitted = excluded.details_submitted, \
@@ -90,6 +94,55 @@ pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<
         .bind(new.publishable_key)
         .bind(new.secret_key_enc)
         .bind(new.webhook_secret_enc)
+        .bind(flag(new.account.charges_enabled))
+        .bind(flag(new.account.payouts_enabled))
+        .bind(flag(new.account.details_submitted))
+        .bind(new.account.requirements.as_deref())
+        .bind(now)
+        .fetch_one(db.pool())
+        .await?)
+}
+
+/// A `connect` connection: a connected account of the platform.
+pub struct NewConnect<'a> {
+    pub mode: Mode,
+    pub account_id: &'a AccountId,
+    pub connect_type: &'a str,
+    pub publishable_key: Option<&'a str>,
+    pub account: &'a AccountState,
+}
+
+/// Saves a `connect` connection, replacing whatever the store held (its keys and secrets are
+/// dropped). The same account again keeps its projections; another account starts clean. An
+/// account already connected to another store is a conflict (`connections_connect_account`).
+pub async fn upsert_connect(
+    db: &Db,
+    store: &StoreId,
+    new: &NewConnect<'_>,
+) -> Result<ConnectionRow> {
+    let now = now_ms();
+    let same = "connections.account_id = excluded.account_id AND connections.mode = excluded.mode";
+    let sql = format!(
+        "INSERT INTO connections (store_id, kind, connect_type, mode, account_id, publishable_key, \
+           charges_enabled, payouts_enabled, details_submitted, requirements, account_synced_at, created_at, updated_at) \
+         VALUES ($1, 'connect', $2, $3, $4, $5, $6, $7, $8, $9, $10, $10, $10) \
+         ON CONFLICT (store_id) DO UPDATE SET kind = 'connect', connect_type = excluded.connect_type, \
+           mode = excluded.mode, key_kind = NULL, secret_key_enc = NULL, webhook_secret_enc = NULL, deauthorized = 0, \
+           last_payout_failure = CASE WHEN {same} THEN connections.last_payout_failure ELSE NULL END, \
+           balance = CASE WHEN {same} THEN connections.balance ELSE NULL END, \
+           external_account = CASE WHEN {same} THEN connections.external_account ELSE NULL END, \
+           account_id = excluded.account_id, publishable_key = excluded.publishable_key, \
+           charges_enabled = excluded.charges_enabled, payouts_enabled = excluded.payouts_enabled, \
+           details_submitted = excluded.details_submitted, requirements = excluded.requirements, \
+           account_synced_at = excluded.account_synced_at, updated_at = excluded.updated_at \
+         RETURNING {COLUMNS}"
+    );
+    Ok(sqlx::query_as::<_, ConnectionRow>(&sql)
+        .bind(store.as_str())
+        .bind(new.connect_type)
+        .bind(new.mode.as_str())
+        .bind(new.account_id.as_str())
+        .bind(new.publishable_key)
         .bind(flag(new.account.charges_enabled))
         .bind(flag(new.account.payouts_enabled))
         .bind(flag(new.account.details_submitted))
@@ -224,6 +277,7 @@ pub async fn set_json<'e>(
 pub enum JsonColumn {
     LastPayoutFailure,
     Balance,
+    ExternalAccount,
 }
 
 impl JsonColumn {
@@ -231,6 +285,7 @@ impl JsonColumn {
         match self {
             JsonColumn::LastPayoutFailure => "last_payout_failure",
             JsonColumn::Balance => "balance",
+            JsonColumn::ExternalAccount => "external_account",
         }
     }
 }

@@ -20,12 +20,15 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod limits;
+pub mod pages;
 pub mod server;
 pub mod status;
 pub mod webhooks;
 
 /// Management API bodies are small JSON documents.
 pub const API_BODY_LIMIT: usize = 64 * 1024;
+/// The key-entry form: a few keys and hidden fields.
+pub const PAGE_BODY_LIMIT: usize = 16 * 1024;
 /// Stripe's events are rarely over 100 KB; anything past 1 MiB is not a Stripe event.
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
@@ -65,6 +68,15 @@ pub fn router(state: AppState) -> Router {
             put(api::connection::put_webhook_secret),
         )
         .route("/stores/{id}/account", get(api::connection::account))
+        .route("/stores/{id}/onboarding", post(api::onboarding::start))
+        .route(
+            "/stores/{id}/connect-link",
+            post(api::onboarding::connect_link),
+        )
+        .route(
+            "/stores/{id}/account/login-link",
+            post(api::onboarding::login_link),
+        )
         .route("/events", get(api::events::list))
         .route("/events/{id}", get(api::events::get))
         .route("/events/{id}/replay", post(api::events::replay))
@@ -97,9 +109,20 @@ pub fn router(state: AppState) -> Router {
         state.services.config.http.body_budget,
         state.services.config.http.body_timeout,
     ));
+    let pages = Router::new()
+        .route(
+            "/connect",
+            get(pages::connect_form).post(pages::connect_submit),
+        )
+        .route("/success/{store_id}", get(pages::success))
+        .route("/oauth/callback", get(pages::oauth_callback))
+        .route("/onboarding/refresh", get(pages::onboarding_refresh))
+        .route("/assets/pages.css", get(pages::stylesheet))
+        .route("/status/{store_id}", get(status::public))
+        .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
     Router::new()
         .route("/healthz", get(healthz))
-        .route("/stripe/status/{store_id}", get(status::public))
+        .nest("/stripe", pages)
         .nest("/api/v1", management)
         .nest("/api/internal", internal)
         .nest("/webhooks", hooks)

@@ -188,9 +188,22 @@ pub async fn set_webhook_secret(
     Ok(ConnectionView::new(s, row, Vec::new()))
 }
 
-/// Forgets the connection and its secrets.
+/// Forgets the connection and its secrets. A Standard (OAuth) connection is deauthorized at
+/// Stripe first, and kept if Stripe cannot be reached, so the operator can retry; Express and
+/// v2 accounts belong to the platform and are only forgotten here (Stripe keeps them).
 pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
     stores::require(s, store).await?;
+    if let Some(row) = db::connections::get(s.db.pool(), store).await? {
+        if let ("connect", Some("standard"), Some(account), 0) = (
+            row.kind.as_str(),
+            row.connect_type.as_deref(),
+            row.account_id.as_deref(),
+            row.deauthorized,
+        ) {
+            super::onboarding::deauthorize(s, account).await?;
+            tracing::info!(store = %store, account, "connected account deauthorized at Stripe");
+        }
+    }
     if db::connections::delete(&s.db, store).await? {
         tracing::info!(store = %store, "store disconnected");
         Ok(())
@@ -239,7 +252,14 @@ impl StoreScope {
     }
 }
 
+/// A deauthorized connection has no credentials: nothing is ever fetched for it again.
 pub fn store_scope(s: &Services, store: &StoreId, row: &ConnectionRow) -> Result<StoreScope> {
+    if row.deauthorized != 0 {
+        return Err(ServiceError::Refused {
+            code: "deauthorized",
+            message: "the connected account has deauthorized the platform".into(),
+        });
+    }
     match (row.kind.as_str(), &row.account_id, &row.secret_key_enc) {
         ("connect", Some(account), _) => Ok(StoreScope::Connected(AccountId::parse(account)?)),
         ("keys", _, Some(enc)) => Ok(StoreScope::OwnKey(
@@ -258,6 +278,8 @@ pub struct AccountView {
     pub object: &'static str,
     pub connected: bool,
     pub kind: Option<String>,
+    /// `standard`, `express` or `v2` for connected accounts.
+    pub connect_type: Option<String>,
     pub mode: Option<String>,
     pub account_id: Option<String>,
     pub charges_enabled: bool,
@@ -266,6 +288,7 @@ pub struct AccountView {
     pub requirements: Option<serde_json::Value>,
     pub last_payout_failure: Option<serde_json::Value>,
     pub balance: Option<serde_json::Value>,
+    pub external_account: Option<serde_json::Value>,
     pub deauthorized: bool,
     pub synced: Option<i64>,
 }
@@ -280,6 +303,7 @@ pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
             object: "account_status",
             connected: false,
             kind: None,
+            connect_type: None,
             mode: None,
             account_id: None,
             charges_enabled: false,
@@ -288,6 +312,7 @@ pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
             requirements: None,
             last_payout_failure: None,
             balance: None,
+            external_account: None,
             deauthorized: false,
             synced: None,
         },
@@ -298,7 +323,9 @@ pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
             requirements: json(&r.requirements),
             last_payout_failure: json(&r.last_payout_failure),
             balance: json(&r.balance),
+            external_account: json(&r.external_account),
             kind: Some(r.kind),
+            connect_type: r.connect_type,
             mode: Some(r.mode),
             account_id: r.account_id,
             charges_enabled: r.charges_enabled != 0,

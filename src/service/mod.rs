@@ -11,6 +11,8 @@ use crate::vault::{Vault, VaultError};
 pub mod api_keys;
 pub mod connections;
 pub mod events;
+pub mod links;
+pub mod onboarding;
 pub mod secrets;
 pub mod status;
 pub mod stores;

@@ -90,9 +90,18 @@ impl StripeError {
     }
 }
 
+/// A request body: v1 speaks forms, v2 (and nothing else) JSON.
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    None,
+    Form(&'a [(String, String)]),
+    Json(&'a serde_json::Value),
+}
+
 pub struct StripeClient {
     http: reqwest::Client,
     base: String,
+    connect_base: String,
     platform_key: Option<SecretString>,
     max_retries: u32,
     retry_base: Duration,
@@ -110,6 +119,7 @@ impl StripeClient {
         Self {
             http,
             base: config.api_base.trim_end_matches('/').to_owned(),
+            connect_base: config.connect_base.trim_end_matches('/').to_owned(),
             platform_key: config.secret_key.clone(),
             max_retries: config.max_retries,
             retry_base: config.retry_base,
@@ -122,7 +132,48 @@ impl StripeClient {
         scope: AccountScope<'_>,
         path: &str,
     ) -> Result<T, StripeError> {
-        self.send(Method::GET, scope, path, None, None).await
+        self.send(Method::GET, scope, &self.url(path), Body::None, None)
+            .await
+    }
+
+    /// A v2 POST (`/v2/…`): a JSON body; a connected account is named by `Stripe-Context`.
+    pub async fn post_json<T: DeserializeOwned>(
+        &self,
+        scope: AccountScope<'_>,
+        path: &str,
+        body: &serde_json::Value,
+        key: &IdempotencyKey,
+    ) -> Result<T, StripeError> {
+        self.send(
+            Method::POST,
+            scope,
+            &self.url(path),
+            Body::Json(body),
+            Some(key),
+        )
+        .await
+    }
+
+    /// A POST to Connect's OAuth endpoints (`STRIPE_CONNECT_BASE`), with the platform key.
+    /// They take no idempotency key: a code is single-use and deauthorizing twice is harmless.
+    pub async fn post_oauth<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        form: &[(String, String)],
+    ) -> Result<T, StripeError> {
+        let url = format!("{}{path}", self.connect_base);
+        self.send(
+            Method::POST,
+            AccountScope::Platform,
+            &url,
+            Body::Form(form),
+            None,
+        )
+        .await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
     }
 
     pub async fn post<T: DeserializeOwned>(
@@ -132,8 +183,14 @@ impl StripeClient {
         form: &[(String, String)],
         key: &IdempotencyKey,
     ) -> Result<T, StripeError> {
-        self.send(Method::POST, scope, path, Some(form), Some(key))
-            .await
+        self.send(
+            Method::POST,
+            scope,
+            &self.url(path),
+            Body::Form(form),
+            Some(key),
+        )
+        .await
     }
 
     pub async fn delete<T: DeserializeOwned>(
@@ -142,18 +199,35 @@ impl StripeClient {
         path: &str,
         key: &IdempotencyKey,
     ) -> Result<T, StripeError> {
-        self.send(Method::DELETE, scope, path, None, Some(key))
-            .await
+        self.send(
+            Method::DELETE,
+            scope,
+            &self.url(path),
+            Body::None,
+            Some(key),
+        )
+        .await
     }
 
     async fn send<T: DeserializeOwned>(
         &self,
         method: Method,
         scope: AccountScope<'_>,
-        path: &str,
-        form: Option<&[(String, String)]>,
+        url: &str,
+        body: Body<'_>,
         idempotency: Option<&IdempotencyKey>,
     ) -> Result<T, StripeError> {
+        // Logged by path only: query strings and link URLs are not for logs.
+        let path = url::Url::parse(url)
+            .map(|u| u.path().to_owned())
+            .unwrap_or_default();
+        let path = path.as_str();
+        // v2 names the connected account with `Stripe-Context`, v1 with `Stripe-Account`.
+        let account_header = if path.starts_with("/v2/") {
+            "Stripe-Context"
+        } else {
+            "Stripe-Account"
+        };
         let (key, account) = match scope {
             AccountScope::Platform => (
                 self.platform_key
@@ -183,24 +257,25 @@ impl StripeClient {
                 StripeError::Decode("API key has characters not allowed in a header".into())
             })?;
         auth.set_sensitive(true);
-        let url = format!("{}{path}", self.base);
         let mut attempt = 0;
         loop {
             self.budget.acquire(&budget_key, mode).await;
             let mut request = self
                 .http
-                .request(method.clone(), &url)
+                .request(method.clone(), url)
                 .header(AUTHORIZATION, auth.clone())
                 .header("Stripe-Version", STRIPE_VERSION);
             if let Some(a) = account {
-                request = request.header("Stripe-Account", a.as_str());
+                request = request.header(account_header, a.as_str());
             }
             if let Some(k) = idempotency {
                 request = request.header("Idempotency-Key", k.as_str());
             }
-            if let Some(form) = form {
-                request = request.form(form);
-            }
+            request = match body {
+                Body::None => request,
+                Body::Form(form) => request.form(form),
+                Body::Json(json) => request.json(json),
+            };
             let failure = match request.send().await {
                 Ok(response) if response.status().is_success() => {
                     return response
@@ -246,22 +321,39 @@ impl StripeClient {
 
 fn api_error(status: StatusCode, body: String) -> StripeError {
     #[derive(serde::Deserialize)]
-    struct Envelope {
-        error: Body,
+    #[serde(untagged)]
+    enum Envelope {
+        Api {
+            error: ApiBody,
+        },
+        /// Connect OAuth: `{"error":"invalid_grant","error_description":"…"}`.
+        OAuth {
+            error: String,
+            error_description: Option<String>,
+        },
     }
     #[derive(serde::Deserialize)]
-    struct Body {
+    struct ApiBody {
         message: Option<String>,
         #[serde(rename = "type")]
         kind: Option<String>,
         code: Option<String>,
     }
     match serde_json::from_str::<Envelope>(&body) {
-        Ok(Envelope { error }) => StripeError::Api {
+        Ok(Envelope::Api { error }) => StripeError::Api {
             status: status.as_u16(),
             message: redact_keys(error.message.as_deref().unwrap_or("no message")),
             kind: error.kind,
             code: error.code,
+        },
+        Ok(Envelope::OAuth {
+            error,
+            error_description,
+        }) => StripeError::Api {
+            status: status.as_u16(),
+            message: redact_keys(error_description.as_deref().unwrap_or(&error)),
+            kind: Some("oauth_error".into()),
+            code: Some(error),
         },
         Err(_) => StripeError::Api {
             status: status.as_u16(),
@@ -338,6 +430,21 @@ mod tests {
         );
         assert_eq!(redact_keys("sk_test_"), "sk_test_****");
         assert_eq!(redact_keys(""), "");
+    }
+
+    #[test]
+    fn oauth_errors_keep_their_code_and_description() {
+        let e = api_error(
+            StatusCode::BAD_REQUEST,
+            r#"{"error":"invalid_grant","error_description":"Authorization code does not exist: ac_1"}"#.into(),
+        );
+        match e {
+            StripeError::Api { code, message, .. } => {
+                assert_eq!(code.as_deref(), Some("invalid_grant"));
+                assert_eq!(message, "Authorization code does not exist: ac_1");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

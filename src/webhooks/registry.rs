@@ -40,20 +40,26 @@ impl Incoming {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
     AccountUpdated,
+    /// Accounts v2 thin events (`v2.core.account*`): resolved by fetching event and account.
+    V2Account,
     AccountDeauthorized,
+    ExternalAccountUpdated,
+    PersonUpdated,
     PayoutFailed,
     BalanceAvailable,
-    /// Kept in the event log only; no projection depends on it yet.
-    Record,
 }
 
 pub fn handler_for(event_type: &str) -> Option<Handler> {
+    if event_type.starts_with("v2.core.account") {
+        return Some(Handler::V2Account);
+    }
     Some(match event_type {
         "account.updated" => Handler::AccountUpdated,
         "account.application.deauthorized" => Handler::AccountDeauthorized,
         "payout.failed" => Handler::PayoutFailed,
         "balance.available" => Handler::BalanceAvailable,
-        "account.external_account.updated" | "person.updated" => Handler::Record,
+        "account.external_account.updated" => Handler::ExternalAccountUpdated,
+        "person.updated" => Handler::PersonUpdated,
         _ => return None,
     })
 }
@@ -97,12 +103,21 @@ impl Handler {
     /// Whether `load` calls Stripe (and so runs under the worker's per-event deadline); the
     /// others apply the event's own object.
     pub fn calls_stripe(self) -> bool {
-        matches!(self, Handler::AccountUpdated)
+        matches!(
+            self,
+            Handler::AccountUpdated
+                | Handler::V2Account
+                | Handler::ExternalAccountUpdated
+                | Handler::PersonUpdated
+        )
     }
 
     pub async fn load(self, s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
         match self {
             Handler::AccountUpdated => account::load_updated(s, ev).await,
+            Handler::V2Account => account::load_v2(s, ev).await,
+            Handler::ExternalAccountUpdated => account::load_external_account(s, ev).await,
+            Handler::PersonUpdated => account::load_for_person(s, ev).await,
             _ => Ok(Loaded::Object(ev.object.clone())),
         }
     }
@@ -118,10 +133,14 @@ impl Handler {
         };
         match self {
             Handler::AccountUpdated => account::apply_updated(conn, store, ev, object).await,
+            Handler::V2Account => account::apply_v2(conn, store, ev, object).await,
+            Handler::ExternalAccountUpdated => {
+                account::apply_external_account(conn, store, ev, object).await
+            }
+            Handler::PersonUpdated => account::apply_updated(conn, store, ev, object).await,
             Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
             Handler::PayoutFailed => payout::apply_failed(conn, store, ev, object).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
-            Handler::Record => Ok(()),
         }
     }
 }

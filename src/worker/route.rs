@@ -53,7 +53,9 @@ pub(super) async fn route(
         Err(e) => return Step::Fail(format!("stored payload is not an event: {e}")),
     };
     let mut store = row.store_id.clone();
-    if store.is_none() && row.scope == "connect" {
+    // Connect events name their account; so do Accounts v2 thin events, on the platform door.
+    let about_account = row.scope == "connect" || row.event_type.starts_with("v2.core.account");
+    if store.is_none() && about_account {
         if let Some(account) = &row.account_id {
             match db::connections::store_for_connect_account(s.db.pool(), account).await {
                 Ok(found) => store = found,
@@ -67,7 +69,7 @@ pub(super) async fn route(
         None => None,
     };
     let livemode = row.livemode != 0;
-    if row.scope == "connect" && store.is_none() {
+    if about_account && store.is_none() {
         let account = row.account_id.as_deref().unwrap_or("(none)");
         return finish(
             Outcome::Unrouted,

@@ -3,11 +3,15 @@
 
 mod support;
 
+mod browser;
 mod cli;
+mod connected_accounts;
 mod connections;
 mod crash;
 mod limits;
+mod onboarding;
 mod operability;
+mod pages;
 mod stores;
 mod webhooks;
 mod worker;

@@ -3,6 +3,7 @@
 pub mod api_keys;
 pub mod connection;
 pub mod events;
+pub mod onboarding;
 pub mod stores;
 
 use super::error::ApiError;

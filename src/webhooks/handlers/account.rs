@@ -9,28 +9,116 @@ use sqlx::AnyConnection;
 
 use crate::db::{self, watermarks};
 use crate::domain::StoreId;
-use crate::service::connections::{store_scope, StripeAccount};
+use crate::service::connections::{store_scope, StoreScope, StripeAccount};
+use crate::service::onboarding::v2_account_state;
 use crate::service::Services;
+use crate::stripe::AccountScope;
 use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
 
 pub async fn load_updated(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
-    let Some(store) = &ev.store else {
-        return Ok(Loaded::Nothing);
-    };
-    let Some(row) = db::connections::get(s.db.pool(), store).await? else {
-        return Ok(Loaded::Nothing);
-    };
     // An event about another account must never touch this store.
-    if ev.object.get("id").and_then(Value::as_str) != row.account_id.as_deref() {
+    let about = ev.object.get("id").and_then(Value::as_str);
+    if ev.account.is_some() && about != ev.account.as_deref() {
         return Ok(Loaded::Nothing);
     }
-    let scope = store_scope(s, store, &row)?;
+    load_account(s, ev, about).await
+}
+
+/// `person.updated`: a person's change moves the account's requirements, so the account is
+/// re-fetched as for `account.updated`.
+pub async fn load_for_person(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
+    load_account(s, ev, ev.account.as_deref()).await
+}
+
+/// The store's account, fetched in its scope (`Stripe-Account` for a connected account), if the
+/// store still holds `account` and has not been deauthorized.
+async fn load_account(
+    s: &Services,
+    ev: &Incoming,
+    account: Option<&str>,
+) -> Result<Loaded, HandlerError> {
+    let Some((_, scope)) = store_credentials(s, ev, account).await? else {
+        return Ok(Loaded::Nothing);
+    };
     let fresh: Value = s
         .stripe
         .get(scope.scope(), "/v1/account")
         .await
         .map_err(|e| HandlerError::Transient(e.to_string()))?;
     Ok(Loaded::Object(fresh))
+}
+
+/// The store's connection and credentials when it still holds `account` and may be called.
+async fn store_credentials(
+    s: &Services,
+    ev: &Incoming,
+    account: Option<&str>,
+) -> Result<Option<(db::connections::ConnectionRow, StoreScope)>, HandlerError> {
+    let Some(store) = &ev.store else {
+        return Ok(None);
+    };
+    let Some(row) = db::connections::get(s.db.pool(), store).await? else {
+        return Ok(None);
+    };
+    // Deauthorized is final: nothing is fetched for that account again.
+    if row.deauthorized != 0 || account.is_none() || account != row.account_id.as_deref() {
+        return Ok(None);
+    }
+    let scope = store_scope(s, store, &row)?;
+    Ok(Some((row, scope)))
+}
+
+/// `account.external_account.updated`: the bank account or card, re-fetched in the account's
+/// scope (the event's snapshot may be older than another delivery already applied).
+pub async fn load_external_account(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
+    let Some((row, scope)) = store_credentials(s, ev, ev.account.as_deref()).await? else {
+        return Ok(Loaded::Nothing);
+    };
+    let (Some(account), Some(id)) = (
+        row.account_id.as_deref(),
+        ev.object.get("id").and_then(Value::as_str),
+    ) else {
+        return Ok(Loaded::Nothing);
+    };
+    if !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Ok(Loaded::Nothing);
+    }
+    let fresh: Value = s
+        .stripe
+        .get(
+            scope.scope(),
+            &format!("/v1/accounts/{account}/external_accounts/{id}"),
+        )
+        .await
+        .map_err(|e| HandlerError::Transient(e.to_string()))?;
+    Ok(Loaded::Object(fresh))
+}
+
+pub async fn apply_external_account(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+    object: &Value,
+) -> Result<(), HandlerError> {
+    let summary = serde_json::json!({
+        "id": object.get("id"),
+        "object": object.get("object"),
+        "bank_name": object.get("bank_name"),
+        "brand": object.get("brand"),
+        "last4": object.get("last4"),
+        "currency": object.get("currency"),
+        "status": object.get("status"),
+        "default_for_currency": object.get("default_for_currency"),
+        "event": ev.event_id,
+    });
+    db::connections::set_json(
+        &mut *conn,
+        store,
+        db::connections::JsonColumn::ExternalAccount,
+        &summary.to_string(),
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn apply_updated(
@@ -47,6 +135,57 @@ pub async fn apply_updated(
         return Ok(());
     }
     db::connections::set_account_state(&mut *conn, store, &account.state()).await?;
+    Ok(())
+}
+
+/// A thin `v2.core.account*` event: the event itself is fetched (a thin payload is only a
+/// notice), then the account it relates to, with the fields Bursar keeps.
+pub async fn load_v2(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
+    let (Some(store), Some(account)) = (&ev.store, &ev.account) else {
+        return Ok(Loaded::Nothing);
+    };
+    let Some(row) = db::connections::get(s.db.pool(), store).await? else {
+        return Ok(Loaded::Nothing);
+    };
+    if row.deauthorized != 0 || row.account_id.as_deref() != Some(account.as_str()) {
+        return Ok(Loaded::Nothing);
+    }
+    let transient = |e: crate::stripe::StripeError| HandlerError::Transient(e.to_string());
+    let event: Value = s
+        .stripe
+        .get(
+            AccountScope::Platform,
+            &format!("/v2/core/events/{}", ev.event_id),
+        )
+        .await
+        .map_err(transient)?;
+    let related = event["related_object"]["id"].as_str();
+    if related != Some(account.as_str()) {
+        return Ok(Loaded::Nothing);
+    }
+    let fresh: Value = s
+        .stripe
+        .get(
+            AccountScope::Platform,
+            &format!(
+                "/v2/core/accounts/{account}?include=configuration.merchant&include=requirements"
+            ),
+        )
+        .await
+        .map_err(transient)?;
+    Ok(Loaded::Object(fresh))
+}
+
+pub async fn apply_v2(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+    account: &Value,
+) -> Result<(), HandlerError> {
+    if ev.account.as_deref() != account["id"].as_str() {
+        return Ok(());
+    }
+    db::connections::set_account_state(&mut *conn, store, &v2_account_state(account)).await?;
     Ok(())
 }
 

@@ -22,6 +22,8 @@ pub const PLATFORM_SECRET: &str = "whsec_test_platform_secret";
 pub const PLATFORM_SECRET_OLD: &str = "whsec_test_platform_rotated_out";
 pub const CONNECT_SECRET: &str = "whsec_test_connect_secret";
 pub const CONNECT_SECRET_LIVE: &str = "whsec_live_connect_secret";
+/// The platform's pages merchants return to (allow-listed in every test app).
+pub const RETURN_PREFIX: &str = "https://platform.example/vendors";
 pub const INTERNAL_SECRET: &str = "internal-secret-for-tests-0123456789abcdef";
 
 pub struct TestApp {
@@ -130,6 +132,9 @@ impl TestApp {
             ("BURSAR_INTERNAL_SECRET", INTERNAL_SECRET),
             ("STRIPE_SECRET_KEY", sim.platform_key.as_str()),
             ("STRIPE_API_BASE", sim.url.as_str()),
+            ("STRIPE_CONNECT_BASE", sim.url.as_str()),
+            ("STRIPE_CLIENT_ID", sim.client_id.as_str()),
+            ("BURSAR_RETURN_URL_ALLOWLIST", RETURN_PREFIX),
             (
                 "STRIPE_WEBHOOK_SECRET",
                 &format!("{PLATFORM_SECRET},{PLATFORM_SECRET_OLD}"),
@@ -198,6 +203,29 @@ impl TestApp {
         self.client
             .request(method, format!("{}{path}", self.url))
             .bearer_auth(&self.api_key)
+    }
+
+    /// A client that does not follow redirects, to read where the app sends a browser.
+    pub fn browserless(&self) -> reqwest::Client {
+        reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+    }
+
+    /// Registers the app's platform and Connect endpoints with the local Stripe, as the
+    /// Dashboard settings would, so the simulator's events reach it signed.
+    pub fn register_endpoints(&self) {
+        self.sim.register_endpoint(
+            &format!("{}/webhooks/stripe", self.url),
+            PLATFORM_SECRET,
+            false,
+        );
+        self.sim.register_endpoint(
+            &format!("{}/webhooks/stripe/connect", self.url),
+            CONNECT_SECRET,
+            true,
+        );
     }
 
     pub fn anon(&self, method: Method, path: &str) -> RequestBuilder {

@@ -1,0 +1,416 @@
+//! The merchant-facing HTML pages: key entry from a signed link (`/stripe/connect`), its success
+//! page, the Connect OAuth callback and Bursar's Account Link refresh URL.
+//!
+//! Server-rendered (askama templates in `templates/`, escaped by default), usable without
+//! JavaScript, served with a strict Content-Security-Policy: no script at all, styles from our
+//! own stylesheet only, forms posting only to Bursar (and the return URL it redirects to).
+
+use askama::Template;
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::Form;
+use rand::Rng;
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::AppState;
+use crate::domain::StoreId;
+use crate::service::connections::{self, KeysInput};
+use crate::service::links::{self, ConnectLinkParams, LinkError};
+use crate::service::onboarding::{self, Callback, CallbackParams};
+use crate::service::{stores, ServiceError};
+use crate::stripe::StripeError;
+
+const CSRF_COOKIE: &str = "bursar_csrf";
+pub const STYLESHEET: &str = include_str!("../../assets/pages.css");
+
+#[derive(Template)]
+#[template(path = "connect.html")]
+struct ConnectPage<'a> {
+    store_name: &'a str,
+    link: HiddenLink<'a>,
+    csrf: &'a str,
+    publishable_key: &'a str,
+    webhook_url: &'a str,
+    error: Option<String>,
+}
+
+/// The signed link's fields, carried through the form as they arrived.
+struct HiddenLink<'a> {
+    store_id: &'a str,
+    return_url: &'a str,
+    expires: &'a str,
+    signature: &'a str,
+}
+
+impl<'a> From<&'a ConnectLinkParams> for HiddenLink<'a> {
+    fn from(p: &'a ConnectLinkParams) -> Self {
+        Self {
+            store_id: p.store_id.as_deref().unwrap_or_default(),
+            return_url: p.return_url.as_deref().unwrap_or_default(),
+            expires: p.expires.as_deref().unwrap_or_default(),
+            signature: p.signature.as_deref().unwrap_or_default(),
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "message.html")]
+struct MessagePage<'a> {
+    title: &'a str,
+    message: &'a str,
+    continue_url: Option<&'a str>,
+}
+
+/// A rendered page with the security headers every page carries. `form_target` is the one
+/// origin besides Bursar's a form may end up on (the return URL a POST redirects to: browsers
+/// apply `form-action` to redirects too).
+fn page(status: StatusCode, html: askama::Result<String>, form_target: Option<&str>) -> Response {
+    let Ok(html) = html else {
+        tracing::error!("a page template failed to render");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
+    let form_action = match form_target.and_then(|u| url::Url::parse(u).ok()) {
+        Some(u) => format!("'self' {}", u.origin().ascii_serialization()),
+        None => "'self'".to_owned(),
+    };
+    let csp = format!(
+        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
+         frame-ancestors 'none'; base-uri 'none'"
+    );
+    let mut response = (status, axum::response::Html(html)).into_response();
+    let headers = response.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&csp) {
+        headers.insert(header::CONTENT_SECURITY_POLICY, v);
+    }
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    response
+}
+
+fn message(status: StatusCode, title: &str, text: &str, continue_url: Option<&str>) -> Response {
+    let html = MessagePage {
+        title,
+        message: text,
+        continue_url,
+    }
+    .render();
+    page(status, html, None)
+}
+
+fn link_refused(e: LinkError) -> Response {
+    let status = match e {
+        LinkError::Unsigned => StatusCode::BAD_REQUEST,
+        _ => StatusCode::FORBIDDEN,
+    };
+    message(status, "This link cannot be used", &e.to_string(), None)
+}
+
+fn unavailable() -> Response {
+    message(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "Something went wrong",
+        "The service could not complete this request; please try again in a moment.",
+        None,
+    )
+}
+
+pub async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        STYLESHEET,
+    )
+        .into_response()
+}
+
+/// `GET /stripe/connect`: the key-entry form, for a valid signed link only.
+pub async fn connect_form(
+    State(state): State<AppState>,
+    Query(params): Query<ConnectLinkParams>,
+) -> Response {
+    let s = &state.services;
+    let link = match links::verify_connect_link(s, &params) {
+        Ok(l) => l,
+        Err(e) => return link_refused(e),
+    };
+    let store = match stores::require(s, &link.store).await {
+        Ok(store) => store,
+        Err(ServiceError::NotFound(_)) => return link_refused(LinkError::Tampered),
+        Err(_) => return unavailable(),
+    };
+    let csrf: String = rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect();
+    let html = ConnectPage {
+        store_name: &store.name,
+        link: (&params).into(),
+        csrf: &csrf,
+        publishable_key: "",
+        webhook_url: &webhook_url(&state, &link.store),
+        error: None,
+    }
+    .render();
+    let mut response = page(StatusCode::OK, html, Some(&link.return_url));
+    set_csrf_cookie(&state, &mut response, &csrf);
+    response
+}
+
+fn webhook_url(state: &AppState, store: &StoreId) -> String {
+    format!(
+        "{}/webhooks/stripe/stores/{store}",
+        state.services.config.public_url.trim_end_matches('/')
+    )
+}
+
+/// The CSRF token rides in a cookie that only this path sees and no other site can send
+/// (`SameSite=Strict`); the form echoes it, and the POST must carry both, equal.
+fn set_csrf_cookie(state: &AppState, response: &mut Response, token: &str) {
+    let secure = if state.services.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let cookie = format!(
+        "{CSRF_COOKIE}={token}; Path=/stripe/connect; HttpOnly; SameSite=Strict; Max-Age=3600{secure}"
+    );
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, v);
+    }
+}
+
+/// Reads one cookie. Written by hand: one name in one header does not call for a cookie jar.
+fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v)
+}
+
+#[derive(Deserialize)]
+pub struct ConnectForm {
+    #[serde(flatten)]
+    link: ConnectLinkParams,
+    csrf: Option<String>,
+    secret_key: Option<SecretString>,
+    publishable_key: Option<String>,
+    webhook_secret: Option<SecretString>,
+}
+
+/// `POST /stripe/connect`: the same validation as the API; errors re-render the form inline.
+pub async fn connect_submit(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    Form(form): Form<ConnectForm>,
+) -> Response {
+    let s = &state.services;
+    let link = match links::verify_connect_link(s, &form.link) {
+        Ok(l) => l,
+        Err(e) => return link_refused(e),
+    };
+    let csrf_ok = match (cookie(&headers, CSRF_COOKIE), form.csrf.as_deref()) {
+        (Some(a), Some(b)) => {
+            !a.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
+        }
+        _ => false,
+    };
+    if !csrf_ok {
+        return message(
+            StatusCode::FORBIDDEN,
+            "This form cannot be used",
+            "The form's security token is missing or does not match (cookies may be blocked). Open the link again.",
+            None,
+        );
+    }
+    let store = match stores::require(s, &link.store).await {
+        Ok(store) => store,
+        Err(ServiceError::NotFound(_)) => return link_refused(LinkError::Tampered),
+        Err(_) => return unavailable(),
+    };
+    let publishable = form.publishable_key.unwrap_or_default();
+    let webhook_secret = form
+        .webhook_secret
+        .filter(|w| !secrecy::ExposeSecret::expose_secret(w).trim().is_empty());
+    let result = match form.secret_key {
+        Some(secret_key) => {
+            connections::connect_keys(
+                s,
+                &link.store,
+                KeysInput {
+                    secret_key,
+                    publishable_key: publishable.trim().to_owned(),
+                    webhook_secret,
+                },
+            )
+            .await
+        }
+        None => Err(ServiceError::Refused {
+            code: "invalid_request",
+            message: "the secret key is missing".into(),
+        }),
+    };
+    match result {
+        Ok(_) => {
+            let to = if link.return_url.is_empty() {
+                format!("/stripe/success/{}", link.store)
+            } else {
+                link.return_url.clone()
+            };
+            Redirect::to(&to).into_response()
+        }
+        Err(e) => {
+            let html = ConnectPage {
+                store_name: &store.name,
+                link: (&form.link).into(),
+                csrf: form.csrf.as_deref().unwrap_or_default(),
+                publishable_key: &publishable,
+                webhook_url: &webhook_url(&state, &link.store),
+                error: Some(plain_words(&e)),
+            }
+            .render();
+            page(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                html,
+                Some(&link.return_url),
+            )
+        }
+    }
+}
+
+/// What went wrong, for a merchant rather than a developer.
+fn plain_words(e: &ServiceError) -> String {
+    match e {
+        ServiceError::StripeRefused(StripeError::Api { message, .. }) => {
+            format!("Stripe refused this key: {message}")
+        }
+        ServiceError::StripeUnavailable(_) | ServiceError::StripeRefused(_) => {
+            "Stripe could not be reached to check the key; please try again in a moment.".into()
+        }
+        ServiceError::Invalid(i) => format!(
+            "Please check the {}: {}.",
+            i.field.replace('_', " "),
+            i.message
+        ),
+        ServiceError::Refused { message, .. } | ServiceError::Conflict { message, .. } => {
+            let mut m = message.clone();
+            if let Some(first) = m.get_mut(0..1) {
+                first.make_ascii_uppercase();
+            }
+            format!("{m}.")
+        }
+        _ => "Something went wrong while saving; please try again.".into(),
+    }
+}
+
+/// `GET /stripe/success/{store_id}`: where a merchant lands when no return URL was given. Says
+/// nothing about the store to whoever guesses an id.
+pub async fn success(Path(_store): Path<String>) -> Response {
+    message(
+        StatusCode::OK,
+        "Stripe account connected",
+        "Your Stripe account is connected. You can close this page.",
+        None,
+    )
+}
+
+/// `GET /stripe/oauth/callback`: the end of Standard OAuth.
+pub async fn oauth_callback(
+    State(state): State<AppState>,
+    Query(params): Query<CallbackParams>,
+) -> Response {
+    match onboarding::oauth_callback(&state.services, params).await {
+        Ok(Callback::Connected { return_url }) if !return_url.is_empty() => {
+            Redirect::to(&return_url).into_response()
+        }
+        Ok(Callback::Connected { .. }) => message(
+            StatusCode::OK,
+            "Stripe account connected",
+            "Your Stripe account is connected. You can close this page.",
+            None,
+        ),
+        Ok(Callback::Denied { return_url }) => message(
+            StatusCode::OK,
+            "Stripe account not connected",
+            "You declined to connect your Stripe account, so nothing was changed. You can start again from the platform at any time.",
+            return_url.as_deref().filter(|u| !u.is_empty()),
+        ),
+        Ok(Callback::Refused { status, message: text }) => message(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
+            "Stripe account not connected",
+            &text,
+            None,
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "OAuth callback failed");
+            unavailable()
+        }
+    }
+}
+
+#[derive(Deserialize)]
+pub struct RefreshParams {
+    grant: Option<String>,
+}
+
+/// `GET /stripe/onboarding/refresh`: a fresh Account Link for an expired or used one.
+pub async fn onboarding_refresh(
+    State(state): State<AppState>,
+    Query(params): Query<RefreshParams>,
+) -> Response {
+    let Some(grant) = params.grant else {
+        return link_refused(LinkError::Unsigned);
+    };
+    match onboarding::refresh(&state.services, &grant).await {
+        Ok(Ok(url)) => Redirect::to(&url).into_response(),
+        Ok(Err(e)) => link_refused(e),
+        Err(e) => {
+            tracing::error!(error = %e, "could not mint a new onboarding link");
+            unavailable()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cookie_finds_one_name_among_many() {
+        let mut h = HeaderMap::new();
+        h.insert(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; bursar_csrf=tok; b=2"),
+        );
+        assert_eq!(cookie(&h, CSRF_COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "bursar"), None);
+    }
+
+    #[test]
+    fn pages_escape_what_they_echo() {
+        let html = MessagePage {
+            title: "t",
+            message: "<script>alert(1)</script>",
+            continue_url: Some("https://x.example/\"><script>"),
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("<script>"));
+    }
+}

@@ -1,0 +1,195 @@
+//! A real browser through the merchant pages: headless Debian Chromium driven over WebDriver
+//! (chromedriver) with fantoccini. It opens a signed key-entry link, submits a bad key and reads
+//! the inline error, submits good keys and lands on the platform's return page; then it runs
+//! the Standard OAuth round trip through the local Stripe's authorize page.
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (Debian's `chromium` and
+//! `chromium-driver`; `.ci/run` installs them). Other paths: `CHROMIUM`, `CHROMEDRIVER`.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use fantoccini::{Client, ClientBuilder, Locator};
+use serde_json::json;
+
+use crate::pages::connect_link;
+use crate::support::TestApp;
+
+struct Driver {
+    child: Child,
+    url: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn path_of(var: &str, default: &str) -> String {
+    let path = std::env::var(var).unwrap_or_else(|_| default.to_owned());
+    assert!(
+        std::path::Path::new(&path).exists(),
+        "{path} is missing: install Debian's chromium and chromium-driver (or set {var})"
+    );
+    path
+}
+
+async fn start_driver() -> Driver {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(path_of("CHROMEDRIVER", "/usr/bin/chromedriver"))
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("chromedriver starts");
+    // Owned by the guard at once, so it is killed and reaped on every path.
+    let driver = Driver {
+        child,
+        url: format!("http://127.0.0.1:{port}"),
+    };
+    for _ in 0..100 {
+        if reqwest::get(format!("{}/status", driver.url)).await.is_ok() {
+            return driver;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("chromedriver did not start on {}", driver.url);
+}
+
+async fn browser(driver: &Driver) -> Client {
+    let profile = tempfile::tempdir().unwrap().keep();
+    let caps = json!({
+        "goog:chromeOptions": {
+            "binary": path_of("CHROMIUM", "/usr/bin/chromium"),
+            // The flags this machine needs: no sandbox as root, and no background network
+            // traffic to hosts a closed network refuses.
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                "--disable-quic", "--no-first-run", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync",
+                format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let serde_json::Value::Object(caps) = caps else {
+        unreachable!()
+    };
+    ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps)
+        .connect(&driver.url)
+        .await
+        .expect("a browser session")
+}
+
+/// The platform's own page the merchant returns to.
+async fn platform_site() -> String {
+    let app = axum::Router::new().route(
+        "/vendors/{*rest}",
+        axum::routing::get(|| async {
+            axum::response::Html(
+                "<!doctype html><title>Platform</title><h1 id=welcome>Welcome back</h1>",
+            )
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+    url
+}
+
+async fn wait_for_url(b: &Client, prefix: &str) -> String {
+    for _ in 0..100 {
+        let url = b.current_url().await.unwrap().to_string();
+        if url.starts_with(prefix) {
+            return url;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!(
+        "the browser never reached {prefix}; it is on {}",
+        b.current_url().await.unwrap()
+    );
+}
+
+async fn fill(b: &Client, id: &str, value: &str) {
+    let field = b.find(Locator::Id(id)).await.unwrap();
+    field.clear().await.unwrap();
+    field.send_keys(value).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_merchant_connects_in_a_real_browser() {
+    let site = platform_site().await;
+    let allow = format!("{site}/vendors");
+    let app = TestApp::spawn_with(&[("BURSAR_RETURN_URL_ALLOWLIST", &allow)]).await;
+    let driver = start_driver().await;
+    let b = browser(&driver).await;
+
+    // Key entry: a bad key is explained on the page; good keys return to the platform.
+    let store = app.create_store("Acme Outfitters").await;
+    let back = format!("{site}/vendors/acme");
+    let link = connect_link(&app, &store, Some(&back)).await;
+    b.goto(&link).await.unwrap();
+    assert!(b.source().await.unwrap().contains("Acme Outfitters"));
+    fill(&b, "secret_key", "rk_test_thisisnotakey12345").await;
+    fill(&b, "publishable_key", "pk_test_thisisnotakey12345").await;
+    b.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let error = b.wait().for_element(Locator::Id("error")).await.unwrap();
+    let text = error.text().await.unwrap();
+    assert!(text.contains("Stripe refused this key"), "{text}");
+
+    let account = app.sim.add_account(false);
+    fill(&b, "secret_key", &account.restricted_key).await;
+    fill(&b, "publishable_key", &account.publishable_key).await;
+    b.find(Locator::Id("save"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(wait_for_url(&b, &back).await, back);
+    b.wait().for_element(Locator::Id("welcome")).await.unwrap();
+    assert_eq!(app.account(&store).await["account_id"], account.id.as_str());
+
+    // Standard OAuth: Bursar's authorize URL, Stripe's consent page, the callback, home.
+    let oauth_store = app.create_store("Beta Bikes").await;
+    let back = format!("{site}/vendors/beta");
+    let r = app
+        .api(
+            reqwest::Method::POST,
+            &format!("/api/v1/stores/{oauth_store}/onboarding"),
+        )
+        .json(&json!({"type": "standard", "return_url": back}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let authorize = r.json::<serde_json::Value>().await.unwrap()["url"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    b.goto(&authorize).await.unwrap();
+    b.find(Locator::Id("connect"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    assert_eq!(wait_for_url(&b, &back).await, back);
+    let view = app.account(&oauth_store).await;
+    assert_eq!(view["connect_type"], "standard");
+    assert_eq!(view["connected"], true);
+
+    b.close().await.unwrap();
+}
