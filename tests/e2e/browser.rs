@@ -136,7 +136,10 @@ async fn a_merchant_connects_in_a_real_browser() {
     let back = format!("{site}/vendors/acme");
     let link = connect_link(&app, &store, Some(&back)).await;
     b.goto(&link).await.unwrap();
-    b.wait().for_element(Locator::Id("secret_key")).await.unwrap();
+    b.wait()
+        .for_element(Locator::Id("secret_key"))
+        .await
+        .unwrap();
     let source = b.source().await.unwrap();
     assert!(source.contains("Acme Outfitters"), "{source}");
     fill(&b, "secret_key", "rk_test_thisisnotakey12345").await;
