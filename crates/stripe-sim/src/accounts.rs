@@ -58,12 +58,16 @@ pub(crate) fn fresh_keys(id: &str, live: bool) -> SimAccount {
     }
 }
 
-/// Stores `account` and makes its secret and restricted keys open it.
+/// Stores `account` and makes its secret and restricted keys open it (and its publishable key
+/// act on it where Stripe.js may).
 pub(crate) fn insert_with_keys(state: &mut SimState, account: Account) -> SimAccount {
     let id = account.v1["id"].as_str().unwrap_or_default().to_owned();
     let keys = fresh_keys(&id, account.live);
     state.keys.insert(keys.secret_key.clone(), id.clone());
     state.keys.insert(keys.restricted_key.clone(), id.clone());
+    state
+        .publishable_keys
+        .insert(keys.publishable_key.clone(), id.clone());
     state.accounts.insert(id, account);
     keys
 }

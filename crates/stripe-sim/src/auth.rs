@@ -74,38 +74,95 @@ pub(crate) fn authenticate(
         ));
     };
     let key = key.as_str();
+    if is_publishable(key) {
+        return Err(if known_publishable(sim, key) {
+            publishable_refused()
+        } else {
+            invalid_key(key)
+        });
+    }
     let on_behalf = header(headers, on_behalf_header);
     let state = sim.lock();
-    if key == sim.platform_key {
+    let own = state.keys.get(key).cloned();
+    resolve(&state, key, key == sim.platform_key, own, on_behalf)
+}
+
+/// Who a key is: the platform (acting for itself, or for a reachable connected account named
+/// by `on_behalf`), or an account acting on itself only.
+fn resolve(
+    state: &crate::state::State,
+    key: &str,
+    platform: bool,
+    own: Option<String>,
+    on_behalf: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let caller = |platform, account: Option<String>| Caller {
+        key: key.to_owned(),
+        platform,
+        account,
+    };
+    if platform {
         return match on_behalf {
-            None => Ok(Caller {
-                key: key.to_owned(),
-                platform: true,
-                account: None,
-            }),
-            Some(a) if state.reachable(a).is_some() => Ok(Caller {
-                key: key.to_owned(),
-                platform: true,
-                account: Some(a.to_owned()),
-            }),
+            None => Ok(caller(true, None)),
+            Some(a) if state.reachable(a).is_some() => Ok(caller(true, Some(a.to_owned()))),
             Some(a) => Err(no_access(key, a)),
         };
     }
-    match state.keys.get(key) {
+    match own {
         Some(own) => match on_behalf {
             Some(a) if a != own => Err(no_access(key, a)),
-            _ => Ok(Caller {
-                key: key.to_owned(),
-                platform: false,
-                account: Some(own.clone()),
-            }),
+            _ => Ok(caller(false, Some(own))),
         },
-        None => Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "invalid_request_error",
-            format!("Invalid API Key provided: {}", mask(key)),
-        )),
+        None => Err(invalid_key(key)),
     }
+}
+
+fn invalid_key(key: &str) -> ApiError {
+    ApiError::new(
+        StatusCode::UNAUTHORIZED,
+        "invalid_request_error",
+        format!("Invalid API Key provided: {}", mask(key)),
+    )
+}
+
+/// A publishable key (`pk_test_…`, `pk_live_…`): what Stripe.js sends, good only for the few
+/// routes a browser may call with an object's client secret.
+pub(crate) fn is_publishable(key: &str) -> bool {
+    key.starts_with("pk_test_") || key.starts_with("pk_live_")
+}
+
+fn known_publishable(sim: &Sim, key: &str) -> bool {
+    key == sim.platform_publishable_key || sim.lock().publishable_keys.contains_key(key)
+}
+
+/// Stripe's answer to a publishable key on a route that needs a secret one.
+pub(crate) fn publishable_refused() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "invalid_request_error",
+        "This API call cannot be made with a publishable API key. Please use a secret API key. \
+         You can find a list of your API keys at https://dashboard.stripe.com/account/apikeys.",
+    )
+}
+
+/// Resolves a publishable key and the account Stripe.js names (`_stripe_account`, lifted to
+/// `Stripe-Account`) to the caller, as `authenticate` does for secret keys: the platform's
+/// publishable key reaches its own account and, with an account named, the accounts connected
+/// to it; an account's publishable key reaches only that account.
+pub(crate) fn publishable(
+    sim: &Sim,
+    key: &str,
+    on_behalf: Option<&str>,
+) -> Result<Caller, ApiError> {
+    let state = sim.lock();
+    let own = state.publishable_keys.get(key).cloned();
+    resolve(
+        &state,
+        key,
+        key == sim.platform_publishable_key,
+        own,
+        on_behalf,
+    )
 }
 
 /// Stripe's answer when a key may not act on an account (never connected, deauthorized, or

@@ -3,6 +3,11 @@
 //! Accounts v2 thin events (`object: "v2.core.event"`, no data) to platform endpoints, fetched
 //! in full with `GET /v2/core/events/{id}`.
 //!
+//! Events about an object that lives in an account (payments, customers, …) go where Stripe
+//! sends them: to that account's own endpoints (no `account` field), and, when it is an account
+//! connected to the platform, to the platform's Connect endpoints with `account` set. Objects of
+//! the platform's own account go to platform endpoints.
+//!
 //! Deliveries are awaited one endpoint after the other, so when a helper (or a page action)
 //! returns, every endpoint has answered: tests need no sleeps.
 
@@ -11,7 +16,7 @@ use serde_json::{json, Value};
 use sha2::Sha256;
 
 use crate::random;
-use crate::state::{now, rfc3339, Sim};
+use crate::state::{now, rfc3339, Sim, PLATFORM_ACCOUNT};
 
 /// The API version events are rendered in (Bursar pins the same).
 pub const API_VERSION: &str = "2025-10-29.clover";
@@ -25,6 +30,9 @@ pub(crate) struct Endpoint {
     pub secret: String,
     /// Receives events of connected accounts (`account` set) rather than the platform's own.
     pub connect: bool,
+    /// An endpoint of this account (not the platform's): it receives the account's own events,
+    /// without an `account` field, as Stripe sends them to an account's endpoints.
+    pub account: Option<String>,
 }
 
 /// One delivery attempt, for tests to assert on.
@@ -34,6 +42,8 @@ pub struct Delivery {
     pub event_type: String,
     pub url: String,
     pub connect: bool,
+    /// For an endpoint registered with `register_account_endpoint`, its account.
+    pub account: Option<String>,
     /// The endpoint's HTTP status; 0 when it could not be reached.
     pub status: u16,
 }
@@ -91,6 +101,79 @@ pub(crate) async fn deliver_snapshot(sim: &Sim, event: &Value) -> Vec<u16> {
     deliver(sim, event, event.get("account").is_some()).await
 }
 
+/// A snapshot event about `object`, which lives in `owner` (`PLATFORM_ACCOUNT` for the
+/// platform's own): kept for `GET /v1/events/{id}` and `StripeSim::redeliver`, and delivered
+/// to `owner`'s endpoints and, for a connected account, to Connect endpoints. The event id.
+pub(crate) async fn emit(
+    sim: &Sim,
+    owner: &str,
+    event_type: &str,
+    object: Value,
+    previous_attributes: Option<Value>,
+) -> String {
+    let livemode = object["livemode"].as_bool();
+    let mut event = snapshot(sim, event_type, None, object, previous_attributes);
+    if let Some(live) = livemode {
+        event["livemode"] = json!(live);
+    } else if let Some(a) = sim.lock().accounts.get(owner) {
+        event["livemode"] = json!(a.live);
+    }
+    let id = event["id"].as_str().unwrap_or_default().to_owned();
+    sim.lock()
+        .events
+        .insert(id.clone(), (owner.to_owned(), event.clone()));
+    deliver_for(sim, owner, &event).await;
+    id
+}
+
+/// An event to emit once the state lock is released: what changed, in which account.
+pub(crate) struct Pending {
+    pub owner: String,
+    pub event_type: &'static str,
+    pub object: Value,
+    pub previous_attributes: Option<Value>,
+}
+
+impl Pending {
+    pub fn new(owner: &str, event_type: &'static str, object: &Value) -> Self {
+        Self {
+            owner: owner.to_owned(),
+            event_type,
+            object: object.clone(),
+            previous_attributes: None,
+        }
+    }
+
+    pub fn previous(mut self, previous: Value) -> Self {
+        self.previous_attributes = Some(previous);
+        self
+    }
+}
+
+/// Emits `events` in order; their ids.
+pub(crate) async fn emit_all(sim: &Sim, events: Vec<Pending>) -> Vec<String> {
+    let mut ids = Vec::with_capacity(events.len());
+    for e in events {
+        ids.push(emit(sim, &e.owner, e.event_type, e.object, e.previous_attributes).await);
+    }
+    ids
+}
+
+/// Delivers `event` (without an `account` field) as an event of `owner`; the statuses.
+pub(crate) async fn deliver_for(sim: &Sim, owner: &str, event: &Value) -> Vec<u16> {
+    if owner == PLATFORM_ACCOUNT {
+        return deliver(sim, event, false).await;
+    }
+    let mut statuses = deliver_to(sim, event, |e| e.account.as_deref() == Some(owner)).await;
+    let connected = sim.lock().reachable(owner).is_some();
+    if connected {
+        let mut connect = event.clone();
+        connect["account"] = json!(owner);
+        statuses.extend(deliver(sim, &connect, true).await);
+    }
+    statuses
+}
+
 /// Creates an Accounts v2 event about `account` (kept for `GET /v2/core/events/{id}`) and
 /// delivers its thin form to the platform endpoints; the event id.
 pub(crate) async fn emit_thin(
@@ -138,12 +221,17 @@ pub(crate) fn thin_data(event_type: &str) -> Value {
     }
 }
 
+/// To the platform's endpoints (`connect`: its Connect endpoints).
 async fn deliver(sim: &Sim, event: &Value, connect: bool) -> Vec<u16> {
+    deliver_to(sim, event, |e| e.connect == connect && e.account.is_none()).await
+}
+
+async fn deliver_to(sim: &Sim, event: &Value, which: impl Fn(&Endpoint) -> bool) -> Vec<u16> {
     let endpoints: Vec<Endpoint> = sim
         .lock()
         .endpoints
         .iter()
-        .filter(|e| e.connect == connect)
+        .filter(|e| which(e))
         .cloned()
         .collect();
     let body = serde_json::to_vec(event).expect("events serialize");
@@ -164,7 +252,8 @@ async fn deliver(sim: &Sim, event: &Value, connect: bool) -> Vec<u16> {
             event_id: event["id"].as_str().unwrap_or_default().to_owned(),
             event_type: event["type"].as_str().unwrap_or_default().to_owned(),
             url: endpoint.url,
-            connect,
+            connect: endpoint.connect,
+            account: endpoint.account,
             status,
         });
         statuses.push(status);

@@ -1,16 +1,22 @@
 //! The outermost layer: every request is recorded (tests assert on what Bursar sent), then
-//! meets any fault a test injected for it, before any route sees it.
+//! meets any fault a test injected for it: most before any route sees it; `AfterCommit` and
+//! `Drop` after the request was processed (and its idempotent answer saved), so only the
+//! answer is lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{account_header, authenticate, header, STRIPE_ACCOUNT, STRIPE_CONTEXT};
+use crate::auth::{
+    account_header, authenticate, header, publishable, STRIPE_ACCOUNT, STRIPE_CONTEXT,
+};
+use crate::browser::publishable_in;
+use crate::conn::Cutter;
 use crate::http::ApiError;
 use crate::state::Sim;
 
@@ -28,6 +34,13 @@ pub enum Fault {
     Delay(Duration),
     /// Answer with this status and this error message.
     Message(u16, String),
+    /// Process the request normally (objects created, events delivered, the answer saved for
+    /// its `Idempotency-Key`), then answer this status with a Stripe error body instead: Stripe
+    /// did it, but its answer was lost. A retry with the same key gets the saved answer.
+    AfterCommit(u16),
+    /// Process the request normally, then close the connection without answering (the client
+    /// sees the connection closed before a response).
+    Drop,
 }
 
 /// One request as the simulator received it.
@@ -43,6 +56,18 @@ pub struct Recorded {
     pub idempotency_key: Option<String>,
     /// The raw body (form-encoded for v1 and OAuth, JSON for v2), lossily decoded.
     pub body: String,
+}
+
+impl Recorded {
+    /// The last non-empty value of parameter `name` in the form body or the query string
+    /// (`_stripe_account`, `key`, `payment_method_data[card][number]`, …).
+    pub fn param(&self, name: &str) -> Option<String> {
+        url::form_urlencoded::parse(self.query.as_deref().unwrap_or("").as_bytes())
+            .chain(url::form_urlencoded::parse(self.body.as_bytes()))
+            .filter(|(k, v)| k == name && !v.is_empty())
+            .map(|(_, v)| v.into_owned())
+            .last()
+    }
 }
 
 /// A fault waiting for its requests: (method, path, only for this account, fault, times left).
@@ -74,10 +99,19 @@ pub(crate) async fn record_and_fault(
         idempotency_key: header(&parts.headers, "Idempotency-Key").map(str::to_owned),
         body: String::from_utf8_lossy(&body).into_owned(),
     });
-    let acting_on = authenticate(&sim, &parts.headers, account_header(&path))
-        .ok()
-        .and_then(|c| c.account);
+    let acting_on = match publishable_in(&parts.headers, parts.uri.query(), &body) {
+        Some((key, account)) => publishable(&sim, &key, account.as_deref())
+            .ok()
+            .and_then(|c| c.account),
+        None => authenticate(&sim, &parts.headers, account_header(&path))
+            .ok()
+            .and_then(|c| c.account),
+    };
     let fault = take_fault(&sim, &method, &path, acting_on.as_deref());
+    let cutter = parts
+        .extensions
+        .get::<ConnectInfo<Cutter>>()
+        .map(|c| c.0.clone());
     let req = Request::from_parts(parts, Body::from(Bytes::clone(&body)));
     let response = match fault {
         Some(Fault::Status(code)) => simulated(code, None),
@@ -88,6 +122,18 @@ pub(crate) async fn record_and_fault(
         Some(Fault::Delay(d)) => {
             tokio::time::sleep(d).await;
             next.run(req).await
+        }
+        Some(Fault::AfterCommit(code)) => {
+            drop(next.run(req).await);
+            simulated(code, None)
+        }
+        Some(Fault::Drop) => {
+            let response = next.run(req).await;
+            match &cutter {
+                Some(c) => c.cut(),
+                None => eprintln!("stripe-sim: cannot drop a connection outside the server"),
+            }
+            response
         }
         None => next.run(req).await,
     };

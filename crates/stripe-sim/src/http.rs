@@ -15,6 +15,8 @@ pub(crate) struct ApiError {
     pub code: Option<&'static str>,
     pub message: String,
     pub param: Option<String>,
+    /// More fields of the error object (`decline_code`, `payment_intent`, …).
+    pub extra: serde_json::Map<String, Value>,
 }
 
 pub(crate) type ApiResult = Result<Response, ApiError>;
@@ -27,6 +29,7 @@ impl ApiError {
             code: None,
             message: message.into(),
             param: None,
+            extra: serde_json::Map::new(),
         }
     }
 
@@ -42,6 +45,19 @@ impl ApiError {
 
     pub fn param(mut self, param: &str) -> Self {
         self.param = Some(param.to_owned());
+        self
+    }
+
+    /// The same error with another HTTP status (Stripe answers 400, not 404, for an unknown
+    /// id given as a parameter).
+    pub fn status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// Adds a field to the error object.
+    pub fn with(mut self, key: &str, value: Value) -> Self {
+        self.extra.insert(key.to_owned(), value);
         self
     }
 
@@ -70,6 +86,9 @@ impl IntoResponse for ApiError {
         }
         if let Some(param) = self.param {
             error["param"] = json!(param);
+        }
+        for (k, v) in self.extra {
+            error[k] = v;
         }
         (self.status, Json(json!({ "error": error }))).into_response()
     }

@@ -7,14 +7,24 @@
 //!   `STRIPE_CONNECT_BASE`;
 //! - Express/Custom accounts, Account Links with a hosted onboarding page, login links;
 //! - Accounts v2 (`/v2/core/accounts`, account links, thin events);
+//! - payments: PaymentIntents confirmed with Stripe's test cards, charges, refunds, disputes,
+//!   application fees on direct charges, customers, Checkout Sessions with a hosted page;
+//! - a Stripe.js stand-in (`/js.stripe.com/v3/`) whose card Element is plain inputs and whose
+//!   `confirmCardPayment` calls the simulator with the publishable key and client secret, as
+//!   Stripe.js does, with CORS for pages on other origins;
 //! - signed event delivery to registered endpoints, awaited so tests need no sleeps;
-//! - `Idempotency-Key` replay, and faults injectable per route (statuses, delays).
+//! - `Idempotency-Key` replay, and faults injectable per route (statuses, delays, answers
+//!   lost after the work was done, dropped connections).
 //!
 //! Objects start from Stripe's own examples (fixtures/stripe/objects.json). State lives in
 //! memory and dies with the server.
 
 mod accounts;
 mod auth;
+mod browser;
+mod checkout;
+mod conn;
+mod customers;
 mod events;
 mod faults;
 pub mod fixtures;
@@ -23,6 +33,9 @@ mod idempotency;
 mod oauth;
 mod objects;
 mod onboarding;
+mod params;
+mod payments;
+mod refunds;
 mod state;
 mod v2;
 
@@ -37,6 +50,7 @@ use serde_json::Value;
 
 pub use events::{sign, Delivery, API_VERSION};
 pub use faults::{Fault, Recorded};
+pub use payments::Card;
 pub use state::PLATFORM_ACCOUNT;
 
 use events::Endpoint;
@@ -59,6 +73,8 @@ pub struct Options {
     pub listen: Option<SocketAddr>,
     /// The platform's secret key (`sk_test_…` or `sk_live_…`).
     pub platform_key: Option<String>,
+    /// The platform's publishable key (`pk_test_…` or `pk_live_…`, in the platform key's mode).
+    pub platform_publishable_key: Option<String>,
     /// The platform's Connect client id (`ca_…`).
     pub client_id: Option<String>,
     /// The default signing secret for platform endpoints (the binary's `--endpoint URL`).
@@ -75,6 +91,9 @@ pub struct StripeSim {
     /// The base URL, both `STRIPE_API_BASE` and `STRIPE_CONNECT_BASE`.
     pub url: String,
     pub platform_key: String,
+    /// The platform's publishable key (`STRIPE_PUBLISHABLE_KEY`): Stripe.js with it confirms
+    /// the platform's PaymentIntents and, with `stripeAccount`, its connected accounts'.
+    pub platform_publishable_key: String,
     /// The platform's Connect OAuth client id.
     pub client_id: String,
     /// A signing secret for platform endpoints, for callers that want one made up for them.
@@ -113,13 +132,23 @@ impl StripeSim {
         let client_id = options
             .client_id
             .unwrap_or_else(|| format!("ca_{}", random(24)));
+        let platform_publishable_key = options.platform_publishable_key.unwrap_or_else(|| {
+            let mode = if platform_key.starts_with("sk_live_") {
+                "live"
+            } else {
+                "test"
+            };
+            format!("pk_{mode}_platform{}", random(20))
+        });
         let sim = Arc::new(Sim::new(
             platform_key.clone(),
+            platform_publishable_key.clone(),
             client_id.clone(),
             url.clone(),
             options.log_requests,
         ));
-        let app = router(sim.clone());
+        let app = router(sim.clone()).into_make_service_with_connect_info::<conn::Cutter>();
+        let listener = conn::Listener(listener);
         tokio::spawn(async move {
             if let Err(e) = axum::serve(listener, app).await {
                 eprintln!("stripe-sim: the server stopped: {e}");
@@ -128,6 +157,7 @@ impl StripeSim {
         Ok(Self {
             url,
             platform_key,
+            platform_publishable_key,
             client_id,
             webhook_secret: options
                 .webhook_secret
@@ -137,6 +167,11 @@ impl StripeSim {
                 .unwrap_or_else(|| format!("whsec_{}", random(32))),
             sim,
         })
+    }
+
+    /// The Stripe.js stand-in's URL (`STRIPE_JS_URL`): `{url}/js.stripe.com/v3/`.
+    pub fn js_url(&self) -> String {
+        format!("{}{}", self.url, browser::STRIPE_JS_PATH)
     }
 
     /// A new account connected to the platform (Stripe's example account with a fresh id),
@@ -167,6 +202,9 @@ impl StripeSim {
         state
             .keys
             .insert(other.restricted_key.clone(), other.id.clone());
+        state
+            .publishable_keys
+            .insert(other.publishable_key.clone(), other.id.clone());
         other
     }
 
@@ -244,6 +282,20 @@ impl StripeSim {
             url: url.to_owned(),
             secret: secret.to_owned(),
             connect,
+            account: None,
+        });
+    }
+
+    /// Delivers future events about objects of `account` (payments, customers, …) to `url`,
+    /// signed with `secret`, without an `account` field: a webhook endpoint the account made
+    /// with its own key (a `keys` store's). Events of a connected account also go to Connect
+    /// endpoints, with `account` set.
+    pub fn register_account_endpoint(&self, account: &str, url: &str, secret: &str) {
+        self.sim.lock().endpoints.push(Endpoint {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            connect: false,
+            account: Some(account.to_owned()),
         });
     }
 
@@ -262,6 +314,21 @@ impl StripeSim {
             event["id"].as_str().unwrap_or_default().to_owned(),
             statuses,
         )
+    }
+
+    /// An event emitted about an object in an account (payments, customers, disputes, …), as
+    /// it was delivered (without the `account` field Connect endpoints get).
+    pub fn event(&self, id: &str) -> Option<Value> {
+        self.sim.lock().events.get(id).map(|(_, e)| e.clone())
+    }
+
+    /// Delivers event `id` (from `event`) again, freshly signed, to the endpoints it went to:
+    /// what Stripe's retries and duplicates look like. Each endpoint's status.
+    pub async fn redeliver(&self, id: &str) -> Vec<u16> {
+        let Some((owner, event)) = self.sim.lock().events.get(id).cloned() else {
+            return Vec::new();
+        };
+        events::deliver_for(&self.sim, &owner, &event).await
     }
 
     /// Every delivery so far, oldest first.
@@ -311,6 +378,89 @@ impl StripeSim {
         }
     }
 
+    /// A PaymentIntent, in whichever account holds it.
+    pub fn payment_intent(&self, id: &str) -> Option<Value> {
+        self.object(id)
+            .map(|(_, o)| o)
+            .filter(|o| o["object"] == "payment_intent")
+    }
+
+    /// Any object the simulator holds under `id` (PaymentIntent, charge, refund, dispute,
+    /// customer, Checkout Session, …) and the account holding it (`PLATFORM_ACCOUNT` for the
+    /// platform's own).
+    pub fn object(&self, id: &str) -> Option<(String, Value)> {
+        self.sim
+            .lock()
+            .objects
+            .iter()
+            .find(|((_, oid), _)| oid == id)
+            .map(|((owner, _), o)| (owner.clone(), o.clone()))
+    }
+
+    /// How many objects of a type (`"payment_intent"`, `"charge"`, `"refund"`, `"customer"`,
+    /// `"checkout.session"`, …) exist across all accounts; a deleted customer still counts.
+    pub fn count(&self, object_type: &str) -> usize {
+        self.sim
+            .lock()
+            .objects
+            .values()
+            .filter(|o| o["object"] == object_type)
+            .count()
+    }
+
+    /// What a customer paying in the browser does (Stripe.js confirming PaymentIntent
+    /// `payment_intent` with `card`), without a key: the charge is made (or declined) and the
+    /// events delivered (`charge.succeeded` + `payment_intent.succeeded`, or `charge.failed` +
+    /// `payment_intent.payment_failed`; `payment_intent.amount_capturable_updated` for manual
+    /// capture). Returns that `payment_intent.*` event's id once every endpoint answered.
+    /// Panics if the PaymentIntent does not exist or cannot be confirmed (canceled, already
+    /// succeeded), with Stripe's message.
+    pub async fn pay(&self, payment_intent: &str, card: Card) -> String {
+        payments::pay(&self.sim, payment_intent, card)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot pay {payment_intent}: {e}"))
+    }
+
+    /// The cardholder disputing `charge` of `account`: a `dp_…` dispute (`needs_response`),
+    /// the charge `disputed`, and `charge.dispute.created` delivered. Returns the event id and
+    /// the dispute id. Panics unless the charge succeeded there.
+    pub async fn dispute(&self, account: &str, charge: &str) -> (String, String) {
+        refunds::open_dispute(&self.sim, account, charge)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot dispute: {e}"))
+    }
+
+    /// Closes dispute `dispute` of `account`, `won` or lost: `charge.dispute.closed`
+    /// delivered; the event id.
+    pub async fn close_dispute(&self, account: &str, dispute: &str, won: bool) -> String {
+        refunds::close_dispute(&self.sim, account, dispute, won)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot close the dispute: {e}"))
+    }
+
+    /// The customer paying Checkout Session `session` of `account` on its hosted page, with a
+    /// card that succeeds (`card_ok`) or is declined. The PaymentIntent is created then (with
+    /// the session's `payment_intent_data`: metadata, application fee). On success the session
+    /// is `complete` / `paid`, and `payment_intent.created`, `charge.succeeded`,
+    /// `payment_intent.succeeded` and `checkout.session.completed` are delivered: returns the
+    /// last one's id. On a decline the session stays `open` and the id of
+    /// `payment_intent.payment_failed` is returned. Panics unless the session is open there.
+    pub async fn complete_checkout(&self, account: &str, session: &str, card_ok: bool) -> String {
+        let card = if card_ok { Card::Visa } else { Card::Declined };
+        checkout::complete(&self.sim, account, session, card)
+            .await
+            .map(|(event, _)| event)
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot complete the checkout: {e}"))
+    }
+
+    /// Checkout Session `session` of `account` expiring: `checkout.session.expired`
+    /// delivered; the event id. Panics unless the session is open there.
+    pub async fn expire_checkout(&self, account: &str, session: &str) -> String {
+        checkout::expire_helper(&self.sim, account, session)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot expire the checkout: {e}"))
+    }
+
     /// Makes every OAuth code issued so far expired.
     pub fn expire_oauth_codes(&self) {
         oauth::expire_codes(&self.sim);
@@ -321,9 +471,14 @@ fn router(sim: Arc<Sim>) -> Router {
     Router::new()
         .merge(accounts::routes())
         .merge(objects::routes())
+        .merge(payments::routes())
+        .merge(refunds::routes())
+        .merge(customers::routes())
+        .merge(checkout::routes())
         .merge(onboarding::routes())
         .merge(oauth::routes())
         .merge(v2::routes())
+        .merge(browser::routes())
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -331,6 +486,7 @@ fn router(sim: Arc<Sim>) -> Router {
                 format!("Unrecognized request URL ({method}: {}).", uri.path()),
             )
         })
+        .layer(axum::middleware::from_fn(browser::lift_publishable))
         .layer(axum::middleware::from_fn_with_state(
             sim.clone(),
             idempotency::replay,
@@ -339,5 +495,6 @@ fn router(sim: Arc<Sim>) -> Router {
             sim.clone(),
             faults::record_and_fault,
         ))
+        .layer(axum::middleware::from_fn(browser::cors))
         .with_state(sim)
 }

@@ -18,6 +18,10 @@ struct Args {
     /// The platform's secret key (default: a random sk_test_ key).
     #[arg(long)]
     platform_key: Option<String>,
+    /// The platform's publishable key, for Stripe.js (default: a random pk_ key in the
+    /// platform key's mode).
+    #[arg(long)]
+    publishable_key: Option<String>,
     /// The platform's Connect client id (default: a random ca_ id).
     #[arg(long)]
     client_id: Option<String>,
@@ -43,9 +47,16 @@ async fn main() {
             std::process::exit(2);
         }
     }
+    if let Some(key) = &args.publishable_key {
+        if !(key.starts_with("pk_test_") || key.starts_with("pk_live_")) {
+            eprintln!("stripe-sim: --publishable-key must start with pk_test_ or pk_live_");
+            std::process::exit(2);
+        }
+    }
     let options = Options {
         listen: Some(args.listen),
         platform_key: args.platform_key,
+        platform_publishable_key: args.publishable_key,
         client_id: args.client_id,
         log_requests: args.verbose,
         ..Options::default()
@@ -69,6 +80,8 @@ async fn main() {
     println!("STRIPE_API_BASE={}", sim.url);
     println!("STRIPE_CONNECT_BASE={}", sim.url);
     println!("STRIPE_SECRET_KEY={}", sim.platform_key);
+    println!("STRIPE_PUBLISHABLE_KEY={}", sim.platform_publishable_key);
+    println!("STRIPE_JS_URL={}", sim.js_url());
     println!("STRIPE_CLIENT_ID={}", sim.client_id);
     println!("STRIPE_WEBHOOK_SECRET={}", sim.webhook_secret);
     println!(

@@ -80,6 +80,10 @@ pub(crate) fn new_connection(sim: &Sim, live: bool, scope: &str) -> (String, Sim
         .accounts
         .insert(id.clone(), Account::new(v1, live, true));
     state.keys.insert(keys.restricted_key.clone(), id.clone());
+    // The account's own publishable key, which the token exchange hands out.
+    state
+        .publishable_keys
+        .insert(keys.publishable_key.clone(), id.clone());
     state.codes.insert(
         code.clone(),
         Code {

@@ -22,6 +22,9 @@ pub const PLATFORM_ACCOUNT: &str = "acct_platform";
 /// Everything shared by the server's handlers and the `StripeSim` handle.
 pub(crate) struct Sim {
     pub platform_key: String,
+    /// The platform's publishable key: Stripe.js on the platform's pages, acting on the
+    /// platform's account or, with `_stripe_account`, on a connected one.
+    pub platform_publishable_key: String,
     pub client_id: String,
     /// The server's base URL, for the links it hands out.
     pub url: String,
@@ -33,13 +36,20 @@ pub(crate) struct Sim {
 }
 
 impl Sim {
-    pub fn new(platform_key: String, client_id: String, url: String, log_requests: bool) -> Self {
+    pub fn new(
+        platform_key: String,
+        platform_publishable_key: String,
+        client_id: String,
+        url: String,
+        log_requests: bool,
+    ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
             .build()
             .expect("the delivery client builds with static settings");
         Self {
             platform_key,
+            platform_publishable_key,
             client_id,
             url,
             log_requests,
@@ -65,6 +75,8 @@ pub(crate) struct State {
     pub accounts: HashMap<String, Account>,
     /// Secret, restricted and OAuth keys → the account they open.
     pub keys: HashMap<String, String>,
+    /// Accounts' publishable keys → the account they act on (only through Stripe.js's routes).
+    pub publishable_keys: HashMap<String, String>,
     /// (owning account, object id — or object type for id-less objects like `balance`) → object.
     pub objects: HashMap<(String, String), Value>,
     /// Account link token → link.
@@ -84,6 +96,11 @@ pub(crate) struct State {
     pub deliveries: Vec<Delivery>,
     /// Accounts v2 events by id, in full (deliveries carry only their thin form).
     pub thin_events: HashMap<String, Value>,
+    /// Snapshot events about objects in an account, by id: (owning account, event).
+    pub events: HashMap<String, (String, Value)>,
+    /// What an object keeps that its API form does not show, by object id (a Checkout
+    /// Session's `payment_intent_data` and line items).
+    pub hidden: HashMap<String, Value>,
 }
 
 impl State {
