@@ -74,6 +74,20 @@ impl App {
                 .await
             }
         });
+        let sweeper = tokio::spawn({
+            let (s, stop) = (self.services.clone(), worker_stop.clone());
+            let live = Liveness::default();
+            async move {
+                supervise(
+                    "order sweep",
+                    &live,
+                    stop.clone(),
+                    Backoff::default(),
+                    || crate::service::orders::run_sweeper(s.clone(), stop.clone()),
+                )
+                .await
+            }
+        });
         let state = AppState {
             services: self.services.clone(),
             ingest,
@@ -97,6 +111,7 @@ impl App {
             Ok(Ok(())) => {}
         }
         worker_stop.cancel();
+        let _ = tokio::time::timeout_at(until(), sweeper).await;
         if tokio::time::timeout_at(until(), worker).await.is_err() {
             tracing::warn!(
                 "worker still busy at the shutdown deadline; its claims expire with their lease"

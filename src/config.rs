@@ -93,6 +93,10 @@ pub struct Config {
     pub http: HttpLimits,
     /// An `Idempotency-Key` claim not refreshed for this long belongs to a dead request.
     pub idempotency_lock: Duration,
+    /// How often the order sweep runs, and how long an order may stay unsettled before it is
+    /// re-checked at Stripe.
+    pub order_sweep_interval: Duration,
+    pub order_pending_age: Duration,
 }
 
 impl Config {
@@ -300,6 +304,8 @@ impl Config {
             shutdown_grace: secs(&get, "BURSAR_SHUTDOWN_GRACE_SECS", 10, (0, 3600))?,
         };
         let idempotency_lock = secs(&get, "BURSAR_IDEMPOTENCY_LOCK_SECS", 30, (1, 3600))?;
+        let order_sweep_interval = secs(&get, "BURSAR_ORDER_SWEEP_SECS", 60, (1, 86_400))?;
+        let order_pending_age = secs(&get, "BURSAR_ORDER_PENDING_SECS", 900, (1, 30 * 86_400))?;
         let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
             Some(v) if v.trim().chars().count() < 32 => {
                 return Err(bad(
@@ -322,6 +328,8 @@ impl Config {
             worker,
             http,
             idempotency_lock,
+            order_sweep_interval,
+            order_pending_age,
         })
     }
 }

@@ -12,9 +12,11 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub mod api_keys;
 pub mod connections;
+pub mod customers;
 pub mod grants;
 pub mod idempotency;
 pub mod inbox;
+pub mod orders;
 pub mod secrets;
 pub mod sqlite_inbox;
 pub mod stores;

@@ -70,6 +70,9 @@ macro_rules! prefixed_id {
 prefixed_id!(StoreId, "st_");
 prefixed_id!(ApiKeyId, "key_");
 prefixed_id!(AccountId, "acct_");
+prefixed_id!(OrderId, "ord_");
+prefixed_id!(RefundId, "rf_");
+prefixed_id!(CustomerId, "cu_");
 
 #[cfg(test)]
 mod tests {

@@ -3,9 +3,10 @@
 pub mod ids;
 pub mod keys;
 pub mod mode;
+pub mod order;
 pub mod store;
 
-pub use ids::{AccountId, ApiKeyId, StoreId};
+pub use ids::{AccountId, ApiKeyId, CustomerId, OrderId, RefundId, StoreId};
 pub use keys::{KeyKind, PublishableKey, SecretKey};
 pub use mode::Mode;
 

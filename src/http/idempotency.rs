@@ -16,6 +16,22 @@ use crate::db::idempotency::{self, Claim, KeyRef, OwnerToken};
 
 const RESPONSE_LIMIT: usize = 1 << 20;
 
+/// The request's Idempotency-Key as handlers see it (hashed with the caller's API key id):
+/// a handler that creates something at Stripe keeps it with what it created, so a retry of a
+/// request that failed half-way resumes it instead of starting a second one.
+#[derive(Clone, Debug)]
+pub struct RequestKey(pub String);
+
+impl RequestKey {
+    fn new(api_key_id: &str, key: &str) -> Self {
+        let mut h = Sha256::new();
+        h.update(api_key_id.as_bytes());
+        h.update(b"\n");
+        h.update(key.as_bytes());
+        Self(hex::encode(h.finalize()))
+    }
+}
+
 pub async fn idempotent(
     State(state): State<AppState>,
     req: Request,
@@ -86,6 +102,10 @@ pub async fn idempotent(
             "a request with this Idempotency-Key is still being processed",
         )),
         Claim::New(token) => {
+            let mut parts = parts;
+            parts
+                .extensions
+                .insert(RequestKey::new(&caller.api_key_id, &key));
             let request = Request::from_parts(parts, Body::from(bytes));
             let response = run_holding_claim(&state, k, &token, next.run(request)).await;
             let (parts, body) = response.into_parts();

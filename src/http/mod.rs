@@ -16,6 +16,7 @@ use crate::webhooks::ingest::Ingest;
 
 pub mod api;
 pub mod auth;
+pub mod checkout;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -77,6 +78,19 @@ pub fn router(state: AppState) -> Router {
             "/stores/{id}/account/login-link",
             post(api::onboarding::login_link),
         )
+        .route(
+            "/stores/{id}/orders",
+            post(api::orders::create).get(api::orders::list),
+        )
+        .route("/orders/{id}", get(api::orders::get))
+        .route("/stores/{id}/customers", post(api::customers::create))
+        .route(
+            "/stores/{id}/checkout-sessions",
+            post(api::checkout_sessions::create),
+        )
+        .route("/customers/{id}", get(api::customers::get))
+        .route("/orders/{id}/sync", post(api::orders::sync))
+        .route("/orders/{id}/refunds", post(api::orders::refund))
         .route("/events", get(api::events::list))
         .route("/events/{id}", get(api::events::get))
         .route("/events/{id}/replay", post(api::events::replay))
@@ -120,8 +134,13 @@ pub fn router(state: AppState) -> Router {
         .route("/assets/pages.css", get(pages::stylesheet))
         .route("/status/{store_id}", get(status::public))
         .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
+    let checkout = Router::new()
+        .route("/assets/checkout.js", get(checkout::script))
+        .route("/{token}", get(checkout::page))
+        .route("/{token}/result", get(checkout::result));
     Router::new()
         .route("/healthz", get(healthz))
+        .nest("/checkout", checkout)
         .nest("/stripe", pages)
         .nest("/api/v1", management)
         .nest("/api/internal", internal)

@@ -67,10 +67,6 @@ struct MessagePage<'a> {
 /// origin besides Bursar's a form may end up on (the return URL a POST redirects to: browsers
 /// apply `form-action` to redirects too).
 fn page(status: StatusCode, html: askama::Result<String>, form_target: Option<&str>) -> Response {
-    let Ok(html) = html else {
-        tracing::error!("a page template failed to render");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
     let form_action = match form_target.and_then(|u| url::Url::parse(u).ok()) {
         Some(u) => format!("'self' {}", u.origin().ascii_serialization()),
         None => "'self'".to_owned(),
@@ -79,9 +75,18 @@ fn page(status: StatusCode, html: askama::Result<String>, form_target: Option<&s
         "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
+    render(status, html, &csp)
+}
+
+/// A page with this Content-Security-Policy and the headers every page carries.
+pub fn render(status: StatusCode, html: askama::Result<String>, csp: &str) -> Response {
+    let Ok(html) = html else {
+        tracing::error!("a page template failed to render");
+        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    };
     let mut response = (status, axum::response::Html(html)).into_response();
     let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(&csp) {
+    if let Ok(v) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
     }
     headers.insert(
@@ -97,7 +102,12 @@ fn page(status: StatusCode, html: askama::Result<String>, form_target: Option<&s
     response
 }
 
-fn message(status: StatusCode, title: &str, text: &str, continue_url: Option<&str>) -> Response {
+pub fn message(
+    status: StatusCode,
+    title: &str,
+    text: &str,
+    continue_url: Option<&str>,
+) -> Response {
     let html = MessagePage {
         title,
         message: text,

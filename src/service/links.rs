@@ -12,6 +12,10 @@ use crate::domain::StoreId;
 /// Signature purposes, so one kind of signed value never passes for another.
 const CONNECT_LINK: &str = "connect-link";
 const GRANT: &str = "grant";
+const CHECKOUT: &str = "checkout";
+
+/// How long an order's hosted payment link works after the order is created.
+pub const CHECKOUT_TTL_SECS: i64 = 86_400;
 
 /// How long a merchant key-entry link is valid unless the caller says otherwise, and at most.
 pub const CONNECT_LINK_TTL_SECS: i64 = 3600;
@@ -262,4 +266,28 @@ pub async fn redeem_grant(
         return Ok(Err(LinkError::Used));
     }
     Ok(Ok(grant))
+}
+
+/// An order's hosted payment page: `/checkout/<order id>.<expiry>.<HMAC of both>`.
+pub fn checkout_url(s: &Services, order_id: &str, created_secs: i64) -> String {
+    let expires = created_secs + CHECKOUT_TTL_SECS;
+    let tag = s.vault.sign(CHECKOUT, &format!("{order_id}\n{expires}"));
+    public(s, &format!("/checkout/{order_id}.{expires}.{tag}")).into()
+}
+
+/// The order a checkout token names, if it is signed by this platform and unexpired.
+pub fn verify_checkout_token(s: &Services, token: &str) -> Option<crate::domain::OrderId> {
+    let mut parts = token.splitn(3, '.');
+    let (Some(order), Some(expires), Some(tag)) = (parts.next(), parts.next(), parts.next()) else {
+        return None;
+    };
+    let expires_at: i64 = expires.parse().ok()?;
+    if !s
+        .vault
+        .verify(CHECKOUT, &format!("{order}\n{expires_at}"), tag)
+        || expires_at < now_ms() / 1000
+    {
+        return None;
+    }
+    crate::domain::OrderId::parse(order).ok()
 }

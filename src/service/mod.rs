@@ -9,10 +9,13 @@ use crate::stripe::{StripeClient, StripeError};
 use crate::vault::{Vault, VaultError};
 
 pub mod api_keys;
+pub mod checkout_sessions;
 pub mod connections;
+pub mod customers;
 pub mod events;
 pub mod links;
 pub mod onboarding;
+pub mod orders;
 pub mod secrets;
 pub mod status;
 pub mod stores;

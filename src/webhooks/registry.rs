@@ -8,7 +8,8 @@
 use serde_json::Value;
 use sqlx::AnyConnection;
 
-use super::handlers::{account, balance, payout};
+use super::handlers::payment::{self, PaymentEvent};
+use super::handlers::{account, balance, customer, payout};
 use crate::db::DbError;
 use crate::domain::StoreId;
 use crate::service::{ServiceError, Services};
@@ -47,6 +48,9 @@ pub enum Handler {
     PersonUpdated,
     PayoutFailed,
     BalanceAvailable,
+    Payment(PaymentEvent),
+    /// `customer.*`; true for `customer.deleted`.
+    Customer(bool),
 }
 
 pub fn handler_for(event_type: &str) -> Option<Handler> {
@@ -58,6 +62,18 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         "account.application.deauthorized" => Handler::AccountDeauthorized,
         "payout.failed" => Handler::PayoutFailed,
         "balance.available" => Handler::BalanceAvailable,
+        "payment_intent.succeeded" => Handler::Payment(PaymentEvent::IntentSucceeded),
+        "payment_intent.payment_failed" => Handler::Payment(PaymentEvent::IntentFailed),
+        "payment_intent.canceled" => Handler::Payment(PaymentEvent::IntentCanceled),
+        "charge.refunded" => Handler::Payment(PaymentEvent::ChargeRefunded),
+        "charge.dispute.created" => Handler::Payment(PaymentEvent::DisputeCreated),
+        "charge.dispute.closed" => Handler::Payment(PaymentEvent::DisputeClosed),
+        "checkout.session.completed"
+        | "checkout.session.async_payment_succeeded"
+        | "checkout.session.async_payment_failed"
+        | "checkout.session.expired" => Handler::Payment(PaymentEvent::CheckoutSession),
+        "customer.created" | "customer.updated" => Handler::Customer(false),
+        "customer.deleted" => Handler::Customer(true),
         "account.external_account.updated" => Handler::ExternalAccountUpdated,
         "person.updated" => Handler::PersonUpdated,
         _ => return None,
@@ -141,6 +157,8 @@ impl Handler {
             Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
             Handler::PayoutFailed => payout::apply_failed(conn, store, ev, object).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
+            Handler::Payment(kind) => payment::apply(conn, store, ev, object, kind).await,
+            Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
         }
     }
 }

@@ -198,3 +198,104 @@ async fn a_merchant_connects_in_a_real_browser() {
 
     b.close().await.unwrap();
 }
+
+async fn pay_with(b: &Client, number: &str) {
+    for (name, value) in [
+        ("cardnumber", number),
+        ("exp-date", "12 / 34"),
+        ("cvc", "123"),
+        ("postal", "10001"),
+    ] {
+        let input = b
+            .find(Locator::Css(&format!("#card-element input[name={name}]")))
+            .await
+            .unwrap();
+        input.clear().await.unwrap();
+        input.send_keys(value).await.unwrap();
+    }
+    b.find(Locator::Id("pay"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn a_customer_pays_on_the_hosted_page_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let driver = start_driver().await;
+    let b = browser(&driver).await;
+    for connect in [false, true] {
+        let (store, _) = if connect {
+            crate::orders::connect_store(&app).await
+        } else {
+            crate::orders::keys_store(&app).await
+        };
+        let r = app
+            .api(
+                reqwest::Method::POST,
+                &format!("/api/v1/stores/{store}/orders"),
+            )
+            .json(&json!({"amount": 2599, "currency": "usd", "description": "Blue mug"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        let order: serde_json::Value = r.json().await.unwrap();
+        let id = order["id"].as_str().unwrap();
+        b.goto(order["checkout_url"].as_str().unwrap())
+            .await
+            .unwrap();
+        b.wait()
+            .for_element(Locator::Css("#card-element input[name=cardnumber]"))
+            .await
+            .unwrap();
+        assert_eq!(
+            b.find(Locator::Id("amount"))
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap(),
+            "25.99 USD"
+        );
+
+        // A declined card: the page says so and the order is not paid.
+        pay_with(&b, "4000000000000002").await;
+        let message = b.find(Locator::Id("payment-message")).await.unwrap();
+        let mut text = String::new();
+        for _ in 0..100 {
+            text = message.text().await.unwrap();
+            if !text.is_empty() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        assert!(text.to_lowercase().contains("declined"), "{text}");
+        app.drain().await;
+        let now = app.get_json(&format!("/api/v1/orders/{id}")).await;
+        assert_ne!(now["status"], "paid");
+
+        // A good card: the result page shows the order as Stripe has it.
+        pay_with(&b, "4242424242424242").await;
+        let title = b
+            .wait()
+            .for_element(Locator::Id("result-title"))
+            .await
+            .unwrap();
+        assert_eq!(title.text().await.unwrap(), "Payment received");
+        let paid = app.get_json(&format!("/api/v1/orders/{id}")).await;
+        assert_eq!(paid["status"], "paid", "{paid}");
+        if connect {
+            let confirms: Vec<_> = app.sim.requests(&format!(
+                "/v1/payment_intents/{}/confirm",
+                order["payment_intent"].as_str().unwrap()
+            ));
+            assert!(confirms
+                .iter()
+                .any(|c| c.body.contains("_stripe_account=acct_")));
+        }
+    }
+    b.close().await.unwrap();
+}

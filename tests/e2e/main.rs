@@ -4,6 +4,7 @@
 mod support;
 
 mod browser;
+mod checkout_sessions;
 mod cli;
 mod connected_accounts;
 mod connections;
@@ -11,6 +12,7 @@ mod crash;
 mod limits;
 mod onboarding;
 mod operability;
+mod orders;
 mod pages;
 mod stores;
 mod webhooks;

@@ -1,9 +1,12 @@
 //! `/api/v1`: one module per resource.
 
 pub mod api_keys;
+pub mod checkout_sessions;
 pub mod connection;
+pub mod customers;
 pub mod events;
 pub mod onboarding;
+pub mod orders;
 pub mod stores;
 
 use super::error::ApiError;

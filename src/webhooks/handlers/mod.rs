@@ -2,4 +2,6 @@
 
 pub mod account;
 pub mod balance;
+pub mod customer;
+pub mod payment;
 pub mod payout;

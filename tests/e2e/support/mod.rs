@@ -134,6 +134,11 @@ impl TestApp {
             ("STRIPE_API_BASE", sim.url.as_str()),
             ("STRIPE_CONNECT_BASE", sim.url.as_str()),
             ("STRIPE_CLIENT_ID", sim.client_id.as_str()),
+            (
+                "STRIPE_PUBLISHABLE_KEY",
+                sim.platform_publishable_key.as_str(),
+            ),
+            ("STRIPE_JS_URL", &format!("{}/js.stripe.com/v3/", sim.url)),
             ("BURSAR_RETURN_URL_ALLOWLIST", RETURN_PREFIX),
             (
                 "STRIPE_WEBHOOK_SECRET",

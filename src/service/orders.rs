@@ -1,0 +1,639 @@
+//! Orders: a PaymentIntent created with the right merchant's credentials, and a status only
+//! Stripe moves (a verified webhook, or Stripe's answer when Bursar re-checks).
+//!
+//! Creation is crash- and retry-safe: the order row (and so the Stripe idempotency key
+//! `bursar:payment_intent:<order id>`) is saved before Stripe is called, a retried request with
+//! the same `Idempotency-Key` resumes the same order, and the sweep finishes orders whose
+//! process stopped between Stripe's answer and our commit. Stripe returns the PaymentIntent it
+//! already made for a key it has seen, so there is never a second one.
+
+use std::collections::BTreeMap;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::connections::{store_scope, StoreScope};
+use super::{stores, Result, ServiceError, Services};
+use crate::db::connections::ConnectionRow;
+use crate::db::orders::{NewOrder, OrderRow, RefundRow};
+use crate::db::{self, now_ms};
+use crate::domain::order::{parse_amount, Currency, OrderFacts, Stamped};
+use crate::domain::store::Metadata;
+use crate::domain::{Invalid, OrderId, RefundId, StoreId};
+use crate::stripe::{IdempotencyKey, StripeError};
+use crate::vault::Binding;
+
+fn client_secret_binding(order: &str) -> Binding<'_> {
+    Binding {
+        table: "orders",
+        row: order,
+        field: "client_secret",
+    }
+}
+
+pub struct OrderInput {
+    pub amount: i64,
+    pub currency: String,
+    pub description: Option<String>,
+    pub customer_id: Option<String>,
+    pub application_fee_amount: Option<i64>,
+    pub metadata: Option<BTreeMap<String, String>>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct OrderView {
+    pub id: String,
+    pub object: &'static str,
+    pub store_id: String,
+    pub amount: i64,
+    pub currency: String,
+    pub description: Option<String>,
+    pub customer_id: Option<String>,
+    pub application_fee_amount: Option<i64>,
+    pub metadata: Value,
+    pub status: String,
+    /// What last moved the status: `webhook` or `sync` (a re-check at Stripe).
+    pub status_source: Option<String>,
+    pub amount_refunded: i64,
+    pub failure: Option<Value>,
+    pub dispute_status: Option<String>,
+    pub payment_intent: Option<String>,
+    /// For Stripe.js on the platform's own page: confirm with this and `publishable_key`
+    /// (and `stripe_account` for a connected account's direct charge).
+    pub client_secret: Option<String>,
+    pub publishable_key: Option<String>,
+    pub stripe_account: Option<String>,
+    /// Bursar's hosted payment page for this order (valid a day).
+    pub checkout_url: Option<String>,
+    pub livemode: bool,
+    pub created: i64,
+}
+
+fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> OrderView {
+    let client_secret = row.client_secret_enc.as_deref().and_then(|enc| {
+        s.vault
+            .open(enc, client_secret_binding(&row.id))
+            .ok()
+            .map(|c| c.expose_secret().to_owned())
+    });
+    let connect = row.connection_kind == "connect";
+    let publishable_key = if connect {
+        s.config.stripe.publishable_key.clone()
+    } else {
+        connection.and_then(|c| c.publishable_key.clone())
+    };
+    OrderView {
+        failure: row
+            .failure_code
+            .as_ref()
+            .map(|code| serde_json::json!({ "code": code, "message": row.failure_message })),
+        metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
+        stripe_account: connect.then(|| row.account_id.clone()),
+        checkout_url: row
+            .payment_intent_id
+            .as_ref()
+            .map(|_| super::links::checkout_url(s, &row.id, row.created_at / 1000)),
+        livemode: row.mode == "live",
+        created: row.created_at / 1000,
+        id: row.id,
+        object: "order",
+        store_id: row.store_id,
+        amount: row.amount,
+        currency: row.currency,
+        description: row.description,
+        customer_id: row.customer_id,
+        application_fee_amount: row.application_fee_amount,
+        status: row.status,
+        status_source: row.status_source,
+        amount_refunded: row.amount_refunded,
+        dispute_status: row.dispute_status,
+        payment_intent: row.payment_intent_id,
+        client_secret,
+        publishable_key,
+    }
+}
+
+fn conflict(code: &'static str, message: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code,
+        message: message.to_owned(),
+    }
+}
+
+/// The store's connection, if it may take payments now; otherwise a 409 saying why.
+pub(super) async fn chargeable(s: &Services, store: &StoreId) -> Result<ConnectionRow> {
+    let row = db::connections::get(s.db.pool(), store)
+        .await?
+        .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
+    if row.deauthorized != 0 {
+        return Err(conflict(
+            "store_deauthorized",
+            "the store's connected account has deauthorized the platform",
+        ));
+    }
+    if row.charges_enabled == 0 {
+        return Err(conflict(
+            "charges_disabled",
+            "the store's Stripe account cannot accept charges yet (charges_enabled is false); see GET /api/v1/stores/{id}/account for what Stripe still requires",
+        ));
+    }
+    Ok(row)
+}
+
+pub async fn create(
+    s: &Services,
+    store: &StoreId,
+    input: OrderInput,
+    request_key: Option<&str>,
+) -> Result<OrderView> {
+    stores::require(s, store).await?;
+    let currency = Currency::parse(&input.currency)?;
+    let amount = parse_amount("amount", input.amount, &currency)?;
+    let fee = input
+        .application_fee_amount
+        .map(|f| {
+            if f < 0 || f >= amount {
+                Err(Invalid::new(
+                    "application_fee_amount",
+                    "must be at least 0 and less than the amount",
+                ))
+            } else {
+                Ok(f)
+            }
+        })
+        .transpose()?;
+    let description = input
+        .description
+        .filter(|d| !d.trim().is_empty())
+        .map(|d| {
+            if d.chars().count() > 1000 {
+                Err(Invalid::new(
+                    "description",
+                    "must be at most 1000 characters",
+                ))
+            } else {
+                Ok(d)
+            }
+        })
+        .transpose()?;
+    if input.customer_id.as_deref().is_some_and(|c| {
+        !(c.starts_with("cu_") || c.starts_with("cus_"))
+            || c.len() > 255
+            || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }) {
+        return Err(Invalid::new("customer_id", "must be a customer id (cu_… or cus_…)").into());
+    }
+    let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
+    let connection = chargeable(s, store).await?;
+    let connect = connection.kind == "connect";
+    if fee.is_some() && !connect {
+        return Err(ServiceError::Refused {
+            code: "application_fee_not_allowed",
+            message: "application_fee_amount applies only to connected (connect) stores; a keys store's own account takes the whole payment".into(),
+        });
+    }
+    let account = connection.account_id.clone().unwrap_or_default();
+    // Only this store's own customers, in its current account: never another store's.
+    let customer = match &input.customer_id {
+        Some(c) => Some(super::customers::stripe_id_for_order(s, store, &account, c).await?),
+        None => None,
+    };
+    let existing = match request_key {
+        Some(k) => db::orders::by_request_key(&s.db, store, k).await?,
+        None => None,
+    };
+    let order = match existing {
+        Some(o) if o.payment_intent_id.is_some() => return Ok(view(s, o, Some(&connection))),
+        Some(o) => o,
+        None => {
+            let id = OrderId::generate();
+            db::orders::insert(
+                &s.db,
+                &NewOrder {
+                    id: &id,
+                    store,
+                    connection_kind: &connection.kind,
+                    account_id: &account,
+                    mode: &connection.mode,
+                    amount,
+                    currency: currency.as_str(),
+                    description: description.as_deref(),
+                    customer_id: customer.as_deref(),
+                    application_fee_amount: fee,
+                    metadata: &metadata.to_json(),
+                    request_key,
+                    checkout: false,
+                },
+            )
+            .await?
+        }
+    };
+    let scope = store_scope(s, store, &connection)?;
+    match create_payment_intent(s, &order, &scope).await {
+        Ok(order) => Ok(view(s, order, Some(&connection))),
+        Err(ServiceError::StripeRefused(e)) => {
+            // Stripe made nothing: forget the order, so nothing retries it.
+            sqlx::query("DELETE FROM orders WHERE id = $1 AND payment_intent_id IS NULL")
+                .bind(order.id.as_str())
+                .execute(s.db.pool())
+                .await
+                .map_err(db::DbError::from)?;
+            Err(ServiceError::StripeRefused(e))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Creates (or, for a key Stripe has seen, gets back) the order's PaymentIntent and saves it.
+async fn create_payment_intent(
+    s: &Services,
+    order: &OrderRow,
+    scope: &StoreScope,
+) -> Result<OrderRow> {
+    // Only what the request needs: automatic payment methods are the default at the pinned API
+    // version, and emulators such as localstripe refuse parameters they do not know.
+    let mut form: Vec<(String, String)> = vec![
+        ("amount".into(), order.amount.to_string()),
+        ("currency".into(), order.currency.clone()),
+        ("metadata[bursar_order_id]".into(), order.id.clone()),
+        ("metadata[bursar_store_id]".into(), order.store_id.clone()),
+    ];
+    if let Some(d) = &order.description {
+        form.push(("description".into(), d.clone()));
+    }
+    if let Some(c) = &order.customer_id {
+        form.push(("customer".into(), c.clone()));
+    }
+    if let Some(f) = order.application_fee_amount {
+        form.push(("application_fee_amount".into(), f.to_string()));
+    }
+    let metadata: BTreeMap<String, String> =
+        serde_json::from_str(&order.metadata).unwrap_or_default();
+    for (k, v) in metadata {
+        if !k.starts_with("bursar_") {
+            form.push((format!("metadata[{k}]"), v));
+        }
+    }
+    #[derive(Deserialize)]
+    struct Created {
+        id: String,
+        client_secret: SecretString,
+    }
+    let pi: Created = s
+        .stripe
+        .post(
+            scope.scope(),
+            "/v1/payment_intents",
+            &form,
+            &IdempotencyKey::new("payment_intent", &order.id),
+        )
+        .await?;
+    let sealed = s
+        .vault
+        .seal(&pi.client_secret, client_secret_binding(&order.id));
+    let id = OrderId::parse(&order.id)?;
+    db::orders::set_payment_intent(&s.db, &id, &pi.id, &sealed).await?;
+    tracing::info!(order = %order.id, store = %order.store_id, payment_intent = %pi.id, "payment intent created");
+    db::orders::get(&s.db, &id)
+        .await?
+        .ok_or(ServiceError::NotFound("order"))
+}
+
+pub async fn get(s: &Services, id: &OrderId) -> Result<OrderView> {
+    let row = db::orders::get(&s.db, id)
+        .await?
+        .ok_or(ServiceError::NotFound("order"))?;
+    let store = StoreId::parse(&row.store_id)?;
+    let connection = db::connections::get(s.db.pool(), &store).await?;
+    Ok(view(s, row, connection.as_ref()))
+}
+
+pub struct Page {
+    pub data: Vec<OrderView>,
+    pub next_cursor: Option<String>,
+}
+
+pub async fn list(s: &Services, store: &StoreId, cursor: Option<&str>, limit: i64) -> Result<Page> {
+    stores::require(s, store).await?;
+    let before = cursor.map(OrderId::parse).transpose()?;
+    let rows = db::orders::list(&s.db, store, before.as_ref(), limit + 1).await?;
+    let connection = db::connections::get(s.db.pool(), store).await?;
+    let more = rows.len() as i64 > limit;
+    let data: Vec<OrderView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(|r| view(s, r, connection.as_ref()))
+        .collect();
+    let next_cursor = more.then(|| data.last().map(|o| o.id.clone())).flatten();
+    Ok(Page { data, next_cursor })
+}
+
+/// Asks Stripe for the order's PaymentIntent (and its charge) in the store's scope and applies
+/// the answer through the same facts as webhooks; `sync` is recorded as the source.
+pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
+    let row = db::orders::get(&s.db, id)
+        .await?
+        .ok_or(ServiceError::NotFound("order"))?;
+    let store = StoreId::parse(&row.store_id)?;
+    let connection = db::connections::get(s.db.pool(), &store)
+        .await?
+        .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
+    // The order belongs to the account it was created in; a store that moved on cannot re-check it.
+    if connection.account_id.as_deref() != Some(row.account_id.as_str()) {
+        return Err(conflict(
+            "account_changed",
+            "the store is now connected to another Stripe account than this order's",
+        ));
+    }
+    let scope = store_scope(s, &store, &connection)?;
+    let pi_id = match (&row.payment_intent_id, &row.checkout_session_id) {
+        (Some(pi), _) => pi.clone(),
+        // A Checkout order whose session Stripe never confirmed making: its creator got an
+        // error, so it is closed rather than left to look pending.
+        (None, Some(session)) if session.is_empty() => {
+            let facts = OrderFacts {
+                canceled: true,
+                ..Default::default()
+            };
+            let mut tx = s.db.begin_write().await?;
+            db::orders::merge_facts(&mut *tx, &row, &facts, None, "sync").await?;
+            tx.commit().await?;
+            return get(s, id).await;
+        }
+        // A Checkout order: the session says whether it was paid (and by which PaymentIntent).
+        (None, Some(session)) => {
+            let session: Value = s
+                .stripe
+                .get(scope.scope(), &format!("/v1/checkout/sessions/{session}"))
+                .await?;
+            let facts = checkout_session_facts(&session, None, (now_ms() / 1000, i64::MAX));
+            let mut tx = s.db.begin_write().await?;
+            if let Some(pi) = session["payment_intent"].as_str() {
+                db::orders::learn_payment_intent(&mut tx, &row.id, pi).await?;
+            }
+            let current = db::orders::get_in(&mut tx, id)
+                .await?
+                .ok_or(ServiceError::NotFound("order"))?;
+            db::orders::merge_facts(&mut *tx, &current, &facts, None, "sync").await?;
+            tx.commit().await?;
+            return get(s, id).await;
+        }
+        (None, None) => {
+            let done = create_payment_intent(s, &row, &scope).await?;
+            return Ok(view(s, done, Some(&connection)));
+        }
+    };
+    let pi: Value = s
+        .stripe
+        .get(scope.scope(), &format!("/v1/payment_intents/{pi_id}"))
+        .await?;
+    let mut facts = payment_intent_facts(&pi, (now_ms() / 1000, i64::MAX));
+    let charge_id = pi["latest_charge"].as_str().map(str::to_owned);
+    if let Some(charge_id) = &charge_id {
+        let charge: Value = s
+            .stripe
+            .get(scope.scope(), &format!("/v1/charges/{charge_id}"))
+            .await?;
+        facts = facts.merge(&charge_facts(&charge));
+    }
+    let mut tx = s.db.begin_write().await?;
+    let current = db::orders::get_in(&mut tx, id)
+        .await?
+        .ok_or(ServiceError::NotFound("order"))?;
+    db::orders::merge_facts(&mut *tx, &current, &facts, charge_id.as_deref(), "sync").await?;
+    tx.commit().await?;
+    get(s, id).await
+}
+
+/// What a PaymentIntent object says, stamped for "newest wins" comparisons.
+pub fn payment_intent_facts(pi: &Value, at: (i64, i64)) -> OrderFacts {
+    let mut f = OrderFacts::default();
+    match pi["status"].as_str() {
+        Some("succeeded") => f.paid = true,
+        Some("canceled") => f.canceled = true,
+        _ => {}
+    }
+    if let Some(error) = pi.get("last_payment_error").filter(|e| e.is_object()) {
+        let code = error["decline_code"]
+            .as_str()
+            .or(error["code"].as_str())
+            .unwrap_or("payment_failed")
+            .to_owned();
+        let message = error["message"].as_str().unwrap_or_default().to_owned();
+        if !f.paid {
+            f.failure = Some(Stamped {
+                at,
+                value: (code, message),
+            });
+        }
+    }
+    f
+}
+
+/// What a Checkout Session says: paid once complete and paid (or, for delayed methods, when
+/// `event` is the async success), canceled when expired, failed on an async failure.
+pub fn checkout_session_facts(session: &Value, event: Option<&str>, at: (i64, i64)) -> OrderFacts {
+    let mut f = OrderFacts::default();
+    let paid = matches!(
+        session["payment_status"].as_str(),
+        Some("paid" | "no_payment_required")
+    );
+    match event {
+        Some("checkout.session.async_payment_succeeded") => f.paid = true,
+        Some("checkout.session.async_payment_failed") => {
+            f.failure = Some(Stamped {
+                at,
+                value: (
+                    "async_payment_failed".into(),
+                    "The delayed payment method failed.".into(),
+                ),
+            })
+        }
+        Some("checkout.session.expired") => f.canceled = true,
+        _ => {
+            f.paid = paid;
+            f.canceled = session["status"].as_str() == Some("expired");
+        }
+    }
+    f
+}
+
+/// What a Charge says: paid, and how much has been refunded so far (cumulative).
+pub fn charge_facts(charge: &Value) -> OrderFacts {
+    OrderFacts {
+        paid: charge["paid"].as_bool().unwrap_or(false)
+            || charge["captured"].as_bool() == Some(true),
+        amount_refunded: charge["amount_refunded"].as_i64().unwrap_or(0),
+        disputed: charge["disputed"].as_bool().unwrap_or(false),
+        ..Default::default()
+    }
+}
+
+/// The sweep: re-checks orders left unsettled longer than `age`, oldest first. Errors are
+/// logged per order; the next round tries again.
+pub async fn sweep(s: &Services, age: std::time::Duration) -> Result<usize> {
+    let before = now_ms() - age.as_millis() as i64;
+    let rows = db::orders::unsettled(&s.db, before, 100).await?;
+    let mut checked = 0;
+    for row in rows {
+        let id = OrderId::parse(&row.id)?;
+        match sync(s, &id).await {
+            Ok(o) => {
+                checked += 1;
+                tracing::info!(order = %row.id, status = %o.status, "order re-checked at Stripe");
+            }
+            Err(e) => tracing::warn!(order = %row.id, error = %e, "could not re-check order"),
+        }
+    }
+    Ok(checked)
+}
+
+/// Runs the sweep every `BURSAR_ORDER_SWEEP_SECS` until `stop`: no order stays pending because
+/// a webhook never came.
+pub async fn run_sweeper(s: Services, stop: tokio_util::sync::CancellationToken) {
+    let mut tick = tokio::time::interval(s.config.order_sweep_interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = sweep(&s, s.config.order_pending_age).await {
+                    tracing::warn!(error = %e, "order sweep failed; next round retries");
+                }
+            }
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RefundView {
+    pub id: String,
+    pub object: &'static str,
+    pub order_id: String,
+    pub amount: i64,
+    pub reason: Option<String>,
+    pub status: String,
+    pub stripe_refund_id: Option<String>,
+    pub created: i64,
+}
+
+impl From<RefundRow> for RefundView {
+    fn from(r: RefundRow) -> Self {
+        Self {
+            id: r.id,
+            object: "refund",
+            order_id: r.order_id,
+            amount: r.amount,
+            reason: r.reason,
+            status: r.status,
+            stripe_refund_id: r.stripe_refund_id,
+            created: r.created_at / 1000,
+        }
+    }
+}
+
+const REFUND_REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_customer"];
+
+/// Refunds all that is left, or `amount`. Refused before Stripe is called when the order is not
+/// paid or the amount is more than what is left (counting refunds already asked for).
+pub async fn refund(
+    s: &Services,
+    id: &OrderId,
+    amount: Option<i64>,
+    reason: Option<String>,
+) -> Result<RefundView> {
+    let order = db::orders::get(&s.db, id)
+        .await?
+        .ok_or(ServiceError::NotFound("order"))?;
+    if !matches!(order.status.as_str(), "paid" | "partially_refunded") {
+        return Err(conflict(
+            "order_not_refundable",
+            &format!(
+                "only a paid order can be refunded; this one is {}",
+                order.status
+            ),
+        ));
+    }
+    if let Some(r) = &reason {
+        if !REFUND_REASONS.contains(&r.as_str()) {
+            return Err(Invalid::new(
+                "reason",
+                "must be duplicate, fraudulent or requested_by_customer",
+            )
+            .into());
+        }
+    }
+    let currency = Currency::parse(&order.currency)?;
+    let amount = match amount {
+        Some(a) => parse_amount("refund amount", a, &currency)?,
+        None => order.amount - order.amount_refunded,
+    };
+    let refund_id = RefundId::generate();
+    let row = db::orders::insert_refund(&s.db, &order, &refund_id, amount, reason.as_deref())
+        .await?
+        .ok_or_else(|| {
+            ServiceError::Invalid(Invalid::new(
+                "amount",
+                "is more than what is left to refund on this order (counting refunds already requested)",
+            ))
+        })?;
+    let store = StoreId::parse(&order.store_id)?;
+    let connection = db::connections::get(s.db.pool(), &store)
+        .await?
+        .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
+    if connection.account_id.as_deref() != Some(order.account_id.as_str()) {
+        db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
+        return Err(conflict(
+            "account_changed",
+            "the store is now connected to another Stripe account than this order's",
+        ));
+    }
+    let scope = store_scope(s, &store, &connection)?;
+    let mut form: Vec<(String, String)> = vec![
+        (
+            "payment_intent".into(),
+            order.payment_intent_id.clone().unwrap_or_default(),
+        ),
+        ("amount".into(), amount.to_string()),
+        ("metadata[bursar_order_id]".into(), order.id.clone()),
+        ("metadata[bursar_refund_id]".into(), refund_id.to_string()),
+    ];
+    if let Some(r) = &reason {
+        form.push(("reason".into(), r.clone()));
+    }
+    if order.connection_kind == "connect" && order.application_fee_amount.is_some() {
+        form.push(("refund_application_fee".into(), "true".into()));
+    }
+    #[derive(Deserialize)]
+    struct Created {
+        id: String,
+        status: Option<String>,
+    }
+    match s
+        .stripe
+        .post::<Created>(
+            scope.scope(),
+            "/v1/refunds",
+            &form,
+            &IdempotencyKey::new("refund", refund_id.as_str()),
+        )
+        .await
+    {
+        Ok(r) => {
+            let status = r.status.unwrap_or_else(|| "pending".into());
+            db::orders::finish_refund(&s.db, &refund_id, Some(&r.id), &status).await?;
+            tracing::info!(order = %order.id, refund = %refund_id, stripe_refund = %r.id, amount, "refund created");
+            Ok(RefundView {
+                stripe_refund_id: Some(r.id),
+                status,
+                ..row.into()
+            })
+        }
+        Err(e @ StripeError::Api { status, .. }) if status < 500 && status != 429 => {
+            db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
+            Err(e.into())
+        }
+        Err(e) => Err(e.into()),
+    }
+}

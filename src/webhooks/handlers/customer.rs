@@ -1,0 +1,37 @@
+//! `customer.created|updated|deleted`: the store's local copy of a customer it created, newest
+//! event first; deleted is final. Customers Bursar did not create are left in the event log.
+
+use serde_json::Value;
+use sqlx::AnyConnection;
+
+use crate::db;
+use crate::domain::StoreId;
+use crate::webhooks::registry::{HandlerError, Incoming};
+
+pub async fn apply(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+    object: &Value,
+    deleted: bool,
+) -> Result<(), HandlerError> {
+    let Some(id) = object["id"].as_str() else {
+        return Ok(());
+    };
+    let Some(row) = db::customers::by_stripe_id(&mut *conn, store, id).await? else {
+        return Ok(());
+    };
+    if ev.account.as_deref().is_some_and(|a| a != row.account_id) {
+        return Ok(());
+    }
+    db::customers::apply_event(
+        &mut *conn,
+        &row,
+        object["email"].as_str(),
+        object["name"].as_str(),
+        deleted || object["deleted"].as_bool() == Some(true),
+        ev.created,
+    )
+    .await?;
+    Ok(())
+}
