@@ -15,7 +15,7 @@ use serde_json::json;
 use crate::pages::connect_link;
 use crate::support::TestApp;
 
-struct Driver {
+pub struct Driver {
     child: Child,
     url: String,
 }
@@ -36,7 +36,7 @@ fn path_of(var: &str, default: &str) -> String {
     path
 }
 
-async fn start_driver() -> Driver {
+pub async fn start_driver() -> Driver {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -62,7 +62,7 @@ async fn start_driver() -> Driver {
     panic!("chromedriver did not start on {}", driver.url);
 }
 
-async fn browser(driver: &Driver) -> Client {
+pub async fn browser(driver: &Driver) -> Client {
     let profile = tempfile::tempdir().unwrap().keep();
     let caps = json!({
         "goog:chromeOptions": {

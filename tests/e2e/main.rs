@@ -10,6 +10,7 @@ mod connected_accounts;
 mod connections;
 mod crash;
 mod limits;
+mod localstripe;
 mod onboarding;
 mod operability;
 mod orders;

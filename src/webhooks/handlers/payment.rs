@@ -44,6 +44,12 @@ pub async fn apply(
             match kind {
                 PaymentEvent::IntentSucceeded => facts.paid = true,
                 PaymentEvent::IntentCanceled => facts.canceled = true,
+                PaymentEvent::IntentFailed if facts.failure.is_none() => {
+                    facts.failure = Some(Stamped {
+                        at,
+                        value: ("payment_failed".into(), "The payment failed.".into()),
+                    })
+                }
                 _ => {}
             }
             (
