@@ -161,10 +161,34 @@ async fn delete(
         };
         std::mem::replace(c, stub.clone())
     };
-    emit_all(
-        &sim,
-        vec![Pending::new(&acting.owner, "customer.deleted", &c)],
-    )
-    .await;
+    let mut events = Vec::new();
+    crate::billing::cancel_for_customer(&mut sim.lock(), &acting.owner, &id, &mut events);
+    events.push(Pending::new(&acting.owner, "customer.deleted", &c));
+    emit_all(&sim, events).await;
     ok(stub)
+}
+
+/// What `DELETE /v1/customers/{id}` does, for `StripeSim::delete_customer`: the customer's
+/// subscriptions canceled (`customer.subscription.deleted` each) and `customer.deleted`.
+pub(crate) async fn delete_helper(sim: &Sim, id: &str) -> Result<Vec<String>, String> {
+    let (owner, c, events) = {
+        let mut state = sim.lock();
+        let owner = state
+            .objects
+            .iter()
+            .find(|((_, oid), c)| oid == id && c["object"] == "customer" && c["deleted"] != true)
+            .map(|((owner, _), _)| owner.clone())
+            .ok_or_else(|| format!("No such customer: '{id}'"))?;
+        let stub = json!({ "id": id, "object": "customer", "deleted": true });
+        let c = state
+            .objects
+            .insert((owner.clone(), id.to_owned()), stub)
+            .unwrap_or_default();
+        let mut events = Vec::new();
+        crate::billing::cancel_for_customer(&mut state, &owner, id, &mut events);
+        (owner, c, events)
+    };
+    let mut events = events;
+    events.push(Pending::new(&owner, "customer.deleted", &c));
+    Ok(emit_all(sim, events).await)
 }

@@ -9,6 +9,8 @@
 //! - Accounts v2 (`/v2/core/accounts`, account links, thin events);
 //! - payments: PaymentIntents confirmed with Stripe's test cards, charges, refunds, disputes,
 //!   application fees on direct charges, customers, Checkout Sessions with a hosted page;
+//! - billing: prices, subscriptions and their invoices, with a hosted invoice page and
+//!   test-clock helpers (trial end, renewals, declines, Smart Retries, cancellation);
 //! - a Stripe.js stand-in (`/js.stripe.com/v3/`) whose card Element is plain inputs and whose
 //!   `confirmCardPayment` calls the simulator with the publishable key and client secret, as
 //!   Stripe.js does, with CORS for pages on other origins;
@@ -19,8 +21,12 @@
 //! Objects start from Stripe's own examples (fixtures/stripe/objects.json). State lives in
 //! memory and dies with the server.
 
+// The invoice and subscription objects are written as one `json!` each.
+#![recursion_limit = "256"]
+
 mod accounts;
 mod auth;
+mod billing;
 mod browser;
 mod checkout;
 mod conn;
@@ -48,6 +54,7 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::Value;
 
+pub use billing::{CardBehavior, DEFAULT_MAX_RETRIES};
 pub use events::{sign, Delivery, API_VERSION};
 pub use faults::{Fault, Recorded};
 pub use payments::Card;
@@ -465,6 +472,104 @@ impl StripeSim {
     pub fn expire_oauth_codes(&self) {
         oauth::expire_codes(&self.sim);
     }
+
+    /// A new price on the platform account (Stripe's example price with a fresh `price_…` id
+    /// and a made-up `prod_…`): `unit_amount` in `currency`'s minor unit, recurring every
+    /// `interval` (`"day"`, `"week"`, `"month"`, `"year"`; `interval_count` 1) or one-time for
+    /// `None`, `active` or archived. Its id.
+    pub fn add_price(
+        &self,
+        unit_amount: i64,
+        currency: &str,
+        interval: Option<&str>,
+        active: bool,
+    ) -> String {
+        billing::add_price(
+            &self.sim,
+            PLATFORM_ACCOUNT,
+            unit_amount,
+            currency,
+            interval,
+            active,
+        )
+    }
+
+    /// What `customer`'s default payment method does on its next charges (until changed):
+    /// every customer's starts as `Succeeds`.
+    pub fn set_customer_card(&self, customer: &str, behavior: CardBehavior) {
+        self.sim
+            .lock()
+            .billing
+            .cards
+            .insert(customer.to_owned(), behavior);
+    }
+
+    /// How many failed Smart Retries (`retry_invoice`) end a subscription
+    /// (`DEFAULT_MAX_RETRIES` until set).
+    pub fn set_max_retries(&self, n: u32) {
+        self.sim.lock().billing.max_retries = Some(n);
+    }
+
+    /// The trial of `subscription` ends: its first invoice (`subscription_cycle`) is charged
+    /// with the customer's card. Delivers `invoice.paid` (status `active`),
+    /// `invoice.payment_failed` or `invoice.payment_action_required` (status `past_due`), then
+    /// `customer.subscription.updated`; with `cancel_at_period_end`, only
+    /// `customer.subscription.deleted`. The event ids. Panics unless it is trialing.
+    pub async fn end_trial(&self, subscription: &str) -> Vec<String> {
+        billing::end_trial(&self.sim, subscription)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot end the trial: {e}"))
+    }
+
+    /// The current period of `subscription` ends and the next begins: a renewal invoice
+    /// charged as in `end_trial` (or, for `send_invoice`, `invoice.finalized`), then
+    /// `customer.subscription.updated`. Same as `period_end`: a subscription set to
+    /// `cancel_at_period_end` is canceled instead. Panics unless it is trialing, active or
+    /// past due.
+    pub async fn advance_period(&self, subscription: &str) -> Vec<String> {
+        self.period_end(subscription).await
+    }
+
+    /// The end of the current period: with `cancel_at_period_end`, the subscription is
+    /// `canceled` (`cancellation_details.reason: "cancellation_requested"`, `ended_at` the
+    /// period's end) and `customer.subscription.deleted` delivered; otherwise a renewal, as
+    /// `advance_period`. The event ids.
+    pub async fn period_end(&self, subscription: &str) -> Vec<String> {
+        billing::period_end(&self.sim, subscription)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot end the period: {e}"))
+    }
+
+    /// A Smart Retries attempt on the latest (open) invoice of `subscription` with the
+    /// customer's card: `invoice.paid` and `customer.subscription.updated` (`active`) on
+    /// success; else `invoice.payment_failed` (or `invoice.payment_action_required`), and once
+    /// this was the `set_max_retries`-th failed retry, `invoice.payment_failed` (without
+    /// `next_payment_attempt`) then `customer.subscription.deleted` (`canceled`, reason
+    /// `payment_failed`). The event ids.
+    pub async fn retry_invoice(&self, subscription: &str) -> Vec<String> {
+        billing::retry_invoice(&self.sim, subscription)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot retry: {e}"))
+    }
+
+    /// The customer paying open invoice `invoice` on its hosted page (`POST
+    /// /invoice/{id}/pay`, whatever their default card does): `invoice.paid`, then
+    /// `customer.subscription.updated` if its subscription was `past_due` or `incomplete` (now
+    /// `active`). The event ids. Panics unless the invoice is open.
+    pub async fn pay_invoice(&self, invoice: &str) -> Vec<String> {
+        billing::pay_invoice(&self.sim, invoice)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot pay the invoice: {e}"))
+    }
+
+    /// What `DELETE /v1/customers/{id}` does: `customer.subscription.deleted` for each of the
+    /// customer's live subscriptions (canceled, reason `cancellation_requested`), then
+    /// `customer.deleted`. The event ids. Panics if there is no such customer.
+    pub async fn delete_customer(&self, customer: &str) -> Vec<String> {
+        customers::delete_helper(&self.sim, customer)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot delete the customer: {e}"))
+    }
 }
 
 fn router(sim: Arc<Sim>) -> Router {
@@ -474,6 +579,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(payments::routes())
         .merge(refunds::routes())
         .merge(customers::routes())
+        .merge(billing::routes())
         .merge(checkout::routes())
         .merge(onboarding::routes())
         .merge(oauth::routes())

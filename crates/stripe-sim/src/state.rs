@@ -101,6 +101,8 @@ pub(crate) struct State {
     /// What an object keeps that its API form does not show, by object id (a Checkout
     /// Session's `payment_intent_data` and line items).
     pub hidden: HashMap<String, Value>,
+    /// Billing settings: customers' card behavior, Smart Retries.
+    pub billing: crate::billing::Books,
 }
 
 impl State {

@@ -1,0 +1,1255 @@
+//! Billing on an account (the platform billing its stores): prices, subscriptions with one
+//! item, their invoices, and the hosted invoice page. Time does not pass by itself: tests move
+//! a subscription through its life with `StripeSim`'s helpers (`end_trial`, `advance_period`,
+//! `retry_invoice`, `pay_invoice`, `period_end`), the way a Stripe test clock would, and each
+//! delivers the events Stripe sends for that step, awaited.
+//!
+//! What a customer's default payment method does on the next charge is set per customer with
+//! `set_customer_card` (it succeeds until told otherwise). An invoice is paid through a
+//! PaymentIntent kept in the same account (`invoice.payment_intent`), whose own events are not
+//! sent.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{Path, RawQuery, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::Router;
+use serde_json::{json, Map, Value};
+
+use crate::events::{emit_all, previous_attributes, Pending};
+use crate::fixtures;
+use crate::http::{escape, ok, page, ApiError, ApiResult, Form};
+use crate::objects::{acting, expanded, owned};
+use crate::params::{self, reject_unknown};
+use crate::payments::{create_intent, id, live_customer, NewIntent};
+use crate::random;
+use crate::state::{now, Sim, State as SimState};
+
+/// What a customer's default payment method does when an invoice is charged.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CardBehavior {
+    /// The charge succeeds (the default for every customer).
+    #[default]
+    Succeeds,
+    /// The charge is declined (`card_declined`, `generic_decline`).
+    Declines,
+    /// The bank asks for authentication (3D Secure): the PaymentIntent `requires_action`.
+    RequiresAction,
+}
+
+/// Billing settings tests change.
+#[derive(Default)]
+pub(crate) struct Books {
+    /// Customer id → what its default card does.
+    pub cards: HashMap<String, CardBehavior>,
+    /// Smart Retries before the subscription is canceled; `None` is [`DEFAULT_MAX_RETRIES`].
+    pub max_retries: Option<u32>,
+}
+
+/// Failed retries after which a subscription is canceled, unless `set_max_retries` says
+/// otherwise.
+pub const DEFAULT_MAX_RETRIES: u32 = 4;
+
+/// Days between Smart Retries, for `next_payment_attempt`.
+const RETRY_DAYS: i64 = 3;
+
+const DAY: i64 = 86_400;
+
+const CREATE_PARAMS: &[&str] = &[
+    "customer",
+    "items",
+    "trial_period_days",
+    "metadata",
+    "payment_behavior",
+    "collection_method",
+    "days_until_due",
+    "description",
+    "default_payment_method",
+    "off_session",
+    "payment_settings",
+    "proration_behavior",
+];
+
+const UPDATE_PARAMS: &[&str] = &[
+    "items",
+    "cancel_at_period_end",
+    "proration_behavior",
+    "metadata",
+    "payment_behavior",
+    "description",
+    "default_payment_method",
+    "off_session",
+    "payment_settings",
+];
+
+const CANCEL_PARAMS: &[&str] = &["invoice_now", "prorate", "cancellation_details"];
+
+const PAYMENT_BEHAVIORS: &[&str] = &[
+    "allow_incomplete",
+    "default_incomplete",
+    "error_if_incomplete",
+    "pending_if_incomplete",
+];
+
+const TITLE: &str = "Invoice (local simulator)";
+
+pub(crate) fn routes() -> Router<Arc<Sim>> {
+    Router::new()
+        .route("/v1/prices/{id}", owned("price"))
+        .route("/v1/invoices/{id}", owned("invoice"))
+        .route("/v1/subscriptions", post(create))
+        .route(
+            "/v1/subscriptions/{id}",
+            owned("subscription").post(update).delete(cancel_route),
+        )
+        .route("/invoice/{id}", get(invoice_page))
+        .route("/invoice/{id}/pay", post(invoice_pay_page))
+}
+
+/// A new price in `owner` (`interval`: `day`, `week`, `month`, `year`, or `None` for one-time).
+pub(crate) fn add_price(
+    sim: &Sim,
+    owner: &str,
+    unit_amount: i64,
+    currency: &str,
+    interval: Option<&str>,
+    active: bool,
+) -> String {
+    if let Some(i) = interval {
+        assert!(
+            ["day", "week", "month", "year"].contains(&i),
+            "stripe-sim: a price's interval is day, week, month or year, not {i}"
+        );
+    }
+    let mut p = fixtures::required("price");
+    let id = id("price_1");
+    p["id"] = json!(id);
+    p["active"] = json!(active);
+    p["created"] = json!(now());
+    p["currency"] = json!(currency.to_ascii_lowercase());
+    p["custom_unit_amount"] = Value::Null;
+    p["livemode"] = json!(sim.live());
+    p["product"] = json!(format!("prod_{}", random(14)));
+    p["transform_quantity"] = Value::Null;
+    p["unit_amount"] = json!(unit_amount);
+    p["unit_amount_decimal"] = json!(unit_amount.to_string());
+    match interval {
+        Some(i) => {
+            p["type"] = json!("recurring");
+            p["recurring"] = json!({
+                "interval": i,
+                "interval_count": 1,
+                "meter": null,
+                "trial_period_days": null,
+                "usage_type": "licensed",
+            });
+        }
+        None => {
+            p["type"] = json!("one_time");
+            p["recurring"] = Value::Null;
+        }
+    }
+    sim.lock().objects.insert((owner.to_owned(), id.clone()), p);
+    id
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let mp = (m + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn add_months(ts: i64, months: i64) -> i64 {
+    let (days, secs) = (ts.div_euclid(DAY), ts.rem_euclid(DAY));
+    let (y, m, d) = civil_from_days(days);
+    let total = y * 12 + (m - 1) + months;
+    let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) + 1);
+    let last =
+        days_from_civil(ny + i64::from(nm == 12), nm % 12 + 1, 1) - days_from_civil(ny, nm, 1);
+    days_from_civil(ny, nm, d.min(last)) * DAY + secs
+}
+
+/// `anchor` moved on by `n` intervals of `price`'s recurrence (calendar months and years, as
+/// Stripe bills: an anchor on the 31st bills on the last day of shorter months).
+fn add_intervals(anchor: i64, price: &Value, n: i64) -> i64 {
+    let count = price["recurring"]["interval_count"].as_i64().unwrap_or(1) * n;
+    match price["recurring"]["interval"].as_str().unwrap_or("month") {
+        "day" => anchor + count * DAY,
+        "week" => anchor + count * 7 * DAY,
+        "year" => add_months(anchor, 12 * count),
+        _ => add_months(anchor, count),
+    }
+}
+
+/// The end of the period starting at `start`, on the billing cycle of `anchor`.
+fn period_end_after(anchor: i64, price: &Value, start: i64) -> i64 {
+    let mut n = 1;
+    loop {
+        let end = add_intervals(anchor, price, n);
+        if end > start {
+            return end;
+        }
+        n += 1;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects
+
+/// An object of `kind` wherever it lives: (owner, object).
+fn find(state: &SimState, kind: &str, id: &str) -> Option<(String, Value)> {
+    state
+        .objects
+        .iter()
+        .find(|((_, oid), o)| oid == id && o["object"] == kind)
+        .map(|((owner, _), o)| (owner.clone(), o.clone()))
+}
+
+fn store(state: &mut SimState, owner: &str, object: &Value) {
+    let id = object["id"].as_str().unwrap_or_default().to_owned();
+    state.objects.insert((owner.to_owned(), id), object.clone());
+}
+
+/// The legacy `plan` of an item, from its price.
+fn plan(price: &Value) -> Value {
+    json!({
+        "id": price["id"],
+        "object": "plan",
+        "active": price["active"],
+        "amount": price["unit_amount"],
+        "amount_decimal": price["unit_amount_decimal"],
+        "billing_scheme": "per_unit",
+        "created": price["created"],
+        "currency": price["currency"],
+        "interval": price["recurring"]["interval"],
+        "interval_count": price["recurring"]["interval_count"],
+        "livemode": price["livemode"],
+        "metadata": {},
+        "meter": null,
+        "nickname": null,
+        "product": price["product"],
+        "tiers_mode": null,
+        "transform_usage": null,
+        "trial_period_days": null,
+        "usage_type": "licensed",
+    })
+}
+
+/// A recurring, active price of `owner` for `param`; Stripe's 400 otherwise.
+fn usable_price(state: &SimState, owner: &str, id: &str, param: &str) -> Result<Value, ApiError> {
+    let price = match state.objects.get(&(owner.to_owned(), id.to_owned())) {
+        Some(p) if p["object"] == "price" => p.clone(),
+        _ => {
+            return Err(ApiError::no_such("price", id)
+                .status(StatusCode::BAD_REQUEST)
+                .param(param))
+        }
+    };
+    if price["active"] != true {
+        return Err(ApiError::invalid(format!(
+            "The price specified is inactive. This field only accepts active prices. ({id})"
+        ))
+        .param(param));
+    }
+    if price["type"] != "recurring" {
+        return Err(ApiError::invalid(
+            "The price specified is set to `type=one_time` but this field only accepts prices \
+             with `type=recurring`.",
+        )
+        .param(param));
+    }
+    Ok(price)
+}
+
+fn set_period(sub: &mut Value, start: i64, end: i64) {
+    sub["current_period_start"] = json!(start);
+    sub["current_period_end"] = json!(end);
+    if let Some(items) = sub["items"]["data"].as_array_mut() {
+        for item in items {
+            item["current_period_start"] = json!(start);
+            item["current_period_end"] = json!(end);
+        }
+    }
+}
+
+fn price_of(sub: &Value) -> Value {
+    sub["items"]["data"][0]["price"].clone()
+}
+
+fn behavior(state: &SimState, customer: &Value) -> CardBehavior {
+    customer
+        .as_str()
+        .and_then(|c| state.billing.cards.get(c).copied())
+        .unwrap_or_default()
+}
+
+/// A new, finalized (`open`) invoice for `sub`'s item over `start..end`, stored in `owner`.
+fn new_invoice(
+    state: &mut SimState,
+    sim: &Sim,
+    owner: &str,
+    sub: &Value,
+    reason: &str,
+    amount: i64,
+    (start, end): (i64, i64),
+) -> Value {
+    let price = price_of(sub);
+    let currency = price["currency"].as_str().unwrap_or("usd").to_owned();
+    let id = id("in_1");
+    let customer = sub["customer"].as_str().unwrap_or_default();
+    let (email, name) = state
+        .objects
+        .get(&(owner.to_owned(), customer.to_owned()))
+        .map_or((Value::Null, Value::Null), |c| {
+            (c["email"].clone(), c["name"].clone())
+        });
+    let send_invoice = sub["collection_method"] == "send_invoice";
+    let days_until_due = sub["days_until_due"].as_i64().unwrap_or(30);
+    let mut inv = fixtures::required("invoice");
+    let sub_id = sub["id"].clone();
+    let item_id = sub["items"]["data"][0]["id"].clone();
+    let number = format!(
+        "{}-{:04}",
+        random(8).to_uppercase(),
+        state
+            .objects
+            .values()
+            .filter(|o| o["object"] == "invoice")
+            .count()
+            + 1
+    );
+    let t = now();
+    let fields = json!({
+        "id": id,
+        "account_name": null,
+        "amount_due": amount,
+        "amount_overpaid": 0,
+        "amount_paid": 0,
+        "amount_remaining": amount,
+        "attempt_count": 0,
+        "attempted": false,
+        "auto_advance": true,
+        "automatically_finalizes_at": null,
+        "billing_reason": reason,
+        "collection_method": sub["collection_method"],
+        "created": t,
+        "currency": currency,
+        "customer": customer,
+        "customer_email": email,
+        "customer_name": name,
+        "description": null,
+        "due_date": if send_invoice { json!(t + days_until_due * DAY) } else { Value::Null },
+        "effective_at": t,
+        "ending_balance": 0,
+        "from_invoice": null,
+        "hosted_invoice_url": format!("{}/invoice/{id}", sim.url),
+        "invoice_pdf": null,
+        "last_finalization_error": null,
+        "latest_revision": null,
+        "lines": {
+            "object": "list",
+            "data": [{
+                "id": format!("il_1{}", random(23)),
+                "object": "line_item",
+                "amount": amount,
+                "currency": currency,
+                "description": format!(
+                    "1 × {} (at {} / {})",
+                    price["product"].as_str().unwrap_or_default(),
+                    params::money(price["unit_amount"].as_i64().unwrap_or_default(), &currency),
+                    price["recurring"]["interval"].as_str().unwrap_or("month"),
+                ),
+                "discount_amounts": [],
+                "discountable": true,
+                "discounts": [],
+                "invoice": id,
+                "livemode": sim.live(),
+                "metadata": {},
+                "parent": {
+                    "type": "subscription_item_details",
+                    "invoice_item_details": null,
+                    "subscription_item_details": {
+                        "invoice_item": null,
+                        "proration": false,
+                        "proration_details": { "credited_items": null },
+                        "subscription": sub_id,
+                        "subscription_item": item_id,
+                    },
+                },
+                "period": { "start": start, "end": end },
+                "pretax_credit_amounts": [],
+                "pricing": {
+                    "type": "price_details",
+                    "price_details": { "price": price["id"], "product": price["product"] },
+                    "unit_amount_decimal": price["unit_amount_decimal"],
+                },
+                "quantity": 1,
+                "subtotal": amount,
+                "taxes": [],
+            }],
+            "has_more": false,
+            "url": format!("/v1/invoices/{id}/lines"),
+        },
+        "livemode": sim.live(),
+        "metadata": {},
+        "next_payment_attempt": null,
+        "number": number,
+        "parent": {
+            "type": "subscription_details",
+            "quote_details": null,
+            "subscription_details": { "metadata": sub["metadata"], "subscription": sub_id },
+        },
+        "payment_intent": null,
+        "period_end": end,
+        "period_start": start,
+        "receipt_number": null,
+        "shipping_cost": null,
+        "shipping_details": null,
+        "status": "open",
+        "status_transitions": {
+            "finalized_at": t,
+            "marked_uncollectible_at": null,
+            "paid_at": null,
+            "voided_at": null,
+        },
+        "subscription": sub_id,
+        "subtotal": amount,
+        "subtotal_excluding_tax": amount,
+        "test_clock": null,
+        "total": amount,
+        "total_excluding_tax": amount,
+        "total_pretax_credit_amounts": [],
+        "total_taxes": [],
+        "webhooks_delivered_at": t,
+    });
+    for (k, v) in fields.as_object().expect("an object") {
+        inv[k] = v.clone();
+    }
+    if amount == 0 {
+        mark_paid(&mut inv);
+    }
+    store(state, owner, &inv);
+    inv
+}
+
+fn mark_paid(inv: &mut Value) {
+    inv["status"] = json!("paid");
+    inv["amount_paid"] = inv["amount_due"].clone();
+    inv["amount_remaining"] = json!(0);
+    inv["next_payment_attempt"] = Value::Null;
+    inv["status_transitions"]["paid_at"] = json!(now());
+}
+
+/// How one charge of an invoice went.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Attempt {
+    Paid,
+    Failed,
+    ActionRequired,
+}
+
+/// Charges open invoice `inv` of `owner` with `card` (forced success when `card` is `None`:
+/// the customer paying on the hosted page): its PaymentIntent (made on the first attempt) and
+/// the invoice are updated and stored.
+fn attempt(
+    state: &mut SimState,
+    owner: &str,
+    inv: &mut Value,
+    card: Option<CardBehavior>,
+    live: bool,
+) -> Attempt {
+    let mut pi = match inv["payment_intent"]
+        .as_str()
+        .and_then(|p| state.objects.get(&(owner.to_owned(), p.to_owned())))
+    {
+        Some(pi) => pi.clone(),
+        None => {
+            let mut discarded = Vec::new();
+            create_intent(
+                state,
+                owner,
+                NewIntent {
+                    amount: inv["amount_due"].as_i64().unwrap_or_default(),
+                    currency: inv["currency"].as_str().unwrap_or("usd").to_owned(),
+                    description: Some(
+                        if inv["billing_reason"] == "subscription_create" {
+                            "Subscription creation"
+                        } else {
+                            "Subscription update"
+                        }
+                        .into(),
+                    ),
+                    customer: inv["customer"].as_str().map(str::to_owned),
+                    metadata: Map::new(),
+                    application_fee_amount: None,
+                    application: None,
+                    payment_method_types: Some(vec!["card".into()]),
+                    capture_method: "automatic".into(),
+                    receipt_email: None,
+                    transfer_data: Value::Null,
+                    livemode: live,
+                },
+                &mut discarded,
+            )
+        }
+    };
+    let counted = card.is_some();
+    let outcome = match card {
+        None | Some(CardBehavior::Succeeds) => Attempt::Paid,
+        Some(CardBehavior::Declines) => Attempt::Failed,
+        Some(CardBehavior::RequiresAction) => Attempt::ActionRequired,
+    };
+    pi["payment_method"] = json!(format!("pm_1{}", random(23)));
+    pi["next_action"] = Value::Null;
+    pi["last_payment_error"] = Value::Null;
+    match outcome {
+        Attempt::Paid => {
+            pi["status"] = json!("succeeded");
+            pi["amount_received"] = pi["amount"].clone();
+        }
+        Attempt::Failed => {
+            pi["status"] = json!("requires_payment_method");
+            pi["last_payment_error"] = json!({
+                "type": "card_error",
+                "code": "card_declined",
+                "decline_code": "generic_decline",
+                "message": "Your card was declined.",
+                "payment_method": { "id": pi["payment_method"], "object": "payment_method", "type": "card" },
+            });
+        }
+        Attempt::ActionRequired => {
+            pi["status"] = json!("requires_action");
+            pi["next_action"] = json!({
+                "type": "use_stripe_sdk",
+                "use_stripe_sdk": { "type": "three_d_secure_redirect" },
+            });
+        }
+    }
+    inv["payment_intent"] = pi["id"].clone();
+    if counted {
+        inv["attempted"] = json!(true);
+        inv["attempt_count"] = json!(inv["attempt_count"].as_i64().unwrap_or_default() + 1);
+    }
+    if outcome == Attempt::Paid {
+        mark_paid(inv);
+    } else {
+        inv["next_payment_attempt"] = json!(now() + RETRY_DAYS * DAY);
+    }
+    store(state, owner, &pi);
+    store(state, owner, inv);
+    outcome
+}
+
+fn failure_event(outcome: Attempt) -> &'static str {
+    match outcome {
+        Attempt::Paid => "invoice.paid",
+        Attempt::Failed => "invoice.payment_failed",
+        Attempt::ActionRequired => "invoice.payment_action_required",
+    }
+}
+
+/// A new subscription item for `price`.
+fn item(sub_id: &str, price: &Value) -> Value {
+    json!({
+        "id": format!("si_{}", random(14)),
+        "object": "subscription_item",
+        "billing_thresholds": null,
+        "created": now(),
+        "current_period_end": null,
+        "current_period_start": null,
+        "discounts": [],
+        "metadata": {},
+        "plan": plan(price),
+        "price": price,
+        "quantity": 1,
+        "subscription": sub_id,
+        "tax_rates": [],
+    })
+}
+
+// ---------------------------------------------------------------------------------------------
+// Routes
+
+fn card_error(code: &'static str, decline_code: &str, message: &str) -> ApiError {
+    ApiError::new(StatusCode::PAYMENT_REQUIRED, "card_error", message)
+        .code(code)
+        .with("decline_code", json!(decline_code))
+}
+
+/// `POST /v1/subscriptions`.
+async fn create(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Bytes) -> ApiResult {
+    let acting = acting(&sim, &headers)?;
+    let owner = acting.owner.clone();
+    let form = Form::parse(&body);
+    reject_unknown(&form, CREATE_PARAMS)?;
+    let customer = form
+        .get("customer")
+        .ok_or_else(|| ApiError::missing("customer"))?
+        .to_owned();
+    let price_id = form
+        .get("items[0][price]")
+        .ok_or_else(|| ApiError::missing("items"))?
+        .to_owned();
+    if form.pairs().any(|(k, _)| {
+        k.starts_with("items[") && !k.starts_with("items[0]")
+            || k.starts_with("items[0][price_data]")
+    }) {
+        return Err(ApiError::invalid(
+            "stripe-sim: subscriptions have exactly one item, `items[0][price]`.",
+        )
+        .param("items"));
+    }
+    if let Some(q) = params::positive(&form, "items[0][quantity]")? {
+        if q != 1 {
+            return Err(ApiError::invalid("stripe-sim: an item's quantity is 1.")
+                .param("items[0][quantity]"));
+        }
+    }
+    let trial_days = params::integer(&form, "trial_period_days")?;
+    if trial_days.is_some_and(|d| !(0..=730).contains(&d)) {
+        return Err(ApiError::invalid(
+            "Invalid trial_period_days: must be between 0 and 730 days.",
+        )
+        .param("trial_period_days"));
+    }
+    let trial_days = trial_days.filter(|d| *d > 0);
+    let payment_behavior =
+        params::one_of(&form, "payment_behavior", PAYMENT_BEHAVIORS)?.unwrap_or("allow_incomplete");
+    let collection = params::one_of(
+        &form,
+        "collection_method",
+        &["charge_automatically", "send_invoice"],
+    )?
+    .unwrap_or("charge_automatically");
+    let days_until_due = params::positive(&form, "days_until_due")?;
+    if collection == "send_invoice" && days_until_due.is_none() && trial_days.is_none() {
+        return Err(ApiError::invalid(
+            "Missing required param: days_until_due. `days_until_due` is required when \
+             `collection_method` is `send_invoice`.",
+        )
+        .code("parameter_missing")
+        .param("days_until_due"));
+    }
+    let metadata = params::metadata(&form, "metadata")?;
+    let expand = params::expand(&form);
+
+    let mut pending = Vec::new();
+    let response = {
+        let mut state = sim.lock();
+        live_customer(&state, &owner, &customer).map_err(|e| e.param("customer"))?;
+        let price = usable_price(&state, &owner, &price_id, "items[0][price]")?;
+        let card = behavior(&state, &json!(customer));
+        if collection == "charge_automatically"
+            && trial_days.is_none()
+            && payment_behavior == "error_if_incomplete"
+        {
+            match card {
+                CardBehavior::Succeeds => {}
+                CardBehavior::Declines => {
+                    return Err(card_error(
+                        "card_declined",
+                        "generic_decline",
+                        "Your card was declined.",
+                    ))
+                }
+                CardBehavior::RequiresAction => {
+                    return Err(card_error(
+                        "authentication_required",
+                        "authentication_required",
+                        "Your card was declined. This transaction requires authentication.",
+                    ))
+                }
+            }
+        }
+        let t = now();
+        let sub_id = format!("sub_1{}", random(23));
+        let (end, trial_end) = match trial_days {
+            Some(d) => (t + d * DAY, Some(t + d * DAY)),
+            None => (add_intervals(t, &price, 1), None),
+        };
+        let mut sub = fixtures::required("subscription");
+        let fields = json!({
+            "id": sub_id,
+            "application": null,
+            "application_fee_percent": null,
+            "automatic_tax": { "disabled_reason": null, "enabled": false, "liability": null },
+            "billing_cycle_anchor": trial_end.unwrap_or(t),
+            "billing_cycle_anchor_config": null,
+            "billing_mode": { "type": "flexible", "flexible": { "proration_discounts": "included" }, "updated_at": t },
+            "billing_thresholds": null,
+            "cancel_at": null,
+            "cancel_at_period_end": false,
+            "canceled_at": null,
+            "cancellation_details": { "comment": null, "feedback": null, "reason": null },
+            "collection_method": collection,
+            "created": t,
+            "currency": price["currency"],
+            "customer": customer,
+            "days_until_due": days_until_due,
+            "default_payment_method": null,
+            "description": form.get("description"),
+            "discounts": [],
+            "ended_at": null,
+            "items": {
+                "object": "list",
+                "data": [item(&sub_id, &price)],
+                "has_more": false,
+                "total_count": 1,
+                "url": format!("/v1/subscription_items?subscription={sub_id}"),
+            },
+            "latest_invoice": null,
+            "livemode": acting.live,
+            "metadata": metadata,
+            "next_pending_invoice_item_invoice": null,
+            "on_behalf_of": null,
+            "pause_collection": null,
+            "pending_invoice_item_interval": null,
+            "pending_setup_intent": null,
+            "pending_update": null,
+            "schedule": null,
+            "start_date": t,
+            "status": if trial_days.is_some() { "trialing" } else { "active" },
+            "test_clock": null,
+            "transfer_data": null,
+            "trial_end": trial_end,
+            "trial_settings": { "end_behavior": { "missing_payment_method": "create_invoice" } },
+            "trial_start": trial_end.map(|_| t),
+        });
+        for (k, v) in fields.as_object().expect("an object") {
+            sub[k] = v.clone();
+        }
+        if let Some(o) = sub.as_object_mut() {
+            o.remove("billing_schedules");
+            o.remove("managed_payments");
+        }
+        set_period(&mut sub, t, end);
+        let amount = if trial_days.is_some() {
+            0
+        } else {
+            price["unit_amount"].as_i64().unwrap_or_default()
+        };
+        let mut inv = new_invoice(
+            &mut state,
+            &sim,
+            &owner,
+            &sub,
+            "subscription_create",
+            amount,
+            (t, end),
+        );
+        sub["latest_invoice"] = inv["id"].clone();
+        let mut invoice_event = None;
+        if amount > 0 && collection == "charge_automatically" {
+            let outcome = attempt(&mut state, &owner, &mut inv, Some(card), acting.live);
+            if outcome != Attempt::Paid {
+                sub["status"] = json!("incomplete");
+            }
+            invoice_event = Some(failure_event(outcome));
+        } else if amount > 0 {
+            invoice_event = Some("invoice.finalized");
+        }
+        store(&mut state, &owner, &sub);
+        pending.push(Pending::new(&owner, "customer.subscription.created", &sub));
+        if let Some(e) = invoice_event {
+            pending.push(Pending::new(&owner, e, &inv));
+        }
+        expanded(&state, &owner, sub, &expand)?
+    };
+    emit_all(&sim, pending).await;
+    ok(response)
+}
+
+/// `POST /v1/subscriptions/{id}`: change the item's price, `cancel_at_period_end`, metadata.
+async fn update(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let acting = acting(&sim, &headers)?;
+    let owner = acting.owner;
+    let form = Form::parse(&body);
+    reject_unknown(&form, UPDATE_PARAMS)?;
+    params::one_of(
+        &form,
+        "proration_behavior",
+        &["always_invoice", "create_prorations", "none"],
+    )?;
+    params::one_of(&form, "payment_behavior", PAYMENT_BEHAVIORS)?;
+    let cancel_at_period_end = params::boolean(&form, "cancel_at_period_end")?;
+    let expand = params::expand(&form);
+    let mut pending = Vec::new();
+    let response = {
+        let mut state = sim.lock();
+        let mut sub = match state.objects.get(&(owner.clone(), id.clone())) {
+            Some(s) if s["object"] == "subscription" => s.clone(),
+            _ => return Err(ApiError::no_such("subscription", &id)),
+        };
+        let old = sub.clone();
+        let ended = matches!(
+            sub["status"].as_str(),
+            Some("canceled" | "incomplete_expired")
+        );
+        if ended && (form.has("items") || cancel_at_period_end.is_some()) {
+            return Err(ApiError::invalid(
+                "A canceled subscription can only update its cancellation_details and metadata.",
+            ));
+        }
+        if form.has("items") {
+            let item_id = form
+                .get("items[0][id]")
+                .ok_or_else(|| {
+                    ApiError::invalid(
+                        "stripe-sim: change the subscription's item with `items[0][id]` and \
+                         `items[0][price]`; adding items is not simulated.",
+                    )
+                    .param("items[0][id]")
+                })?
+                .to_owned();
+            if sub["items"]["data"][0]["id"] != item_id.as_str() {
+                return Err(ApiError::invalid(format!(
+                    "Subscription item {item_id} does not belong to subscription {id}."
+                ))
+                .param("items[0][id]"));
+            }
+            if let Some(price_id) = form.get("items[0][price]") {
+                let price = usable_price(&state, &owner, price_id, "items[0][price]")?;
+                if price["currency"] != sub["currency"] {
+                    return Err(ApiError::invalid(format!(
+                        "The price specified uses currency `{}` but the subscription uses `{}`.",
+                        price["currency"].as_str().unwrap_or_default(),
+                        sub["currency"].as_str().unwrap_or_default()
+                    ))
+                    .param("items[0][price]"));
+                }
+                sub["items"]["data"][0]["price"] = price.clone();
+                sub["items"]["data"][0]["plan"] = plan(&price);
+            }
+        }
+        if let Some(cancel) = cancel_at_period_end {
+            sub["cancel_at_period_end"] = json!(cancel);
+            if cancel {
+                sub["cancel_at"] = sub["current_period_end"].clone();
+                sub["canceled_at"] = json!(now());
+                sub["cancellation_details"]["reason"] = json!("cancellation_requested");
+            } else {
+                sub["cancel_at"] = Value::Null;
+                sub["canceled_at"] = Value::Null;
+                sub["cancellation_details"]["reason"] = Value::Null;
+            }
+        }
+        let mut metadata = sub["metadata"].as_object().cloned().unwrap_or_default();
+        params::update_metadata(&mut metadata, &form, "metadata")?;
+        sub["metadata"] = Value::Object(metadata);
+        store(&mut state, &owner, &sub);
+        updated(&mut pending, &owner, &old, &sub);
+        expanded(&state, &owner, sub, &expand)?
+    };
+    emit_all(&sim, pending).await;
+    ok(response)
+}
+
+/// `DELETE /v1/subscriptions/{id}`: canceled now.
+async fn cancel_route(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+    RawQuery(query): RawQuery,
+    body: Bytes,
+) -> ApiResult {
+    let acting = acting(&sim, &headers)?;
+    let owner = acting.owner;
+    let mut raw = query.unwrap_or_default().into_bytes();
+    if !body.is_empty() {
+        if !raw.is_empty() {
+            raw.push(b'&');
+        }
+        raw.extend_from_slice(&body);
+    }
+    let form = Form::parse(&raw);
+    reject_unknown(&form, CANCEL_PARAMS)?;
+    params::boolean(&form, "invoice_now")?;
+    params::boolean(&form, "prorate")?;
+    let expand = params::expand(&form);
+    let (sub, pending) = {
+        let mut state = sim.lock();
+        match state.objects.get(&(owner.clone(), id.clone())) {
+            Some(s) if s["object"] == "subscription" && s["status"] != "canceled" => {}
+            _ => return Err(ApiError::no_such("subscription", &id)),
+        }
+        let mut pending = Vec::new();
+        let sub = cancel_locked(
+            &mut state,
+            &owner,
+            &id,
+            "cancellation_requested",
+            now(),
+            &mut pending,
+        );
+        (expanded(&state, &owner, sub, &expand)?, pending)
+    };
+    emit_all(&sim, pending).await;
+    ok(sub)
+}
+
+/// Cancels subscription `id` of `owner` (`reason`, ended at `ended_at`), with its
+/// `customer.subscription.deleted`.
+fn cancel_locked(
+    state: &mut SimState,
+    owner: &str,
+    id: &str,
+    reason: &str,
+    ended_at: i64,
+    pending: &mut Vec<Pending>,
+) -> Value {
+    let key = (owner.to_owned(), id.to_owned());
+    let mut sub = state.objects[&key].clone();
+    sub["status"] = json!("canceled");
+    if sub["canceled_at"].is_null() || sub["cancel_at_period_end"] != true {
+        sub["canceled_at"] = json!(now());
+    }
+    sub["ended_at"] = json!(ended_at);
+    sub["cancellation_details"]["reason"] = json!(reason);
+    store(state, owner, &sub);
+    pending.push(Pending::new(owner, "customer.subscription.deleted", &sub));
+    sub
+}
+
+/// Cancels every live subscription of `customer` (a deleted customer's), with their events.
+pub(crate) fn cancel_for_customer(
+    state: &mut SimState,
+    owner: &str,
+    customer: &str,
+    pending: &mut Vec<Pending>,
+) {
+    let mut ids: Vec<(i64, String)> = state
+        .objects
+        .iter()
+        .filter(|((o, _), s)| {
+            o == owner
+                && s["object"] == "subscription"
+                && s["customer"] == customer
+                && !matches!(
+                    s["status"].as_str(),
+                    Some("canceled" | "incomplete_expired")
+                )
+        })
+        .map(|((_, id), s)| (s["created"].as_i64().unwrap_or_default(), id.clone()))
+        .collect();
+    ids.sort();
+    for (_, id) in ids {
+        cancel_locked(state, owner, &id, "cancellation_requested", now(), pending);
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Test-clock helpers
+
+fn subscription(state: &SimState, id: &str) -> Result<(String, Value), String> {
+    find(state, "subscription", id).ok_or_else(|| format!("no subscription {id}"))
+}
+
+/// A new period's invoice charged (the trial's end or a renewal): the invoice's event, then
+/// `customer.subscription.updated`.
+fn renew_locked(sim: &Sim, state: &mut SimState, owner: &str, mut sub: Value) -> Vec<Pending> {
+    let old = sub.clone();
+    let price = price_of(&sub);
+    let start = sub["current_period_end"].as_i64().unwrap_or_else(now);
+    if sub["status"] == "trialing" {
+        sub["billing_cycle_anchor"] = json!(start);
+    }
+    let anchor = sub["billing_cycle_anchor"].as_i64().unwrap_or(start);
+    let end = period_end_after(anchor, &price, start);
+    set_period(&mut sub, start, end);
+    let amount = price["unit_amount"].as_i64().unwrap_or_default();
+    let mut inv = new_invoice(
+        state,
+        sim,
+        owner,
+        &sub,
+        "subscription_cycle",
+        amount,
+        (start, end),
+    );
+    sub["latest_invoice"] = inv["id"].clone();
+    let event = if sub["collection_method"] == "send_invoice" {
+        if sub["status"] == "trialing" {
+            sub["status"] = json!("active");
+        }
+        "invoice.finalized"
+    } else {
+        let card = behavior(state, &sub["customer"]);
+        let outcome = attempt(state, owner, &mut inv, Some(card), sim.live());
+        sub["status"] = json!(if outcome == Attempt::Paid {
+            "active"
+        } else {
+            "past_due"
+        });
+        failure_event(outcome)
+    };
+    if sub["cancel_at_period_end"] == true {
+        sub["cancel_at"] = json!(end);
+    }
+    store(state, owner, &sub);
+    let mut pending = vec![Pending::new(owner, event, &inv)];
+    updated(&mut pending, owner, &old, &sub);
+    pending
+}
+
+/// `customer.subscription.updated` with `previous_attributes`, if anything changed.
+fn updated(pending: &mut Vec<Pending>, owner: &str, old: &Value, sub: &Value) {
+    let previous = previous_attributes(old, sub);
+    if previous.as_object().is_some_and(|p| !p.is_empty()) {
+        pending.push(Pending::new(owner, "customer.subscription.updated", sub).previous(previous));
+    }
+}
+
+pub(crate) async fn end_trial(sim: &Sim, id: &str) -> Result<Vec<String>, String> {
+    let pending = {
+        let mut state = sim.lock();
+        let (owner, sub) = subscription(&state, id)?;
+        if sub["status"] != "trialing" {
+            return Err(format!("{id} is {}, not trialing", sub["status"]));
+        }
+        if sub["cancel_at_period_end"] == true {
+            let mut pending = Vec::new();
+            let end = sub["current_period_end"].as_i64().unwrap_or_else(now);
+            cancel_locked(
+                &mut state,
+                &owner,
+                id,
+                "cancellation_requested",
+                end,
+                &mut pending,
+            );
+            pending
+        } else {
+            renew_locked(sim, &mut state, &owner, sub)
+        }
+    };
+    Ok(emit_all(sim, pending).await)
+}
+
+/// The current period ends: canceled if `cancel_at_period_end`, else renewed.
+pub(crate) async fn period_end(sim: &Sim, id: &str) -> Result<Vec<String>, String> {
+    let pending = {
+        let mut state = sim.lock();
+        let (owner, sub) = subscription(&state, id)?;
+        match sub["status"].as_str() {
+            Some("trialing" | "active" | "past_due" | "unpaid") => {}
+            other => {
+                return Err(format!(
+                    "{id} is {}: no period to end",
+                    other.unwrap_or("?")
+                ))
+            }
+        }
+        if sub["cancel_at_period_end"] == true {
+            let mut pending = Vec::new();
+            let end = sub["current_period_end"].as_i64().unwrap_or_else(now);
+            cancel_locked(
+                &mut state,
+                &owner,
+                id,
+                "cancellation_requested",
+                end,
+                &mut pending,
+            );
+            pending
+        } else {
+            renew_locked(sim, &mut state, &owner, sub)
+        }
+    };
+    Ok(emit_all(sim, pending).await)
+}
+
+/// A Smart Retries attempt on the subscription's latest invoice.
+pub(crate) async fn retry_invoice(sim: &Sim, id: &str) -> Result<Vec<String>, String> {
+    let pending = {
+        let mut state = sim.lock();
+        let (owner, mut sub) = subscription(&state, id)?;
+        let inv_id = sub["latest_invoice"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let mut inv = find(&state, "invoice", &inv_id)
+            .map(|(_, i)| i)
+            .ok_or_else(|| format!("{id} has no invoice"))?;
+        if inv["status"] != "open" || sub["collection_method"] != "charge_automatically" {
+            return Err(format!(
+                "{inv_id} is not an open invoice charged automatically"
+            ));
+        }
+        if matches!(
+            sub["status"].as_str(),
+            Some("canceled" | "incomplete_expired")
+        ) {
+            return Err(format!("{id} is canceled"));
+        }
+        let old = sub.clone();
+        let card = behavior(&state, &sub["customer"]);
+        let outcome = attempt(&mut state, &owner, &mut inv, Some(card), sim.live());
+        let mut pending = Vec::new();
+        let retries = inv["attempt_count"].as_i64().unwrap_or(1) - 1;
+        let max = i64::from(state.billing.max_retries.unwrap_or(DEFAULT_MAX_RETRIES));
+        if outcome == Attempt::Paid {
+            pending.push(Pending::new(&owner, "invoice.paid", &inv));
+            sub["status"] = json!("active");
+            store(&mut state, &owner, &sub);
+            updated(&mut pending, &owner, &old, &sub);
+        } else if retries >= max {
+            inv["next_payment_attempt"] = Value::Null;
+            store(&mut state, &owner, &inv);
+            pending.push(Pending::new(&owner, "invoice.payment_failed", &inv));
+            cancel_locked(
+                &mut state,
+                &owner,
+                id,
+                "payment_failed",
+                now(),
+                &mut pending,
+            );
+        } else {
+            pending.push(Pending::new(&owner, failure_event(outcome), &inv));
+        }
+        pending
+    };
+    Ok(emit_all(sim, pending).await)
+}
+
+/// The customer paying open invoice `id` on its hosted page: `invoice.paid`, and its
+/// subscription back to `active` (`customer.subscription.updated`) if it was not.
+pub(crate) async fn pay_invoice(sim: &Sim, id: &str) -> Result<Vec<String>, String> {
+    let pending = {
+        let mut state = sim.lock();
+        let (owner, mut inv) =
+            find(&state, "invoice", id).ok_or_else(|| format!("no invoice {id}"))?;
+        if inv["status"] != "open" {
+            return Err(format!(
+                "Invoice is already {}",
+                inv["status"].as_str().unwrap_or("?")
+            ));
+        }
+        attempt(&mut state, &owner, &mut inv, None, sim.live());
+        let mut pending = vec![Pending::new(&owner, "invoice.paid", &inv)];
+        let sub = inv["subscription"]
+            .as_str()
+            .and_then(|s| state.objects.get(&(owner.clone(), s.to_owned())))
+            .cloned();
+        if let Some(mut sub) = sub {
+            if matches!(
+                sub["status"].as_str(),
+                Some("past_due" | "incomplete" | "unpaid")
+            ) {
+                let old = sub.clone();
+                sub["status"] = json!("active");
+                store(&mut state, &owner, &sub);
+                updated(&mut pending, &owner, &old, &sub);
+            }
+        }
+        pending
+    };
+    Ok(emit_all(sim, pending).await)
+}
+
+// ---------------------------------------------------------------------------------------------
+// The hosted invoice page
+
+fn invoice_html(inv: &Value, note: Option<&str>) -> Response {
+    let id = inv["id"].as_str().unwrap_or_default();
+    let currency = inv["currency"].as_str().unwrap_or_default();
+    let amount = params::money(
+        inv["amount_remaining"].as_i64().unwrap_or_default(),
+        currency,
+    );
+    let status = inv["status"].as_str().unwrap_or_default();
+    let note = note.map_or(String::new(), |n| {
+        format!("<p id=\"paid\">{}</p>\n", escape(n))
+    });
+    let action = if status == "open" {
+        format!(
+            "<form method=\"post\" action=\"/invoice/{id}/pay\">\
+             <button id=\"pay\" type=\"submit\">Pay {amount}</button></form>\n",
+            id = escape(id),
+            amount = escape(&amount),
+        )
+    } else {
+        String::new()
+    };
+    page(
+        StatusCode::OK,
+        TITLE,
+        &format!(
+            "{note}<p>Invoice <span id=\"number\">{number}</span>: \
+             <strong id=\"amount\">{amount}</strong>, <span id=\"status\">{status}</span>.</p>\n{action}",
+            number = escape(inv["number"].as_str().unwrap_or_default()),
+            amount = escape(&amount),
+            status = escape(status),
+        ),
+    )
+}
+
+async fn invoice_page(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    match find(&sim.lock(), "invoice", &id) {
+        Some((_, inv)) => invoice_html(&inv, None),
+        None => page(
+            StatusCode::NOT_FOUND,
+            TITLE,
+            "<p id=\"invalid\">This invoice does not exist.</p>",
+        ),
+    }
+}
+
+async fn invoice_pay_page(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -> Response {
+    let paid = pay_invoice(&sim, &id).await;
+    let Some((_, inv)) = find(&sim.lock(), "invoice", &id) else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    match paid {
+        Ok(_) => invoice_html(&inv, Some("Thanks for your payment.")),
+        Err(_) => invoice_html(&inv, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn months_are_calendar_months_clamped_to_their_end() {
+        let jan31 = days_from_civil(2025, 1, 31) * DAY + 3600;
+        assert_eq!(civil_from_days(add_months(jan31, 1) / DAY), (2025, 2, 28));
+        assert_eq!(add_months(jan31, 1) % DAY, 3600);
+        assert_eq!(civil_from_days(add_months(jan31, 2) / DAY), (2025, 3, 31));
+        assert_eq!(civil_from_days(add_months(jan31, 13) / DAY), (2026, 2, 28));
+        let price = json!({ "recurring": { "interval": "month", "interval_count": 1 } });
+        let feb28 = add_months(jan31, 1);
+        assert_eq!(
+            civil_from_days(period_end_after(jan31, &price, feb28) / DAY),
+            (2025, 3, 31)
+        );
+    }
+}
