@@ -97,6 +97,9 @@ pub struct Config {
     /// re-checked at Stripe.
     pub order_sweep_interval: Duration,
     pub order_pending_age: Duration,
+    /// Whether a store whose vendor subscription Stripe cancelled for non-payment may still take
+    /// new orders.
+    pub suspended_stores_can_sell: bool,
 }
 
 impl Config {
@@ -306,6 +309,19 @@ impl Config {
         let idempotency_lock = secs(&get, "BURSAR_IDEMPOTENCY_LOCK_SECS", 30, (1, 3600))?;
         let order_sweep_interval = secs(&get, "BURSAR_ORDER_SWEEP_SECS", 60, (1, 86_400))?;
         let order_pending_age = secs(&get, "BURSAR_ORDER_PENDING_SECS", 900, (1, 30 * 86_400))?;
+        let suspended_stores_can_sell = match get("BURSAR_SUSPENDED_STORES_CAN_SELL")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(_) => {
+                return Err(bad(
+                    "BURSAR_SUSPENDED_STORES_CAN_SELL",
+                    "must be true or false",
+                ))
+            }
+        };
         let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
             Some(v) if v.trim().chars().count() < 32 => {
                 return Err(bad(
@@ -330,6 +346,7 @@ impl Config {
             idempotency_lock,
             order_sweep_interval,
             order_pending_age,
+            suspended_stores_can_sell,
         })
     }
 }

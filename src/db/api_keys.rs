@@ -22,6 +22,7 @@ pub async fn insert(
     key_hash: &str,
     prefix: &str,
 ) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query(
         "INSERT INTO api_keys (id, name, key_hash, prefix, created_at) VALUES ($1, $2, $3, $4, $5)",
     )
@@ -55,6 +56,7 @@ pub async fn list(db: &Db) -> Result<Vec<ApiKeyRow>> {
 
 /// Revokes a key; `None` when there is no such key. Revoking twice keeps the first time.
 pub async fn revoke(db: &Db, id: &ApiKeyId) -> Result<Option<ApiKeyRow>> {
+    let _turn = db.write_turn().await;
     sqlx::query("UPDATE api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
         .bind(now_ms())
         .bind(id.as_str())

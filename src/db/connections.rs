@@ -66,6 +66,7 @@ pub struct AccountState {
 /// mode stay the same (an account has one `acct_` id but separate test and live endpoints); a
 /// different account or mode starts clean.
 pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<ConnectionRow> {
+    let _turn = db.write_turn().await;
     let now = now_ms();
     let sql = format!(
         "INSERT INTO connections (store_id, kind, mode, account_id, key_kind, publishable_key, secret_key_enc, \
@@ -120,6 +121,7 @@ pub async fn upsert_connect(
     store: &StoreId,
     new: &NewConnect<'_>,
 ) -> Result<ConnectionRow> {
+    let _turn = db.write_turn().await;
     let now = now_ms();
     let same = "connections.account_id = excluded.account_id AND connections.mode = excluded.mode";
     let sql = format!(
@@ -165,6 +167,7 @@ pub async fn get<'e>(
 
 /// Returns false when the store has no connection to attach the secret to.
 pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Result<bool> {
+    let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE connections SET webhook_secret_enc = $1, updated_at = $2 WHERE store_id = $3",
     )
@@ -177,6 +180,7 @@ pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Resul
 }
 
 pub async fn delete(db: &Db, store: &StoreId) -> Result<bool> {
+    let _turn = db.write_turn().await;
     let done = sqlx::query("DELETE FROM connections WHERE store_id = $1")
         .bind(store.as_str())
         .execute(db.pool())

@@ -36,6 +36,7 @@ pub struct NewCustomer<'a> {
 
 /// Saved before Stripe is called, so the Stripe idempotency key (from the id) exists first.
 pub async fn insert(db: &Db, c: &NewCustomer<'_>) -> Result<CustomerRow> {
+    let _turn = db.write_turn().await;
     let sql = format!(
         "INSERT INTO customers (id, store_id, account_id, email, name, metadata, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7) RETURNING {COLUMNS}"
@@ -53,6 +54,7 @@ pub async fn insert(db: &Db, c: &NewCustomer<'_>) -> Result<CustomerRow> {
 }
 
 pub async fn set_stripe_id(db: &Db, id: &CustomerId, stripe_id: &str) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query("UPDATE customers SET stripe_customer_id = $1, updated_at = $2 WHERE id = $3")
         .bind(stripe_id)
         .bind(now_ms())
@@ -63,6 +65,7 @@ pub async fn set_stripe_id(db: &Db, id: &CustomerId, stripe_id: &str) -> Result<
 }
 
 pub async fn delete(db: &Db, id: &CustomerId) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query("DELETE FROM customers WHERE id = $1 AND stripe_customer_id IS NULL")
         .bind(id.as_str())
         .execute(db.pool())

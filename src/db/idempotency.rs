@@ -46,6 +46,7 @@ async fn claim_at(
     lock: Duration,
     now: i64,
 ) -> Result<Claim> {
+    let _turn = db.write_turn().await;
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 \
          AND (created_at < $3 OR (status_code IS NULL AND COALESCE(locked_at, created_at) < $4))",
@@ -91,6 +92,7 @@ async fn claim_at(
 
 /// Keeps a running request's claim alive; false when the claim is no longer ours.
 pub async fn refresh(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<bool> {
+    let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE idempotency_keys SET locked_at = $1 WHERE api_key_id = $2 AND idem_key = $3 \
          AND owner_token = $4 AND status_code IS NULL",
@@ -112,6 +114,7 @@ pub async fn complete(
     status: u16,
     body: &str,
 ) -> Result<bool> {
+    let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
          WHERE api_key_id = $3 AND idem_key = $4 AND owner_token = $5 AND status_code IS NULL",
@@ -129,6 +132,7 @@ pub async fn complete(
 /// Forgets our claim of a key whose request did not succeed, so the client may retry with it.
 /// Another request's claim of the same key is left alone.
 pub async fn release(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query(
         "DELETE FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2 \
          AND owner_token = $3 AND status_code IS NULL",

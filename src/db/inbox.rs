@@ -433,6 +433,7 @@ pub async fn find_by_event_id(db: &Db, event_id: &str) -> Result<Vec<EventRow>> 
 /// Puts a finished event back in the queue with a fresh retry budget. Events still in
 /// flight (`pending`, `processing`) are left alone and reported as not replayed.
 pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
+    let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, claim_token = NULL \
          WHERE seq = $2 AND status IN ('applied', 'ignored', 'unrouted', 'retrying', 'dead')",

@@ -20,6 +20,7 @@ pub mod orders;
 pub mod secrets;
 pub mod sqlite_inbox;
 pub mod stores;
+pub mod vendor_subscriptions;
 pub mod watermarks;
 
 static SQLITE_MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("migrations/sqlite");
@@ -210,6 +211,17 @@ impl Db {
 
     pub(crate) fn sqlite_inbox(&self) -> Option<&sqlite_inbox::SqliteInbox> {
         self.sqlite_inbox.as_deref()
+    }
+
+    /// On SQLite, the process's turn to write, for a single-statement write on the shared pool:
+    /// queued in order with the inbox thread and the worker instead of polling SQLite's busy
+    /// handler, which a steady stream of lock holders can starve past its timeout. None (no
+    /// waiting) on PostgreSQL. Never hold it across `begin_write`: the lock is not reentrant.
+    pub async fn write_turn(&self) -> Option<OwnedMutexGuard<()>> {
+        match self.engine {
+            Engine::Sqlite => Some(self.write_lock.clone().lock_owned().await),
+            Engine::Postgres => None,
+        }
     }
 
     /// A write transaction. On SQLite it waits its turn for the process's write lock, then takes

@@ -88,6 +88,7 @@ pub struct NewOrder<'a> {
 /// Saves a new order before Stripe is called, so its id (and so the Stripe idempotency key
 /// derived from it) exists before the first attempt.
 pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<OrderRow> {
+    let _turn = db.write_turn().await;
     let now = now_ms();
     let sql = format!(
         "INSERT INTO orders (id, store_id, connection_kind, account_id, mode, amount, currency, description, \
@@ -164,6 +165,7 @@ pub async fn set_payment_intent(
     payment_intent: &str,
     client_secret_enc: &str,
 ) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query(
         "UPDATE orders SET payment_intent_id = $1, client_secret_enc = $2, updated_at = $3 WHERE id = $4",
     )
@@ -192,6 +194,7 @@ pub async fn by_payment_intent(
 }
 
 pub async fn set_checkout_session(db: &Db, id: &OrderId, session: &str) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query("UPDATE orders SET checkout_session_id = $1, updated_at = $2 WHERE id = $3")
         .bind(session)
         .bind(now_ms())
@@ -364,6 +367,7 @@ pub async fn finish_refund(
     stripe_id: Option<&str>,
     status: &str,
 ) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query("UPDATE refunds SET stripe_refund_id = COALESCE($1, stripe_refund_id), status = $2 WHERE id = $3")
         .bind(stripe_id)
         .bind(status)

@@ -22,6 +22,7 @@ pub async fn insert(
     external_id: Option<&ExternalId>,
     metadata: &Metadata,
 ) -> Result<StoreRow> {
+    let _turn = db.write_turn().await;
     Ok(sqlx::query_as::<_, StoreRow>(
         "INSERT INTO stores (id, name, external_id, metadata, created_at) VALUES ($1, $2, $3, $4, $5) \
          RETURNING id, name, external_id, metadata, created_at",
@@ -57,6 +58,7 @@ pub async fn list(db: &Db, after: Option<&StoreId>, limit: i64) -> Result<Vec<St
 
 /// Deletes the store and, by cascade, its connection and secrets. Its events stay in the log.
 pub async fn delete(db: &Db, id: &StoreId) -> Result<bool> {
+    let _turn = db.write_turn().await;
     let done = sqlx::query("DELETE FROM stores WHERE id = $1")
         .bind(id.as_str())
         .execute(db.pool())

@@ -5,6 +5,7 @@ pub mod keys;
 pub mod mode;
 pub mod order;
 pub mod store;
+pub mod subscription;
 
 pub use ids::{AccountId, ApiKeyId, CustomerId, OrderId, RefundId, StoreId};
 pub use keys::{KeyKind, PublishableKey, SecretKey};

@@ -83,6 +83,12 @@ pub fn router(state: AppState) -> Router {
             post(api::orders::create).get(api::orders::list),
         )
         .route("/orders/{id}", get(api::orders::get))
+        .route(
+            "/stores/{id}/subscription",
+            put(api::subscription::put)
+                .get(api::subscription::get)
+                .delete(api::subscription::cancel),
+        )
         .route("/stores/{id}/customers", post(api::customers::create))
         .route(
             "/stores/{id}/checkout-sessions",

@@ -9,6 +9,7 @@ use crate::stripe::{StripeClient, StripeError};
 use crate::vault::{Vault, VaultError};
 
 pub mod api_keys;
+pub mod billing;
 pub mod checkout_sessions;
 pub mod connections;
 pub mod customers;

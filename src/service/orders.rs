@@ -186,6 +186,7 @@ pub async fn create(
     }
     let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
     let connection = chargeable(s, store).await?;
+    super::billing::may_sell(s, store).await?;
     let connect = connection.kind == "connect";
     if fee.is_some() && !connect {
         return Err(ServiceError::Refused {

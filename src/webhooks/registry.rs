@@ -8,6 +8,7 @@
 use serde_json::Value;
 use sqlx::AnyConnection;
 
+use super::handlers::billing::{self, BillingEvent};
 use super::handlers::payment::{self, PaymentEvent};
 use super::handlers::{account, balance, customer, payout};
 use crate::db::DbError;
@@ -51,6 +52,8 @@ pub enum Handler {
     Payment(PaymentEvent),
     /// `customer.*`; true for `customer.deleted`.
     Customer(bool),
+    /// Vendor billing on the platform account (subscriptions and invoices).
+    Billing(BillingEvent),
 }
 
 pub fn handler_for(event_type: &str) -> Option<Handler> {
@@ -73,6 +76,13 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         | "checkout.session.async_payment_failed"
         | "checkout.session.expired" => Handler::Payment(PaymentEvent::CheckoutSession),
         "customer.created" | "customer.updated" => Handler::Customer(false),
+        "customer.subscription.created" | "customer.subscription.updated" => {
+            Handler::Billing(BillingEvent::SubscriptionChanged)
+        }
+        "customer.subscription.deleted" => Handler::Billing(BillingEvent::SubscriptionDeleted),
+        "invoice.paid" => Handler::Billing(BillingEvent::InvoicePaid),
+        "invoice.payment_failed" => Handler::Billing(BillingEvent::InvoicePaymentFailed),
+        "invoice.payment_action_required" => Handler::Billing(BillingEvent::InvoiceActionRequired),
         "customer.deleted" => Handler::Customer(true),
         "account.external_account.updated" => Handler::ExternalAccountUpdated,
         "person.updated" => Handler::PersonUpdated,
@@ -144,7 +154,17 @@ impl Handler {
         ev: &Incoming,
         loaded: &Loaded,
     ) -> Result<(), HandlerError> {
-        let (Some(store), Loaded::Object(object)) = (&ev.store, loaded) else {
+        let Loaded::Object(object) = loaded else {
+            return Ok(());
+        };
+        if let Handler::Billing(kind) = self {
+            return billing::apply(conn, ev, object, kind).await;
+        }
+        let Some(store) = &ev.store else {
+            // A platform-scope customer is a vendor's customer record on the platform account.
+            if self == Handler::Customer(true) {
+                return billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await;
+            }
             return Ok(());
         };
         match self {
@@ -159,6 +179,7 @@ impl Handler {
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
             Handler::Payment(kind) => payment::apply(conn, store, ev, object, kind).await,
             Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
+            Handler::Billing(_) => Ok(()),
         }
     }
 }

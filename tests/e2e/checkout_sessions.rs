@@ -36,7 +36,7 @@ async fn a_checkout_session_order_is_paid_by_its_completion_and_can_be_refunded(
     let mut body = session_body();
     body["application_fee_amount"] = json!(300);
     let r = create_session(&app, &store, body).await;
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     let session: Value = r.json().await.unwrap();
     assert!(session["url"].as_str().unwrap().starts_with(&app.sim.url));
     assert_eq!(session["amount_total"], 3500);
@@ -63,7 +63,7 @@ async fn a_checkout_session_order_is_paid_by_its_completion_and_can_be_refunded(
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     app.drain().await;
     assert_eq!(order(&app, id).await["status"], "partially_refunded");
 }

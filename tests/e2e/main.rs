@@ -3,6 +3,7 @@
 
 mod support;
 
+mod billing;
 mod browser;
 mod checkout_sessions;
 mod cli;

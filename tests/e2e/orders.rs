@@ -74,7 +74,7 @@ pub async fn order(app: &TestApp, id: &str) -> Value {
 
 async fn new_order(app: &TestApp, store: &str, body: Value) -> Value {
     let r = create_order(app, store, body).await;
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     r.json().await.unwrap()
 }
 
@@ -176,7 +176,7 @@ async fn refunds_partial_then_full_and_over_refunds_are_refused_before_stripe() 
     let r = refund(json!({"amount": 1000, "reason": "requested_by_customer"}))
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     app.drain().await;
     let now = order(&app, id).await;
     assert_eq!(now["status"], "partially_refunded", "{now}");
@@ -190,7 +190,7 @@ async fn refunds_partial_then_full_and_over_refunds_are_refused_before_stripe() 
 
     // The rest.
     let r = refund(json!({})).await.unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     app.drain().await;
     let now = order(&app, id).await;
     assert_eq!(now["status"], "refunded");
@@ -446,7 +446,7 @@ async fn create_customer(app: &TestApp, store: &str, email: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     r.json().await.unwrap()
 }
 
@@ -573,7 +573,7 @@ async fn late_and_duplicate_events_never_move_an_order_back() {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status(), 201);
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
     app.drain().await;
     assert_eq!(order(&app, id).await["status"], "refunded");
     // A late, older payment_failed (an earlier attempt) arrives now, twice.

@@ -8,6 +8,7 @@ pub mod events;
 pub mod onboarding;
 pub mod orders;
 pub mod stores;
+pub mod subscription;
 
 use super::error::ApiError;
 use crate::domain::StoreId;

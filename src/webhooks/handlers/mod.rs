@@ -2,6 +2,7 @@
 
 pub mod account;
 pub mod balance;
+pub mod billing;
 pub mod customer;
 pub mod payment;
 pub mod payout;

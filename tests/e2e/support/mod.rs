@@ -51,6 +51,15 @@ pub fn logs() -> String {
     String::from_utf8_lossy(&LOGS.get_or_init(Default::default).lock().unwrap()).into_owned()
 }
 
+/// The captured ERROR lines, to show with a failed assertion.
+pub fn log_errors() -> String {
+    logs()
+        .lines()
+        .filter(|l| l.contains("ERROR"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 static LOGS: OnceLock<Arc<Mutex<Vec<u8>>>> = OnceLock::new();
 
 struct Capture;

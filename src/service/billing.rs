@@ -1,0 +1,316 @@
+//! Vendor billing: the platform charges its stores with a Stripe subscription on the platform
+//! account (platform key only: a store's own key never pays for this). Stripe's answers and
+//! events move the store's vendor status; see `domain::subscription`.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::{stores, Result, ServiceError, Services};
+use crate::db::vendor_subscriptions::VendorRow;
+use crate::db::{self, now_ms};
+use crate::domain::subscription::{ended_reason, Snapshot, SubscriptionFacts, VendorStatus};
+use crate::domain::{Invalid, StoreId};
+use crate::stripe::{AccountScope, IdempotencyKey};
+
+#[derive(Debug, Serialize)]
+pub struct SubscriptionView {
+    pub object: &'static str,
+    pub store_id: String,
+    /// The store's standing: pending, trialing, active, past_due, suspended or canceled.
+    pub vendor_status: VendorStatus,
+    pub subscription_id: Option<String>,
+    pub customer_id: Option<String>,
+    pub price_id: String,
+    /// Stripe's own status of the subscription.
+    pub status: Option<String>,
+    pub current_period_end: Option<i64>,
+    pub trial_end: Option<i64>,
+    pub cancel_at_period_end: bool,
+    pub ended_reason: Option<String>,
+    pub latest_invoice: Option<String>,
+    /// When Stripe needs the vendor to act (authenticate or pay), the hosted invoice page.
+    pub hosted_invoice_url: Option<String>,
+    pub last_payment_error: Option<String>,
+}
+
+impl From<VendorRow> for SubscriptionView {
+    fn from(r: VendorRow) -> Self {
+        Self {
+            vendor_status: r.facts().vendor_status(),
+            object: "vendor_subscription",
+            store_id: r.store_id,
+            subscription_id: r.subscription_id,
+            customer_id: r.customer_id,
+            price_id: r.price_id,
+            status: r.status,
+            current_period_end: r.current_period_end,
+            trial_end: r.trial_end,
+            cancel_at_period_end: r.cancel_at_period_end != 0,
+            ended_reason: r.ended_reason,
+            latest_invoice: r.latest_invoice,
+            hosted_invoice_url: r.action_url,
+            last_payment_error: r.last_payment_error,
+        }
+    }
+}
+
+/// What a subscription object says, stamped for "newest wins".
+pub fn subscription_facts(sub: &Value, at: (i64, i64)) -> SubscriptionFacts {
+    let status = sub["status"].as_str().unwrap_or_default().to_owned();
+    let item = &sub["items"]["data"][0];
+    let reason = sub["cancellation_details"]["reason"].as_str();
+    SubscriptionFacts {
+        ended: ended_reason(&status, reason),
+        snapshot: Some(Snapshot {
+            at,
+            cancel_at_period_end: sub["cancel_at_period_end"].as_bool().unwrap_or(false),
+            current_period_end: sub["current_period_end"]
+                .as_i64()
+                .or(item["current_period_end"].as_i64()),
+            trial_end: sub["trial_end"].as_i64(),
+            price: item["price"]["id"].as_str().map(str::to_owned),
+            status,
+        }),
+    }
+}
+
+fn refused(code: &'static str, message: impl Into<String>) -> ServiceError {
+    ServiceError::Refused {
+        code,
+        message: message.into(),
+    }
+}
+
+/// Creates the subscription (and, once, the store's customer), or moves it to another price.
+pub async fn put(
+    s: &Services,
+    store: &StoreId,
+    price: &str,
+    trial_days: Option<i64>,
+) -> Result<SubscriptionView> {
+    let store_row = stores::require(s, store).await?;
+    if !price.starts_with("price_")
+        || price.len() > 255
+        || !price
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    {
+        return Err(Invalid::new("price_id", "must be a Stripe price id (price_…)").into());
+    }
+    if trial_days.is_some_and(|d| !(1..=730).contains(&d)) {
+        return Err(Invalid::new("trial_days", "must be between 1 and 730").into());
+    }
+    // The price must exist, be active and recurring: checked before anything is created.
+    let p: Value = s
+        .stripe
+        .get(AccountScope::Platform, &format!("/v1/prices/{price}"))
+        .await?;
+    if p["active"].as_bool() != Some(true) {
+        return Err(refused(
+            "price_not_usable",
+            format!("price {price} is not active"),
+        ));
+    }
+    if !p["recurring"].is_object() {
+        return Err(refused(
+            "price_not_usable",
+            format!("price {price} is not recurring (a subscription needs a recurring price)"),
+        ));
+    }
+    let existing = db::vendor_subscriptions::get(s.db.pool(), store).await?;
+    if let Some(row) = &existing {
+        if let (Some(sub), None) = (&row.subscription_id, &row.ended_reason) {
+            return change_price(s, store, row, sub, price).await;
+        }
+    }
+    // A new subscription: its idempotency key is saved before the first attempt, so a retry (or
+    // a crash between Stripe's answer and ours) never makes a second one.
+    let create_key = match &existing {
+        Some(row) if row.subscription_id.is_none() && row.price_id == price => {
+            row.create_key.clone()
+        }
+        _ => format!("{store}:{}", now_ms()),
+    };
+    let row = db::vendor_subscriptions::begin(&s.db, store, price, &create_key).await?;
+    let customer = match (
+        &existing.as_ref().and_then(|r| r.customer_id.clone()),
+        existing.as_ref().map(|r| r.customer_deleted),
+    ) {
+        (Some(c), Some(0)) => c.clone(),
+        _ => {
+            let form = vec![
+                ("name".to_owned(), store_row.name.clone()),
+                ("metadata[bursar_store_id]".to_owned(), store.to_string()),
+            ];
+            let customer: Value = s
+                .stripe
+                .post(
+                    AccountScope::Platform,
+                    "/v1/customers",
+                    &form,
+                    &IdempotencyKey::new("vendor_customer", &create_key),
+                )
+                .await?;
+            let id = customer["id"].as_str().unwrap_or_default().to_owned();
+            db::vendor_subscriptions::set_customer(&s.db, store, &id).await?;
+            id
+        }
+    };
+    let mut form = vec![
+        ("customer".to_owned(), customer),
+        ("items[0][price]".to_owned(), price.to_owned()),
+        ("metadata[bursar_store_id]".to_owned(), store.to_string()),
+        // The first invoice comes back with the answer: if it needs the vendor, the URL is
+        // known at once (its event may have arrived before this answer).
+        ("expand[0]".to_owned(), "latest_invoice".to_owned()),
+    ];
+    if let Some(d) = trial_days {
+        form.push(("trial_period_days".to_owned(), d.to_string()));
+    }
+    let sub: Value = s
+        .stripe
+        .post(
+            AccountScope::Platform,
+            "/v1/subscriptions",
+            &form,
+            &IdempotencyKey::new("vendor_subscription", &row.create_key),
+        )
+        .await?;
+    let id = sub["id"].as_str().unwrap_or_default();
+    let item = sub["items"]["data"][0]["id"].as_str();
+    db::vendor_subscriptions::set_subscription(&s.db, store, id, item).await?;
+    apply_answer(s, store, &sub).await?;
+    tracing::info!(store = %store, subscription = id, price, "vendor subscription created");
+    get(s, store).await
+}
+
+async fn change_price(
+    s: &Services,
+    store: &StoreId,
+    row: &VendorRow,
+    sub: &str,
+    price: &str,
+) -> Result<SubscriptionView> {
+    if row.price_id == price {
+        return Ok(row.clone().into());
+    }
+    let item = row.item_id.clone().ok_or_else(|| {
+        refused(
+            "subscription_not_ready",
+            "the subscription's item is not known yet; try again",
+        )
+    })?;
+    let form = vec![
+        ("items[0][id]".to_owned(), item),
+        ("items[0][price]".to_owned(), price.to_owned()),
+        (
+            "proration_behavior".to_owned(),
+            "create_prorations".to_owned(),
+        ),
+    ];
+    let answer: Value = s
+        .stripe
+        .post(
+            AccountScope::Platform,
+            &format!("/v1/subscriptions/{sub}"),
+            &form,
+            &IdempotencyKey::new("vendor_subscription_price", &format!("{sub}:{price}")),
+        )
+        .await?;
+    apply_answer(s, store, &answer).await?;
+    get(s, store).await
+}
+
+/// Stripe's answer is Stripe's word: merged like an event, stamped with the time it was given.
+async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> {
+    let mut tx = s.db.begin_write().await?;
+    if let Some(row) = db::vendor_subscriptions::get(&mut *tx, store).await? {
+        let facts = subscription_facts(sub, (now_ms() / 1000, 0));
+        let item = sub["items"]["data"][0]["id"].as_str();
+        db::vendor_subscriptions::merge(&mut *tx, &row, &facts, item).await?;
+        let invoice = &sub["latest_invoice"];
+        if let Some(id) = invoice["id"].as_str() {
+            let open = invoice["status"].as_str() == Some("open");
+            let url = invoice["hosted_invoice_url"].as_str().filter(|_| open);
+            let error = open.then(|| invoice_error(invoice));
+            db::vendor_subscriptions::set_invoice(
+                &mut tx,
+                store.as_str(),
+                id,
+                url,
+                error.as_deref(),
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+pub async fn get(s: &Services, store: &StoreId) -> Result<SubscriptionView> {
+    stores::require(s, store).await?;
+    Ok(db::vendor_subscriptions::get(s.db.pool(), store)
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?
+        .into())
+}
+
+/// Cancels at the end of the period (the vendor keeps what it paid for), or now.
+pub async fn cancel(s: &Services, store: &StoreId, now: bool) -> Result<SubscriptionView> {
+    stores::require(s, store).await?;
+    let row = db::vendor_subscriptions::get(s.db.pool(), store)
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))?;
+    let (Some(sub), None) = (&row.subscription_id, &row.ended_reason) else {
+        return Err(ServiceError::Conflict {
+            code: "subscription_not_active",
+            message: "the store has no running subscription to cancel".into(),
+        });
+    };
+    let answer: Value = if now {
+        s.stripe
+            .delete(
+                AccountScope::Platform,
+                &format!("/v1/subscriptions/{sub}"),
+                &IdempotencyKey::new("vendor_subscription_cancel", sub),
+            )
+            .await?
+    } else {
+        s.stripe
+            .post(
+                AccountScope::Platform,
+                &format!("/v1/subscriptions/{sub}"),
+                &[("cancel_at_period_end".to_owned(), "true".to_owned())],
+                &IdempotencyKey::new("vendor_subscription_cancel_at_period_end", sub),
+            )
+            .await?
+    };
+    apply_answer(s, store, &answer).await?;
+    get(s, store).await
+}
+
+/// Whether the store may take new orders under `BURSAR_SUSPENDED_STORES_CAN_SELL`.
+pub async fn may_sell(s: &Services, store: &StoreId) -> Result<()> {
+    if s.config.suspended_stores_can_sell {
+        return Ok(());
+    }
+    let suspended = db::vendor_subscriptions::get(s.db.pool(), store)
+        .await?
+        .is_some_and(|r| r.facts().vendor_status() == VendorStatus::Suspended);
+    if suspended {
+        return Err(ServiceError::Conflict {
+            code: "store_suspended",
+            message: "the store is suspended: Stripe cancelled its vendor subscription after failed payments, and this platform does not let suspended stores sell (BURSAR_SUSPENDED_STORES_CAN_SELL=false)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Why an invoice's payment failed, in Stripe's words.
+pub fn invoice_error(invoice: &Value) -> String {
+    invoice["payment_intent"]["last_payment_error"]["message"]
+        .as_str()
+        .or(invoice["last_payment_error"]["message"].as_str())
+        .unwrap_or("the payment failed")
+        .to_owned()
+}
