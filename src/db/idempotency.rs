@@ -91,8 +91,10 @@ async fn claim_at(
 }
 
 /// Keeps a running request's claim alive; false when the claim is no longer ours.
+/// Runs beside the request it keeps alive, which may itself hold or await the process write
+/// lock: so it never takes `write_turn` (it would wait on its own request), and relies on
+/// SQLite's busy timeout instead.
 pub async fn refresh(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<bool> {
-    let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE idempotency_keys SET locked_at = $1 WHERE api_key_id = $2 AND idem_key = $3 \
          AND owner_token = $4 AND status_code IS NULL",

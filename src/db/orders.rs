@@ -159,6 +159,27 @@ pub async fn list(
         .await?)
 }
 
+/// Forgets an order Stripe made nothing for (it refused the creating request).
+pub async fn delete_unstarted(db: &Db, id: &OrderId) -> Result<()> {
+    let _turn = db.write_turn().await;
+    sqlx::query("DELETE FROM orders WHERE id = $1 AND payment_intent_id IS NULL")
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Records a re-check attempt that could not reach an answer.
+pub async fn touch_synced(db: &Db, id: &OrderId) -> Result<()> {
+    let _turn = db.write_turn().await;
+    sqlx::query("UPDATE orders SET synced_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 pub async fn set_payment_intent(
     db: &Db,
     id: &OrderId,

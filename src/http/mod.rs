@@ -160,8 +160,22 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         // The span names the path only: query strings can carry OAuth codes and link signatures.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            tracing::info_span!("http", method = %req.method(), path = %req.uri().path())
+            tracing::info_span!("http", method = %req.method(), path = %loggable_path(req.uri().path()))
         }))
+}
+
+/// The path as logged: a checkout token is a bearer capability, so it is replaced.
+fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
+    match path.strip_prefix("/checkout/") {
+        Some(rest) if !rest.starts_with("assets/") => {
+            let tail = rest.split_once('/').map_or("", |(_, t)| t);
+            format!("/checkout/{{token}}/{tail}")
+                .trim_end_matches('/')
+                .to_owned()
+                .into()
+        }
+        _ => path.into(),
+    }
 }
 
 /// 200 only while the database answers, the inbox writer runs and the worker is looping:

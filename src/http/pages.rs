@@ -160,6 +160,11 @@ pub async fn connect_form(
         Err(ServiceError::NotFound(_)) => return link_refused(LinkError::Tampered),
         Err(_) => return unavailable(),
     };
+    match already_connected(&state, &link.store).await {
+        Ok(false) => {}
+        Ok(true) => return connected_page(),
+        Err(r) => return r,
+    }
     let csrf: String = rand::thread_rng()
         .sample_iter(&rand::distributions::Alphanumeric)
         .take(32)
@@ -177,6 +182,22 @@ pub async fn connect_form(
     let mut response = page(StatusCode::OK, html, Some(&link.return_url));
     set_csrf_cookie(&state, &mut response, &csrf);
     response
+}
+
+async fn already_connected(state: &AppState, store: &StoreId) -> Result<bool, Response> {
+    crate::db::connections::get(state.services.db.pool(), store)
+        .await
+        .map(|c| c.is_some_and(|c| c.deauthorized == 0))
+        .map_err(|_| unavailable())
+}
+
+fn connected_page() -> Response {
+    message(
+        StatusCode::CONFLICT,
+        "Already connected",
+        "This store is already connected to a Stripe account. To change it, ask the platform to disconnect it first and send you a new link.",
+        None,
+    )
 }
 
 fn webhook_url(state: &AppState, store: &StoreId) -> String {
@@ -254,6 +275,13 @@ pub async fn connect_submit(
         Err(ServiceError::NotFound(_)) => return link_refused(LinkError::Tampered),
         Err(_) => return unavailable(),
     };
+    // A link connects a store once: it can never replace a connection (another account, or a
+    // Connect one), so a leaked link cannot redirect a live store's payments.
+    match already_connected(&state, &link.store).await {
+        Ok(false) => {}
+        Ok(true) => return connected_page(),
+        Err(r) => return r,
+    }
     let publishable = form.publishable_key.unwrap_or_default();
     let webhook_secret = form
         .webhook_secret
@@ -346,7 +374,10 @@ pub async fn oauth_callback(
     Query(params): Query<CallbackParams>,
 ) -> Response {
     match onboarding::oauth_callback(&state.services, params).await {
-        Ok(Callback::Connected { return_url }) if !return_url.is_empty() => {
+        // Checked when the state was issued, and again now in case the allow-list shrank.
+        Ok(Callback::Connected { return_url })
+            if !return_url.is_empty() && links::check_return_url(&state.services, &return_url).is_ok() =>
+        {
             Redirect::to(&return_url).into_response()
         }
         Ok(Callback::Connected { .. }) => message(

@@ -214,7 +214,15 @@ async fn change_price(
             AccountScope::Platform,
             &format!("/v1/subscriptions/{sub}"),
             &form,
-            &IdempotencyKey::new("vendor_subscription_price", &format!("{sub}:{price}")),
+            // From, to and the snapshot it changes: A→B→A→B are four operations, not two.
+            &IdempotencyKey::new(
+                "vendor_subscription_price",
+                &format!(
+                    "{sub}:{}:{price}:{}",
+                    row.price_id,
+                    row.snapshot_seq.unwrap_or(0)
+                ),
+            ),
         )
         .await?;
     apply_answer(s, store, &answer).await?;
@@ -225,7 +233,13 @@ async fn change_price(
 async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> {
     let mut tx = s.db.begin_write().await?;
     if let Some(row) = db::vendor_subscriptions::get(&mut *tx, store).await? {
-        let facts = subscription_facts(sub, (now_ms() / 1000, 0));
+        // Stripe's answer is newer than every event received before it and older than every
+        // event received after: stamped with the inbox's newest sequence number now.
+        let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(db::DbError::from)?;
+        let facts = subscription_facts(sub, (now_ms() / 1000, newest));
         let item = sub["items"]["data"][0]["id"].as_str();
         db::vendor_subscriptions::merge(&mut *tx, &row, &facts, item).await?;
         let invoice = &sub["latest_invoice"];

@@ -98,6 +98,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
     let cancel_url = absolute_url("cancel_url", &input.cancel_url)?;
     let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
     let connection = chargeable(s, store).await?;
+    super::billing::may_sell(s, store).await?;
     let connect = connection.kind == "connect";
     if let Some(fee) = input.application_fee_amount {
         if !connect {
@@ -192,11 +193,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
         Err(e) => {
             let e = ServiceError::from(e);
             if matches!(e, ServiceError::StripeRefused(_)) {
-                sqlx::query("DELETE FROM orders WHERE id = $1")
-                    .bind(id.as_str())
-                    .execute(s.db.pool())
-                    .await
-                    .map_err(db::DbError::from)?;
+                db::orders::delete_unstarted(&s.db, &id).await?;
             }
             return Err(e);
         }

@@ -181,7 +181,7 @@ pub fn verify_connect_link(
 pub enum Purpose {
     /// A Standard OAuth `state`: single-use, 15 minutes.
     OAuthState,
-    /// Bursar's refresh URL for an Account Link: reusable while it lasts (a week).
+    /// Bursar's refresh URL for an Account Link: single-use, a week.
     LinkRefresh,
 }
 
@@ -239,8 +239,8 @@ pub async fn issue_grant(
     Ok(format!("{nonce}.{tag}"))
 }
 
-/// The grant behind a token: known, signed for this purpose and store, unexpired, and (for a
-/// single-use purpose) spent now, by this caller only.
+/// The grant behind a token: known, signed for this purpose and store, unexpired, and spent
+/// now, by this caller only.
 pub async fn redeem_grant(
     s: &Services,
     token: &str,
@@ -262,7 +262,8 @@ pub async fn redeem_grant(
     if grant.expires_at < now_ms() {
         return Ok(Err(LinkError::Expired));
     }
-    if purpose == Purpose::OAuthState && !db::grants::spend(&s.db, nonce).await? {
+    // Single-use, both: a refresh mints the next link with a new grant of its own.
+    if !db::grants::spend(&s.db, nonce).await? {
         return Ok(Err(LinkError::Used));
     }
     Ok(Ok(grant))

@@ -66,6 +66,8 @@ pub struct OrderView {
     pub stripe_account: Option<String>,
     /// Bursar's hosted payment page for this order (valid a day).
     pub checkout_url: Option<String>,
+    /// When Bursar last re-checked the order at Stripe (unix seconds).
+    pub synced_at: Option<i64>,
     pub livemode: bool,
     pub created: i64,
 }
@@ -94,6 +96,7 @@ fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Orde
             .payment_intent_id
             .as_ref()
             .map(|_| super::links::checkout_url(s, &row.id, row.created_at / 1000)),
+        synced_at: row.synced_at.map(|t| t / 1000),
         livemode: row.mode == "live",
         created: row.created_at / 1000,
         id: row.id,
@@ -235,11 +238,7 @@ pub async fn create(
         Ok(order) => Ok(view(s, order, Some(&connection))),
         Err(ServiceError::StripeRefused(e)) => {
             // Stripe made nothing: forget the order, so nothing retries it.
-            sqlx::query("DELETE FROM orders WHERE id = $1 AND payment_intent_id IS NULL")
-                .bind(order.id.as_str())
-                .execute(s.db.pool())
-                .await
-                .map_err(db::DbError::from)?;
+            db::orders::delete_unstarted(&s.db, &OrderId::parse(&order.id)?).await?;
             Err(ServiceError::StripeRefused(e))
         }
         Err(e) => Err(e),
@@ -484,7 +483,12 @@ pub async fn sweep(s: &Services, age: std::time::Duration) -> Result<usize> {
                 checked += 1;
                 tracing::info!(order = %row.id, status = %o.status, "order re-checked at Stripe");
             }
-            Err(e) => tracing::warn!(order = %row.id, error = %e, "could not re-check order"),
+            Err(e) => {
+                // Stamped anyway, so orders that cannot be re-checked (a store disconnected)
+                // wait their turn instead of taking every round's slots.
+                db::orders::touch_synced(&s.db, &id).await?;
+                tracing::warn!(order = %row.id, error = %e, "could not re-check order");
+            }
         }
     }
     Ok(checked)

@@ -158,11 +158,16 @@ impl Handler {
             return Ok(());
         };
         if let Handler::Billing(kind) = self {
+            // Vendor billing lives on the platform account: only the platform endpoint speaks
+            // for it (a store's own endpoint is signed with a secret its merchant knows).
+            if ev.store.is_some() || ev.account.is_some() {
+                return Ok(());
+            }
             return billing::apply(conn, ev, object, kind).await;
         }
         let Some(store) = &ev.store else {
             // A platform-scope customer is a vendor's customer record on the platform account.
-            if self == Handler::Customer(true) {
+            if self == Handler::Customer(true) && ev.account.is_none() {
                 return billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await;
             }
             return Ok(());
@@ -179,6 +184,7 @@ impl Handler {
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
             Handler::Payment(kind) => payment::apply(conn, store, ev, object, kind).await,
             Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
+            // Answered above, before a store is needed.
             Handler::Billing(_) => Ok(()),
         }
     }

@@ -292,3 +292,22 @@ async fn subscription_input_is_checked() {
         404
     );
 }
+
+#[tokio::test]
+async fn billing_events_count_only_from_the_platform_endpoint() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (victim, view) = subscribed(&app, None).await;
+    // A merchant signs, with its own store's secret, a deletion of another store's subscription.
+    let (merchant, _, secret) = app.connected_store().await;
+    let mut forged = crate::support::event("customer.subscription.deleted", None, false);
+    forged["data"]["object"]["id"] = view["subscription_id"].clone();
+    forged["data"]["object"]["status"] = json!("canceled");
+    forged["data"]["object"]["cancellation_details"] = json!({"reason": "payment_failed"});
+    let r = app
+        .deliver(&crate::support::store_path(&merchant), &forged, &secret)
+        .await;
+    assert_eq!(r.status(), 200);
+    app.drain().await;
+    assert_eq!(subscription(&app, &victim).await["vendor_status"], "active");
+}

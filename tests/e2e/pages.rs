@@ -103,6 +103,22 @@ async fn good_keys_through_the_form_connect_the_store_and_return() {
     assert_eq!(view["account_id"], account.id.as_str());
     assert_eq!(view["kind"], "keys");
     assert!(!crate::support::logs().contains(&account.restricted_key));
+    // The link has done its work: it cannot replace the connection, even with valid keys.
+    let again = app.browserless().get(&link).send().await.unwrap();
+    assert_eq!(again.status(), 409);
+    let other_account = app.sim.add_account(false);
+    let r = submit(
+        &app,
+        &fields,
+        Some(&cookie),
+        &[
+            ("secret_key", &other_account.restricted_key),
+            ("publishable_key", &other_account.publishable_key),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(app.account(&store).await["account_id"], account.id.as_str());
 
     // Without a return URL the merchant lands on Bursar's success page.
     let other = app.create_store("Other").await;
