@@ -355,6 +355,7 @@ pub async fn insert_refund(
     id: &RefundId,
     amount: i64,
     reason: Option<&str>,
+    request_key: Option<&str>,
 ) -> Result<Option<RefundRow>> {
     let mut tx = db.begin_write().await?;
     let requested: i64 = sqlx::query_scalar::<_, i64>(
@@ -368,7 +369,7 @@ pub async fn insert_refund(
         return Ok(None);
     }
     let row = sqlx::query_as::<_, RefundRow>(
-        "INSERT INTO refunds (id, order_id, amount, reason, status, created_at) VALUES ($1, $2, $3, $4, 'pending', $5) \
+        "INSERT INTO refunds (id, order_id, amount, reason, status, created_at, request_key) VALUES ($1, $2, $3, $4, 'pending', $5, $6) \
          RETURNING id, order_id, amount, reason, stripe_refund_id, status, created_at",
     )
     .bind(id.as_str())
@@ -376,10 +377,23 @@ pub async fn insert_refund(
     .bind(amount)
     .bind(reason)
     .bind(now_ms())
+    .bind(request_key)
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Some(row))
+}
+
+/// The refund a retried request made before (same order, same Idempotency-Key).
+pub async fn refund_by_request_key(db: &Db, order: &str, key: &str) -> Result<Option<RefundRow>> {
+    Ok(sqlx::query_as::<_, RefundRow>(
+        "SELECT id, order_id, amount, reason, stripe_refund_id, status, created_at FROM refunds \
+         WHERE order_id = $1 AND request_key = $2",
+    )
+    .bind(order)
+    .bind(key)
+    .fetch_optional(db.pool())
+    .await?)
 }
 
 pub async fn finish_refund(

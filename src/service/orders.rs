@@ -547,10 +547,21 @@ pub async fn refund(
     id: &OrderId,
     amount: Option<i64>,
     reason: Option<String>,
+    request_key: Option<&str>,
 ) -> Result<RefundView> {
     let order = db::orders::get(&s.db, id)
         .await?
         .ok_or(ServiceError::NotFound("order"))?;
+    // A retried request (same Idempotency-Key) resumes its refund: the same refund id, so the
+    // same Stripe idempotency key, so never a second refund at Stripe.
+    if let Some(key) = request_key {
+        if let Some(row) = db::orders::refund_by_request_key(&s.db, &order.id, key).await? {
+            if row.stripe_refund_id.is_some() || row.status == "failed" {
+                return Ok(row.into());
+            }
+            return send_refund(s, &order, row).await;
+        }
+    }
     if !matches!(order.status.as_str(), "paid" | "partially_refunded") {
         return Err(conflict(
             "order_not_refundable",
@@ -575,7 +586,7 @@ pub async fn refund(
         None => order.amount - order.amount_refunded,
     };
     let refund_id = RefundId::generate();
-    let row = db::orders::insert_refund(&s.db, &order, &refund_id, amount, reason.as_deref())
+    let row = db::orders::insert_refund(&s.db, &order, &refund_id, amount, reason.as_deref(), request_key)
         .await?
         .ok_or_else(|| {
             ServiceError::Invalid(Invalid::new(
@@ -583,6 +594,14 @@ pub async fn refund(
                 "is more than what is left to refund on this order (counting refunds already requested)",
             ))
         })?;
+    send_refund(s, &order, row).await
+}
+
+/// Asks Stripe for a recorded refund, with the refund's own idempotency key.
+async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<RefundView> {
+    let refund_id = RefundId::parse(&row.id)?;
+    let amount = row.amount;
+    let reason = row.reason.clone();
     let store = StoreId::parse(&order.store_id)?;
     let connection = db::connections::get(s.db.pool(), &store)
         .await?

@@ -599,3 +599,39 @@ async fn late_and_duplicate_events_never_move_an_order_back() {
     assert_eq!(now["status"], "refunded", "{now}");
     assert_eq!(now["amount_refunded"], 2000);
 }
+
+#[tokio::test]
+async fn a_refund_retried_after_a_lost_answer_is_made_once() {
+    let app = TestApp::spawn().await;
+    let (store, _) = keys_store(&app).await;
+    let o = new_order(&app, &store, json!({"amount": 3000, "currency": "usd"})).await;
+    let id = o["id"].as_str().unwrap();
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    app.drain().await;
+    let send = || {
+        app.api(Method::POST, &format!("/api/v1/orders/{id}/refunds"))
+            .header("Idempotency-Key", "refund-42")
+            .json(&json!({"amount": 1200}))
+            .send()
+    };
+    // Stripe makes the refund every time but its answers are lost, past Bursar's retries.
+    app.sim
+        .fail(Method::POST, "/v1/refunds", Fault::AfterCommit(500), 20);
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 502);
+    app.sim.clear_faults();
+    let r = send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
+    let refund: Value = r.json().await.unwrap();
+    assert!(refund["stripe_refund_id"].is_string());
+    assert_eq!(app.sim.count("refund"), 1, "a second refund was made");
+    let keys: std::collections::HashSet<_> = app
+        .sim
+        .requests("/v1/refunds")
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys.len(), 1);
+}

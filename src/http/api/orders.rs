@@ -104,6 +104,7 @@ pub struct RefundIn {
 pub async fn refund(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    request_key: Option<Extension<RequestKey>>,
     body: axum::body::Bytes,
 ) -> ApiResult<(StatusCode, Json<RefundView>)> {
     // Every field is optional: an empty body refunds what is left.
@@ -113,7 +114,13 @@ pub async fn refund(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?
     };
-    let refund =
-        orders::refund(&state.services, &order_id(&id)?, input.amount, input.reason).await?;
+    let refund = orders::refund(
+        &state.services,
+        &order_id(&id)?,
+        input.amount,
+        input.reason,
+        request_key.map(|Extension(k)| k.0).as_deref(),
+    )
+    .await?;
     Ok((StatusCode::CREATED, Json(refund)))
 }
