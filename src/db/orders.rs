@@ -359,7 +359,7 @@ pub async fn insert_refund(
 ) -> Result<Option<RefundRow>> {
     let mut tx = db.begin_write().await?;
     let requested: i64 = sqlx::query_scalar::<_, i64>(
-        "SELECT COALESCE(SUM(amount), 0) FROM refunds WHERE order_id = $1 AND status <> 'failed'",
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE order_id = $1 AND status <> 'failed'",
     )
     .bind(order.id.as_str())
     .fetch_one(&mut *tx)
