@@ -49,6 +49,17 @@ pub struct StripeConfig {
     pub timeout: Duration,
 }
 
+impl StripeConfig {
+    /// The platform key's mode (accounts created or connected through it live in that mode);
+    /// None without a platform key.
+    pub fn platform_mode(&self) -> Option<crate::domain::Mode> {
+        use secrecy::ExposeSecret;
+        self.secret_key
+            .as_ref()
+            .map(|k| crate::domain::Mode::from_livemode(k.expose_secret().contains("_live_")))
+    }
+}
+
 /// How the inbox worker retries and leases events.
 #[derive(Clone, Debug)]
 pub struct WorkerConfig {

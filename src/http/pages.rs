@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Form;
-use rand::Rng;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -165,11 +164,7 @@ pub async fn connect_form(
         Ok(true) => return connected_page(),
         Err(r) => return r,
     }
-    let csrf: String = rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
+    let csrf = links::random_token();
     let html = ConnectPage {
         store_name: &store.name,
         link: (&params).into(),

@@ -21,6 +21,15 @@ pub const CHECKOUT_TTL_SECS: i64 = 86_400;
 pub const CONNECT_LINK_TTL_SECS: i64 = 3600;
 pub const CONNECT_LINK_MAX_TTL_SECS: i64 = 7 * 86_400;
 
+/// 32 random alphanumerics (~190 bits): nonces, CSRF tokens.
+pub fn random_token() -> String {
+    rand::thread_rng()
+        .sample_iter(&rand::distributions::Alphanumeric)
+        .take(32)
+        .map(char::from)
+        .collect()
+}
+
 /// Why a signed link or state was refused. The message is for the person holding the link.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LinkError {
@@ -140,8 +149,6 @@ pub struct ConnectLink {
     pub store: StoreId,
     /// Empty when the merchant lands on Bursar's own success page.
     pub return_url: String,
-    pub expires: i64,
-    pub signature: String,
 }
 
 /// Checks signature, expiry and (again, in case the allow-list shrank) the return URL.
@@ -171,8 +178,6 @@ pub fn verify_connect_link(
     Ok(ConnectLink {
         store: StoreId::parse(store).map_err(|_| LinkError::Tampered)?,
         return_url,
-        expires: expires_at,
-        signature: signature.clone(),
     })
 }
 
@@ -193,7 +198,7 @@ impl Purpose {
         }
     }
 
-    fn ttl_ms(self) -> i64 {
+    pub fn ttl_ms(self) -> i64 {
         match self {
             Purpose::OAuthState => 15 * 60 * 1000,
             Purpose::LinkRefresh => 7 * 86_400 * 1000,
@@ -215,11 +220,7 @@ pub async fn issue_grant(
     purpose: Purpose,
     return_url: Option<&str>,
 ) -> Result<String> {
-    let nonce: String = rand::thread_rng()
-        .sample_iter(&rand::distributions::Alphanumeric)
-        .take(32)
-        .map(char::from)
-        .collect();
+    let nonce = random_token();
     let expires_at = now_ms() + purpose.ttl_ms();
     db::grants::insert(
         &s.db,

@@ -63,15 +63,10 @@ fn form(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
 
 /// The platform key's mode: accounts created or connected through it live in that mode.
 fn platform_mode(s: &Services) -> Result<Mode> {
-    let key = s
-        .config
+    s.config
         .stripe
-        .secret_key
-        .as_ref()
-        .ok_or_else(|| not_configured("STRIPE_SECRET_KEY"))?;
-    Ok(Mode::from_livemode(
-        secrecy::ExposeSecret::expose_secret(key).contains("_live_"),
-    ))
+        .platform_mode()
+        .ok_or_else(|| not_configured("STRIPE_SECRET_KEY"))
 }
 
 fn not_configured(var: &str) -> ServiceError {
@@ -159,7 +154,7 @@ async fn standard(s: &Services, store: &StoreId, return_url: &str) -> Result<Onb
         kind: OnboardingType::Standard,
         url: url.into(),
         account_id: None,
-        expires_at: (db::now_ms() + 15 * 60 * 1000) / 1000,
+        expires_at: (db::now_ms() + Purpose::OAuthState.ttl_ms()) / 1000,
     })
 }
 

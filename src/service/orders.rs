@@ -335,17 +335,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
     let row = db::orders::get(&s.db, id)
         .await?
         .ok_or(ServiceError::NotFound("order"))?;
-    let store = StoreId::parse(&row.store_id)?;
-    let connection = db::connections::get(s.db.pool(), &store)
-        .await?
-        .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
-    // The order belongs to the account it was created in; a store that moved on cannot re-check it.
-    if connection.account_id.as_deref() != Some(row.account_id.as_str()) {
-        return Err(conflict(
-            "account_changed",
-            "the store is now connected to another Stripe account than this order's",
-        ));
-    }
+    let (store, connection) = order_connection(s, &row).await?;
     let scope = store_scope(s, &store, &connection)?;
     let pi_id = match (&row.payment_intent_id, &row.checkout_session_id) {
         (Some(pi), _) => pi.clone(),
@@ -404,6 +394,22 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
     db::orders::merge_facts(&mut *tx, &current, &facts, charge_id.as_deref(), "sync").await?;
     tx.commit().await?;
     get(s, id).await
+}
+
+/// The order's store and its connection, if the store still holds the account the order was
+/// made in: a store that moved to another account cannot act on its old orders.
+async fn order_connection(s: &Services, order: &OrderRow) -> Result<(StoreId, ConnectionRow)> {
+    let store = StoreId::parse(&order.store_id)?;
+    let connection = db::connections::get(s.db.pool(), &store)
+        .await?
+        .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
+    if connection.account_id.as_deref() != Some(order.account_id.as_str()) {
+        return Err(conflict(
+            "account_changed",
+            "the store is now connected to another Stripe account than this order's",
+        ));
+    }
+    Ok((store, connection))
 }
 
 /// What a PaymentIntent object says, stamped for "newest wins" comparisons.
@@ -602,17 +608,13 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
     let refund_id = RefundId::parse(&row.id)?;
     let amount = row.amount;
     let reason = row.reason.clone();
-    let store = StoreId::parse(&order.store_id)?;
-    let connection = db::connections::get(s.db.pool(), &store)
-        .await?
-        .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
-    if connection.account_id.as_deref() != Some(order.account_id.as_str()) {
-        db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
-        return Err(conflict(
-            "account_changed",
-            "the store is now connected to another Stripe account than this order's",
-        ));
-    }
+    let (store, connection) = match order_connection(s, order).await {
+        Ok(found) => found,
+        Err(e) => {
+            db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
+            return Err(e);
+        }
+    };
     let scope = store_scope(s, &store, &connection)?;
     let mut form: Vec<(String, String)> = vec![
         (

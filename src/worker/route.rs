@@ -97,10 +97,12 @@ pub(super) async fn route(
         }
         // A platform event must be in the platform key's mode.
         None => {
-            let platform_mode = s.config.stripe.secret_key.as_ref().map(|k| {
-                Mode::from_livemode(secrecy::ExposeSecret::expose_secret(k).contains("_live_"))
-            });
-            if let Some(mode) = platform_mode.filter(|m| *m != Mode::from_livemode(livemode)) {
+            if let Some(mode) = s
+                .config
+                .stripe
+                .platform_mode()
+                .filter(|m| *m != Mode::from_livemode(livemode))
+            {
                 let note = format!(
                     "livemode mismatch: a {} event for a {mode} connection",
                     Mode::from_livemode(livemode)
