@@ -21,6 +21,7 @@ pub struct VendorRow {
     pub cancel_at_period_end: i64,
     pub snapshot_at: Option<i64>,
     pub snapshot_seq: Option<i64>,
+    pub snapshot_tick: i64,
     pub ended_reason: Option<String>,
     pub latest_invoice: Option<String>,
     pub action_url: Option<String>,
@@ -30,7 +31,7 @@ pub struct VendorRow {
 }
 
 const COLUMNS: &str = "store_id, customer_id, customer_deleted, create_key, subscription_id, item_id, \
-    price_id, status, current_period_end, trial_end, cancel_at_period_end, snapshot_at, snapshot_seq, \
+    price_id, status, current_period_end, trial_end, cancel_at_period_end, snapshot_at, snapshot_seq, snapshot_tick, \
     ended_reason, latest_invoice, action_url, last_payment_error, created_at, updated_at";
 
 impl VendorRow {
@@ -40,6 +41,7 @@ impl VendorRow {
                 at: (
                     self.snapshot_at.unwrap_or(0),
                     self.snapshot_seq.unwrap_or(0),
+                    self.snapshot_tick,
                 ),
                 status,
                 cancel_at_period_end: self.cancel_at_period_end != 0,
@@ -95,7 +97,7 @@ pub async fn begin(db: &Db, store: &StoreId, price: &str, create_key: &str) -> R
          VALUES ($1, $2, $3, $4, $4) \
          ON CONFLICT (store_id) DO UPDATE SET create_key = excluded.create_key, price_id = excluded.price_id, \
            subscription_id = NULL, item_id = NULL, status = NULL, current_period_end = NULL, trial_end = NULL, \
-           cancel_at_period_end = 0, snapshot_at = NULL, snapshot_seq = NULL, ended_reason = NULL, \
+           cancel_at_period_end = 0, snapshot_at = NULL, snapshot_seq = NULL, snapshot_tick = 0, ended_reason = NULL, \
            latest_invoice = NULL, action_url = NULL, last_payment_error = NULL, updated_at = excluded.updated_at \
          RETURNING {COLUMNS}"
     );
@@ -150,7 +152,7 @@ pub async fn merge<'e>(
     sqlx::query(
         "UPDATE vendor_subscriptions SET status = $1, cancel_at_period_end = $2, current_period_end = $3, \
            trial_end = $4, price_id = COALESCE($5, price_id), snapshot_at = $6, snapshot_seq = $7, \
-           ended_reason = $8, item_id = COALESCE($9, item_id), updated_at = $10 WHERE store_id = $11",
+           ended_reason = $8, item_id = COALESCE($9, item_id), updated_at = $10, snapshot_tick = $12 WHERE store_id = $11",
     )
     .bind(s.map(|s| s.status.clone()))
     .bind(flag(s.is_some_and(|s| s.cancel_at_period_end)))
@@ -163,6 +165,7 @@ pub async fn merge<'e>(
     .bind(item)
     .bind(now_ms())
     .bind(row.store_id.as_str())
+    .bind(s.map_or(0, |s| s.at.2))
     .execute(ex)
     .await?;
     Ok(())

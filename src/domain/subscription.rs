@@ -15,9 +15,15 @@ pub struct SubscriptionFacts {
     pub ended: Option<String>,
 }
 
+/// When a snapshot was said, compared in order: Stripe's `created` (seconds), the inbox
+/// sequence number of the newest event received by then, and for Stripe's answers to Bursar's
+/// own calls a local tick (milliseconds, 0 for events), so a later answer beats an earlier one
+/// given in the same second with no event in between.
+pub type Stamp = (i64, i64, i64);
+
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
-    pub at: (i64, i64),
+    pub at: Stamp,
     pub status: String,
     pub cancel_at_period_end: bool,
     pub current_period_end: Option<i64>,
@@ -110,7 +116,7 @@ mod tests {
         let deleted = kind >= 4;
         SubscriptionFacts {
             snapshot: Some(Snapshot {
-                at: (at, seq),
+                at: (at, seq, 0),
                 status: if deleted {
                     "canceled".into()
                 } else {

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::{stores, Result, ServiceError, Services};
 use crate::db::vendor_subscriptions::VendorRow;
 use crate::db::{self, now_ms};
-use crate::domain::subscription::{ended_reason, Snapshot, SubscriptionFacts, VendorStatus};
+use crate::domain::subscription::{ended_reason, Snapshot, Stamp, SubscriptionFacts, VendorStatus};
 use crate::domain::{Invalid, StoreId};
 use crate::stripe::{AccountScope, IdempotencyKey};
 
@@ -55,7 +55,7 @@ impl From<VendorRow> for SubscriptionView {
 }
 
 /// What a subscription object says, stamped for "newest wins".
-pub fn subscription_facts(sub: &Value, at: (i64, i64)) -> SubscriptionFacts {
+pub fn subscription_facts(sub: &Value, at: Stamp) -> SubscriptionFacts {
     let status = sub["status"].as_str().unwrap_or_default().to_owned();
     let item = &sub["items"]["data"][0];
     let reason = sub["cancellation_details"]["reason"].as_str();
@@ -68,10 +68,47 @@ pub fn subscription_facts(sub: &Value, at: (i64, i64)) -> SubscriptionFacts {
                 .as_i64()
                 .or(item["current_period_end"].as_i64()),
             trial_end: sub["trial_end"].as_i64(),
-            price: item["price"]["id"].as_str().map(str::to_owned),
+            price: item["price"]["id"]
+                .as_str()
+                .or(item["plan"]["id"].as_str())
+                .map(str::to_owned),
             status,
         }),
     }
+}
+
+/// The price must exist, be active and recurring: checked before anything is created. Returns
+/// the subscription item's field for it: `price`, or `plan` for a legacy Plan on a Stripe API
+/// (or emulator) that has no Price under that id.
+async fn check_price(s: &Services, price: &str) -> Result<&'static str> {
+    let (p, field): (Value, _) = match s
+        .stripe
+        .get(AccountScope::Platform, &format!("/v1/prices/{price}"))
+        .await
+    {
+        Ok(p) => (p, "price"),
+        Err(e) if e.is_not_found() && !price.starts_with("price_") => {
+            let plan: Value = s
+                .stripe
+                .get(AccountScope::Platform, &format!("/v1/plans/{price}"))
+                .await?;
+            (plan, "plan")
+        }
+        Err(e) => return Err(e.into()),
+    };
+    if p["active"].as_bool() != Some(true) {
+        return Err(refused(
+            "price_not_usable",
+            format!("price {price} is not active"),
+        ));
+    }
+    if field == "price" && !p["recurring"].is_object() {
+        return Err(refused(
+            "price_not_usable",
+            format!("price {price} is not recurring (a subscription needs a recurring price)"),
+        ));
+    }
+    Ok(field)
 }
 
 fn refused(code: &'static str, message: impl Into<String>) -> ServiceError {
@@ -89,44 +126,42 @@ pub async fn put(
     trial_days: Option<i64>,
 ) -> Result<SubscriptionView> {
     let store_row = stores::require(s, store).await?;
-    if !price.starts_with("price_")
+    // Stripe object ids: a Price (`price_…`) or a legacy Plan, whose id may be chosen freely.
+    if price.is_empty()
         || price.len() > 255
         || !price
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
     {
-        return Err(Invalid::new("price_id", "must be a Stripe price id (price_…)").into());
+        return Err(
+            Invalid::new("price_id", "must be a Stripe price id (price_…) or plan id").into(),
+        );
     }
     if trial_days.is_some_and(|d| !(1..=730).contains(&d)) {
         return Err(Invalid::new("trial_days", "must be between 1 and 730").into());
     }
-    // The price must exist, be active and recurring: checked before anything is created.
-    let p: Value = s
-        .stripe
-        .get(AccountScope::Platform, &format!("/v1/prices/{price}"))
-        .await?;
-    if p["active"].as_bool() != Some(true) {
-        return Err(refused(
-            "price_not_usable",
-            format!("price {price} is not active"),
-        ));
-    }
-    if !p["recurring"].is_object() {
-        return Err(refused(
-            "price_not_usable",
-            format!("price {price} is not recurring (a subscription needs a recurring price)"),
-        ));
-    }
+    let item_field = check_price(s, price).await?;
     let existing = db::vendor_subscriptions::get(s.db.pool(), store).await?;
     if let Some(row) = &existing {
         if let (Some(sub), None) = (&row.subscription_id, &row.ended_reason) {
-            return change_price(s, store, row, sub, price).await;
+            return change_price(s, store, row, sub, price, item_field).await;
         }
     }
     // A new subscription: its idempotency key is saved before the first attempt, so a retry (or
-    // a crash between Stripe's answer and ours) never makes a second one.
+    // a crash between Stripe's answer and ours) never makes a second one. A creation still
+    // unconfirmed is finished with its own price first: a new key for another price could leave
+    // the store with two subscriptions if the first did reach Stripe.
     let create_key = match &existing {
-        Some(row) if row.subscription_id.is_none() && row.price_id == price => {
+        Some(row) if row.subscription_id.is_none() && row.ended_reason.is_none() => {
+            if row.price_id != price {
+                return Err(ServiceError::Conflict {
+                    code: "subscription_pending",
+                    message: format!(
+                        "a subscription to {} is still being created (its answer from Stripe was not received): repeat that request to finish it, then change the price",
+                        row.price_id
+                    ),
+                });
+            }
             row.create_key.clone()
         }
         _ => format!("{store}:{}", now_ms()),
@@ -158,7 +193,7 @@ pub async fn put(
     };
     let mut form = vec![
         ("customer".to_owned(), customer),
-        ("items[0][price]".to_owned(), price.to_owned()),
+        (format!("items[0][{item_field}]"), price.to_owned()),
         ("metadata[bursar_store_id]".to_owned(), store.to_string()),
         // The first invoice comes back with the answer: if it needs the vendor, the URL is
         // known at once (its event may have arrived before this answer).
@@ -190,6 +225,7 @@ async fn change_price(
     row: &VendorRow,
     sub: &str,
     price: &str,
+    item_field: &str,
 ) -> Result<SubscriptionView> {
     if row.price_id == price {
         return Ok(row.clone().into());
@@ -202,11 +238,9 @@ async fn change_price(
     })?;
     let form = vec![
         ("items[0][id]".to_owned(), item),
-        ("items[0][price]".to_owned(), price.to_owned()),
-        (
-            "proration_behavior".to_owned(),
-            "create_prorations".to_owned(),
-        ),
+        // Stripe's default proration (`create_prorations`) applies: the vendor is credited for
+        // the unused time of the old price.
+        (format!("items[0][{item_field}]"), price.to_owned()),
     ];
     let answer: Value = s
         .stripe
@@ -233,13 +267,15 @@ async fn change_price(
 async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> {
     let mut tx = s.db.begin_write().await?;
     if let Some(row) = db::vendor_subscriptions::get(&mut *tx, store).await? {
-        // Stripe's answer is newer than every event received before it and older than every
-        // event received after: stamped with the inbox's newest sequence number now.
+        // Stripe's answer is newer than every event received before it (and than earlier
+        // answers) and older than every event received after: stamped with the inbox's newest
+        // sequence number now, and a tick that only grows.
         let newest: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM events")
             .fetch_one(&mut *tx)
             .await
             .map_err(db::DbError::from)?;
-        let facts = subscription_facts(sub, (now_ms() / 1000, newest));
+        let tick = now_ms().max(row.snapshot_tick + 1);
+        let facts = subscription_facts(sub, (now_ms() / 1000, newest, tick));
         let item = sub["items"]["data"][0]["id"].as_str();
         db::vendor_subscriptions::merge(&mut *tx, &row, &facts, item).await?;
         let invoice = &sub["latest_invoice"];

@@ -78,6 +78,10 @@ pub enum StripeError {
 }
 
 impl StripeError {
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, StripeError::Api { status: 404, .. })
+    }
+
     /// True when Stripe refused the credentials themselves.
     pub fn is_auth(&self) -> bool {
         matches!(

@@ -80,7 +80,8 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
             Handler::Billing(BillingEvent::SubscriptionChanged)
         }
         "customer.subscription.deleted" => Handler::Billing(BillingEvent::SubscriptionDeleted),
-        "invoice.paid" => Handler::Billing(BillingEvent::InvoicePaid),
+        // Stripe sends both for one payment; either says the invoice is settled.
+        "invoice.paid" | "invoice.payment_succeeded" => Handler::Billing(BillingEvent::InvoicePaid),
         "invoice.payment_failed" => Handler::Billing(BillingEvent::InvoicePaymentFailed),
         "invoice.payment_action_required" => Handler::Billing(BillingEvent::InvoiceActionRequired),
         "customer.deleted" => Handler::Customer(true),

@@ -259,15 +259,18 @@ async fn subscription_input_is_checked() {
     for (price, code) in [
         (one_time.as_str(), "price_not_usable"),
         (inactive.as_str(), "price_not_usable"),
-        ("not-a-price", "invalid_request"),
+        ("price_1; DROP TABLE", "invalid_request"),
+        ("", "invalid_request"),
     ] {
         let (status, got, _) =
             error_code(subscribe(&app, &store, json!({"price_id": price})).await).await;
         assert_eq!((status, got.as_str()), (400, code), "{price}");
     }
-    let (status, _, _) =
-        error_code(subscribe(&app, &store, json!({"price_id": "price_missing0001"})).await).await;
-    assert_eq!(status, 422);
+    for missing in ["price_missing0001", "gold-monthly"] {
+        let (status, _, message) =
+            error_code(subscribe(&app, &store, json!({"price_id": missing})).await).await;
+        assert_eq!(status, 422, "{missing}: {message}");
+    }
     assert!(app.sim.requests("/v1/subscriptions").is_empty());
     let ok = app.sim.add_price(5000, "usd", Some("month"), true);
     assert_eq!(
@@ -310,4 +313,36 @@ async fn billing_events_count_only_from_the_platform_endpoint() {
     assert_eq!(r.status(), 200);
     app.drain().await;
     assert_eq!(subscription(&app, &victim).await["vendor_status"], "active");
+}
+
+#[tokio::test]
+async fn a_lost_answer_never_makes_a_second_subscription() {
+    let app = TestApp::spawn().await;
+    let monthly = app.sim.add_price(2900, "usd", Some("month"), true);
+    let yearly = app.sim.add_price(29000, "usd", Some("year"), true);
+    let store = app.create_store("Vendor").await;
+    // Stripe makes the subscription every time, but its answers are lost past Bursar's retries.
+    app.sim.fail(
+        Method::POST,
+        "/v1/subscriptions",
+        stripe_sim::Fault::AfterCommit(500),
+        20,
+    );
+    let r = subscribe(&app, &store, json!({ "price_id": monthly })).await;
+    assert_eq!(r.status(), 502);
+    app.sim.clear_faults();
+    // Another price while the first creation is unconfirmed: refused, with the way out.
+    let (status, code, message) =
+        error_code(subscribe(&app, &store, json!({ "price_id": yearly })).await).await;
+    assert_eq!((status, code.as_str()), (409, "subscription_pending"));
+    assert!(message.contains(&monthly), "{message}");
+    // The same request again finishes the first creation; then the price can change.
+    let r = subscribe(&app, &store, json!({ "price_id": monthly })).await;
+    assert_eq!(r.status(), 200);
+    let r = subscribe(&app, &store, json!({ "price_id": yearly })).await;
+    assert_eq!(r.status(), 200);
+    let view: Value = r.json().await.unwrap();
+    assert_eq!(view["price_id"], yearly.as_str());
+    assert_eq!(app.sim.count("subscription"), 1, "a second subscription");
+    assert_eq!(app.sim.count("customer"), 1, "a second customer");
 }

@@ -308,3 +308,155 @@ async fn a_customer_pays_on_the_hosted_page_against_localstripe() {
     assert!(failed["failure"]["code"].is_string(), "{failed}");
     b.close().await.unwrap();
 }
+
+/// Waits until an event of `event_type` from localstripe was received and applied.
+async fn wait_applied(app: &TestApp, event_type: &str) {
+    for _ in 0..100 {
+        let events: Value = app
+            .get_json(&format!("/api/v1/events?type={event_type}"))
+            .await;
+        if events["data"]
+            .as_array()
+            .is_some_and(|d| d.iter().any(|e| e["status"] == "applied"))
+        {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("localstripe's {event_type} was not received and applied");
+}
+
+#[tokio::test]
+async fn the_platform_bills_a_vendor_against_localstripe() {
+    let localstripe = start_localstripe();
+    let platform_key = format!("sk_test_platform{}", crate::support::random(16));
+    let app = TestApp::spawn_with(&[
+        ("STRIPE_API_BASE", &localstripe.url),
+        ("STRIPE_SECRET_KEY", &platform_key),
+    ])
+    .await;
+    // localstripe's signed webhooks go to the platform endpoint, with the platform's secret.
+    let r = reqwest::Client::new()
+        .post(format!("{}/_config/webhooks/platform", localstripe.url))
+        .form(&[
+            ("url", format!("{}/webhooks/stripe", app.url)),
+            ("secret", crate::support::PLATFORM_SECRET.to_owned()),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    // localstripe has Plans, not Prices: Bursar takes a Plan id where it takes a price id.
+    for (id, interval, amount) in [
+        ("basic-monthly", "month", "2900"),
+        ("basic-yearly", "year", "29000"),
+    ] {
+        ls(
+            &localstripe.url,
+            &platform_key,
+            "/v1/plans",
+            &[
+                ("id", id),
+                ("amount", amount),
+                ("currency", "usd"),
+                ("interval", interval),
+                ("product[name]", "Marketplace seat"),
+            ],
+        )
+        .await;
+    }
+    let store = app.create_store("Vendor").await;
+    let put = |plan: &'static str| {
+        let app = &app;
+        let store = store.clone();
+        async move {
+            let r = app
+                .api(Method::PUT, &format!("/api/v1/stores/{store}/subscription"))
+                .json(&json!({"price_id": plan, "trial_days": 14}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+
+    // Subscribed during a trial: no invoice yet; localstripe's signed
+    // customer.subscription.created reaches the platform endpoint and is applied.
+    let view = put("basic-monthly").await;
+    let subscription = view["subscription_id"].as_str().unwrap().to_owned();
+    let customer = view["customer_id"].as_str().unwrap().to_owned();
+    assert!(subscription.starts_with("sub_"), "{view}");
+    assert_eq!(view["price_id"], "basic-monthly");
+    wait_applied(&app, "customer.subscription.created").await;
+
+    // The vendor adds a card (on Stripe's page, in life), then moves to the yearly plan: Stripe
+    // invoices the change and charges the card, and the vendor is active.
+    let pm = ls(
+        &localstripe.url,
+        &platform_key,
+        "/v1/payment_methods",
+        &[
+            ("type", "card"),
+            ("card[number]", "4242424242424242"),
+            ("card[exp_month]", "12"),
+            ("card[exp_year]", "2034"),
+            ("card[cvc]", "123"),
+        ],
+    )
+    .await;
+    let pm = pm["id"].as_str().unwrap();
+    ls(
+        &localstripe.url,
+        &platform_key,
+        &format!("/v1/payment_methods/{pm}/attach"),
+        &[("customer", &customer)],
+    )
+    .await;
+    ls(
+        &localstripe.url,
+        &platform_key,
+        &format!("/v1/customers/{customer}"),
+        &[("invoice_settings[default_payment_method]", pm)],
+    )
+    .await;
+    let view = put("basic-yearly").await;
+    assert_eq!(view["price_id"], "basic-yearly", "{view}");
+    assert_eq!(view["subscription_id"], subscription.as_str());
+    assert_eq!(view["vendor_status"], "active", "{view}");
+    wait_applied(&app, "invoice.payment_succeeded").await;
+
+    // Cancelled at the period's end, then at once: Stripe's deletion event keeps it cancelled.
+    let cancel = |now: bool| {
+        let app = &app;
+        let store = store.clone();
+        async move {
+            let r = app
+                .api(
+                    Method::DELETE,
+                    &format!("/api/v1/stores/{store}/subscription?now={now}"),
+                )
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let body: Value = r.json().await.unwrap();
+            assert_eq!(status, 200, "{body}");
+            body
+        }
+    };
+    let view = cancel(false).await;
+    assert_eq!(view["cancel_at_period_end"], true, "{view}");
+    assert_eq!(view["vendor_status"], "active");
+    let view = cancel(true).await;
+    assert_eq!(view["vendor_status"], "canceled", "{view}");
+    wait_applied(&app, "customer.subscription.deleted").await;
+    app.drain().await;
+    let view = app
+        .get_json(&format!("/api/v1/stores/{store}/subscription"))
+        .await;
+    assert_eq!(view["vendor_status"], "canceled", "{view}");
+    assert_eq!(view["status"], "canceled");
+}

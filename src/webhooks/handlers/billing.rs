@@ -29,7 +29,7 @@ pub async fn apply(
     object: &Value,
     kind: BillingEvent,
 ) -> Result<(), HandlerError> {
-    let at = (ev.created, ev.seq);
+    let at = (ev.created, ev.seq, 0);
     match kind {
         BillingEvent::SubscriptionChanged | BillingEvent::SubscriptionDeleted => {
             let Some(id) = object["id"].as_str() else {
