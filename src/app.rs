@@ -88,11 +88,27 @@ impl App {
                 .await
             }
         });
+        let reconciler = self.services.config.reconcile_every.map(|every| {
+            let (s, stop, stored) = (self.services.clone(), worker_stop.clone(), stored.clone());
+            tokio::spawn(async move {
+                let live = Liveness::default();
+                supervise("reconcile", &live, stop.clone(), Backoff::default(), || {
+                    crate::service::reconcile::run_periodic(
+                        s.clone(),
+                        every,
+                        stored.clone(),
+                        stop.clone(),
+                    )
+                })
+                .await
+            })
+        });
         let state = AppState {
             services: self.services.clone(),
             ingest,
             stored,
             worker: live,
+            doors: Default::default(),
         };
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
         let limits = self.services.config.http.clone();
@@ -112,6 +128,9 @@ impl App {
         }
         worker_stop.cancel();
         let _ = tokio::time::timeout_at(until(), sweeper).await;
+        if let Some(r) = reconciler {
+            let _ = tokio::time::timeout_at(until(), r).await;
+        }
         if tokio::time::timeout_at(until(), worker).await.is_err() {
             tracing::warn!(
                 "worker still busy at the shutdown deadline; its claims expire with their lease"

@@ -111,6 +111,8 @@ pub struct Config {
     /// Whether a store whose vendor subscription Stripe cancelled for non-payment may still take
     /// new orders.
     pub suspended_stores_can_sell: bool,
+    /// How often `serve` catches up on events from Stripe's event list (`None`: never).
+    pub reconcile_every: Option<Duration>,
 }
 
 impl Config {
@@ -333,6 +335,18 @@ impl Config {
                 ))
             }
         };
+        let reconcile_every = match get("BURSAR_RECONCILE_EVERY").as_deref().map(str::trim) {
+            None | Some("" | "0" | "off") => None,
+            Some(v) => match humantime::parse_duration(v) {
+                Ok(d) if d >= Duration::from_secs(60) => Some(d),
+                _ => {
+                    return Err(bad(
+                        "BURSAR_RECONCILE_EVERY",
+                        "must be a duration of at least 1m (e.g. 15m, 1h) or off",
+                    ))
+                }
+            },
+        };
         let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
             Some(v) if v.trim().chars().count() < 32 => {
                 return Err(bad(
@@ -358,6 +372,7 @@ impl Config {
             order_sweep_interval,
             order_pending_age,
             suspended_stores_can_sell,
+            reconcile_every,
         })
     }
 }

@@ -178,6 +178,11 @@ impl Vault {
         Self { keys }
     }
 
+    /// The id of the key new secrets are sealed with (the first configured).
+    pub fn sealing_key_id(&self) -> &str {
+        self.keys[0].id()
+    }
+
     pub fn seal(&self, plaintext: &SecretString, binding: Binding<'_>) -> String {
         let key = &self.keys[0];
         let mut nonce = [0u8; 12];

@@ -7,10 +7,14 @@ use crate::config::Config;
 mod api_key;
 mod bench;
 mod connect_link;
+mod doctor;
 mod events;
 mod migrate;
+mod reconcile;
 mod serve;
 mod trigger;
+mod vault;
+mod webhooks;
 
 #[derive(Debug, Parser)]
 #[command(name = "bursar", version, about = "Self-hosted Stripe Connect gateway")]
@@ -39,6 +43,17 @@ pub enum Command {
     Events(events::EventsCommand),
     /// Send a realistic, correctly signed event to a running Bursar (offline).
     Trigger(trigger::TriggerArgs),
+    /// Set up Stripe's webhook endpoints for Bursar.
+    #[command(subcommand)]
+    Webhooks(webhooks::WebhooksCommand),
+    /// Check configuration, keys, webhook endpoints, signatures, dead events and pending orders;
+    /// exit 1 on a problem.
+    Doctor(doctor::DoctorArgs),
+    /// Catch up on events whose webhooks never arrived, from Stripe's event list.
+    Reconcile(reconcile::ReconcileArgs),
+    /// Manage the encryption of stored secrets.
+    #[command(subcommand)]
+    Vault(vault::VaultCommand),
     /// Load-test webhook ingestion of a running server (Bursar, or the benchmark's ceiling).
     BenchIngest(bench::BenchArgs),
     /// Time the worker alone: preload events into an empty inbox, then apply them.
@@ -54,9 +69,21 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ConnectLink(args) => connect_link::run(config()?, args).await,
         Command::Events(cmd) => events::run(config()?, cmd).await,
         Command::Trigger(args) => trigger::run(config()?, args).await,
+        Command::Webhooks(cmd) => webhooks::run(config()?, cmd).await,
+        Command::Doctor(args) => exit_unless(doctor::run(config()?, args).await?),
+        Command::Reconcile(args) => exit_unless(reconcile::run(config()?, args).await?),
+        Command::Vault(cmd) => vault::run(config()?, cmd).await,
         Command::BenchIngest(args) => bench::ingest(config()?, args).await,
         Command::BenchApply(args) => bench::apply(config()?, args).await,
     }
+}
+
+/// Ends the process with status 1 when a check found a problem (already reported).
+fn exit_unless(ok: bool) -> anyhow::Result<()> {
+    if !ok {
+        std::process::exit(1);
+    }
+    Ok(())
 }
 
 /// Connects to the configured database and brings it up to date.

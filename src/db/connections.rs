@@ -165,6 +165,14 @@ pub async fn get<'e>(
         .await?)
 }
 
+/// Every connection, by store id.
+pub async fn all(db: &Db) -> Result<Vec<ConnectionRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM connections ORDER BY store_id");
+    Ok(sqlx::query_as::<_, ConnectionRow>(&sql)
+        .fetch_all(db.pool())
+        .await?)
+}
+
 /// Returns false when the store has no connection to attach the secret to.
 pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Result<bool> {
     let _turn = db.write_turn().await;

@@ -445,6 +445,15 @@ pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
+/// When the oldest event not yet finished was received (unix ms), if any waits.
+pub async fn oldest_unfinished(db: &Db) -> Result<Option<i64>> {
+    Ok(sqlx::query_scalar::<_, Option<i64>>(
+        "SELECT MIN(received_at) FROM events WHERE status IN ('pending', 'retrying', 'processing')",
+    )
+    .fetch_one(db.pool())
+    .await?)
+}
+
 /// How many events are in each status.
 pub async fn status_counts(db: &Db) -> Result<Vec<(String, i64)>> {
     Ok(sqlx::query_as::<_, (String, i64)>(

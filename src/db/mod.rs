@@ -16,6 +16,7 @@ pub mod customers;
 pub mod grants;
 pub mod idempotency;
 pub mod inbox;
+pub mod operator;
 pub mod orders;
 pub mod secrets;
 pub mod sqlite_inbox;

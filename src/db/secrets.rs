@@ -24,12 +24,20 @@ const SEALED: &[SealedColumn] = &[
         column: "webhook_secret_enc",
         field: "webhook_secret",
     },
+    SealedColumn {
+        table: "webhook_endpoints",
+        id_column: "name",
+        column: "secret_enc",
+        field: "webhook_secret",
+    },
 ];
 
 /// A stored ciphertext and where it belongs.
 #[derive(Debug, Clone)]
 pub struct Sealed {
     pub table: &'static str,
+    id_column: &'static str,
+    column: &'static str,
     pub row: String,
     pub field: &'static str,
     pub value: String,
@@ -51,6 +59,8 @@ pub async fn all(db: &Db) -> Result<Vec<Sealed>> {
         {
             out.push(Sealed {
                 table: c.table,
+                id_column: c.id_column,
+                column: c.column,
                 row,
                 field: c.field,
                 value,
@@ -58,4 +68,22 @@ pub async fn all(db: &Db) -> Result<Vec<Sealed>> {
         }
     }
     Ok(out)
+}
+
+/// Replaces `sealed` with `fresh` if the row still holds `sealed`; false if it changed since.
+pub async fn swap(db: &Db, sealed: &Sealed, fresh: &str) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let sql = format!(
+        "UPDATE {table} SET {col} = $1 WHERE {id} = $2 AND {col} = $3",
+        table = sealed.table,
+        col = sealed.column,
+        id = sealed.id_column
+    );
+    let done = sqlx::query(&sql)
+        .bind(fresh)
+        .bind(&sealed.row)
+        .bind(&sealed.value)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -8,6 +8,9 @@ use axum::routing::{get, post, put};
 use axum::{middleware, Json, Router};
 use serde_json::json;
 use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::request_id::{
+    MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer,
+};
 use tower_http::trace::TraceLayer;
 
 use crate::service::Services;
@@ -41,6 +44,8 @@ pub struct AppState {
     pub stored: Arc<tokio::sync::Notify>,
     /// The supervised worker's liveness, for `/healthz`.
     pub worker: Arc<Liveness>,
+    /// Stored webhook secrets and signature failures, per door.
+    pub doors: Arc<crate::webhooks::doors::Doors>,
 }
 
 impl AppState {
@@ -146,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/{token}/result", get(checkout::result));
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
         .nest("/checkout", checkout)
         .nest("/stripe", pages)
         .nest("/api/v1", management)
@@ -159,9 +165,68 @@ pub fn router(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(budget, limits::guard_body))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         // The span names the path only: query strings can carry OAuth codes and link signatures.
+        // Its request id is on every line logged while the request is served.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            tracing::info_span!("http", method = %req.method(), path = %loggable_path(req.uri().path()))
+            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+            tracing::info_span!("http", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()))
         }))
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
+        // The caller's `X-Request-Id` when it sends a sane one, else a new UUID.
+        .layer(middleware::from_fn(sanitize_request_id))
+        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
+
+/// A caller's request id goes into every log line: one that is long or has characters beyond
+/// `[A-Za-z0-9._:-]` is replaced by a fresh UUID rather than logged.
+async fn sanitize_request_id(
+    mut req: Request<axum::body::Body>,
+    next: middleware::Next,
+) -> axum::response::Response {
+    let sane = req.headers().get(REQUEST_ID).is_some_and(|v| {
+        let b = v.as_bytes();
+        !b.is_empty()
+            && b.len() <= 128
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"._:-".contains(c))
+    });
+    if !sane {
+        let id = MakeRequestUuid
+            .make_request_id(&req)
+            .expect("a UUID is always made");
+        req.headers_mut()
+            .insert(REQUEST_ID, id.header_value().clone());
+    }
+    next.run(req).await
+}
+
+/// Prometheus text: counters kept in process, the inbox read from the database now.
+async fn metrics(
+    axum::extract::State(state): axum::extract::State<AppState>,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let db = &state.services.db;
+    match (
+        crate::db::inbox::status_counts(db).await,
+        crate::db::inbox::oldest_unfinished(db).await,
+    ) {
+        (Ok(counts), Ok(oldest)) => {
+            let lag = oldest.map_or(0, |t| (crate::db::now_ms() - t) / 1000);
+            state.services.metrics.set_inbox(&counts, lag);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "the inbox could not be read for metrics")
+        }
+    }
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.services.metrics.render(),
+    )
+        .into_response()
 }
 
 /// The path as logged: a checkout token is a bearer capability, so it is replaced.

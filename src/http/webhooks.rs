@@ -33,6 +33,15 @@ enum Door {
 }
 
 impl Door {
+    /// The inbox's uniqueness domain for this door's events.
+    fn source(&self) -> String {
+        match self {
+            Door::Platform => "platform".into(),
+            Door::Connect => "connect".into(),
+            Door::Store { store, .. } => format!("store:{store}"),
+        }
+    }
+
     fn scope(&self) -> &'static str {
         match self {
             Door::Platform => "platform",
@@ -47,7 +56,7 @@ pub async fn platform(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let secrets = state.services.config.stripe.webhook_secrets.clone();
+    let secrets = state.doors.secrets(&state.services, false).await;
     receive(&state, Door::Platform, &secrets, &headers, body).await
 }
 
@@ -56,8 +65,8 @@ pub async fn connect(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
-    let secrets = &state.services.config.stripe.connect_webhook_secrets;
-    receive(&state, Door::Connect, secrets, &headers, body).await
+    let secrets = state.doors.secrets(&state.services, true).await;
+    receive(&state, Door::Connect, &secrets, &headers, body).await
 }
 
 pub async fn store(
@@ -94,14 +103,20 @@ async fn receive(
     headers: &HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
+    let metrics = &state.services.metrics;
     let body = match body {
         Ok(b) => b,
         Err(r) if r.status() == StatusCode::PAYLOAD_TOO_LARGE => {
-            return ApiError::too_large().into_response()
+            metrics.webhook_rejected(door.scope(), "too_large");
+            return ApiError::too_large().into_response();
         }
-        Err(r) => return ApiError::bad_request("invalid_body", r.body_text()).into_response(),
+        Err(r) => {
+            metrics.webhook_rejected(door.scope(), "body");
+            return ApiError::bad_request("invalid_body", r.body_text()).into_response();
+        }
     };
     if secrets.is_empty() {
+        metrics.webhook_rejected(door.scope(), "not_configured");
         // Fail closed, with a 5xx so Stripe keeps retrying until the secret is configured.
         tracing::warn!(
             scope = door.scope(),
@@ -118,22 +133,39 @@ async fn receive(
         .get("Stripe-Signature")
         .and_then(|v| v.to_str().ok());
     let now = crate::db::now_ms() / 1000;
-    if let Err(e) = signature::verify(
-        header,
-        &body,
-        secrets,
-        state.services.config.webhook_tolerance,
-        now,
-    ) {
+    let tolerance = state.services.config.webhook_tolerance;
+    let mut verified = signature::verify(header, &body, secrets, tolerance, now);
+    let source = door.source();
+    if verified.is_err() && !matches!(door, Door::Store { .. }) {
+        // A secret stored by `bursar webhooks setup` since the last look: reload, try again.
+        if state.doors.reload_if_stale(&state.services).await {
+            let secrets = state
+                .doors
+                .secrets(&state.services, matches!(door, Door::Connect))
+                .await;
+            verified = signature::verify(header, &body, &secrets, tolerance, now);
+        }
+    }
+    if let Err(e) = verified {
         tracing::info!(scope = door.scope(), reason = %e, "webhook signature rejected");
+        metrics.webhook_rejected(door.scope(), "signature");
+        state
+            .doors
+            .failed(&state.services, &source, &e.to_string())
+            .await;
         return ApiError::bad_request("invalid_signature", e.to_string()).into_response();
     }
+    state.doors.succeeded(&state.services, &source).await;
     let envelope = match Envelope::parse(&body) {
         Ok(e) => e,
-        Err(e) => return ApiError::bad_request("invalid_payload", e.to_string()).into_response(),
+        Err(e) => {
+            metrics.webhook_rejected(door.scope(), "payload");
+            return ApiError::bad_request("invalid_payload", e.to_string()).into_response();
+        }
     };
     // The body is no longer shared, so this takes its buffer instead of copying it.
     let Ok(payload) = String::from_utf8(Vec::from(body)) else {
+        metrics.webhook_rejected(door.scope(), "payload");
         return ApiError::bad_request("invalid_payload", "body is not UTF-8").into_response();
     };
     // A store's endpoint speaks for the account it was set up for: the event is recorded as
@@ -163,11 +195,16 @@ async fn receive(
         payload,
     };
     match state.ingest.store(event).await {
-        Ok(Inserted::New(_)) => Json(json!({ "received": true })).into_response(),
+        Ok(Inserted::New(_)) => {
+            metrics.webhook_received(scope, false);
+            Json(json!({ "received": true })).into_response()
+        }
         Ok(Inserted::Duplicate) => {
+            metrics.webhook_received(scope, true);
             Json(json!({ "received": true, "duplicate": true })).into_response()
         }
         Err(e) => {
+            metrics.webhook_rejected(scope, "inbox");
             tracing::error!(error = ?e, "webhook could not be stored");
             ApiError::new(
                 StatusCode::SERVICE_UNAVAILABLE,

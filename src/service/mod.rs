@@ -5,6 +5,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::db::{Db, DbError};
 use crate::domain::Invalid;
+use crate::metrics::Metrics;
 use crate::stripe::{StripeClient, StripeError};
 use crate::vault::{Vault, VaultError};
 
@@ -13,13 +14,16 @@ pub mod billing;
 pub mod checkout_sessions;
 pub mod connections;
 pub mod customers;
+pub mod doctor;
 pub mod events;
 pub mod links;
 pub mod onboarding;
 pub mod orders;
+pub mod reconcile;
 pub mod secrets;
 pub mod status;
 pub mod stores;
+pub mod webhook_endpoints;
 
 /// What every capability needs; one pointer to clone (the router clones it per request).
 #[derive(Clone)]
@@ -30,6 +34,7 @@ pub struct Parts {
     pub db: Db,
     pub vault: Vault,
     pub stripe: StripeClient,
+    pub metrics: Arc<Metrics>,
 }
 
 impl std::ops::Deref for Services {
@@ -41,9 +46,11 @@ impl std::ops::Deref for Services {
 
 impl Services {
     pub fn new(config: Arc<Config>, db: Db) -> Self {
+        let metrics = Arc::new(Metrics::new());
         Self(Arc::new(Parts {
             vault: Vault::new(config.master_keys.clone()),
-            stripe: StripeClient::new(&config.stripe),
+            stripe: StripeClient::new(&config.stripe, metrics.clone()),
+            metrics,
             config,
             db,
         }))

@@ -7,6 +7,7 @@
 //! Bursar speaks Stripe's form-encoded HTTP API through reqwest rather than async-stripe: see
 //! the README ("Why not async-stripe") for the reasons.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use rand::Rng;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 use super::rate::RateBudget;
 use crate::config::StripeConfig;
 use crate::domain::{AccountId, Mode};
+use crate::metrics::Metrics;
 
 /// The API version Bursar is written against; sent on every request.
 pub const STRIPE_VERSION: &str = "2025-10-29.clover";
@@ -110,10 +112,11 @@ pub struct StripeClient {
     max_retries: u32,
     retry_base: Duration,
     budget: RateBudget,
+    metrics: Arc<Metrics>,
 }
 
 impl StripeClient {
-    pub fn new(config: &StripeConfig) -> Self {
+    pub fn new(config: &StripeConfig, metrics: Arc<Metrics>) -> Self {
         let http = reqwest::Client::builder()
             .timeout(config.timeout)
             .connect_timeout(Duration::from_secs(10))
@@ -128,6 +131,7 @@ impl StripeClient {
             max_retries: config.max_retries,
             retry_base: config.retry_base,
             budget: RateBudget::new(),
+            metrics,
         }
     }
 
@@ -280,7 +284,15 @@ impl StripeClient {
                 Body::Form(form) => request.form(form),
                 Body::Json(json) => request.json(json),
             };
-            let failure = match request.send().await {
+            let started = std::time::Instant::now();
+            let sent = request.send().await;
+            self.metrics.stripe_call(
+                method.as_str(),
+                path,
+                sent.as_ref().map_or(0, |r| r.status().as_u16()),
+                started.elapsed().as_secs_f64(),
+            );
+            let failure = match sent {
                 Ok(response) if response.status().is_success() => {
                     return response
                         .json::<T>()

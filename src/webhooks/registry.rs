@@ -56,6 +56,52 @@ pub enum Handler {
     Billing(BillingEvent),
 }
 
+/// What the platform's own endpoint must enable: vendor billing on the platform account.
+pub const PLATFORM_EVENTS: &[&str] = &[
+    "customer.subscription.created",
+    "customer.subscription.updated",
+    "customer.subscription.deleted",
+    "invoice.paid",
+    "invoice.payment_failed",
+    "invoice.payment_action_required",
+    "customer.updated",
+    "customer.deleted",
+];
+
+/// What a connected account's events Bursar applies; also what a `keys` store's own endpoint
+/// must enable (less the deauthorization, which only a platform hears of). At most 20, the
+/// limit of `types[]` when `bursar reconcile` lists them.
+pub const ACCOUNT_EVENTS: &[&str] = &[
+    "account.updated",
+    "account.application.deauthorized",
+    "account.external_account.updated",
+    "person.updated",
+    "payout.failed",
+    "balance.available",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "charge.refunded",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+    "checkout.session.completed",
+    "checkout.session.async_payment_succeeded",
+    "checkout.session.async_payment_failed",
+    "checkout.session.expired",
+    "customer.created",
+    "customer.updated",
+    "customer.deleted",
+];
+
+/// The events a store's own endpoint enables.
+pub fn store_events() -> Vec<&'static str> {
+    ACCOUNT_EVENTS
+        .iter()
+        .copied()
+        .filter(|e| *e != "account.application.deauthorized")
+        .collect()
+}
+
 pub fn handler_for(event_type: &str) -> Option<Handler> {
     if event_type.starts_with("v2.core.account") {
         return Some(Handler::V2Account);
@@ -188,5 +234,22 @@ impl Handler {
             // Answered above, before a store is needed.
             Handler::Billing(_) => Ok(()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_subscribed_event_has_a_handler() {
+        for e in PLATFORM_EVENTS.iter().chain(ACCOUNT_EVENTS) {
+            assert!(
+                handler_for(e).is_some(),
+                "{e} is subscribed but not handled"
+            );
+        }
+        assert!(ACCOUNT_EVENTS.len() <= 20, "types[] takes at most 20");
+        assert!(PLATFORM_EVENTS.len() <= 20, "types[] takes at most 20");
     }
 }

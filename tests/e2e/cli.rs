@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::support::{bursar, master_key, spawn_server, TestApp};
 
 /// Runs the CLI without blocking the runtime the in-process app is served from.
-async fn run(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+pub async fn run(app: &TestApp, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
     let mut cmd = bursar(&app.env, dir.path());
     cmd.args(args);
@@ -34,6 +34,13 @@ fn every_command_has_help() {
         &["trigger"],
         &["bench-ingest"],
         &["bench-apply"],
+        &["connect-link"],
+        &["webhooks"],
+        &["webhooks", "setup"],
+        &["doctor"],
+        &["reconcile"],
+        &["vault"],
+        &["vault", "rotate"],
     ];
     for args in commands {
         let out = bursar(&HashMap::new(), dir.path())

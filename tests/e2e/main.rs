@@ -14,6 +14,7 @@ mod limits;
 mod localstripe;
 mod onboarding;
 mod operability;
+mod operator;
 mod orders;
 mod pages;
 mod stores;

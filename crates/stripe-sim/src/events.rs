@@ -33,6 +33,37 @@ pub(crate) struct Endpoint {
     /// An endpoint of this account (not the platform's): it receives the account's own events,
     /// without an `account` field, as Stripe sends them to an account's endpoints.
     pub account: Option<String>,
+    /// Made through `POST /v1/webhook_endpoints` (`we_…`); `None` for one registered by a test.
+    pub id: Option<String>,
+    /// The event types it receives; `*` is every type.
+    pub enabled_events: Vec<String>,
+    pub disabled: bool,
+    /// What the API shows of it (url, events, status and the rest), for one made by the API.
+    pub object: Option<Value>,
+}
+
+impl Endpoint {
+    /// A test's endpoint: every event, always enabled.
+    pub fn registered(url: &str, secret: &str, connect: bool, account: Option<&str>) -> Self {
+        Self {
+            url: url.to_owned(),
+            secret: secret.to_owned(),
+            connect,
+            account: account.map(str::to_owned),
+            id: None,
+            enabled_events: vec!["*".to_owned()],
+            disabled: false,
+            object: None,
+        }
+    }
+
+    fn receives(&self, event_type: &str) -> bool {
+        !self.disabled
+            && self
+                .enabled_events
+                .iter()
+                .any(|e| e == "*" || e == event_type)
+    }
 }
 
 /// One delivery attempt, for tests to assert on.
@@ -119,9 +150,13 @@ pub(crate) async fn emit(
         event["livemode"] = json!(a.live);
     }
     let id = event["id"].as_str().unwrap_or_default().to_owned();
-    sim.lock()
-        .events
-        .insert(id.clone(), (owner.to_owned(), event.clone()));
+    {
+        let mut state = sim.lock();
+        state
+            .events
+            .insert(id.clone(), (owner.to_owned(), event.clone()));
+        state.event_order.push(id.clone());
+    }
     deliver_for(sim, owner, &event).await;
     id
 }
@@ -227,11 +262,12 @@ async fn deliver(sim: &Sim, event: &Value, connect: bool) -> Vec<u16> {
 }
 
 async fn deliver_to(sim: &Sim, event: &Value, which: impl Fn(&Endpoint) -> bool) -> Vec<u16> {
+    let event_type = event["type"].as_str().unwrap_or_default();
     let endpoints: Vec<Endpoint> = sim
         .lock()
         .endpoints
         .iter()
-        .filter(|e| which(e))
+        .filter(|e| which(e) && e.receives(event_type))
         .cloned()
         .collect();
     let body = serde_json::to_vec(event).expect("events serialize");

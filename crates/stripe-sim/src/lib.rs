@@ -44,6 +44,7 @@ mod payments;
 mod refunds;
 mod state;
 mod v2;
+mod webhook_endpoints;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -285,12 +286,10 @@ impl StripeSim {
     /// Delivers future events to `url`, signed with `secret`: events of connected accounts
     /// when `connect`, else the platform's own (and Accounts v2 thin events).
     pub fn register_endpoint(&self, url: &str, secret: &str, connect: bool) {
-        self.sim.lock().endpoints.push(Endpoint {
-            url: url.to_owned(),
-            secret: secret.to_owned(),
-            connect,
-            account: None,
-        });
+        self.sim
+            .lock()
+            .endpoints
+            .push(Endpoint::registered(url, secret, connect, None));
     }
 
     /// Delivers future events about objects of `account` (payments, customers, …) to `url`,
@@ -298,12 +297,10 @@ impl StripeSim {
     /// with its own key (a `keys` store's). Events of a connected account also go to Connect
     /// endpoints, with `account` set.
     pub fn register_account_endpoint(&self, account: &str, url: &str, secret: &str) {
-        self.sim.lock().endpoints.push(Endpoint {
-            url: url.to_owned(),
-            secret: secret.to_owned(),
-            connect: false,
-            account: Some(account.to_owned()),
-        });
+        self.sim
+            .lock()
+            .endpoints
+            .push(Endpoint::registered(url, secret, false, Some(account)));
     }
 
     /// Sends a snapshot event about `object` to every endpoint of its kind (Connect endpoints
@@ -336,6 +333,17 @@ impl StripeSim {
             return Vec::new();
         };
         events::deliver_for(&self.sim, &owner, &event).await
+    }
+
+    /// What rolling a key in the Dashboard does to the old one: Stripe refuses it from now on.
+    pub fn revoke_key(&self, key: &str) {
+        self.sim.lock().keys.remove(key);
+    }
+
+    /// Every webhook endpoint made through `POST /v1/webhook_endpoints`, oldest first, as the
+    /// API shows it plus `owner` (its account), `connect` and `secret`.
+    pub fn webhook_endpoints(&self) -> Vec<Value> {
+        webhook_endpoints::all(&self.sim)
     }
 
     /// Every delivery so far, oldest first.
@@ -584,6 +592,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(onboarding::routes())
         .merge(oauth::routes())
         .merge(v2::routes())
+        .merge(webhook_endpoints::routes())
         .merge(browser::routes())
         .fallback(|method: Method, uri: Uri| async move {
             ApiError::new(

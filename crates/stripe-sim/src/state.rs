@@ -98,6 +98,8 @@ pub(crate) struct State {
     pub thin_events: HashMap<String, Value>,
     /// Snapshot events about objects in an account, by id: (owning account, event).
     pub events: HashMap<String, (String, Value)>,
+    /// Their ids in the order they were made (`GET /v1/events` lists newest first).
+    pub event_order: Vec<String>,
     /// What an object keeps that its API form does not show, by object id (a Checkout
     /// Session's `payment_intent_data` and line items).
     pub hidden: HashMap<String, Value>,

@@ -1,0 +1,225 @@
+//! Prometheus metrics, one registry per app (so two apps in one process, as in the tests, count
+//! apart). Counters are bumped where things happen; the inbox's depth, lag and dead events are
+//! read from the database when `/metrics` is scraped.
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
+};
+
+pub struct Metrics {
+    registry: Registry,
+    webhooks_received: IntCounterVec,
+    webhooks_rejected: IntCounterVec,
+    stripe_requests: IntCounterVec,
+    stripe_latency: HistogramVec,
+    stripe_rate_limited: IntCounter,
+    inbox_events: IntGaugeVec,
+    apply_lag: IntGauge,
+    dead_events: IntGauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let registry =
+            Registry::new_custom(Some("bursar".into()), None).expect("a static prefix is valid");
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
+            registry
+                .register(Box::new(c.clone()))
+                .expect("registered once");
+            c
+        };
+        let webhooks_received = counter(
+            "webhooks_received_total",
+            "Verified webhook deliveries, by door (platform, connect, store) and outcome (new, duplicate).",
+            &["door", "outcome"],
+        );
+        let webhooks_rejected = counter(
+            "webhooks_rejected_total",
+            "Webhook deliveries refused, by door and reason (signature, payload, too_large, not_configured, inbox).",
+            &["door", "reason"],
+        );
+        let stripe_requests = counter(
+            "stripe_requests_total",
+            "Calls to Stripe, by method, endpoint (ids replaced by {id}) and HTTP status (0: no answer).",
+            &["method", "endpoint", "status"],
+        );
+        let stripe_latency = HistogramVec::new(
+            HistogramOpts::new(
+                "stripe_request_duration_seconds",
+                "Latency of calls to Stripe, by method and endpoint.",
+            )
+            .buckets(vec![
+                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+            ]),
+            &["method", "endpoint"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stripe_latency.clone()))
+            .expect("registered once");
+        let stripe_rate_limited = IntCounter::new(
+            "stripe_rate_limited_total",
+            "Stripe answers of 429 (rate limited).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(stripe_rate_limited.clone()))
+            .expect("registered once");
+        let inbox_events = IntGaugeVec::new(
+            Opts::new("inbox_events", "Events in the inbox, by status."),
+            &["status"],
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(inbox_events.clone()))
+            .expect("registered once");
+        let apply_lag = IntGauge::new(
+            "apply_lag_seconds",
+            "Age of the oldest event received and not yet applied (0 when none waits).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(apply_lag.clone()))
+            .expect("registered once");
+        let dead_events = IntGauge::new(
+            "dead_events",
+            "Events that exhausted their attempts (bursar events list --status dead).",
+        )
+        .expect("valid metric");
+        registry
+            .register(Box::new(dead_events.clone()))
+            .expect("registered once");
+        Self {
+            registry,
+            webhooks_received,
+            webhooks_rejected,
+            stripe_requests,
+            stripe_latency,
+            stripe_rate_limited,
+            inbox_events,
+            apply_lag,
+            dead_events,
+        }
+    }
+
+    pub fn webhook_received(&self, door: &str, duplicate: bool) {
+        let outcome = if duplicate { "duplicate" } else { "new" };
+        self.webhooks_received
+            .with_label_values(&[door, outcome])
+            .inc();
+    }
+
+    pub fn webhook_rejected(&self, door: &str, reason: &str) {
+        self.webhooks_rejected
+            .with_label_values(&[door, reason])
+            .inc();
+    }
+
+    /// One call to Stripe: `status` 0 when no answer came.
+    pub fn stripe_call(&self, method: &str, path: &str, status: u16, seconds: f64) {
+        let endpoint = endpoint_label(path);
+        self.stripe_requests
+            .with_label_values(&[method, &endpoint, &status.to_string()])
+            .inc();
+        self.stripe_latency
+            .with_label_values(&[method, &endpoint])
+            .observe(seconds);
+        if status == 429 {
+            self.stripe_rate_limited.inc();
+        }
+    }
+
+    /// The inbox as the database has it now.
+    pub fn set_inbox(&self, by_status: &[(String, i64)], lag_seconds: i64) {
+        self.inbox_events.reset();
+        let mut dead = 0;
+        for (status, n) in by_status {
+            self.inbox_events.with_label_values(&[status]).set(*n);
+            if status == "dead" {
+                dead = *n;
+            }
+        }
+        self.dead_events.set(dead);
+        self.apply_lag.set(lag_seconds.max(0));
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn render(&self) -> String {
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("encoding to memory cannot fail");
+        String::from_utf8(out).expect("the text format is UTF-8")
+    }
+}
+
+/// A path with its object ids replaced, so one label covers every object:
+/// `/v1/payment_intents/pi_123/confirm` → `/v1/payment_intents/{id}/confirm`.
+pub fn endpoint_label(path: &str) -> String {
+    let path = path.split('?').next().unwrap_or_default();
+    path.split('/')
+        .map(|seg| {
+            let id_like = seg.split_once('_').is_some_and(|(prefix, rest)| {
+                !prefix.is_empty()
+                    && prefix.len() <= 8
+                    && !rest.is_empty()
+                    && rest
+                        .bytes()
+                        .any(|b| b.is_ascii_digit() || b.is_ascii_uppercase())
+            }) || seg.starts_with("evt_");
+            if id_like {
+                "{id}"
+            } else {
+                seg
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_become_placeholders_and_resources_stay() {
+        assert_eq!(
+            endpoint_label("/v1/payment_intents/pi_3MtwBwLkdIwHu7ix28a3tqPa/confirm"),
+            "/v1/payment_intents/{id}/confirm"
+        );
+        assert_eq!(endpoint_label("/v1/payment_intents"), "/v1/payment_intents");
+        assert_eq!(
+            endpoint_label("/v1/webhook_endpoints?limit=100"),
+            "/v1/webhook_endpoints"
+        );
+        assert_eq!(
+            endpoint_label("/v1/accounts/acct_1Nv0FGQ9RKHgCVdK/login_links"),
+            "/v1/accounts/{id}/login_links"
+        );
+        assert_eq!(
+            endpoint_label("/v1/prices/gold-monthly"),
+            "/v1/prices/gold-monthly"
+        );
+    }
+
+    #[test]
+    fn the_exposition_names_what_was_counted() {
+        let m = Metrics::new();
+        m.webhook_received("connect", false);
+        m.webhook_rejected("platform", "signature");
+        m.stripe_call("POST", "/v1/refunds", 429, 0.01);
+        let text = m.render();
+        assert!(text.contains(r#"bursar_webhooks_received_total{door="connect",outcome="new"} 1"#));
+        assert!(text
+            .contains(r#"bursar_webhooks_rejected_total{door="platform",reason="signature"} 1"#));
+        assert!(text.contains("bursar_stripe_rate_limited_total 1"));
+    }
+}

@@ -1,0 +1,342 @@
+//! Catching up on events whose webhooks never arrived: Stripe's `GET /v1/events` in each
+//! scope (the platform's own account, each connected account through `Stripe-Account`, each
+//! `keys` store with its own key), oldest first, and every event the inbox lacks fed in under
+//! the source its webhook would have had. The inbox's `(source, event_id)` uniqueness then
+//! makes each one apply exactly once, whichever of the webhook and the catch-up comes first.
+
+use serde::Serialize;
+use serde_json::Value;
+
+use super::connections::{self, StoreScope};
+use super::{Result, ServiceError, Services};
+use crate::db::inbox::{self, NewEvent};
+use crate::db::{self, now_ms};
+use crate::domain::{AccountId, StoreId};
+use crate::stripe::event::Envelope;
+use crate::stripe::AccountScope;
+use crate::webhooks::registry::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
+
+/// Stripe keeps events for 30 days.
+pub const RETENTION_SECS: i64 = 30 * 86_400;
+/// How far back a scope without a cursor looks when no `--since` is given.
+pub const DEFAULT_SINCE_SECS: i64 = 72 * 3600;
+const PAGE: usize = 100;
+
+/// One account's events, and where their webhooks would have come in.
+pub struct Scope {
+    /// For the cursor and reports: `platform`, `connect:<acct>` or `store:<id>:<acct>`.
+    pub name: String,
+    pub store: Option<StoreId>,
+    credentials: Credentials,
+    /// The inbox source and scope of the door the webhook would have used.
+    source: String,
+    door: &'static str,
+    account: Option<String>,
+    types: Vec<&'static str>,
+}
+
+enum Credentials {
+    Platform,
+    Connected(AccountId),
+    OwnKey(secrecy::SecretString),
+}
+
+impl Scope {
+    pub fn platform() -> Self {
+        Scope {
+            name: "platform".into(),
+            store: None,
+            credentials: Credentials::Platform,
+            source: "platform".into(),
+            door: "platform",
+            account: None,
+            types: PLATFORM_EVENTS.to_vec(),
+        }
+    }
+
+    /// A store's scope: its connected account's, or its own key's.
+    pub async fn store(s: &Services, store: &StoreId) -> Result<Self> {
+        super::stores::require(s, store).await?;
+        let row = db::connections::get(s.db.pool(), store)
+            .await?
+            .ok_or(ServiceError::NotFound("connection"))?;
+        let account = row.account_id.clone();
+        let acct = account.as_deref().unwrap_or("none");
+        Ok(match connections::store_scope(s, store, &row)? {
+            StoreScope::Connected(a) => Scope {
+                name: format!("connect:{a}"),
+                store: Some(store.clone()),
+                credentials: Credentials::Connected(a),
+                source: "connect".into(),
+                door: "connect",
+                account,
+                types: ACCOUNT_EVENTS.to_vec(),
+            },
+            StoreScope::OwnKey(key) => Scope {
+                name: format!("store:{store}:{acct}"),
+                store: Some(store.clone()),
+                credentials: Credentials::OwnKey(key),
+                source: format!("store:{store}"),
+                door: "store",
+                account,
+                types: store_events(),
+            },
+        })
+    }
+
+    fn stripe_scope(&self) -> AccountScope<'_> {
+        match &self.credentials {
+            Credentials::Platform => AccountScope::Platform,
+            Credentials::Connected(a) => AccountScope::Connected(a),
+            Credentials::OwnKey(k) => AccountScope::OwnKey(k),
+        }
+    }
+}
+
+/// Every scope: the platform's, then each connected store's (skipping ones that cannot be
+/// reached: deauthorized, or without credentials).
+pub async fn all_scopes(s: &Services) -> Result<Vec<Scope>> {
+    let mut scopes = Vec::new();
+    if s.config.stripe.secret_key.is_some() {
+        scopes.push(Scope::platform());
+    }
+    for row in db::connections::all(&s.db).await? {
+        let store = StoreId::parse(&row.store_id)?;
+        match Scope::store(s, &store).await {
+            Ok(scope) => scopes.push(scope),
+            Err(ServiceError::Refused { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(scopes)
+}
+
+/// What one scope's catch-up found.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ScopeReport {
+    pub scope: String,
+    /// Events Stripe listed.
+    pub checked: u64,
+    /// Of those, events the inbox did not have.
+    pub missing: u64,
+    /// Of those, events fed into the inbox now (0 on a dry run).
+    pub fed: u64,
+}
+
+/// How far back to look: `since` (seconds ago) or, without it, from the scope's cursor (or
+/// the default window when it has none).
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    pub since_secs: Option<i64>,
+    pub dry_run: bool,
+}
+
+pub fn check_since(since_secs: i64) -> Result<()> {
+    if since_secs > RETENTION_SECS {
+        return Err(ServiceError::Refused {
+            code: "beyond_retention",
+            message: "Stripe keeps events for 30 days: --since can be at most 30d (720h)".into(),
+        });
+    }
+    Ok(())
+}
+
+/// Catches up one scope; `tick` is called once per event checked (a progress bar).
+pub async fn run_scope(
+    s: &Services,
+    scope: &Scope,
+    window: Window,
+    tick: &mut (dyn FnMut() + Send),
+) -> Result<ScopeReport> {
+    if let Some(since) = window.since_secs {
+        check_since(since)?;
+    }
+    let mut report = ScopeReport {
+        scope: scope.name.clone(),
+        ..Default::default()
+    };
+    let cursor = match window.since_secs {
+        Some(_) => None,
+        None => db::operator::cursor(&s.db, &scope.name).await?,
+    };
+    let mut newest: Option<(String, i64)> = None;
+    match cursor {
+        // From the cursor onwards, page by page, each page oldest first.
+        Some((mut after, _)) => loop {
+            let page = list(s, scope, &format!("ending_before={after}"), None).await?;
+            let mut events = page.data;
+            events.reverse();
+            let Some(last) = events.last() else { break };
+            after = last["id"].as_str().unwrap_or_default().to_owned();
+            newest = Some((after.clone(), last["created"].as_i64().unwrap_or(0)));
+            feed(s, scope, &events, window.dry_run, &mut report, tick).await?;
+            if !page.has_more {
+                break;
+            }
+        },
+        // A window: Stripe lists newest first, so the window is gathered, then fed oldest first.
+        None => {
+            let since = now_ms() / 1000 - window.since_secs.unwrap_or(DEFAULT_SINCE_SECS);
+            let mut all = Vec::new();
+            let mut after: Option<String> = None;
+            loop {
+                let cursor = after
+                    .as_ref()
+                    .map(|a| format!("starting_after={a}"))
+                    .unwrap_or_default();
+                let page = list(s, scope, &cursor, Some(since)).await?;
+                after = page
+                    .data
+                    .last()
+                    .and_then(|e| e["id"].as_str())
+                    .map(str::to_owned);
+                all.extend(page.data);
+                if !page.has_more || after.is_none() {
+                    break;
+                }
+            }
+            all.reverse();
+            newest = all.last().map(|e| {
+                (
+                    e["id"].as_str().unwrap_or_default().to_owned(),
+                    e["created"].as_i64().unwrap_or(0),
+                )
+            });
+            for chunk in all.chunks(PAGE) {
+                feed(s, scope, chunk, window.dry_run, &mut report, tick).await?;
+            }
+        }
+    }
+    if let (Some((id, created)), false) = (newest, window.dry_run) {
+        db::operator::set_cursor(&s.db, &scope.name, &id, created).await?;
+    }
+    Ok(report)
+}
+
+struct Page {
+    data: Vec<Value>,
+    has_more: bool,
+}
+
+async fn list(s: &Services, scope: &Scope, cursor: &str, since: Option<i64>) -> Result<Page> {
+    let mut path = format!("/v1/events?limit={PAGE}");
+    if !cursor.is_empty() {
+        path.push('&');
+        path.push_str(cursor);
+    }
+    if let Some(since) = since {
+        path.push_str(&format!("&created[gte]={since}"));
+    }
+    for t in &scope.types {
+        path.push_str(&format!("&types[]={t}"));
+    }
+    let page: Value = s.stripe.get(scope.stripe_scope(), &path).await?;
+    Ok(Page {
+        data: page["data"].as_array().cloned().unwrap_or_default(),
+        has_more: page["has_more"] == true,
+    })
+}
+
+/// Feeds the events the inbox lacks; counts what it saw.
+async fn feed(
+    s: &Services,
+    scope: &Scope,
+    events: &[Value],
+    dry_run: bool,
+    report: &mut ScopeReport,
+    tick: &mut (dyn FnMut() + Send),
+) -> Result<()> {
+    let mut missing = Vec::new();
+    for event in events {
+        tick();
+        report.checked += 1;
+        let id = event["id"].as_str().unwrap_or_default();
+        let known: Option<i64> =
+            sqlx::query_scalar("SELECT seq FROM events WHERE source = $1 AND event_id = $2")
+                .bind(&scope.source)
+                .bind(id)
+                .fetch_optional(s.db.pool())
+                .await
+                .map_err(db::DbError::from)?;
+        if known.is_some() {
+            continue;
+        }
+        report.missing += 1;
+        if !dry_run {
+            missing.push(new_event(scope, event)?);
+        }
+    }
+    if !missing.is_empty() {
+        let inserted = inbox::insert_batch(&s.db, missing).await?;
+        report.fed += inserted
+            .iter()
+            .filter(|i| matches!(i, inbox::Inserted::New(_)))
+            .count() as u64;
+    }
+    Ok(())
+}
+
+/// The inbox row the event's webhook would have made: a Connect event carries its account.
+fn new_event(scope: &Scope, event: &Value) -> Result<NewEvent> {
+    let mut event = event.clone();
+    if scope.door == "connect" {
+        if let Some(a) = &scope.account {
+            event["account"] = Value::String(a.clone());
+        }
+    }
+    let payload = serde_json::to_string(&event).expect("a JSON value serializes");
+    let envelope = Envelope::parse(payload.as_bytes()).map_err(|e| ServiceError::Refused {
+        code: "unreadable_event",
+        message: format!("Stripe listed an event Bursar cannot read: {e}"),
+    })?;
+    Ok(NewEvent {
+        source: scope.source.clone(),
+        scope: scope.door,
+        store_id: match scope.door {
+            "store" => scope.store.as_ref().map(|s| s.to_string()),
+            _ => None,
+        },
+        account_id: envelope.account.clone().or(scope.account.clone()),
+        livemode: envelope.livemode,
+        created: envelope.created.min(now_ms() / 1000),
+        event_id: envelope.id,
+        event_type: envelope.event_type,
+        payload,
+    })
+}
+
+/// `BURSAR_RECONCILE_EVERY` inside `serve`: every scope from its cursor, until `stop`.
+pub async fn run_periodic(
+    s: Services,
+    every: std::time::Duration,
+    stored: std::sync::Arc<tokio::sync::Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(every) => {}
+        }
+        let scopes = match all_scopes(&s).await {
+            Ok(scopes) => scopes,
+            Err(e) => {
+                tracing::warn!(error = %e, "reconcile could not list its scopes; next round retries");
+                continue;
+            }
+        };
+        for scope in scopes {
+            let window = Window {
+                since_secs: None,
+                dry_run: false,
+            };
+            match run_scope(&s, &scope, window, &mut || {}).await {
+                Ok(r) if r.fed > 0 => {
+                    tracing::warn!(scope = %r.scope, checked = r.checked, fed = r.fed, "reconcile fed events whose webhooks never arrived");
+                    stored.notify_one();
+                }
+                Ok(r) => tracing::debug!(scope = %r.scope, checked = r.checked, "reconciled"),
+                Err(e) => tracing::warn!(scope = %scope.name, error = %e, "reconcile failed"),
+            }
+        }
+    }
+}
