@@ -29,84 +29,73 @@ impl Metrics {
     pub fn new() -> Self {
         let registry =
             Registry::new_custom(Some("bursar".into()), None).expect("a static prefix is valid");
-        let counter = |name: &str, help: &str, labels: &[&str]| {
-            let c = IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric");
-            registry
-                .register(Box::new(c.clone()))
-                .expect("registered once");
-            c
-        };
-        let webhooks_received = counter(
-            "webhooks_received_total",
-            "Verified webhook deliveries, by door (platform, connect, store) and outcome (new, duplicate).",
-            &["door", "outcome"],
-        );
-        let webhooks_rejected = counter(
-            "webhooks_rejected_total",
-            "Webhook deliveries refused, by door and reason (signature, payload, too_large, not_configured, inbox).",
-            &["door", "reason"],
-        );
-        let stripe_requests = counter(
-            "stripe_requests_total",
-            "Calls to Stripe, by method, endpoint (ids replaced by {id}) and HTTP status (0: no answer).",
-            &["method", "endpoint", "status"],
-        );
-        let stripe_latency = HistogramVec::new(
-            HistogramOpts::new(
-                "stripe_request_duration_seconds",
-                "Latency of calls to Stripe, by method and endpoint.",
+        let counters = |name: &str, help: &str, labels: &[&str]| {
+            register(
+                &registry,
+                IntCounterVec::new(Opts::new(name, help), labels).expect("valid metric"),
             )
-            .buckets(vec![
-                0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
-            ]),
-            &["method", "endpoint"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(stripe_latency.clone()))
-            .expect("registered once");
-        let stripe_rate_limited = IntCounter::new(
-            "stripe_rate_limited_total",
-            "Stripe answers of 429 (rate limited).",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(stripe_rate_limited.clone()))
-            .expect("registered once");
-        let inbox_events = IntGaugeVec::new(
-            Opts::new("inbox_events", "Events in the inbox, by status."),
-            &["status"],
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(inbox_events.clone()))
-            .expect("registered once");
-        let apply_lag = IntGauge::new(
-            "apply_lag_seconds",
-            "Age of the oldest event received and not yet applied (0 when none waits).",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(apply_lag.clone()))
-            .expect("registered once");
-        let dead_events = IntGauge::new(
-            "dead_events",
-            "Events that exhausted their attempts (bursar events list --status dead).",
-        )
-        .expect("valid metric");
-        registry
-            .register(Box::new(dead_events.clone()))
-            .expect("registered once");
+        };
         Self {
+            webhooks_received: counters(
+                "webhooks_received_total",
+                "Verified webhook deliveries, by door (platform, connect, store) and outcome (new, duplicate).",
+                &["door", "outcome"],
+            ),
+            webhooks_rejected: counters(
+                "webhooks_rejected_total",
+                "Webhook deliveries refused, by door and reason (signature, payload, too_large, not_configured, inbox).",
+                &["door", "reason"],
+            ),
+            stripe_requests: counters(
+                "stripe_requests_total",
+                "Calls to Stripe, by method, endpoint (ids replaced by {id}) and HTTP status (0: no answer).",
+                &["method", "endpoint", "status"],
+            ),
+            stripe_latency: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "stripe_request_duration_seconds",
+                        "Latency of calls to Stripe, by method and endpoint.",
+                    )
+                    .buckets(vec![0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0]),
+                    &["method", "endpoint"],
+                )
+                .expect("valid metric"),
+            ),
+            stripe_rate_limited: register(
+                &registry,
+                IntCounter::new(
+                    "stripe_rate_limited_total",
+                    "Stripe answers of 429 (rate limited).",
+                )
+                .expect("valid metric"),
+            ),
+            inbox_events: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new("inbox_events", "Events in the inbox, by status."),
+                    &["status"],
+                )
+                .expect("valid metric"),
+            ),
+            apply_lag: register(
+                &registry,
+                IntGauge::new(
+                    "apply_lag_seconds",
+                    "Age of the oldest event received and not yet applied (0 when none waits).",
+                )
+                .expect("valid metric"),
+            ),
+            dead_events: register(
+                &registry,
+                IntGauge::new(
+                    "dead_events",
+                    "Events that exhausted their attempts (bursar events list --status dead).",
+                )
+                .expect("valid metric"),
+            ),
             registry,
-            webhooks_received,
-            webhooks_rejected,
-            stripe_requests,
-            stripe_latency,
-            stripe_rate_limited,
-            inbox_events,
-            apply_lag,
-            dead_events,
         }
     }
 
@@ -159,6 +148,14 @@ impl Metrics {
             .expect("encoding to memory cannot fail");
         String::from_utf8(out).expect("the text format is UTF-8")
     }
+}
+
+/// `metric`, registered (each name once per registry).
+fn register<M: prometheus::core::Collector + Clone + 'static>(registry: &Registry, metric: M) -> M {
+    registry
+        .register(Box::new(metric.clone()))
+        .expect("each metric is registered once");
+    metric
 }
 
 /// A path with its object ids replaced, so one label covers every object:

@@ -7,8 +7,13 @@ use crate::support::{bursar, master_key, spawn_server, TestApp};
 
 /// Runs the CLI without blocking the runtime the in-process app is served from.
 pub async fn run(app: &TestApp, args: &[&str]) -> (bool, String, String) {
+    run_env(&app.env, args).await
+}
+
+/// The same with another environment: (success, stdout, stderr).
+pub async fn run_env(env: &HashMap<String, String>, args: &[&str]) -> (bool, String, String) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = bursar(&app.env, dir.path());
+    let mut cmd = bursar(env, dir.path());
     cmd.args(args);
     let out = tokio::process::Command::from(cmd).output().await.unwrap();
     (

@@ -7,22 +7,10 @@ use reqwest::Method;
 use serde_json::{json, Value};
 use stripe_sim::{Card, PLATFORM_ACCOUNT};
 
-use crate::cli::run;
+use crate::cli::{run, run_env};
 use crate::onboarding::oauth_store;
 use crate::orders::quiet_keys_store;
-use crate::support::{bursar, master_key, TestApp};
-
-async fn run_env(env: &HashMap<String, String>, args: &[&str]) -> (bool, String, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut cmd = bursar(env, dir.path());
-    cmd.args(args);
-    let out = tokio::process::Command::from(cmd).output().await.unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
+use crate::support::{master_key, TestApp};
 
 async fn new_order(app: &TestApp, store: &str) -> Value {
     let r = app
