@@ -23,7 +23,6 @@ if [ -z "$pg_url" ]; then
   bindir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1)
   [ -n "$bindir" ] || { echo "PostgreSQL is not installed (apt-get install -y postgresql), or set BURSAR_TEST_POSTGRES_URL" >&2; exit 1; }
   pgdir=$(mktemp -d /tmp/bursar-pg.XXXXXX)
-  port=$(( 20000 + RANDOM % 20000 ))
   run_pg() { if [ "$(id -u)" = 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
   [ "$(id -u)" = 0 ] && chown postgres "$pgdir"
   run_pg "$bindir/initdb" -D "$pgdir/data" -U postgres --auth-local=trust --auth-host=scram-sha-256 >/dev/null
@@ -35,8 +34,18 @@ if [ -z "$pg_url" ]; then
   [ "$(id -u)" = 0 ] && chown postgres "$pgdir/data/server.key" "$pgdir/data/server.crt" "$pgdir/data"
   printf '%s\n' 'local all all trust' 'hostssl all all 127.0.0.1/32 scram-sha-256' \
     'hostnossl all all 127.0.0.1/32 reject' > "$pgdir/data/pg_hba.conf"
-  run_pg "$bindir/pg_ctl" -D "$pgdir/data" -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300 -c ssl=on" -l "$pgdir/log" -w start >/dev/null
+  # A port below the kernel's ephemeral range (32768+), so no outgoing connection holds it; one
+  # taken anyway (another cluster) means another try on another port.
   trap 'run_pg "$bindir/pg_ctl" -D "$pgdir/data" -m immediate stop >/dev/null 2>&1 || true; rm -rf "$pgdir"' EXIT
+  started=
+  for _ in 1 2 3 4 5; do
+    port=$(( 20000 + RANDOM % 12000 ))
+    if run_pg "$bindir/pg_ctl" -D "$pgdir/data" -o "-p $port -k $pgdir -c listen_addresses=127.0.0.1 -c fsync=on -c max_connections=300 -c ssl=on" -l "$pgdir/log" -w start >/dev/null; then
+      started=1
+      break
+    fi
+  done
+  [ -n "$started" ] || { cat "$pgdir/log" >&2; echo "PostgreSQL did not start" >&2; exit 1; }
   password=$(openssl rand -hex 16)
   run_pg "$bindir/psql" -q -h "$pgdir" -p "$port" -U postgres -c "ALTER USER postgres PASSWORD '$password'" >/dev/null
   pg_url="postgres://postgres:$password@127.0.0.1:$port/postgres?sslmode=require"

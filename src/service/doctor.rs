@@ -108,8 +108,9 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
 
     // The endpoints each store needs: the Connect endpoint for connected stores, its own for a
     // `keys` store; the platform's for vendor billing.
-    let rows = db::connections::all(&s.db).await?;
-    let rows: Vec<_> = rows
+    let all_rows = db::connections::all(&s.db).await?;
+    let connect_platform = webhook_endpoints::uses_connect(s, &all_rows);
+    let rows: Vec<_> = all_rows
         .into_iter()
         .filter(|r| only.is_none_or(|o| o.as_str() == r.store_id))
         .collect();
@@ -128,7 +129,7 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
         if only.is_none() {
             targets.push(Target::Platform);
         }
-        if only.is_none() || rows.iter().any(|r| r.kind == "connect") {
+        if (only.is_none() && connect_platform) || rows.iter().any(|r| r.kind == "connect") {
             targets.push(Target::Connect);
         }
     }

@@ -155,9 +155,18 @@ pub async fn run_scope(
         scope: scope.name.clone(),
         ..Default::default()
     };
+    let now = now_ms() / 1000;
+    let mut since_secs = window.since_secs;
     let cursor = match window.since_secs {
         Some(_) => None,
-        None => db::operator::cursor(&s.db, &scope.name).await?,
+        None => match db::operator::cursor(&s.db, &scope.name).await? {
+            // Stripe no longer has the cursor's event to page from: the whole retention instead.
+            Some((_, created)) if created < now - RETENTION_SECS + 3600 => {
+                since_secs = Some(RETENTION_SECS - 3600);
+                None
+            }
+            cursor => cursor,
+        },
     };
     let mut newest: Option<(String, i64)> = None;
     match cursor {
@@ -176,7 +185,7 @@ pub async fn run_scope(
         },
         // A window: Stripe lists newest first, so the window is gathered, then fed oldest first.
         None => {
-            let since = now_ms() / 1000 - window.since_secs.unwrap_or(DEFAULT_SINCE_SECS);
+            let since = now - since_secs.unwrap_or(DEFAULT_SINCE_SECS);
             let mut all = Vec::new();
             let mut after: Option<String> = None;
             loop {

@@ -123,15 +123,26 @@ async fn owner(s: &Services, target: &Target) -> Result<Owner> {
     }
 }
 
-/// The targets of a whole setup: the platform's two, and every `keys` store's own.
+/// The targets of a whole setup: the platform's own endpoint, its Connect endpoint when it is
+/// a Connect platform (a client id configured, or a store connected through Connect; Stripe
+/// refuses `connect=true` otherwise), and every `keys` store's own.
 pub async fn all_targets(s: &Services) -> Result<Vec<Target>> {
-    let mut targets = vec![Target::Platform, Target::Connect];
-    for row in db::connections::all(&s.db).await? {
+    let rows = db::connections::all(&s.db).await?;
+    let mut targets = vec![Target::Platform];
+    if uses_connect(s, &rows) {
+        targets.push(Target::Connect);
+    }
+    for row in rows {
         if row.kind == "keys" {
             targets.push(Target::Store(StoreId::parse(&row.store_id)?));
         }
     }
     Ok(targets)
+}
+
+/// Whether the platform needs a Connect endpoint.
+pub fn uses_connect(s: &Services, rows: &[db::connections::ConnectionRow]) -> bool {
+    s.config.stripe.client_id.is_some() || rows.iter().any(|r| r.kind == "connect")
 }
 
 /// Every endpoint of the account `owner` opens, newest first.

@@ -118,8 +118,12 @@ impl Doors {
     pub async fn succeeded(&self, s: &Services, source: &str) {
         let clear = {
             let mut f = self.failures.lock().unwrap_or_else(|p| p.into_inner());
-            f.pending.remove(source);
-            f.clear.insert(source.to_owned())
+            if f.clear.contains(source) {
+                false
+            } else {
+                f.pending.remove(source);
+                f.clear.insert(source.to_owned())
+            }
         };
         if clear {
             if let Err(e) = db::operator::clear_signature_failures(&s.db, source).await {

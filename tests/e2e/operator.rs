@@ -513,3 +513,20 @@ async fn metrics_count_what_happened_and_every_response_has_a_request_id() {
         "no log line carries the request id"
     );
 }
+
+#[tokio::test]
+async fn a_platform_without_connect_gets_no_connect_endpoint() {
+    let app = TestApp::spawn_with(&[("STRIPE_CLIENT_ID", "")]).await;
+    let (ok, out, err) = run(&app, &["webhooks", "setup", "--json"]).await;
+    assert!(ok, "{err}");
+    let made: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(made.len(), 1, "{out}");
+    assert_eq!(made[0]["endpoint"], "platform");
+    assert_eq!(made[0]["outcome"], "created");
+    let (ok, out, _) = run(&app, &["doctor"]).await;
+    assert!(ok, "{out}");
+    assert!(!out.contains("Connect endpoint"), "{out}");
+}
