@@ -246,7 +246,9 @@ async fn list(s: &Services, scope: &Scope, cursor: &str, since: Option<i64>) -> 
     })
 }
 
-/// Feeds the events the inbox lacks; counts what it saw.
+/// Feeds the events the inbox lacks; counts what it saw. A real run lets the inbox's
+/// `(source, event_id)` uniqueness sort new from known in one batch; only a dry run, which must
+/// store nothing, looks each event up.
 async fn feed(
     s: &Services,
     scope: &Scope,
@@ -255,32 +257,33 @@ async fn feed(
     report: &mut ScopeReport,
     tick: &mut (dyn FnMut() + Send),
 ) -> Result<()> {
-    let mut missing = Vec::new();
+    let mut batch = Vec::with_capacity(events.len());
     for event in events {
         tick();
         report.checked += 1;
-        let id = event["id"].as_str().unwrap_or_default();
+        if !dry_run {
+            batch.push(new_event(scope, event)?);
+            continue;
+        }
         let known: Option<i64> =
             sqlx::query_scalar("SELECT seq FROM events WHERE source = $1 AND event_id = $2")
                 .bind(&scope.source)
-                .bind(id)
+                .bind(event["id"].as_str().unwrap_or_default())
                 .fetch_optional(s.db.pool())
                 .await
                 .map_err(db::DbError::from)?;
-        if known.is_some() {
-            continue;
-        }
-        report.missing += 1;
-        if !dry_run {
-            missing.push(new_event(scope, event)?);
+        if known.is_none() {
+            report.missing += 1;
         }
     }
-    if !missing.is_empty() {
-        let inserted = inbox::insert_batch(&s.db, missing).await?;
-        report.fed += inserted
+    if !batch.is_empty() {
+        let fed = inbox::insert_batch(&s.db, batch)
+            .await?
             .iter()
             .filter(|i| matches!(i, inbox::Inserted::New(_)))
             .count() as u64;
+        report.missing += fed;
+        report.fed += fed;
     }
     Ok(())
 }

@@ -241,12 +241,7 @@ pub async fn setup(s: &Services, target: &Target) -> Result<SetupReport> {
                 ("disabled".to_owned(), "false".to_owned()),
                 ("metadata[bursar_endpoint]".to_owned(), name.clone()),
             ];
-            form.extend(
-                wanted
-                    .iter()
-                    .enumerate()
-                    .map(|(i, ev)| (format!("enabled_events[{i}]"), ev.clone())),
-            );
+            form.extend(events_form(&wanted));
             let _: Value = s
                 .stripe
                 .post(
@@ -284,12 +279,7 @@ pub async fn setup(s: &Services, target: &Target) -> Result<SetupReport> {
     if *target == Target::Connect {
         form.push(("connect".to_owned(), "true".to_owned()));
     }
-    form.extend(
-        wanted
-            .iter()
-            .enumerate()
-            .map(|(i, ev)| (format!("enabled_events[{i}]"), ev.clone())),
-    );
+    form.extend(events_form(&wanted));
     let created: Value = s
         .stripe
         .post(
@@ -328,6 +318,14 @@ pub async fn setup(s: &Services, target: &Target) -> Result<SetupReport> {
     };
     tracing::info!(endpoint = %name, id, "webhook endpoint created");
     Ok(report(outcome, &id))
+}
+
+/// `enabled_events[i]` for each wanted event.
+fn events_form(wanted: &BTreeSet<String>) -> impl Iterator<Item = (String, String)> + '_ {
+    wanted
+        .iter()
+        .enumerate()
+        .map(|(i, ev)| (format!("enabled_events[{i}]"), ev.clone()))
 }
 
 /// A fresh idempotency key per run: retries within a call share it, a later run (after the
