@@ -73,7 +73,7 @@ pub fn ended_reason(status: &str, reason: Option<&str>) -> Option<String> {
         .then(|| reason.unwrap_or("cancellation_requested").to_owned())
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum VendorStatus {
     /// Created at Bursar, not yet confirmed by Stripe.

@@ -84,6 +84,15 @@ async fn order_for(state: &AppState, token: &str) -> Result<OrderView, Response>
     orders::get(s, &id).await.map_err(|_| not_found())
 }
 
+/// Bursar's hosted payment page for an order (Stripe.js Payment Element).
+#[utoipa::path(get, path = "/{token}", tag = "checkout", operation_id = "checkout_page",
+    params(("token" = String, Path, description = "The order's signed checkout token, from its `checkout_url`")),
+    responses(
+        (status = 200, description = "The payment page", content_type = "text/html", body = String),
+        (status = 303, description = "Already paid or being processed: on to the result page"),
+        (status = 404, description = "Not a valid or current link", content_type = "text/html", body = String),
+        (status = 503, description = "The payment is not ready yet", content_type = "text/html", body = String),
+    ))]
 pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let order = match order_for(&state, &token).await {
         Ok(o) => o,
@@ -126,6 +135,13 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
 
 /// The order as Stripe has it: an open order is re-checked first, so the customer sees the
 /// outcome even before the webhook arrives.
+/// Where Stripe.js returns the buyer: the order's outcome, re-checked at Stripe when pending.
+#[utoipa::path(get, path = "/{token}/result", tag = "checkout", operation_id = "checkout_result",
+    params(("token" = String, Path, description = "The order's signed checkout token")),
+    responses(
+        (status = 200, description = "The outcome page", content_type = "text/html", body = String),
+        (status = 404, description = "Not a valid or current link", content_type = "text/html", body = String),
+    ))]
 pub async fn result(State(state): State<AppState>, Path(token): Path<String>) -> Response {
     let mut order = match order_for(&state, &token).await {
         Ok(o) => o,
@@ -176,6 +192,8 @@ pub async fn result(State(state): State<AppState>, Path(token): Path<String>) ->
     render(StatusCode::OK, html, &csp(&state.services))
 }
 
+#[utoipa::path(get, path = "/assets/checkout.js", tag = "checkout", operation_id = "checkout_script",
+    responses((status = 200, description = "The payment page's script", content_type = "text/javascript", body = String)))]
 pub async fn script() -> Response {
     (
         [

@@ -4,14 +4,15 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use axum::routing::{get, post, put};
-use axum::{middleware, Json, Router};
-use serde_json::json;
+use axum::{middleware, Extension, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer,
 };
 use tower_http::trace::TraceLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::service::Services;
 use crate::supervise::Liveness;
@@ -24,6 +25,8 @@ pub mod error;
 pub mod extract;
 pub mod idempotency;
 pub mod limits;
+pub mod openapi;
+pub mod operations;
 pub mod pages;
 pub mod server;
 pub mod status;
@@ -55,113 +58,24 @@ impl AppState {
 }
 
 pub fn router(state: AppState) -> Router {
-    let management = Router::new()
-        .route("/stores", post(api::stores::create).get(api::stores::list))
-        .route(
-            "/stores/{id}",
-            get(api::stores::get).delete(api::stores::delete),
-        )
-        .route(
-            "/stores/{id}/connection",
-            axum::routing::delete(api::connection::disconnect),
-        )
-        .route(
-            "/stores/{id}/connection/keys",
-            put(api::connection::put_keys),
-        )
-        .route(
-            "/stores/{id}/connection/webhook-secret",
-            put(api::connection::put_webhook_secret),
-        )
-        .route("/stores/{id}/account", get(api::connection::account))
-        .route("/stores/{id}/onboarding", post(api::onboarding::start))
-        .route(
-            "/stores/{id}/connect-link",
-            post(api::onboarding::connect_link),
-        )
-        .route(
-            "/stores/{id}/account/login-link",
-            post(api::onboarding::login_link),
-        )
-        .route(
-            "/stores/{id}/orders",
-            post(api::orders::create).get(api::orders::list),
-        )
-        .route("/orders/{id}", get(api::orders::get))
-        .route(
-            "/stores/{id}/subscription",
-            put(api::subscription::put)
-                .get(api::subscription::get)
-                .delete(api::subscription::cancel),
-        )
-        .route("/stores/{id}/customers", post(api::customers::create))
-        .route(
-            "/stores/{id}/checkout-sessions",
-            post(api::checkout_sessions::create),
-        )
-        .route("/customers/{id}", get(api::customers::get))
-        .route("/orders/{id}/sync", post(api::orders::sync))
-        .route("/orders/{id}/refunds", post(api::orders::refund))
-        .route("/events", get(api::events::list))
-        .route("/events/{id}", get(api::events::get))
-        .route("/events/{id}/replay", post(api::events::replay))
-        .route("/api-keys", get(api::api_keys::list))
-        .route(
-            "/api-keys/{id}",
-            axum::routing::delete(api::api_keys::revoke),
-        )
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            idempotency::idempotent,
-        ))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_api_key,
-        ))
-        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
-    let internal = Router::new()
-        .route("/stores/{id}/stripe-status", get(status::internal))
-        .route_layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_internal_secret,
-        ));
-    let hooks = Router::new()
-        .route("/stripe", post(webhooks::platform))
-        .route("/stripe/connect", post(webhooks::connect))
-        .route("/stripe/stores/{store_id}", post(webhooks::store))
-        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    let (routes, mut doc) = documented_routes(&state).split_for_parts();
+    openapi::complete(&mut doc, "/api/v1");
+    let doc = openapi::Document(
+        doc.to_json()
+            .expect("the OpenAPI document serializes")
+            .into(),
+    );
     let budget = Arc::new(limits::BodyBudget::new(
         state.services.config.http.body_budget,
         state.services.config.http.body_timeout,
     ));
-    let pages = Router::new()
-        .route(
-            "/connect",
-            get(pages::connect_form).post(pages::connect_submit),
-        )
-        .route("/success/{store_id}", get(pages::success))
-        .route("/oauth/callback", get(pages::oauth_callback))
-        .route("/onboarding/refresh", get(pages::onboarding_refresh))
-        .route("/assets/pages.css", get(pages::stylesheet))
-        .route("/status/{store_id}", get(status::public))
-        .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
-    let checkout = Router::new()
-        .route("/assets/checkout.js", get(checkout::script))
-        .route("/{token}", get(checkout::page))
-        .route("/{token}/result", get(checkout::result));
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
-        .nest("/checkout", checkout)
-        .nest("/stripe", pages)
-        .nest("/api/v1", management)
-        .nest("/api/internal", internal)
-        .nest("/webhooks", hooks)
+    routes
         .fallback(|| async { error::ApiError::not_found("route") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
         .with_state(state)
+        .layer(Extension(doc))
         .layer(middleware::from_fn_with_state(budget, limits::guard_body))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         // The span names the path only: query strings can carry OAuth codes and link signatures.
@@ -174,6 +88,80 @@ pub fn router(state: AppState) -> Router {
         // The caller's `X-Request-Id` when it sends a sane one, else a new UUID.
         .layer(middleware::from_fn(sanitize_request_id))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
+}
+
+/// Every route, each with its OpenAPI operation: one `routes!` per path, and never a bare
+/// `route` (a unit test below keeps it so), so the document and the router cannot diverge.
+fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
+    use api::*;
+    let management = OpenApiRouter::new()
+        .routes(routes!(stores::create, stores::list))
+        .routes(routes!(stores::get, stores::delete))
+        .routes(routes!(connection::disconnect))
+        .routes(routes!(connection::put_keys))
+        .routes(routes!(connection::put_webhook_secret))
+        .routes(routes!(connection::account))
+        .routes(routes!(onboarding::start))
+        .routes(routes!(onboarding::connect_link))
+        .routes(routes!(onboarding::login_link))
+        .routes(routes!(orders::create, orders::list))
+        .routes(routes!(orders::get))
+        .routes(routes!(orders::sync))
+        .routes(routes!(orders::refund))
+        .routes(routes!(
+            subscription::put,
+            subscription::get,
+            subscription::cancel
+        ))
+        .routes(routes!(customers::create))
+        .routes(routes!(customers::get))
+        .routes(routes!(checkout_sessions::create))
+        .routes(routes!(events::list))
+        .routes(routes!(events::get))
+        .routes(routes!(events::replay))
+        .routes(routes!(api_keys::list))
+        .routes(routes!(api_keys::revoke))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            idempotency::idempotent,
+        ))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_api_key,
+        ))
+        .layer(DefaultBodyLimit::max(API_BODY_LIMIT));
+    let internal = OpenApiRouter::new()
+        .routes(routes!(status::internal))
+        .route_layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_internal_secret,
+        ));
+    let hooks = OpenApiRouter::new()
+        .routes(routes!(webhooks::platform))
+        .routes(routes!(webhooks::connect))
+        .routes(routes!(webhooks::store))
+        .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
+    let pages = OpenApiRouter::new()
+        .routes(routes!(pages::connect_form, pages::connect_submit))
+        .routes(routes!(pages::success))
+        .routes(routes!(pages::oauth_callback))
+        .routes(routes!(pages::onboarding_refresh))
+        .routes(routes!(pages::stylesheet))
+        .routes(routes!(status::public))
+        .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
+    let checkout = OpenApiRouter::new()
+        .routes(routes!(checkout::script))
+        .routes(routes!(checkout::page))
+        .routes(routes!(checkout::result));
+    OpenApiRouter::with_openapi(openapi::ApiDoc::openapi())
+        .routes(routes!(operations::healthz))
+        .routes(routes!(operations::metrics))
+        .routes(routes!(openapi::document))
+        .nest("/checkout", checkout)
+        .nest("/stripe", pages)
+        .nest("/api/v1", management)
+        .nest("/api/internal", internal)
+        .nest("/webhooks", hooks)
 }
 
 const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
@@ -201,34 +189,6 @@ async fn sanitize_request_id(
     next.run(req).await
 }
 
-/// Prometheus text: counters kept in process, the inbox read from the database now.
-async fn metrics(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let db = &state.services.db;
-    match (
-        crate::db::inbox::status_counts(db).await,
-        crate::db::inbox::oldest_unfinished(db).await,
-    ) {
-        (Ok(counts), Ok(oldest)) => {
-            let lag = oldest.map_or(0, |t| (crate::db::now_ms() - t) / 1000);
-            state.services.metrics.set_inbox(&counts, lag);
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "the inbox could not be read for metrics")
-        }
-    }
-    (
-        [(
-            axum::http::header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.services.metrics.render(),
-    )
-        .into_response()
-}
-
 /// The path as logged: a checkout token is a bearer capability, so it is replaced.
 fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     match path.strip_prefix("/checkout/") {
@@ -243,42 +203,20 @@ fn loggable_path(path: &str) -> std::borrow::Cow<'_, str> {
     }
 }
 
-/// 200 only while the database answers, the inbox writer runs and the worker is looping:
-/// without any of them no webhook is acknowledged or applied.
-async fn healthz(
-    axum::extract::State(state): axum::extract::State<AppState>,
-) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let unavailable = |status: &str, detail: String| {
-        (
-            axum::http::StatusCode::SERVICE_UNAVAILABLE,
-            Json(json!({ "status": status, "detail": detail })),
-        )
-            .into_response()
-    };
-    if let Err(why) = state.worker.check(worker_stale_after(&state.services)) {
-        return unavailable("worker_down", format!("the event worker is {why}"));
+#[cfg(test)]
+mod tests {
+    /// `routes!` takes only handlers that carry their OpenAPI operation; a bare `route` (or a
+    /// nested service) would serve something the document does not describe.
+    #[test]
+    fn routes_are_added_only_with_their_documentation() {
+        let source = include_str!("mod.rs");
+        let router = source.split("#[cfg(test)]").next().unwrap();
+        for bare in [".route(", ".route_service(", ".nest_service(", ".merge("] {
+            assert!(
+                !router.contains(bare),
+                "`{bare}` adds a route the OpenAPI document would miss; use `routes!`"
+            );
+        }
+        assert!(router.contains(".routes(routes!("));
     }
-    if state.ingest.is_closed() {
-        return unavailable("inbox_down", "the inbox writer has stopped".into());
-    }
-    let ping = sqlx::query("SELECT 1").execute(state.services.db.pool());
-    match tokio::time::timeout(std::time::Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Json(json!({
-            "status": "ok",
-            "worker": { "last_loop_ms_ago": state.worker.last_beat_age_ms() },
-        }))
-        .into_response(),
-        _ => unavailable(
-            "database_unavailable",
-            "the database did not answer within 2 s".into(),
-        ),
-    }
-}
-
-/// A turn of the worker's loop is one batch's database work (it never waits on Stripe) plus at
-/// most a poll interval; one that has not come round in a few of those and 30 s for a slow
-/// database is stuck.
-fn worker_stale_after(s: &Services) -> std::time::Duration {
-    s.config.worker.poll_interval * 4 + std::time::Duration::from_secs(30)
 }

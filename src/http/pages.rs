@@ -133,6 +133,8 @@ fn unavailable() -> Response {
     )
 }
 
+#[utoipa::path(get, path = "/assets/pages.css", tag = "pages", operation_id = "pages_stylesheet",
+    responses((status = 200, description = "The pages' stylesheet", content_type = "text/css", body = String)))]
 pub async fn stylesheet() -> Response {
     (
         [
@@ -145,6 +147,21 @@ pub async fn stylesheet() -> Response {
 }
 
 /// `GET /stripe/connect`: the key-entry form, for a valid signed link only.
+/// The merchant's key-entry page, opened from a signed connect link.
+#[utoipa::path(get, path = "/connect", tag = "pages", operation_id = "connect_page",
+    params(
+        ("store_id" = Option<String>, Query, description = "From the signed link"),
+        ("return_url" = Option<String>, Query, description = "From the signed link"),
+        ("expires" = Option<String>, Query, description = "From the signed link"),
+        ("signature" = Option<String>, Query, description = "From the signed link"),
+    ),
+    responses(
+        (status = 200, description = "The form", content_type = "text/html", body = String),
+        (status = 400, description = "The link is not signed", content_type = "text/html", body = String),
+        (status = 403, description = "The link is expired or altered", content_type = "text/html", body = String),
+        (status = 409, description = "The store is already connected", content_type = "text/html", body = String),
+        (status = 503, description = "The service could not answer", content_type = "text/html", body = String),
+    ))]
 pub async fn connect_form(
     State(state): State<AppState>,
     Query(params): Query<ConnectLinkParams>,
@@ -230,17 +247,30 @@ fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
         .map(|(_, v)| v)
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 pub struct ConnectForm {
     #[serde(flatten)]
     link: ConnectLinkParams,
+    /// Must equal the `bursar_csrf` cookie the form was served with.
     csrf: Option<String>,
+    #[schema(value_type = Option<String>)]
     secret_key: Option<SecretString>,
     publishable_key: Option<String>,
+    #[schema(value_type = Option<String>)]
     webhook_secret: Option<SecretString>,
 }
 
 /// `POST /stripe/connect`: the same validation as the API; errors re-render the form inline.
+#[utoipa::path(post, path = "/connect", tag = "pages", operation_id = "connect_submit",
+    request_body(content = ConnectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Connected: on to the link's return URL or the success page"),
+        (status = 400, description = "The link is not signed", content_type = "text/html", body = String),
+        (status = 403, description = "The link is expired or altered, or the CSRF token does not match", content_type = "text/html", body = String),
+        (status = 409, description = "The store is already connected", content_type = "text/html", body = String),
+        (status = 422, description = "The keys were refused: the form again, saying why", content_type = "text/html", body = String),
+        (status = 503, description = "The service could not answer", content_type = "text/html", body = String),
+    ))]
 pub async fn connect_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -354,6 +384,9 @@ fn plain_words(e: &ServiceError) -> String {
 
 /// `GET /stripe/success/{store_id}`: where a merchant lands when no return URL was given. Says
 /// nothing about the store to whoever guesses an id.
+#[utoipa::path(get, path = "/success/{store_id}", tag = "pages", operation_id = "connect_success",
+    params(("store_id" = String, Path, description = "The store's id (`st_…`)")),
+    responses((status = 200, description = "A confirmation page", content_type = "text/html", body = String)))]
 pub async fn success(Path(_store): Path<String>) -> Response {
     message(
         StatusCode::OK,
@@ -364,6 +397,21 @@ pub async fn success(Path(_store): Path<String>) -> Response {
 }
 
 /// `GET /stripe/oauth/callback`: the end of Standard OAuth.
+#[utoipa::path(get, path = "/oauth/callback", tag = "pages", operation_id = "oauth_callback",
+    params(
+        ("code" = Option<String>, Query, description = "Stripe's authorization code"),
+        ("state" = Option<String>, Query, description = "The state Bursar issued with the authorize URL"),
+        ("error" = Option<String>, Query, description = "Set when the merchant declined"),
+        ("error_description" = Option<String>, Query),
+        ("scope" = Option<String>, Query),
+    ),
+    responses(
+        (status = 303, description = "Connected: on to the onboarding's return URL"),
+        (status = 200, description = "Connected (no return URL) or declined", content_type = "text/html", body = String),
+        (status = 400, description = "The callback is not valid (state, code, mode)", content_type = "text/html", body = String),
+        (status = 409, description = "The store was connected meanwhile", content_type = "text/html", body = String),
+        (status = 503, description = "Stripe or the database could not answer", content_type = "text/html", body = String),
+    ))]
 pub async fn oauth_callback(
     State(state): State<AppState>,
     Query(params): Query<CallbackParams>,
@@ -406,6 +454,14 @@ pub struct RefreshParams {
 }
 
 /// `GET /stripe/onboarding/refresh`: a fresh Account Link for an expired or used one.
+#[utoipa::path(get, path = "/onboarding/refresh", tag = "pages", operation_id = "onboarding_refresh",
+    params(("grant" = Option<String>, Query, description = "The signed grant in the refresh URL")),
+    responses(
+        (status = 303, description = "On to a fresh Account Link"),
+        (status = 400, description = "The link is not signed", content_type = "text/html", body = String),
+        (status = 403, description = "The grant is expired or altered", content_type = "text/html", body = String),
+        (status = 503, description = "Stripe could not make a link now", content_type = "text/html", body = String),
+    ))]
 pub async fn onboarding_refresh(
     State(state): State<AppState>,
     Query(params): Query<RefreshParams>,

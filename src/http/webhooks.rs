@@ -11,9 +11,9 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
-use serde_json::json;
+use serde::Serialize;
 
-use super::error::ApiError;
+use super::error::{ApiError, ErrorBody};
 use super::AppState;
 use crate::db::inbox::{Inserted, NewEvent};
 use crate::domain::StoreId;
@@ -51,6 +51,26 @@ impl Door {
     }
 }
 
+/// What a delivery is answered with once the event is stored.
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WebhookAck {
+    pub received: bool,
+    /// Present (and true) when this event id had already come through this endpoint.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub duplicate: bool,
+}
+
+/// The platform account's endpoint (billing and platform events).
+#[utoipa::path(post, path = "/stripe", tag = "webhooks", operation_id = "webhook_platform",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature over the raw body")),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "A Stripe event, byte for byte as Stripe signed it"),
+    responses(
+        (status = 200, description = "Stored durably (or already stored); it is applied in the background", body = WebhookAck),
+        (status = 400, description = "A bad signature, a stale timestamp or a body that is not a Stripe event", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB: not a Stripe event", body = ErrorBody),
+        (status = 503, description = "No signing secret configured, or the inbox cannot store now; Stripe retries", body = ErrorBody),
+    ))]
 pub async fn platform(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -60,6 +80,17 @@ pub async fn platform(
     receive(&state, Door::Platform, &secrets, &headers, body).await
 }
 
+/// The Connect endpoint: events of every connected account (`account` names which).
+#[utoipa::path(post, path = "/stripe/connect", tag = "webhooks", operation_id = "webhook_connect",
+    params(("Stripe-Signature" = String, Header, description = "Stripe's signature over the raw body")),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "A Stripe event, byte for byte as Stripe signed it"),
+    responses(
+        (status = 200, description = "Stored durably (or already stored); it is applied in the background", body = WebhookAck),
+        (status = 400, description = "A bad signature, a stale timestamp or a body that is not a Stripe event", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB: not a Stripe event", body = ErrorBody),
+        (status = 503, description = "No signing secret configured, or the inbox cannot store now; Stripe retries", body = ErrorBody),
+    ))]
 pub async fn connect(
     State(state): State<AppState>,
     headers: HeaderMap,
@@ -69,6 +100,21 @@ pub async fn connect(
     receive(&state, Door::Connect, &secrets, &headers, body).await
 }
 
+/// A keys store's own endpoint, verified with that store's signing secret.
+#[utoipa::path(post, path = "/stripe/stores/{store_id}", tag = "webhooks", operation_id = "webhook_store",
+    params(
+        ("store_id" = String, Path, description = "The store's id (`st_…`)"),
+        ("Stripe-Signature" = String, Header, description = "Stripe's signature over the raw body"),
+    ),
+    request_body(content = serde_json::Value, content_type = "application/json",
+        description = "A Stripe event, byte for byte as Stripe signed it"),
+    responses(
+        (status = 200, description = "Stored durably (or already stored); it is applied in the background", body = WebhookAck),
+        (status = 400, description = "A bad signature, a stale timestamp or a body that is not a Stripe event", body = ErrorBody),
+        (status = 404, description = "No such store", body = ErrorBody),
+        (status = 413, description = "Over 1 MiB: not a Stripe event", body = ErrorBody),
+        (status = 503, description = "The store has no signing secret, or the inbox cannot store now; Stripe retries", body = ErrorBody),
+    ))]
 pub async fn store(
     State(state): State<AppState>,
     Path(store_id): Path<String>,
@@ -197,11 +243,19 @@ async fn receive(
     match state.ingest.store(event).await {
         Ok(Inserted::New(_)) => {
             metrics.webhook_received(scope, false);
-            Json(json!({ "received": true })).into_response()
+            Json(WebhookAck {
+                received: true,
+                duplicate: false,
+            })
+            .into_response()
         }
         Ok(Inserted::Duplicate) => {
             metrics.webhook_received(scope, true);
-            Json(json!({ "received": true, "duplicate": true })).into_response()
+            Json(WebhookAck {
+                received: true,
+                duplicate: true,
+            })
+            .into_response()
         }
         Err(e) => {
             metrics.webhook_rejected(scope, "inbox");

@@ -44,7 +44,7 @@ fn hash(key: &str) -> String {
 }
 
 /// A key as operators see it: never the key itself, only its first characters.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ApiKeyView {
     pub id: String,
     pub object: &'static str,

@@ -12,7 +12,7 @@ use crate::domain::subscription::{ended_reason, Snapshot, Stamp, SubscriptionFac
 use crate::domain::{Invalid, StoreId};
 use crate::stripe::{AccountScope, IdempotencyKey};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
     pub object: &'static str,
     pub store_id: String,

@@ -17,14 +17,14 @@ use crate::domain::{Invalid, OrderId, StoreId};
 use crate::stripe::IdempotencyKey;
 
 /// One line, in Stripe's own shape (`price_data` with an inline product).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct LineItem {
     pub price_data: PriceData,
     pub quantity: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PriceData {
     pub currency: String,
@@ -32,7 +32,7 @@ pub struct PriceData {
     pub product_data: ProductData,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ProductData {
     pub name: String,
@@ -47,7 +47,7 @@ pub struct SessionInput {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SessionView {
     pub id: String,
     pub object: &'static str,

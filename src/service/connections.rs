@@ -60,7 +60,7 @@ impl StripeAccount {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct ConnectionView {
     pub store_id: String,
     pub object: &'static str,
@@ -272,7 +272,7 @@ pub fn store_scope(s: &Services, store: &StoreId, row: &ConnectionRow) -> Result
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct AccountView {
     pub store_id: String,
     pub object: &'static str,

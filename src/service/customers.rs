@@ -21,7 +21,7 @@ pub struct CustomerInput {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct CustomerView {
     pub id: String,
     pub object: &'static str,

@@ -5,7 +5,7 @@ use serde::Serialize;
 use super::{Result, ServiceError, Services};
 use crate::db::{self, inbox::EventRow, inbox::Filter};
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct EventView {
     pub id: i64,
     pub object: &'static str,

@@ -135,7 +135,7 @@ pub fn signed_connect_link(
 }
 
 /// A key-entry link's parameters, as the page received them.
-#[derive(Debug, Default, Clone, serde::Deserialize)]
+#[derive(Debug, Default, Clone, serde::Deserialize, utoipa::ToSchema)]
 pub struct ConnectLinkParams {
     pub store_id: Option<String>,
     pub return_url: Option<String>,

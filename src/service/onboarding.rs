@@ -16,7 +16,7 @@ use crate::db::{self, connections::AccountState, connections::NewConnect, DbErro
 use crate::domain::{AccountId, Mode, StoreId};
 use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum OnboardingType {
     Standard,
@@ -40,7 +40,7 @@ pub struct OnboardingInput {
     pub refresh_url: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OnboardingView {
     pub object: &'static str,
     pub store_id: String,
@@ -516,7 +516,7 @@ pub async fn deauthorize(s: &Services, account: &str) -> Result<()> {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginLinkView {
     pub object: &'static str,
     pub store_id: String,

@@ -41,7 +41,7 @@ pub struct OrderInput {
     pub metadata: Option<BTreeMap<String, String>>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: String,
     pub object: &'static str,
@@ -517,7 +517,7 @@ pub async fn run_sweeper(s: Services, stop: tokio_util::sync::CancellationToken)
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct RefundView {
     pub id: String,
     pub object: &'static str,

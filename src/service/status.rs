@@ -8,7 +8,7 @@ use crate::db;
 use crate::domain::StoreId;
 
 /// `GET /stripe/status/{store_id}`: only whether the store can take payments, and in which mode.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct PublicStatus {
     pub store_id: String,
     pub has_stripe: bool,
@@ -16,7 +16,7 @@ pub struct PublicStatus {
 }
 
 /// The public status plus what the platform's services need to act on it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct InternalStatus {
     #[serde(flatten)]
     pub public: PublicStatus,

@@ -29,7 +29,7 @@ impl NewStore {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct StoreView {
     pub id: String,
     pub object: &'static str,

@@ -13,6 +13,7 @@ mod crash;
 mod limits;
 mod localstripe;
 mod onboarding;
+mod openapi;
 mod operability;
 mod operator;
 mod orders;

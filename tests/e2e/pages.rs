@@ -25,7 +25,7 @@ pub async fn connect_link(app: &TestApp, store: &str, return_url: Option<&str>) 
 }
 
 /// The form's hidden fields and the CSRF cookie, as a browser would hold them.
-async fn open_form(app: &TestApp, link: &str) -> (Vec<(String, String)>, String) {
+pub async fn open_form(app: &TestApp, link: &str) -> (Vec<(String, String)>, String) {
     let r = app.browserless().get(link).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let cookie = r.headers()["set-cookie"].to_str().unwrap().to_owned();

@@ -9,12 +9,12 @@ use serde::Deserialize;
 
 use super::store_id;
 use crate::domain::CustomerId;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::JsonBody;
 use crate::http::AppState;
 use crate::service::customers::{self, CustomerInput, CustomerView};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CustomerIn {
     email: String,
@@ -22,6 +22,19 @@ pub struct CustomerIn {
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Create a customer of the store, at Stripe on the store's account.
+#[utoipa::path(post, path = "/stores/{id}/customers", tag = "customers",
+    operation_id = "create_customer",
+    params(("id" = String, Path, description = "The store's id (`st_…`)")),
+    request_body = CustomerIn,
+    responses(
+        (status = 201, description = "The customer", body = CustomerView),
+        (status = 400, description = "A field is invalid", body = ErrorBody),
+        (status = 404, description = "No such store", body = ErrorBody),
+        (status = 409, description = "The store is not connected", body = ErrorBody),
+        (status = 422, description = "Stripe refused", body = ErrorBody),
+        (status = 502, description = "Stripe could not be reached", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -36,6 +49,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(customer)))
 }
 
+#[utoipa::path(get, path = "/customers/{id}", tag = "customers", operation_id = "get_customer",
+    params(("id" = String, Path, description = "The customer's id (`cus_…` as Bursar names it)")),
+    responses(
+        (status = 200, description = "The customer", body = CustomerView),
+        (status = 404, description = "No such customer", body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,

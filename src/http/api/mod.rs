@@ -31,14 +31,30 @@ pub fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
 }
 
 /// A page of a list, in Stripe's list shape plus the cursor for the next page.
-pub fn page<T: serde::Serialize>(
-    data: Vec<T>,
-    next_cursor: Option<String>,
-) -> axum::Json<serde_json::Value> {
-    axum::Json(serde_json::json!({
-        "object": "list",
-        "data": data,
-        "has_more": next_cursor.is_some(),
-        "next_cursor": next_cursor,
-    }))
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Page<T> {
+    /// Always `list`.
+    pub object: &'static str,
+    pub data: Vec<T>,
+    pub has_more: bool,
+    /// Pass as `cursor` for the next page; null on the last one.
+    pub next_cursor: Option<String>,
+}
+
+pub fn page<T>(data: Vec<T>, next_cursor: Option<String>) -> axum::Json<Page<T>> {
+    axum::Json(Page {
+        object: "list",
+        data,
+        has_more: next_cursor.is_some(),
+        next_cursor,
+    })
+}
+
+/// What deleting a store answers.
+#[derive(serde::Serialize, utoipa::ToSchema)]
+pub struct Deleted {
+    pub id: String,
+    /// Always `store`.
+    pub object: &'static str,
+    pub deleted: bool,
 }

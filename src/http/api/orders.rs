@@ -7,9 +7,9 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::{limit, store_id};
+use super::{limit, store_id, Page};
 use crate::domain::OrderId;
-use crate::http::error::{ApiError, ApiResult};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::idempotency::RequestKey;
 use crate::http::AppState;
@@ -19,17 +19,34 @@ fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| ApiError::not_found("order"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct OrderIn {
+    /// In the currency's smallest unit, as Stripe counts it.
     amount: i64,
+    /// Three-letter ISO code, lowercase.
     currency: String,
     description: Option<String>,
+    /// One of the store's customers (`cus_…` as Bursar names them).
     customer_id: Option<String>,
+    /// The platform's fee, for stores connected through Connect.
     application_fee_amount: Option<i64>,
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Create an order: a PaymentIntent on the store's account, ready for Stripe.js or the hosted
+/// checkout page. Retried with the same `Idempotency-Key`, it never charges twice.
+#[utoipa::path(post, path = "/stores/{id}/orders", tag = "orders", operation_id = "create_order",
+    params(("id" = String, Path, description = "The store's id (`st_…`)")),
+    request_body = OrderIn,
+    responses(
+        (status = 201, description = "The order, pending payment", body = OrderView),
+        (status = 400, description = "A field is invalid, or a fee on a store without Connect", body = ErrorBody),
+        (status = 404, description = "No such store", body = ErrorBody),
+        (status = 409, description = "The store cannot take payments now (not connected, deauthorized, charges disabled, suspended)", body = ErrorBody),
+        (status = 422, description = "Stripe refused the payment", body = ErrorBody),
+        (status = 502, description = "Stripe could not be reached; retry with the same Idempotency-Key", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -49,6 +66,12 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(order)))
 }
 
+#[utoipa::path(get, path = "/orders/{id}", tag = "orders", operation_id = "get_order",
+    params(("id" = String, Path, description = "The order's id (`ord_…`)")),
+    responses(
+        (status = 200, description = "The order", body = OrderView),
+        (status = 404, description = "No such order", body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -56,18 +79,29 @@ pub async fn get(
     Ok(Json(orders::get(&state.services, &order_id(&id)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
     limit: Option<i64>,
 }
 
+/// A store's orders, newest first.
+#[utoipa::path(get, path = "/stores/{id}/orders", tag = "orders", operation_id = "list_orders",
+    params(("id" = String, Path, description = "The store's id (`st_…`)"), ListQuery),
+    responses(
+        (status = 200, description = "A page of orders", body = Page<OrderView>),
+        (status = 400, description = "A bad cursor or limit", body = ErrorBody),
+        (status = 404, description = "No such store", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
     QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<serde_json::Value>> {
+) -> ApiResult<Json<Page<OrderView>>> {
     if q.cursor
         .as_deref()
         .is_some_and(|c| OrderId::parse(c).is_err())
@@ -87,6 +121,16 @@ pub async fn list(
     Ok(super::page(page.data, page.next_cursor))
 }
 
+/// Re-check the order at Stripe now, for when a webhook is late or lost.
+#[utoipa::path(post, path = "/orders/{id}/sync", tag = "orders", operation_id = "sync_order",
+    params(("id" = String, Path, description = "The order's id (`ord_…`)")),
+    responses(
+        (status = 200, description = "The order as Stripe has it", body = OrderView),
+        (status = 400, description = "The store has no usable credentials", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 422, description = "Stripe refused", body = ErrorBody),
+        (status = 502, description = "Stripe could not be reached", body = ErrorBody),
+    ))]
 pub async fn sync(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -94,13 +138,27 @@ pub async fn sync(
     Ok(Json(orders::sync(&state.services, &order_id(&id)?).await?))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RefundIn {
+    /// Default: all that is not yet refunded.
     amount: Option<i64>,
+    /// `duplicate`, `fraudulent` or `requested_by_customer`.
     reason: Option<String>,
 }
 
+/// Refund a paid order, wholly or in part. The body may be empty.
+#[utoipa::path(post, path = "/orders/{id}/refunds", tag = "orders", operation_id = "refund_order",
+    params(("id" = String, Path, description = "The order's id (`ord_…`)")),
+    request_body(content = Option<RefundIn>, description = "Optional; an empty body refunds what is left"),
+    responses(
+        (status = 201, description = "The refund", body = RefundView),
+        (status = 400, description = "Malformed JSON or an invalid amount or reason", body = ErrorBody),
+        (status = 404, description = "No such order", body = ErrorBody),
+        (status = 409, description = "The order is not paid, or nothing is left to refund", body = ErrorBody),
+        (status = 422, description = "Stripe refused the refund", body = ErrorBody),
+        (status = 502, description = "Stripe could not be reached; retry with the same Idempotency-Key", body = ErrorBody),
+    ))]
 pub async fn refund(
     State(state): State<AppState>,
     Path(id): Path<String>,

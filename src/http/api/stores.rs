@@ -4,15 +4,14 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
-use serde_json::{json, Value};
 
-use super::{limit, store_id};
-use crate::http::error::{ApiError, ApiResult};
+use super::{limit, store_id, Deleted, Page};
+use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
 use crate::service::stores::{self, NewStore, StoreView};
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoreIn {
     name: String,
@@ -20,6 +19,14 @@ pub struct StoreIn {
     metadata: Option<BTreeMap<String, String>>,
 }
 
+/// Create a store: one merchant, before any Stripe connection.
+#[utoipa::path(post, path = "/stores", tag = "stores", operation_id = "create_store",
+    request_body = StoreIn,
+    responses(
+        (status = 201, description = "The new store", body = StoreView),
+        (status = 400, description = "A field is missing or invalid", body = ErrorBody),
+        (status = 409, description = "`external_id` is already another store's", body = ErrorBody),
+    ))]
 pub async fn create(
     State(state): State<AppState>,
     JsonBody(input): JsonBody<StoreIn>,
@@ -31,6 +38,12 @@ pub async fn create(
     ))
 }
 
+#[utoipa::path(get, path = "/stores/{id}", tag = "stores", operation_id = "get_store",
+    params(("id" = String, Path, description = "The store's id (`st_…`)")),
+    responses(
+        (status = 200, description = "The store", body = StoreView),
+        (status = 404, description = "No such store", body = ErrorBody),
+    ))]
 pub async fn get(
     State(state): State<AppState>,
     Path(id): Path<String>,
@@ -38,17 +51,27 @@ pub async fn get(
     Ok(Json(stores::get(&state.services, &store_id(&id)?).await?))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
 #[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
+    /// The previous page's `next_cursor`.
     cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
     limit: Option<i64>,
 }
 
+/// Stores, newest first.
+#[utoipa::path(get, path = "/stores", tag = "stores", operation_id = "list_stores",
+    params(ListQuery),
+    responses(
+        (status = 200, description = "A page of stores", body = Page<StoreView>),
+        (status = 400, description = "A bad cursor or limit", body = ErrorBody),
+    ))]
 pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<ListQuery>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Page<StoreView>>> {
     let cursor = q
         .cursor
         .map(|c| {
@@ -60,13 +83,22 @@ pub async fn list(
     Ok(super::page(page.data, page.next_cursor))
 }
 
+/// Delete a store and everything of it that Bursar holds (its Stripe account is untouched).
+#[utoipa::path(delete, path = "/stores/{id}", tag = "stores", operation_id = "delete_store",
+    params(("id" = String, Path, description = "The store's id (`st_…`)")),
+    responses(
+        (status = 200, description = "The store is gone", body = Deleted),
+        (status = 404, description = "No such store", body = ErrorBody),
+    ))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Json<Deleted>> {
     let id = store_id(&id)?;
     stores::delete(&state.services, &id).await?;
-    Ok(Json(
-        json!({ "id": id, "object": "store", "deleted": true }),
-    ))
+    Ok(Json(Deleted {
+        id: id.to_string(),
+        object: "store",
+        deleted: true,
+    }))
 }

@@ -1,0 +1,156 @@
+//! `GET /api/openapi.json`. utoipa-axum builds the document while the router is assembled: a
+//! route exists only through `routes!`, which takes only handlers with a `#[utoipa::path]`, so
+//! no route can be served undocumented. What applies to a whole group of routes (the API key,
+//! `Idempotency-Key`, body and server errors) is added here once instead of on every handler.
+
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::security::SecurityRequirement;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
+use utoipa::openapi::{
+    ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Type,
+};
+
+use super::error::ErrorBody;
+
+pub const PATH: &str = "/api/openapi.json";
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "Bursar",
+        description = "Self-hosted Stripe Connect gateway: stores and their Stripe connections, \
+            onboarding, payments, vendor billing and Stripe's webhooks. Errors are always \
+            `{\"error\":{\"code\",\"message\"}}`.",
+        license(name = "MIT")
+    ),
+    components(schemas(ErrorBody)),
+    tags(
+        (name = "stores", description = "Merchants, one store each"),
+        (name = "connections", description = "A store's Stripe credentials: pasted keys or Connect"),
+        (name = "onboarding", description = "Connect OAuth, Account Links and the key-entry link"),
+        (name = "orders", description = "Payments on a store's account, and refunds"),
+        (name = "customers", description = "A store's customers at Stripe"),
+        (name = "checkout", description = "Stripe Checkout Sessions and Bursar's hosted payment page"),
+        (name = "billing", description = "The platform's subscription for each store's vendor"),
+        (name = "events", description = "The webhook inbox"),
+        (name = "api-keys", description = "The platform's management API keys"),
+        (name = "internal", description = "For the platform's own services (`X-Internal-Secret`)"),
+        (name = "webhooks", description = "Where Stripe delivers events"),
+        (name = "pages", description = "Merchant-facing pages and status"),
+        (name = "operations", description = "Health, metrics and this document"),
+    )
+)]
+pub struct ApiDoc;
+
+/// The document as served: serialized once when the router is built.
+#[derive(Clone)]
+pub struct Document(pub Bytes);
+
+/// This document.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "operations", operation_id = "openapi",
+    responses((status = 200, description = "The OpenAPI document of every route", body = Object)))]
+pub async fn document(Extension(doc): Extension<Document>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], doc.0).into_response()
+}
+
+/// Adds what whole groups of routes share. `management` names the prefix whose routes take a
+/// platform API key and `Idempotency-Key`.
+pub fn complete(doc: &mut OpenApi, management: &str) {
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        "api_key",
+        SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
+    );
+    components.add_security_scheme(
+        "internal_secret",
+        SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-Internal-Secret"))),
+    );
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let managed = path.starts_with(management);
+        let methods = [
+            ("GET", &mut item.get),
+            ("PUT", &mut item.put),
+            ("POST", &mut item.post),
+            ("DELETE", &mut item.delete),
+        ];
+        for (method, op) in methods {
+            let Some(op) = op.as_mut() else { continue };
+            let creates = matches!(method, "POST" | "PUT");
+            if managed {
+                op.security = Some(vec![SecurityRequirement::new(
+                    "api_key",
+                    Vec::<String>::new(),
+                )]);
+                error(op, 401, "A missing, unknown or revoked API key");
+                if creates {
+                    idempotency(op);
+                }
+            }
+            if let Some(body) = &op.request_body {
+                // A required JSON body goes through the JSON extractor, which also checks the
+                // media type; an optional one is read as bytes.
+                let required =
+                    matches!(body, RefOr::T(b) if matches!(b.required, Some(Required::True)));
+                error(op, 413, "The body is over the route's limit");
+                if managed {
+                    error(op, 400, "Malformed JSON or an invalid field");
+                    if required {
+                        error(op, 415, "The body is not `application/json`");
+                    }
+                }
+            }
+            error(op, 500, "An internal error; the server log says what");
+        }
+    }
+}
+
+/// `Idempotency-Key` as Stripe's own API takes it: the same key and body replay the first
+/// answer, another body with the same key is a conflict.
+fn idempotency(op: &mut Operation) {
+    let schema = ObjectBuilder::new()
+        .schema_type(Type::String)
+        .min_length(Some(1))
+        .max_length(Some(255));
+    let parameter = ParameterBuilder::new()
+        .name("Idempotency-Key")
+        .parameter_in(ParameterIn::Header)
+        .required(Required::False)
+        .description(Some(
+            "Makes a retry safe: within 24 h the same key and body return the first response \
+             (with `Idempotent-Replayed: true`) and create nothing new",
+        ))
+        .schema(Some(schema))
+        .build();
+    op.parameters
+        .get_or_insert_with(Vec::new)
+        .push(parameter.into());
+    error(op, 400, "An invalid Idempotency-Key");
+    error(
+        op,
+        409,
+        "The Idempotency-Key was used with another request, or its first request is still running",
+    );
+}
+
+/// Adds an error response unless the handler documents that status itself.
+fn error(op: &mut Operation, status: u16, description: &str) {
+    op.responses
+        .responses
+        .entry(status.to_string())
+        .or_insert_with(|| {
+            ResponseBuilder::new()
+                .description(description)
+                .content(
+                    "application/json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("ErrorBody")))
+                        .build(),
+                )
+                .build()
+                .into()
+        });
+}

@@ -1,0 +1,100 @@
+//! For whoever runs Bursar: `/healthz` and `/metrics`.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+
+use super::AppState;
+use crate::service::Services;
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct Health {
+    /// `ok`, or what is down: `worker_down`, `inbox_down` or `database_unavailable`.
+    pub status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub detail: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<WorkerHealth>,
+}
+
+#[derive(Serialize, utoipa::ToSchema)]
+pub struct WorkerHealth {
+    pub last_loop_ms_ago: i64,
+}
+
+/// 200 only while the database answers, the inbox writer runs and the worker is looping:
+/// without any of them no webhook is acknowledged or applied.
+#[utoipa::path(get, path = "/healthz", tag = "operations", operation_id = "healthz",
+    responses(
+        (status = 200, description = "Everything answers", body = Health),
+        (status = 503, description = "The database, the inbox writer or the worker is down", body = Health),
+    ))]
+pub async fn healthz(State(state): State<AppState>) -> Response {
+    let unavailable = |status: &'static str, detail: String| {
+        let health = Health {
+            status,
+            detail: Some(detail),
+            worker: None,
+        };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(health)).into_response()
+    };
+    if let Err(why) = state.worker.check(worker_stale_after(&state.services)) {
+        return unavailable("worker_down", format!("the event worker is {why}"));
+    }
+    if state.ingest.is_closed() {
+        return unavailable("inbox_down", "the inbox writer has stopped".into());
+    }
+    let ping = sqlx::query("SELECT 1").execute(state.services.db.pool());
+    match tokio::time::timeout(Duration::from_secs(2), ping).await {
+        Ok(Ok(_)) => Json(Health {
+            status: "ok",
+            detail: None,
+            worker: Some(WorkerHealth {
+                last_loop_ms_ago: state.worker.last_beat_age_ms(),
+            }),
+        })
+        .into_response(),
+        _ => unavailable(
+            "database_unavailable",
+            "the database did not answer within 2 s".into(),
+        ),
+    }
+}
+
+/// A turn of the worker's loop is one batch's database work (it never waits on Stripe) plus at
+/// most a poll interval; one that has not come round in a few of those and 30 s for a slow
+/// database is stuck.
+fn worker_stale_after(s: &Services) -> Duration {
+    s.config.worker.poll_interval * 4 + Duration::from_secs(30)
+}
+
+/// Prometheus text: counters kept in process, the inbox read from the database now.
+#[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
+    responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
+pub async fn metrics(State(state): State<AppState>) -> Response {
+    let db = &state.services.db;
+    match (
+        crate::db::inbox::status_counts(db).await,
+        crate::db::inbox::oldest_unfinished(db).await,
+    ) {
+        (Ok(counts), Ok(oldest)) => {
+            let lag = oldest.map_or(0, |t| (crate::db::now_ms() - t) / 1000);
+            state.services.metrics.set_inbox(&counts, lag);
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "the inbox could not be read for metrics")
+        }
+    }
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        state.services.metrics.render(),
+    )
+        .into_response()
+}
