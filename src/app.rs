@@ -109,6 +109,7 @@ impl App {
             stored,
             worker: live,
             doors: Default::default(),
+            openapi: Default::default(),
         };
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
         let limits = self.services.config.http.clone();

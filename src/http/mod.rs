@@ -2,9 +2,10 @@
 
 use std::sync::Arc;
 
+use axum::body::Bytes;
 use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
-use axum::{middleware, Extension, Router};
+use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{
     MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer,
@@ -49,6 +50,8 @@ pub struct AppState {
     pub worker: Arc<Liveness>,
     /// Stored webhook secrets and signature failures, per door.
     pub doors: Arc<crate::webhooks::doors::Doors>,
+    /// The OpenAPI document, serialized once the router that it describes is built.
+    pub openapi: Arc<std::sync::OnceLock<Bytes>>,
 }
 
 impl AppState {
@@ -60,11 +63,9 @@ impl AppState {
 pub fn router(state: AppState) -> Router {
     let (routes, mut doc) = documented_routes(&state).split_for_parts();
     openapi::complete(&mut doc, "/api/v1");
-    let doc = openapi::Document(
-        doc.to_json()
-            .expect("the OpenAPI document serializes")
-            .into(),
-    );
+    let json = doc.to_json().expect("the OpenAPI document serializes");
+    // Each app builds its router once; should it build another, the documents are the same.
+    let _ = state.openapi.set(json.into());
     let budget = Arc::new(limits::BodyBudget::new(
         state.services.config.http.body_budget,
         state.services.config.http.body_timeout,
@@ -75,7 +76,6 @@ pub fn router(state: AppState) -> Router {
             error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
         })
         .with_state(state)
-        .layer(Extension(doc))
         .layer(middleware::from_fn_with_state(budget, limits::guard_body))
         .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         // The span names the path only: query strings can carry OAuth codes and link signatures.

@@ -3,10 +3,9 @@
 //! no route can be served undocumented. What applies to a whole group of routes (the API key,
 //! `Idempotency-Key`, body and server errors) is added here once instead of on every handler.
 
-use axum::body::Bytes;
+use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
@@ -14,9 +13,8 @@ use utoipa::openapi::{
     ContentBuilder, ObjectBuilder, OpenApi, Ref, RefOr, Required, ResponseBuilder, Type,
 };
 
-use super::error::ErrorBody;
-
-pub const PATH: &str = "/api/openapi.json";
+use super::error::{ApiError, ErrorBody};
+use super::AppState;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -46,15 +44,14 @@ pub const PATH: &str = "/api/openapi.json";
 )]
 pub struct ApiDoc;
 
-/// The document as served: serialized once when the router is built.
-#[derive(Clone)]
-pub struct Document(pub Bytes);
-
 /// This document.
 #[utoipa::path(get, path = "/api/openapi.json", tag = "operations", operation_id = "openapi",
     responses((status = 200, description = "The OpenAPI document of every route", body = Object)))]
-pub async fn document(Extension(doc): Extension<Document>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], doc.0).into_response()
+pub async fn document(State(state): State<AppState>) -> Response {
+    match state.openapi.get() {
+        Some(doc) => ([(header::CONTENT_TYPE, "application/json")], doc.clone()).into_response(),
+        None => ApiError::internal().into_response(),
+    }
 }
 
 /// Adds what whole groups of routes share. `management` names the prefix whose routes take a
