@@ -30,6 +30,17 @@ pub fn limit(raw: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// The query of a paged list.
+#[derive(serde::Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// The previous page's `next_cursor`.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 100 (default 20).
+    pub limit: Option<i64>,
+}
+
 /// A page of a list, in Stripe's list shape plus the cursor for the next page.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {

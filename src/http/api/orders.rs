@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use serde::Deserialize;
 
-use super::{limit, store_id, Page};
+use super::{limit, store_id, Page, PageQuery};
 use crate::domain::OrderId;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
@@ -79,19 +79,9 @@ pub async fn get(
     Ok(Json(orders::get(&state.services, &order_id(&id)?).await?))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// The previous page's `next_cursor`.
-    cursor: Option<String>,
-    /// Page size, 1 to 100 (default 20).
-    limit: Option<i64>,
-}
-
 /// A store's orders, newest first.
 #[utoipa::path(get, path = "/stores/{id}/orders", tag = "orders", operation_id = "list_orders",
-    params(("id" = String, Path, description = "The store's id (`st_…`)"), ListQuery),
+    params(("id" = String, Path, description = "The store's id (`st_…`)"), PageQuery),
     responses(
         (status = 200, description = "A page of orders", body = Page<OrderView>),
         (status = 400, description = "A bad cursor or limit", body = ErrorBody),
@@ -100,7 +90,7 @@ pub struct ListQuery {
 pub async fn list(
     State(state): State<AppState>,
     Path(id): Path<String>,
-    QueryParams(q): QueryParams<ListQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult<Json<Page<OrderView>>> {
     if q.cursor
         .as_deref()

@@ -5,7 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use super::{limit, store_id, Deleted, Page};
+use super::{limit, store_id, Deleted, Page, PageQuery};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
@@ -51,26 +51,16 @@ pub async fn get(
     Ok(Json(stores::get(&state.services, &store_id(&id)?).await?))
 }
 
-#[derive(Deserialize, utoipa::IntoParams)]
-#[serde(deny_unknown_fields)]
-#[into_params(parameter_in = Query)]
-pub struct ListQuery {
-    /// The previous page's `next_cursor`.
-    cursor: Option<String>,
-    /// Page size, 1 to 100 (default 20).
-    limit: Option<i64>,
-}
-
-/// Stores, newest first.
+/// Stores, in the order they were created.
 #[utoipa::path(get, path = "/stores", tag = "stores", operation_id = "list_stores",
-    params(ListQuery),
+    params(PageQuery),
     responses(
         (status = 200, description = "A page of stores", body = Page<StoreView>),
         (status = 400, description = "A bad cursor or limit", body = ErrorBody),
     ))]
 pub async fn list(
     State(state): State<AppState>,
-    QueryParams(q): QueryParams<ListQuery>,
+    QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult<Json<Page<StoreView>>> {
     let cursor = q
         .cursor
