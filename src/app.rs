@@ -9,6 +9,7 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
+use crate::db::handoff::Handoff;
 use crate::db::Db;
 use crate::http::{self, AppState};
 use crate::service::Services;
@@ -57,19 +58,32 @@ impl App {
     /// drains, and the worker hands back whatever it had claimed but not applied.
     pub async fn run(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let stored = Arc::new(Notify::new());
-        let (ingest, writer) = Ingest::start(self.services.db.clone(), stored.clone());
+        // Room for a few worker batches: past it, new events wait in the table instead.
+        let handoff = Handoff::new(
+            4 * self.services.config.worker.batch_size as usize,
+            self.services.config.worker.lease,
+            stored.clone(),
+        );
+        let (ingest, writer) = Ingest::start(self.services.db.clone(), handoff.clone());
         let worker_stop = CancellationToken::new();
         let live = Arc::new(Liveness::default());
         let worker = tokio::spawn({
-            let (s, stored, live, stop) = (
+            let (s, handoff, stored, live, stop) = (
                 self.services.clone(),
+                handoff,
                 stored.clone(),
                 live.clone(),
                 worker_stop.clone(),
             );
             async move {
                 supervise("worker", &live, stop.clone(), Backoff::default(), || {
-                    crate::worker::run(s.clone(), stored.clone(), live.clone(), stop.clone())
+                    crate::worker::run(
+                        s.clone(),
+                        handoff.clone(),
+                        stored.clone(),
+                        live.clone(),
+                        stop.clone(),
+                    )
                 })
                 .await
             }

@@ -30,40 +30,139 @@ pub enum Inserted {
     Duplicate,
 }
 
-/// Rows per INSERT statement: 11 parameters each, far below both engines' limits.
+/// Rows per INSERT statement: 14 parameters each, far below both engines' limits.
 const INSERT_CHUNK: usize = 100;
 
-/// Stores a batch in one transaction: one fsync for all of them, two statements per 100 rows
-/// (the inbox rows, then the payloads of the new ones). Connect events get their store from the
-/// account that owns them, when one is known.
-pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted>> {
-    if let Some(writer) = db.sqlite_inbox() {
-        return writer.insert_batch(events).await;
+/// A claim taken at insert: the new rows go straight to this process's worker (see `handoff`).
+#[derive(Debug, Clone)]
+pub struct Lease {
+    pub token: String,
+    /// When the lease runs out (unix ms) and any worker may claim the event again.
+    pub until: i64,
+}
+
+/// A claimed event with its raw payload.
+pub type Claimed = (EventRow, Option<String>);
+
+/// What inserting a batch did: each delivery's result, in order, and (under a lease) the new
+/// events as claimed.
+#[derive(Debug, Default)]
+pub struct InsertedBatch {
+    pub results: Vec<Inserted>,
+    pub claimed: Vec<Claimed>,
+}
+
+impl InsertedBatch {
+    /// Records one delivery: new (and claimed, under a lease) when `row` (its seq and store)
+    /// was inserted, else a duplicate.
+    pub(super) fn push(
+        &mut self,
+        status: &NewStatus<'_>,
+        e: NewEvent,
+        row: Option<(i64, Option<String>)>,
+        now: i64,
+    ) {
+        match row {
+            Some((seq, store_id)) => {
+                self.results.push(Inserted::New(seq));
+                if status.token.is_some() {
+                    self.claimed.push(status.claimed(e, seq, store_id, now));
+                }
+            }
+            None => self.results.push(Inserted::Duplicate),
+        }
     }
-    let events = &events[..];
+}
+
+/// The status columns of a new row: claimed under `lease`, or pending.
+pub(super) struct NewStatus<'a> {
+    pub status: &'static str,
+    pub token: Option<&'a str>,
+    pub attempts: i64,
+    pub next_attempt_at: i64,
+}
+
+impl<'a> NewStatus<'a> {
+    pub fn new(lease: Option<&'a Lease>, now: i64) -> Self {
+        match lease {
+            Some(l) => Self {
+                status: "processing",
+                token: Some(&l.token),
+                attempts: 1,
+                next_attempt_at: l.until,
+            },
+            None => Self {
+                status: "pending",
+                token: None,
+                attempts: 0,
+                next_attempt_at: now,
+            },
+        }
+    }
+
+    /// The row a worker would have claimed, built from what was just inserted.
+    pub fn claimed(&self, e: NewEvent, seq: i64, store_id: Option<String>, now: i64) -> Claimed {
+        let row = EventRow {
+            seq,
+            source: e.source,
+            event_id: e.event_id,
+            event_type: e.event_type,
+            scope: e.scope.to_owned(),
+            store_id,
+            account_id: e.account_id,
+            livemode: i64::from(e.livemode),
+            stripe_created: e.created,
+            status: self.status.to_owned(),
+            attempts: self.attempts,
+            next_attempt_at: self.next_attempt_at,
+            last_error: None,
+            received_at: now,
+            applied_at: None,
+        };
+        (row, Some(e.payload))
+    }
+}
+
+/// Stores a batch in one transaction (one fsync for all of them); Connect events get their
+/// store from the account that owns them, when one is known.
+pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted>> {
+    Ok(insert_claimed(db, events, None).await?.results)
+}
+
+/// Stores a batch in one transaction, the new events claimed under `lease` if one is given:
+/// two statements per 100 rows (the inbox rows, then the payloads of the new ones).
+pub async fn insert_claimed(
+    db: &Db,
+    events: Vec<NewEvent>,
+    lease: Option<&Lease>,
+) -> Result<InsertedBatch> {
+    if let Some(writer) = db.sqlite_inbox() {
+        return writer.insert_batch(events, lease.cloned()).await;
+    }
     let now = now_ms();
+    let status = NewStatus::new(lease, now);
     let mut tx = db.begin_write().await?;
     let mut stored = HashMap::with_capacity(events.len());
     for chunk in events.chunks(INSERT_CHUNK) {
         let mut sql = String::from(
             "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, stripe_created, \
-               status, next_attempt_at, received_at) VALUES ",
+               status, claim_token, attempts, next_attempt_at, received_at) VALUES ",
         );
         for i in 0..chunk.len() {
             if i > 0 {
                 sql.push(',');
             }
-            let p = |n: usize| placeholder(db.engine(), i * 10 + n);
+            let p = |n: usize| placeholder(db.engine(), i * 14 + n);
             sql.push_str(&format!(
                 "({}, {}, {}, {}, COALESCE({}, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = {})), \
-                 {}, {}, {}, 'pending', {}, {})",
-                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(10)
+                 {}, {}, {}, {}, {}, {}, {}, {})",
+                p(1), p(2), p(3), p(4), p(5), p(6), p(7), p(8), p(9), p(10), p(11), p(12), p(13), p(14)
             ));
         }
-        sql.push_str(" ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id");
-        // SQLite binds `?` by position and PostgreSQL `$N` by number: `now` is bound twice for
-        // SQLite's second `?`, once (and referenced twice) for PostgreSQL.
-        let mut query = sqlx::query_as::<_, (i64, String, String)>(&sql);
+        sql.push_str(
+            " ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, source, event_id, store_id",
+        );
+        let mut query = sqlx::query_as::<_, (i64, String, String, Option<String>)>(&sql);
         for e in chunk {
             query = query
                 .bind(&e.source)
@@ -75,17 +174,20 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted
                 .bind(e.account_id.as_deref())
                 .bind(i64::from(e.livemode))
                 .bind(e.created)
+                .bind(status.status)
+                .bind(status.token)
+                .bind(status.attempts)
+                .bind(status.next_attempt_at)
                 .bind(now);
-            if db.engine() == Engine::Sqlite {
-                query = query.bind(now);
-            }
         }
         // Full chunks repeat the same text, so their prepared statement is reused.
         let persistent = chunk.len() == INSERT_CHUNK;
         let mut new = HashSet::with_capacity(chunk.len());
-        for (seq, source, event_id) in query.persistent(persistent).fetch_all(&mut *tx).await? {
+        for (seq, source, event_id, store_id) in
+            query.persistent(persistent).fetch_all(&mut *tx).await?
+        {
             new.insert(seq);
-            stored.insert((source, event_id), seq);
+            stored.insert((source, event_id), (seq, store_id));
         }
         if new.is_empty() {
             continue;
@@ -104,9 +206,9 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted
         let mut query = sqlx::query(&sql);
         for e in chunk {
             // The first delivery of each new id carries its payload.
-            if let Some(&seq) = stored.get(&(e.source.clone(), e.event_id.clone())) {
-                if new.remove(&seq) {
-                    query = query.bind(seq).bind(&e.payload);
+            if let Some((seq, _)) = stored.get(&(e.source.clone(), e.event_id.clone())) {
+                if new.remove(seq) {
+                    query = query.bind(*seq).bind(&e.payload);
                 }
             }
         }
@@ -117,15 +219,12 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted
     }
     tx.commit().await?;
     // The first delivery of an id in the batch is the stored one; any other is a duplicate.
-    Ok(events
-        .iter()
-        .map(
-            |e| match stored.remove(&(e.source.clone(), e.event_id.clone())) {
-                Some(seq) => Inserted::New(seq),
-                None => Inserted::Duplicate,
-            },
-        )
-        .collect())
+    let mut batch = InsertedBatch::default();
+    for e in events {
+        let row = stored.remove(&(e.source.clone(), e.event_id.clone()));
+        batch.push(&status, e, row, now);
+    }
+    Ok(batch)
 }
 
 /// The raw payloads of these events, by seq.
@@ -176,7 +275,7 @@ pub async fn claim_with_payloads(
     token: &str,
     limit: i64,
     lease_ms: i64,
-) -> Result<Vec<(EventRow, Option<String>)>> {
+) -> Result<Vec<Claimed>> {
     if let Some(thread) = db.sqlite_inbox() {
         let claim = super::sqlite_inbox::Claim {
             token: token.to_owned(),

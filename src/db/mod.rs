@@ -14,11 +14,13 @@ pub mod api_keys;
 pub mod connections;
 pub mod customers;
 pub mod grants;
+pub mod handoff;
 pub mod idempotency;
 pub mod inbox;
 pub mod operator;
 pub mod orders;
 pub mod secrets;
+pub mod sqlite_checkpoint;
 pub mod sqlite_inbox;
 pub mod stores;
 pub mod vendor_subscriptions;
@@ -80,6 +82,8 @@ pub struct Db {
     write_lock: Arc<Mutex<()>>,
     /// SQLite's inbox writes, on their own thread and connection (none on PostgreSQL).
     sqlite_inbox: Option<Arc<sqlite_inbox::SqliteInbox>>,
+    /// SQLite's WAL checkpoints, on their own thread (with a file; none on PostgreSQL).
+    _checkpointer: Option<Arc<sqlite_checkpoint::Checkpointer>>,
 }
 
 /// A write transaction; on SQLite it also holds the process-wide write lock until it ends.
@@ -132,11 +136,14 @@ impl Db {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
         let mut apply_pool = None;
+        // With a file, checkpoints are the checkpoint thread's job, not any committer's.
+        let file = sqlite_path(&url).filter(|_| engine == Engine::Sqlite);
+        let checkpoints = if file.is_some() { 0 } else { 1000 };
         let pool = match engine {
             Engine::Sqlite => {
                 // WAL lets readers run beside the one writer; FULL fsyncs every commit, which is
                 // what "durable before the 2xx" needs for everything acknowledged to a client.
-                let pool = sqlite_pool(options.clone(), 8, "FULL")
+                let pool = sqlite_pool(options.clone(), 8, "FULL", checkpoints)
                     .await
                     .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?;
                 // The worker's transactions need to be atomic, not durable the moment they
@@ -145,7 +152,7 @@ impl Db {
                 // any load) syncs the WAL, theirs included. So they skip the fsync, and the
                 // inbox writer no longer queues behind two fsyncs per worker batch.
                 apply_pool = Some(
-                    sqlite_pool(options, 2, "NORMAL")
+                    sqlite_pool(options, 2, "NORMAL", checkpoints)
                         .await
                         .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?,
                 );
@@ -169,11 +176,18 @@ impl Db {
             }
         };
         let write_lock = Arc::new(Mutex::new(()));
-        let sqlite_inbox = match sqlite_path(&url) {
-            Some(path) if engine == Engine::Sqlite => Some(Arc::new(
-                sqlite_inbox::SqliteInbox::open(&path, write_lock.clone())?,
-            )),
-            _ => None,
+        let (sqlite_inbox, checkpointer) = match file {
+            Some(path) => (
+                Some(Arc::new(sqlite_inbox::SqliteInbox::open(
+                    &path,
+                    write_lock.clone(),
+                )?)),
+                Some(Arc::new(sqlite_checkpoint::Checkpointer::start(
+                    &path,
+                    write_lock.clone(),
+                )?)),
+            ),
+            None => (None, None),
         };
         Ok(Self {
             pool,
@@ -181,6 +195,7 @@ impl Db {
             engine,
             write_lock,
             sqlite_inbox,
+            _checkpointer: checkpointer,
         })
     }
 
@@ -267,11 +282,13 @@ impl Db {
     }
 }
 
-/// A SQLite pool in WAL mode whose connections commit with `synchronous` (FULL or NORMAL).
+/// A SQLite pool in WAL mode whose connections commit with `synchronous` (FULL or NORMAL) and
+/// checkpoint the WAL past `checkpoints` pages (0: never).
 async fn sqlite_pool(
     options: AnyConnectOptions,
     max: u32,
     synchronous: &'static str,
+    checkpoints: u32,
 ) -> std::result::Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
         .max_connections(max)
@@ -280,7 +297,8 @@ async fn sqlite_pool(
                 conn.execute(
                     format!(
                         "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;"
+                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
+                         PRAGMA wal_autocheckpoint = {checkpoints};"
                     )
                     .as_str(),
                 )

@@ -2,22 +2,45 @@
 //! prepared statements (rusqlite). Through sqlx every statement is a round trip to sqlx's
 //! connection thread, and statements of varying length are prepared anew; here a batch of
 //! deliveries is one transaction of single-row statements run back to back (one fsync for all).
+//! Deliveries come straight from the HTTP handlers: whatever queued while the thread was busy
+//! joins its next commit, and the new events go to the worker through the hand-off.
 //! The thread takes the process's SQLite write lock like every other writer.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::panic::AssertUnwindSafe;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
 use std::sync::Arc;
 
 use rusqlite::{params, OptionalExtension};
 use tokio::sync::{oneshot, Mutex};
 
-use super::inbox::{claim_sql, EventRow, Inserted, NewEvent};
+use super::handoff::Handoff;
+use super::inbox::{
+    claim_sql, Claimed, EventRow, Inserted, InsertedBatch, Lease, NewEvent, NewStatus,
+};
 use super::{now_ms, DbError, Engine, Result};
+
+/// The most deliveries one commit stores.
+const MAX_BATCH: usize = 512;
+
+/// One webhook delivery waiting for its commit.
+pub struct Delivery {
+    event: NewEvent,
+    handoff: Arc<Handoff>,
+    reply: oneshot::Sender<Result<Inserted, Arc<DbError>>>,
+}
 
 /// What the thread is asked to do.
 enum Job {
-    Insert(Vec<NewEvent>, oneshot::Sender<Result<Vec<Inserted>>>),
+    /// Deliveries queued while the thread was busy are gathered into one commit.
+    Deliver(Delivery),
+    Insert(
+        Vec<NewEvent>,
+        Option<Lease>,
+        oneshot::Sender<Result<InsertedBatch>>,
+    ),
     Claim(Claim, oneshot::Sender<Result<Vec<Claimed>>>),
 }
 
@@ -29,21 +52,29 @@ pub struct Claim {
     pub lease_ms: i64,
 }
 
-/// A claimed event with its raw payload.
-pub type Claimed = (EventRow, Option<String>);
-
 /// The handle to the inbox thread; the thread ends when the last handle is dropped.
 #[derive(Debug)]
 pub struct SqliteInbox {
     jobs: mpsc::Sender<Job>,
+    running: Arc<AtomicBool>,
 }
 
 impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Job::Insert(events, _) => write!(f, "Insert({} events)", events.len()),
+            Job::Deliver(d) => write!(f, "Deliver({})", d.event.event_id),
+            Job::Insert(events, _, _) => write!(f, "Insert({} events)", events.len()),
             Job::Claim(claim, _) => write!(f, "{claim:?}"),
         }
+    }
+}
+
+/// Clears `running` when the thread ends, however it ends.
+struct Running(Arc<AtomicBool>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
@@ -51,36 +82,58 @@ impl SqliteInbox {
     /// Opens the thread's connection to the database file at `path`.
     pub fn open(path: &Path, write_lock: Arc<Mutex<()>>) -> Result<Self> {
         let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
-        // The same settings as the pool's connections: WAL, and an fsync on every commit.
+        // The same settings as the pool's connections (WAL, an fsync on every commit, checkpoints
+        // left to `sqlite_checkpoint`), and a larger page cache: the right edges of the inbox's B-trees and the due index stay in
+        // memory instead of being read back through the OS at every commit.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY;",
+             PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; \
+             PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(sqlite)?;
         conn.set_prepared_statement_cache_capacity(8);
         let (jobs, queue) = mpsc::channel::<Job>();
+        let running = Arc::new(AtomicBool::new(true));
+        let guard = Running(running.clone());
         std::thread::Builder::new()
             .name("bursar-sqlite-inbox".into())
             .spawn(move || {
-                for job in queue {
-                    let _turn = write_lock.blocking_lock();
-                    match job {
-                        Job::Insert(events, reply) => {
-                            let _ = reply.send(insert(&conn, &events));
-                        }
-                        Job::Claim(claim, reply) => {
-                            let _ = reply.send(claim_with_payloads(&conn, &claim));
-                        }
-                    }
-                }
+                let _running = guard;
+                serve(&conn, &queue, &write_lock)
             })
             .map_err(|e| DbError::Connect(format!("cannot start the inbox thread: {e}")))?;
-        Ok(Self { jobs })
+        Ok(Self { jobs, running })
     }
 
-    pub async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Inserted>> {
+    /// False once the thread has stopped: nothing can be stored any more.
+    pub fn is_running(&self) -> bool {
+        self.running.load(Ordering::Acquire)
+    }
+
+    /// Stores one delivery, in a commit shared with whatever else arrived meanwhile; the new
+    /// event is handed to the worker through `handoff` when it has room.
+    pub async fn deliver(
+        &self,
+        event: NewEvent,
+        handoff: Arc<Handoff>,
+    ) -> Result<Inserted, Arc<DbError>> {
         let (reply, answer) = oneshot::channel();
-        self.send(Job::Insert(events, reply))?;
+        let job = Job::Deliver(Delivery {
+            event,
+            handoff,
+            reply,
+        });
+        self.send(job).map_err(Arc::new)?;
+        answer.await.map_err(|_| Arc::new(stopped()))?
+    }
+
+    pub async fn insert_batch(
+        &self,
+        events: Vec<NewEvent>,
+        lease: Option<Lease>,
+    ) -> Result<InsertedBatch> {
+        let (reply, answer) = oneshot::channel();
+        self.send(Job::Insert(events, lease, reply))?;
         answer.await.map_err(|_| stopped())?
     }
 
@@ -96,13 +149,113 @@ impl SqliteInbox {
     }
 }
 
+/// The thread's loop: jobs in order, except that deliveries waiting in the queue join the
+/// commit of the first one (other jobs keep their order behind it).
+fn serve(conn: &rusqlite::Connection, queue: &mpsc::Receiver<Job>, write_lock: &Mutex<()>) {
+    let mut later = VecDeque::new();
+    loop {
+        let job = match later.pop_front() {
+            Some(job) => job,
+            None => match queue.recv() {
+                Ok(job) => job,
+                Err(_) => return,
+            },
+        };
+        match job {
+            Job::Deliver(first) => {
+                let mut batch = vec![first];
+                gather(queue, &mut batch, &mut later);
+                let waited = std::time::Instant::now();
+                let _turn = write_lock.blocking_lock();
+                let waited = waited.elapsed();
+                // Whatever arrived while another writer held the lock joins this commit too.
+                gather(queue, &mut batch, &mut later);
+                deliver(conn, batch, waited);
+            }
+            Job::Insert(events, lease, reply) => {
+                let _turn = write_lock.blocking_lock();
+                let _ = reply.send(guarded(|| insert(conn, events, lease.as_ref())));
+            }
+            Job::Claim(claim, reply) => {
+                let _turn = write_lock.blocking_lock();
+                let _ = reply.send(guarded(|| claim_with_payloads(conn, &claim)));
+            }
+        }
+    }
+}
+
+fn gather(queue: &mpsc::Receiver<Job>, batch: &mut Vec<Delivery>, later: &mut VecDeque<Job>) {
+    while batch.len() < MAX_BATCH {
+        match queue.try_recv() {
+            Ok(Job::Deliver(d)) => batch.push(d),
+            Ok(other) => later.push_back(other),
+            Err(_) => return,
+        }
+    }
+}
+
+/// Runs `f`; a panic fails this job (its deliveries get a 5xx and Stripe retries), not the
+/// thread.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|panic| {
+        Err(DbError::Aborted(format!(
+            "inbox thread panicked: {}",
+            crate::supervise::panic_message(panic)
+        )))
+    })
+}
+
+/// Commits a group of deliveries, answers each, and hands the new events to the worker
+/// (claimed if it has room for them, else stored pending and the worker told to look).
+fn deliver(conn: &rusqlite::Connection, batch: Vec<Delivery>, waited: std::time::Duration) {
+    let handoff = batch[0].handoff.clone();
+    let lease = handoff.lease(batch.len());
+    let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|d| (d.event, d.reply)).unzip();
+    let started = std::time::Instant::now();
+    let size = events.len();
+    match guarded(|| insert(conn, events, lease.as_ref())) {
+        Ok(stored) => {
+            tracing::debug!(
+                batch = size,
+                lock_wait_micros = waited.as_micros() as u64,
+                micros = started.elapsed().as_micros() as u64,
+                "inbox commit"
+            );
+            let unclaimed =
+                lease.is_none() && stored.results.iter().any(|r| matches!(r, Inserted::New(_)));
+            for (reply, result) in replies.into_iter().zip(stored.results) {
+                let _ = reply.send(Ok(result));
+            }
+            handoff.send(stored.claimed);
+            if unclaimed {
+                handoff.stored_unclaimed();
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, batch = size, "inbox commit failed; deliveries get a 5xx and Stripe retries");
+            let e = Arc::new(e);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
+            }
+        }
+    }
+}
+
 fn stopped() -> DbError {
     DbError::Aborted("the inbox thread has stopped".into())
 }
 
-fn insert(conn: &rusqlite::Connection, events: &[NewEvent]) -> Result<Vec<Inserted>> {
+fn insert(
+    conn: &rusqlite::Connection,
+    events: Vec<NewEvent>,
+    lease: Option<&Lease>,
+) -> Result<InsertedBatch> {
+    // A transaction left open by a panic would refuse the next BEGIN.
+    if !conn.is_autocommit() {
+        let _ = conn.execute_batch("ROLLBACK");
+    }
     conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
-    match insert_in_transaction(conn, events) {
+    match insert_in_transaction(conn, events, lease) {
         Ok(inserted) => {
             conn.execute_batch("COMMIT").map_err(sqlite)?;
             Ok(inserted)
@@ -116,30 +269,32 @@ fn insert(conn: &rusqlite::Connection, events: &[NewEvent]) -> Result<Vec<Insert
 
 fn insert_in_transaction(
     conn: &rusqlite::Connection,
-    events: &[NewEvent],
-) -> Result<Vec<Inserted>> {
+    events: Vec<NewEvent>,
+    lease: Option<&Lease>,
+) -> Result<InsertedBatch> {
     let now = now_ms();
+    let status = NewStatus::new(lease, now);
     let mut event = conn
         .prepare_cached(
             "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, \
-               stripe_created, status, next_attempt_at, received_at) \
+               stripe_created, status, claim_token, attempts, next_attempt_at, received_at) \
              VALUES (?1, ?2, ?3, ?4, COALESCE(?5, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = ?6)), \
-               ?6, ?7, ?8, 'pending', ?9, ?9) \
-             ON CONFLICT (source, event_id) DO NOTHING RETURNING seq",
+               ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, store_id",
         )
         .map_err(sqlite)?;
     let mut payload = conn
         .prepare_cached("INSERT INTO event_payloads (seq, payload) VALUES (?1, ?2)")
         .map_err(sqlite)?;
     let mut seen = HashSet::with_capacity(events.len());
-    let mut out = Vec::with_capacity(events.len());
-    for e in events {
+    let mut new = Vec::with_capacity(events.len());
+    for e in &events {
         // A second delivery of an id within the batch is a duplicate, like one in the table.
         if !seen.insert((e.source.as_str(), e.event_id.as_str())) {
-            out.push(Inserted::Duplicate);
+            new.push(None);
             continue;
         }
-        let seq: Option<i64> = event
+        let row: Option<(i64, Option<String>)> = event
             .query_row(
                 params![
                     e.source,
@@ -150,21 +305,30 @@ fn insert_in_transaction(
                     e.account_id,
                     i64::from(e.livemode),
                     e.created,
+                    status.status,
+                    status.token,
+                    status.attempts,
+                    status.next_attempt_at,
                     now
                 ],
-                |row| row.get(0),
+                |row| Ok((row.get(0)?, row.get(1)?)),
             )
             .optional()
             .map_err(sqlite)?;
-        match seq {
-            Some(seq) => {
-                payload.execute(params![seq, e.payload]).map_err(sqlite)?;
-                out.push(Inserted::New(seq));
-            }
-            None => out.push(Inserted::Duplicate),
+        if let Some((seq, _)) = &row {
+            payload.execute(params![seq, e.payload]).map_err(sqlite)?;
         }
+        new.push(row);
     }
-    Ok(out)
+    drop(seen);
+    let mut batch = InsertedBatch {
+        results: Vec::with_capacity(events.len()),
+        claimed: Vec::new(),
+    };
+    for (e, row) in events.into_iter().zip(new) {
+        batch.push(&status, e, row, now);
+    }
+    Ok(batch)
 }
 
 /// The claim commits without fsync, as all the worker's transactions do (see `Db::connect`):

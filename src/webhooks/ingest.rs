@@ -1,13 +1,18 @@
-//! Group commit: concurrent deliveries are queued to one writer task, which stores whatever
-//! has gathered in a single transaction (one fsync) and then answers each request. Under load
-//! batches grow by themselves; with one request in flight the batch is one event.
+//! Group commit: concurrent deliveries are stored together, in one transaction (one fsync),
+//! and each request is answered once its event is durable. Under load batches grow by
+//! themselves; with one request in flight the batch is one event.
+//!
+//! On SQLite the inbox thread gathers deliveries itself (`db::sqlite_inbox`); on PostgreSQL a
+//! writer task does. Either way the new events go to this process's worker already claimed
+//! (`db::handoff`), so applying them needs no claim and no read of what was just written.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot, Notify};
+use tokio::sync::{mpsc, oneshot};
 
+use crate::db::handoff::Handoff;
 use crate::db::inbox::{self, Inserted, NewEvent};
 use crate::db::{Db, DbError};
 
@@ -18,7 +23,16 @@ type Reply = oneshot::Sender<Result<Inserted, Arc<DbError>>>;
 
 #[derive(Clone)]
 pub struct Ingest {
-    tx: mpsc::Sender<(NewEvent, Reply)>,
+    path: Path,
+    handoff: Arc<Handoff>,
+}
+
+#[derive(Clone)]
+enum Path {
+    /// SQLite: straight to the inbox thread.
+    Thread(Db),
+    /// PostgreSQL: through the writer task.
+    Writer(mpsc::Sender<(NewEvent, Reply)>),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -30,34 +44,59 @@ pub enum IngestError {
 }
 
 impl Ingest {
-    /// Starts the writer; `stored` is notified after each commit so workers wake at once.
-    pub fn start(db: Db, stored: Arc<Notify>) -> (Self, tokio::task::JoinHandle<()>) {
+    /// Starts the writer (a task that ends once every handle is gone and its queue is drained;
+    /// on SQLite there is nothing to start, and it ends at once).
+    pub fn start(db: Db, handoff: Arc<Handoff>) -> (Self, tokio::task::JoinHandle<()>) {
+        if db.sqlite_inbox().is_some() {
+            let ingest = Self {
+                path: Path::Thread(db),
+                handoff,
+            };
+            return (ingest, tokio::spawn(async {}));
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
-        let handle = tokio::spawn(writer(db, rx, stored));
-        (Self { tx }, handle)
+        let handle = tokio::spawn(writer(db, rx, handoff.clone()));
+        let ingest = Self {
+            path: Path::Writer(tx),
+            handoff,
+        };
+        (ingest, handle)
     }
 
     /// True once the writer has stopped: nothing can be stored any more.
     pub fn is_closed(&self) -> bool {
-        self.tx.is_closed()
+        match &self.path {
+            Path::Thread(db) => !db.sqlite_inbox().is_some_and(|t| t.is_running()),
+            Path::Writer(tx) => tx.is_closed(),
+        }
     }
 
     /// Returns once the event is durably stored (or was already).
     pub async fn store(&self, event: NewEvent) -> Result<Inserted, IngestError> {
-        let (reply, answer) = oneshot::channel();
-        self.tx
-            .send((event, reply))
-            .await
-            .map_err(|_| IngestError::Closed)?;
-        answer
-            .await
-            .map_err(|_| IngestError::Closed)?
-            .map_err(IngestError::Db)
+        match &self.path {
+            Path::Thread(db) => {
+                let thread = db.sqlite_inbox().ok_or(IngestError::Closed)?;
+                thread
+                    .deliver(event, self.handoff.clone())
+                    .await
+                    .map_err(IngestError::Db)
+            }
+            Path::Writer(tx) => {
+                let (reply, answer) = oneshot::channel();
+                tx.send((event, reply))
+                    .await
+                    .map_err(|_| IngestError::Closed)?;
+                answer
+                    .await
+                    .map_err(|_| IngestError::Closed)?
+                    .map_err(IngestError::Db)
+            }
+        }
     }
 }
 
 /// Ends when every `Ingest` handle is dropped and the queue is drained.
-async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<Notify>) {
+async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, handoff: Arc<Handoff>) {
     let mut replies = Vec::with_capacity(MAX_BATCH);
     while let Some((event, reply)) = rx.recv().await {
         let mut events = Vec::with_capacity(MAX_BATCH);
@@ -74,8 +113,9 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
         }
         let started = std::time::Instant::now();
         let batch = events.len();
+        let lease = handoff.lease(batch);
         // A panic fails this batch's deliveries (Stripe retries them), not the writer.
-        let stored_batch = AssertUnwindSafe(inbox::insert_batch(&db, events))
+        let stored_batch = AssertUnwindSafe(inbox::insert_claimed(&db, events, lease.as_ref()))
             .catch_unwind()
             .await
             .unwrap_or_else(|panic| {
@@ -85,16 +125,21 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, stored: Arc<N
                 )))
             });
         match stored_batch {
-            Ok(results) => {
+            Ok(stored) => {
                 tracing::debug!(
                     batch,
                     micros = started.elapsed().as_micros() as u64,
                     "inbox commit"
                 );
-                for (reply, result) in replies.drain(..).zip(results) {
+                let unclaimed =
+                    lease.is_none() && stored.results.iter().any(|r| matches!(r, Inserted::New(_)));
+                for (reply, result) in replies.drain(..).zip(stored.results) {
                     let _ = reply.send(Ok(result));
                 }
-                stored.notify_one();
+                handoff.send(stored.claimed);
+                if unclaimed {
+                    handoff.stored_unclaimed();
+                }
             }
             Err(e) => {
                 tracing::error!(error = ?e, batch, "inbox commit failed; deliveries get a 5xx and Stripe retries");

@@ -14,7 +14,8 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::inbox::{self, EventRow, Outcome};
+use crate::db::handoff::Handoff;
+use crate::db::inbox::{self, Claimed, EventRow, Outcome};
 use crate::db::DbError;
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
@@ -28,22 +29,40 @@ mod route;
 use commit::commit;
 use loads::Loads;
 
-/// Runs until `shutdown`; wakes on `stored` (a commit of new events) or every poll interval.
-/// On shutdown, loads still waiting on Stripe hand their events back before it returns.
+/// Runs until `shutdown`. Events the inbox writer claimed for it come through `handoff`;
+/// the table is looked at when `stored` rings (events stored unclaimed, a replay) and every
+/// poll interval, for retries and for leases that ran out. On shutdown, handed-off events not
+/// yet applied and loads still waiting on Stripe are handed back before it returns.
 pub async fn run(
     s: Services,
+    handoff: Arc<Handoff>,
     stored: Arc<Notify>,
     live: Arc<Liveness>,
     shutdown: CancellationToken,
 ) {
     let poll = s.config.worker.poll_interval;
+    let batch = s.config.worker.batch_size as usize;
     let loads = Loads::new(shutdown.clone());
+    let mut polled = tokio::time::Instant::now();
+    // True when the table may hold due events now: a claim found some, or `stored` rang.
+    let mut look = true;
     loop {
         live.beat();
         if shutdown.is_cancelled() {
             break;
         }
-        let busy = match process_batch(&s, &loads).await {
+        let fresh = handoff.take(batch);
+        let processed = async {
+            let mut n = process_claimed(&s, &loads, handoff.token(), fresh).await?;
+            if look || polled.elapsed() >= poll {
+                polled = tokio::time::Instant::now();
+                let claimed = process_batch(&s, &loads).await?;
+                look = claimed > 0;
+                n += claimed;
+            }
+            Ok::<_, DbError>(n)
+        };
+        let busy = match processed.await {
             Ok(n) => n > 0,
             Err(e) => {
                 tracing::error!(error = ?e, "worker batch failed; retrying after the poll interval");
@@ -52,14 +71,41 @@ pub async fn run(
         };
         if !busy {
             tokio::select! {
-                _ = stored.notified() => {}
-                _ = tokio::time::sleep(poll) => {}
+                _ = handoff.ready() => {}
+                _ = stored.notified() => look = true,
+                _ = tokio::time::sleep_until(polled + poll) => {}
                 _ = shutdown.cancelled() => break,
             }
         }
     }
+    hand_back(&s, &handoff).await;
     loads.idle().await;
     tracing::info!("worker stopped");
+}
+
+/// Releases the handed-off events this worker will not apply, so the next worker (after a
+/// restart, at once) need not wait for their lease to run out.
+async fn hand_back(s: &Services, handoff: &Handoff) {
+    let left = handoff.take(usize::MAX);
+    if left.is_empty() {
+        return;
+    }
+    let now = crate::db::now_ms();
+    let released = async {
+        let mut tx = s.db.begin_apply().await?;
+        let mut released = 0;
+        for (row, _) in &left {
+            released += usize::from(inbox::release(&mut *tx, handoff.token(), row.seq, now).await?);
+        }
+        tx.commit().await?;
+        Ok::<_, DbError>(released)
+    };
+    match released.await {
+        Ok(released) => tracing::info!(released, "handed-off events released at shutdown"),
+        Err(e) => {
+            tracing::warn!(error = %e, "handed-off events could not be released; they are retried when their lease runs out")
+        }
+    }
 }
 
 /// Processes batches until no event is due, waiting for background loads to commit; returns
@@ -133,7 +179,6 @@ type Item<'a> = (&'a EventRow, Step);
 async fn process_batch(s: &Services, loads: &Arc<Loads>) -> Result<usize, DbError> {
     let token = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let w = &s.config.worker;
-    let started = std::time::Instant::now();
     let claimed = inbox::claim_with_payloads(
         &s.db,
         &token,
@@ -141,23 +186,34 @@ async fn process_batch(s: &Services, loads: &Arc<Loads>) -> Result<usize, DbErro
         w.lease.as_millis() as i64,
     )
     .await?;
+    process_claimed(s, loads, &token, claimed).await
+}
+
+/// Routes and commits events claimed under `token`; returns how many there were.
+async fn process_claimed(
+    s: &Services,
+    loads: &Arc<Loads>,
+    token: &str,
+    claimed: Vec<Claimed>,
+) -> Result<usize, DbError> {
     if claimed.is_empty() {
         return Ok(0);
     }
+    let started = std::time::Instant::now();
     let (rows, payloads): (Vec<EventRow>, Vec<Option<String>>) = claimed.into_iter().unzip();
     let mut connections = HashMap::new();
     let mut ready = Vec::with_capacity(rows.len());
     for (row, payload) in rows.iter().zip(&payloads) {
         match route::route(s, row, payload.as_deref(), &mut connections).await {
             Step::Load { handler, incoming } => {
-                if loads.start(s, &token, row, handler, incoming).is_err() {
+                if loads.start(s, token, row, handler, incoming).is_err() {
                     ready.push((row, Step::Defer(loads::NO_ROOM_DELAY)));
                 }
             }
             step => ready.push((row, step)),
         }
     }
-    commit(s, &token, &mut ready).await?;
+    commit(s, token, &mut ready).await?;
     tracing::debug!(
         batch = rows.len(),
         micros = started.elapsed().as_micros() as u64,

@@ -265,3 +265,46 @@ async fn a_forged_future_timestamp_cannot_block_later_events() {
         later["id"]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_past_the_workers_room_is_applied_once_from_memory_and_from_the_table() {
+    // Batches of one: the hand-off holds four events, so most of a concurrent burst is stored
+    // unclaimed and must be claimed from the table; the rest goes straight to the worker.
+    let app = TestApp::spawn_with(&[("BURSAR_WORKER_BATCH", "1")]).await;
+    let ids: Vec<String> = (0..120).map(|i| format!("evt_burst{i:04}")).collect();
+    let deliveries = ids.iter().map(|id| {
+        let mut e = event("balance.available", None, false);
+        e["id"] = json!(id);
+        let app = &app;
+        async move {
+            app.deliver("/webhooks/stripe", &e, crate::support::PLATFORM_SECRET)
+                .await
+        }
+    });
+    for r in futures::future::join_all(deliveries).await {
+        assert_eq!(r.status(), 200);
+    }
+    // The app's own worker only: nothing here applies events.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let applied = loop {
+        let rows: Vec<(String, String, i64)> = sqlx::query_as(
+            "SELECT event_id, status, attempts FROM events WHERE event_id LIKE 'evt_burst%'",
+        )
+        .fetch_all(app.services.db.pool())
+        .await
+        .unwrap();
+        if rows.iter().all(|(_, status, _)| status == "applied") || Instant::now() > deadline {
+            break rows;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(
+        applied.len(),
+        ids.len(),
+        "every acknowledged event is stored"
+    );
+    for (id, status, attempts) in &applied {
+        assert_eq!(status, "applied", "{id}");
+        assert_eq!(*attempts, 1, "{id} was claimed more than once");
+    }
+}

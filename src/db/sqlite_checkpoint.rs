@@ -1,0 +1,104 @@
+//! SQLite checkpoints on their own thread. Left to SQLite, the commit that takes the WAL past
+//! 1,000 pages copies them into the database file (and fsyncs it) before it returns: every few
+//! dozen inbox commits, one waited for a checkpoint, and its deliveries with it. Here every
+//! connection has automatic checkpoints off, and this thread copies the WAL in the background
+//! (a PASSIVE checkpoint waits for no writer).
+//!
+//! A checkpoint that overlaps writes cannot finish the WAL, and SQLite starts the WAL over only
+//! once it is finished; so when the WAL outgrows `RESTART_FRAMES`, one checkpoint runs with the
+//! process's write lock held. The background ones have copied nearly everything by then, so
+//! that pause is short.
+
+use std::path::Path;
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Mutex;
+
+use super::{DbError, Result};
+
+/// How often the WAL is copied into the database file.
+const EVERY: Duration = Duration::from_millis(20);
+/// WAL frames (pages) past which a checkpoint takes the write lock so the WAL can start over.
+const RESTART_FRAMES: i64 = 4096;
+
+/// Stops the thread (after a last checkpoint) when dropped.
+#[derive(Debug)]
+pub struct Checkpointer {
+    _stop: mpsc::Sender<()>,
+}
+
+impl Checkpointer {
+    pub fn start(path: &Path, write_lock: Arc<Mutex<()>>) -> Result<Self> {
+        let conn = rusqlite::Connection::open(path).map_err(DbError::Sqlite)?;
+        conn.execute_batch("PRAGMA busy_timeout = 10000;")
+            .map_err(DbError::Sqlite)?;
+        let (stop, stopped) = mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("bursar-sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
+                    match checkpoint(&conn) {
+                        Ok(frames) if frames > RESTART_FRAMES => {
+                            let _turn = write_lock.blocking_lock();
+                            if let Err(e) = checkpoint(&conn) {
+                                tracing::warn!(error = %e, "WAL checkpoint failed");
+                            }
+                        }
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
+                    }
+                }
+                let _ = checkpoint(&conn);
+            })
+            .map_err(|e| DbError::Connect(format!("cannot start the checkpoint thread: {e}")))?;
+        Ok(Self { _stop: stop })
+    }
+}
+
+/// Copies what it can of the WAL; returns how many frames the WAL holds.
+fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
+    conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |row| row.get(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::inbox::{insert_batch, NewEvent};
+    use crate::db::Db;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_wal_starts_over_under_steady_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}/t.db", dir.path().display());
+        let db = Db::open(&url).await.unwrap();
+        // 3 KB payloads, a page each: over three times RESTART_FRAMES pages in all, written
+        // back to back with no pause in which a checkpoint could finish on its own.
+        for batch in 0..70 {
+            let events = (0..200)
+                .map(|i| NewEvent {
+                    source: "platform".into(),
+                    event_id: format!("evt_{batch}_{i}"),
+                    event_type: "balance.available".into(),
+                    scope: "platform",
+                    store_id: None,
+                    account_id: None,
+                    livemode: false,
+                    created: 0,
+                    payload: "x".repeat(3000),
+                })
+                .collect();
+            insert_batch(&db, events).await.unwrap();
+        }
+        // The WAL file keeps its largest size; each frame is a page and a 24-byte header.
+        let wal = std::fs::metadata(dir.path().join("t.db-wal"))
+            .unwrap()
+            .len();
+        let frames = wal.saturating_sub(32) / (4096 + 24);
+        assert!(
+            frames < 2 * RESTART_FRAMES as u64,
+            "the WAL grew to {frames} pages"
+        );
+    }
+}
