@@ -83,8 +83,8 @@ impl SqliteInbox {
     pub fn open(path: &Path, write_lock: Arc<Mutex<()>>) -> Result<Self> {
         let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
         // The same settings as the pool's connections (WAL, an fsync on every commit, checkpoints
-        // left to `sqlite_checkpoint`), and a larger page cache: the right edges of the inbox's B-trees and the due index stay in
-        // memory instead of being read back through the OS at every commit.
+        // left to `sqlite_checkpoint`), and a larger page cache: the right edges of the inbox's
+        // B-trees and the due index stay in memory instead of being read back at every commit.
         conn.execute_batch(
             "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
              PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; \
