@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::inbox::{Claimed, Lease};
+use super::inbox::{Claimed, Inserted, InsertedBatch, Lease};
 use super::now_ms;
 
 #[derive(Debug)]
@@ -49,18 +49,17 @@ impl Handoff {
         })
     }
 
-    /// Queues events claimed under `lease` (after their insert committed).
-    pub fn send(&self, claimed: Vec<Claimed>) {
-        if claimed.is_empty() {
-            return;
+    /// After a commit: queues the events claimed under the batch's lease, or, if it had none
+    /// and some events are new, tells the worker to claim them from the table. Returns each
+    /// delivery's result, in order.
+    pub fn committed(&self, batch: InsertedBatch, leased: bool) -> Vec<Inserted> {
+        if !batch.claimed.is_empty() {
+            self.queue().extend(batch.claimed);
+            self.ready.notify_one();
+        } else if !leased && batch.results.iter().any(|r| matches!(r, Inserted::New(_))) {
+            self.stored.notify_one();
         }
-        self.queue().extend(claimed);
-        self.ready.notify_one();
-    }
-
-    /// Events were stored unclaimed: the worker must claim them from the table.
-    pub fn stored_unclaimed(&self) {
-        self.stored.notify_one();
+        batch.results
     }
 
     /// Up to `max` queued events, oldest first.
@@ -110,13 +109,20 @@ mod tests {
         (row, Some("{}".into()))
     }
 
+    fn leased(claimed: Vec<Claimed>) -> InsertedBatch {
+        InsertedBatch {
+            results: claimed.iter().map(|(r, _)| Inserted::New(r.seq)).collect(),
+            claimed,
+        }
+    }
+
     #[test]
     fn leases_only_while_the_worker_has_room() {
         let h = Handoff::new(3, std::time::Duration::from_secs(60), Default::default());
         let lease = h.lease(3).expect("room for three");
         assert_eq!(lease.token, h.token());
         assert!(lease.until > now_ms());
-        h.send(vec![claimed(1), claimed(2)]);
+        h.committed(leased(vec![claimed(1), claimed(2)]), true);
         assert!(h.lease(2).is_none(), "two queued, cap three");
         assert!(h.lease(1).is_some());
         let taken: Vec<i64> = h.take(10).into_iter().map(|(r, _)| r.seq).collect();
@@ -125,9 +131,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn new_events_stored_without_a_lease_ring_the_table() {
+        let stored = Arc::new(Notify::new());
+        let h = Handoff::new(8, std::time::Duration::from_secs(60), stored.clone());
+        let batch = InsertedBatch {
+            results: vec![Inserted::Duplicate, Inserted::New(3)],
+            claimed: Vec::new(),
+        };
+        assert_eq!(
+            h.committed(batch, false),
+            [Inserted::Duplicate, Inserted::New(3)]
+        );
+        tokio::time::timeout(std::time::Duration::from_secs(1), stored.notified())
+            .await
+            .expect("the worker is told to look in the table");
+        assert!(h.take(8).is_empty());
+    }
+
+    #[tokio::test]
     async fn a_send_before_the_wait_is_not_lost() {
         let h = Handoff::new(8, std::time::Duration::from_secs(60), Default::default());
-        h.send(vec![claimed(7)]);
+        h.committed(leased(vec![claimed(7)]), true);
         tokio::time::timeout(std::time::Duration::from_secs(1), h.ready())
             .await
             .expect("the permit was kept");

@@ -30,6 +30,9 @@ pub enum Inserted {
     Duplicate,
 }
 
+/// The most deliveries one commit stores.
+pub const MAX_BATCH: usize = 512;
+
 /// Rows per INSERT statement: 14 parameters each, far below both engines' limits.
 const INSERT_CHUNK: usize = 100;
 

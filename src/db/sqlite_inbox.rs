@@ -18,12 +18,9 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::handoff::Handoff;
 use super::inbox::{
-    claim_sql, Claimed, EventRow, Inserted, InsertedBatch, Lease, NewEvent, NewStatus,
+    claim_sql, Claimed, EventRow, Inserted, InsertedBatch, Lease, NewEvent, NewStatus, MAX_BATCH,
 };
 use super::{now_ms, DbError, Engine, Result};
-
-/// The most deliveries one commit stores.
-const MAX_BATCH: usize = 512;
 
 /// One webhook delivery waiting for its commit.
 pub struct Delivery {
@@ -221,14 +218,9 @@ fn deliver(conn: &rusqlite::Connection, batch: Vec<Delivery>, waited: std::time:
                 micros = started.elapsed().as_micros() as u64,
                 "inbox commit"
             );
-            let unclaimed =
-                lease.is_none() && stored.results.iter().any(|r| matches!(r, Inserted::New(_)));
-            for (reply, result) in replies.into_iter().zip(stored.results) {
+            let results = handoff.committed(stored, lease.is_some());
+            for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
-            }
-            handoff.send(stored.claimed);
-            if unclaimed {
-                handoff.stored_unclaimed();
             }
         }
         Err(e) => {

@@ -13,10 +13,9 @@ use futures::FutureExt;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::db::handoff::Handoff;
-use crate::db::inbox::{self, Inserted, NewEvent};
+use crate::db::inbox::{self, Inserted, NewEvent, MAX_BATCH};
 use crate::db::{Db, DbError};
 
-const MAX_BATCH: usize = 512;
 const QUEUE: usize = 8192;
 
 type Reply = oneshot::Sender<Result<Inserted, Arc<DbError>>>;
@@ -131,14 +130,9 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, handoff: Arc<
                     micros = started.elapsed().as_micros() as u64,
                     "inbox commit"
                 );
-                let unclaimed =
-                    lease.is_none() && stored.results.iter().any(|r| matches!(r, Inserted::New(_)));
-                for (reply, result) in replies.drain(..).zip(stored.results) {
+                let results = handoff.committed(stored, lease.is_some());
+                for (reply, result) in replies.drain(..).zip(results) {
                     let _ = reply.send(Ok(result));
-                }
-                handoff.send(stored.claimed);
-                if unclaimed {
-                    handoff.stored_unclaimed();
                 }
             }
             Err(e) => {
