@@ -205,17 +205,19 @@ mod tests {
     #[tokio::test]
     async fn a_refreshed_claim_stays_in_flight() {
         let (db, _dir) = db().await;
-        let Claim::New(token) = claim(&db, K, "h", Duration::from_millis(200))
+        let Claim::New(token) = claim(&db, K, "h", Duration::from_millis(1000))
             .await
             .unwrap()
         else {
             panic!("first claim")
         };
+        // Each wait is under the lock's time, the sum well over it; the margin (600 ms) absorbs
+        // a slow round trip (a new TLS connection to PostgreSQL on a loaded machine).
         for _ in 0..4 {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+            tokio::time::sleep(Duration::from_millis(400)).await;
             assert!(refresh(&db, K, &token).await.unwrap());
             assert_eq!(
-                claim(&db, K, "h", Duration::from_millis(200))
+                claim(&db, K, "h", Duration::from_millis(1000))
                     .await
                     .unwrap(),
                 Claim::InFlight
