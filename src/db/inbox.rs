@@ -24,6 +24,24 @@ pub struct NewEvent {
     pub payload: String,
 }
 
+#[cfg(test)]
+impl NewEvent {
+    /// A platform `balance.available` event, for tests of the inbox's storage.
+    pub fn platform_balance(event_id: String, payload: String) -> Self {
+        Self {
+            source: "platform".into(),
+            event_id,
+            event_type: "balance.available".into(),
+            scope: "platform",
+            store_id: None,
+            account_id: None,
+            livemode: false,
+            created: 0,
+            payload,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Inserted {
     New(i64),
@@ -361,13 +379,23 @@ pub enum Outcome {
 }
 
 impl Outcome {
-    fn as_str(self) -> &'static str {
+    pub(super) fn as_str(self) -> &'static str {
         match self {
             Outcome::Applied => "applied",
             Outcome::Ignored => "ignored",
             Outcome::Unrouted => "unrouted",
         }
     }
+}
+
+/// A claimed event's outcome when it has no effects to write: only its row changes. On SQLite
+/// these are written by the inbox thread, in its next commit (see `sqlite_inbox`).
+#[derive(Debug)]
+pub struct Finish {
+    pub seq: i64,
+    pub outcome: Outcome,
+    pub store_id: Option<String>,
+    pub note: Option<String>,
 }
 
 /// Finishes a claimed event if the claim is still ours. Returns false when another worker

@@ -4,6 +4,8 @@
 //! deliveries is one transaction of single-row statements run back to back (one fsync for all).
 //! Deliveries come straight from the HTTP handlers: whatever queued while the thread was busy
 //! joins its next commit, and the new events go to the worker through the hand-off.
+//! The worker's effect-free outcomes (an event ignored, unrouted, or applied with nothing to
+//! keep) join the same commits: one writer, one fsync, no turn taken on the lock for them.
 //! The thread takes the process's SQLite write lock like every other writer.
 
 use std::collections::{HashSet, VecDeque};
@@ -18,7 +20,8 @@ use tokio::sync::{oneshot, Mutex};
 
 use super::handoff::Handoff;
 use super::inbox::{
-    claim_sql, Claimed, EventRow, Inserted, InsertedBatch, Lease, NewEvent, NewStatus, MAX_BATCH,
+    claim_sql, Claimed, EventRow, Finish, Inserted, InsertedBatch, Lease, NewEvent, NewStatus,
+    MAX_BATCH,
 };
 use super::{now_ms, DbError, Engine, Result};
 
@@ -29,10 +32,19 @@ pub struct Delivery {
     reply: oneshot::Sender<Result<Inserted, Arc<DbError>>>,
 }
 
+/// A worker's effect-free outcomes for events it claimed under `token`.
+pub struct Finishes {
+    token: String,
+    finishes: Vec<Finish>,
+    /// How many were still the worker's to finish (the others' leases were taken over).
+    reply: oneshot::Sender<Result<usize>>,
+}
+
 /// What the thread is asked to do.
 enum Job {
-    /// Deliveries queued while the thread was busy are gathered into one commit.
+    /// Deliveries and finishes queued while the thread was busy are gathered into one commit.
     Deliver(Delivery),
+    Finish(Finishes),
     Insert(
         Vec<NewEvent>,
         Option<Lease>,
@@ -60,6 +72,7 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Job::Deliver(d) => write!(f, "Deliver({})", d.event.event_id),
+            Job::Finish(f2) => write!(f, "Finish({} events)", f2.finishes.len()),
             Job::Insert(events, _, _) => write!(f, "Insert({} events)", events.len()),
             Job::Claim(claim, _) => write!(f, "{claim:?}"),
         }
@@ -88,7 +101,7 @@ impl SqliteInbox {
              PRAGMA wal_autocheckpoint = 0;",
         )
         .map_err(sqlite)?;
-        conn.set_prepared_statement_cache_capacity(8);
+        conn.set_prepared_statement_cache_capacity(16);
         let (jobs, queue) = mpsc::channel::<Job>();
         let running = Arc::new(AtomicBool::new(true));
         let guard = Running(running.clone());
@@ -122,6 +135,26 @@ impl SqliteInbox {
         });
         self.send(job).map_err(Arc::new)?;
         answer.await.map_err(|_| Arc::new(stopped()))?
+    }
+
+    /// Writes effect-free outcomes of events claimed under `token`, in the thread's next
+    /// commit; resolves to how many were still ours. Sent at once, so the caller may write
+    /// its other events before it awaits.
+    pub fn finish(
+        &self,
+        token: &str,
+        finishes: Vec<Finish>,
+    ) -> impl std::future::Future<Output = Result<usize>> {
+        let (reply, answer) = oneshot::channel();
+        let sent = self.send(Job::Finish(Finishes {
+            token: token.to_owned(),
+            finishes,
+            reply,
+        }));
+        async move {
+            sent?;
+            answer.await.map_err(|_| stopped())?
+        }
     }
 
     pub async fn insert_batch(
@@ -159,15 +192,16 @@ fn serve(conn: &rusqlite::Connection, queue: &mpsc::Receiver<Job>, write_lock: &
             },
         };
         match job {
-            Job::Deliver(first) => {
-                let mut batch = vec![first];
+            Job::Deliver(_) | Job::Finish(_) => {
+                let mut batch = Batch::default();
+                batch.add(job, &mut later);
                 gather(queue, &mut batch, &mut later);
                 let waited = std::time::Instant::now();
                 let _turn = write_lock.blocking_lock();
                 let waited = waited.elapsed();
                 // Whatever arrived while another writer held the lock joins this commit too.
                 gather(queue, &mut batch, &mut later);
-                deliver(conn, batch, waited);
+                commit(conn, batch, waited);
             }
             Job::Insert(events, lease, reply) => {
                 let _turn = write_lock.blocking_lock();
@@ -181,11 +215,28 @@ fn serve(conn: &rusqlite::Connection, queue: &mpsc::Receiver<Job>, write_lock: &
     }
 }
 
-fn gather(queue: &mpsc::Receiver<Job>, batch: &mut Vec<Delivery>, later: &mut VecDeque<Job>) {
-    while batch.len() < MAX_BATCH {
+/// What one commit writes.
+#[derive(Default)]
+struct Batch {
+    deliveries: Vec<Delivery>,
+    finishes: Vec<Finishes>,
+}
+
+impl Batch {
+    /// Takes a delivery or finish into the batch; any other job keeps its turn in `later`.
+    fn add(&mut self, job: Job, later: &mut VecDeque<Job>) {
+        match job {
+            Job::Deliver(d) => self.deliveries.push(d),
+            Job::Finish(f) => self.finishes.push(f),
+            other => later.push_back(other),
+        }
+    }
+}
+
+fn gather(queue: &mpsc::Receiver<Job>, batch: &mut Batch, later: &mut VecDeque<Job>) {
+    while batch.deliveries.len() < MAX_BATCH {
         match queue.try_recv() {
-            Ok(Job::Deliver(d)) => batch.push(d),
-            Ok(other) => later.push_back(other),
+            Ok(job) => batch.add(job, later),
             Err(_) => return,
         }
     }
@@ -202,29 +253,51 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-/// Commits a group of deliveries, answers each, and hands the new events to the worker
-/// (claimed if it has room for them, else stored pending and the worker told to look).
-fn deliver(conn: &rusqlite::Connection, batch: Vec<Delivery>, waited: std::time::Duration) {
-    let handoff = batch[0].handoff.clone();
-    let lease = handoff.lease(batch.len());
-    let (events, replies): (Vec<_>, Vec<_>) = batch.into_iter().map(|d| (d.event, d.reply)).unzip();
+/// Commits a batch: stores its deliveries and answers each, handing the new events to the
+/// worker (claimed if it has room for them, else stored pending and the worker told to look),
+/// and writes its finishes. A batch of finishes alone commits without an fsync, as all the
+/// worker's transactions do (see `Db::connect`): lost to a power failure, its events are
+/// claimed and finished again.
+fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration) {
+    let Batch {
+        deliveries,
+        finishes,
+    } = batch;
+    let handoff = deliveries.first().map(|d| d.handoff.clone());
+    let lease = handoff.as_ref().and_then(|h| h.lease(deliveries.len()));
+    let (events, replies): (Vec<_>, Vec<_>) =
+        deliveries.into_iter().map(|d| (d.event, d.reply)).unzip();
+    let (jobs, answers): (Vec<_>, Vec<_>) = finishes
+        .into_iter()
+        .map(|f| ((f.token, f.finishes), f.reply))
+        .unzip();
     let started = std::time::Instant::now();
     let size = events.len();
-    match guarded(|| insert(conn, events, lease.as_ref())) {
-        Ok(stored) => {
+    let durable = !events.is_empty();
+    match guarded(|| write(conn, events, lease.as_ref(), &jobs, durable)) {
+        Ok((stored, finished)) => {
             tracing::debug!(
                 batch = size,
+                finishes = jobs.iter().map(|(_, f)| f.len()).sum::<usize>(),
                 lock_wait_micros = waited.as_micros() as u64,
                 micros = started.elapsed().as_micros() as u64,
                 "inbox commit"
             );
-            let results = handoff.committed(stored, lease.is_some());
-            for (reply, result) in replies.into_iter().zip(results) {
-                let _ = reply.send(Ok(result));
+            for (answer, n) in answers.into_iter().zip(finished) {
+                let _ = answer.send(n);
+            }
+            if let Some(handoff) = handoff {
+                let results = handoff.committed(stored, lease.is_some());
+                for (reply, result) in replies.into_iter().zip(results) {
+                    let _ = reply.send(Ok(result));
+                }
             }
         }
         Err(e) => {
             tracing::error!(error = ?e, batch = size, "inbox commit failed; deliveries get a 5xx and Stripe retries");
+            for answer in answers {
+                let _ = answer.send(Err(DbError::Aborted(format!("inbox commit failed: {e}"))));
+            }
             let e = Arc::new(e);
             for reply in replies {
                 let _ = reply.send(Err(e.clone()));
@@ -242,21 +315,85 @@ fn insert(
     events: Vec<NewEvent>,
     lease: Option<&Lease>,
 ) -> Result<InsertedBatch> {
+    write(conn, events, lease, &[], true).map(|(inserted, _)| inserted)
+}
+
+/// One transaction: inserts `events` and writes each group of finishes (a group that fails is
+/// rolled back alone and answered with its error). With `durable` false it commits without
+/// an fsync.
+fn write(
+    conn: &rusqlite::Connection,
+    events: Vec<NewEvent>,
+    lease: Option<&Lease>,
+    finishes: &[(String, Vec<Finish>)],
+    durable: bool,
+) -> Result<(InsertedBatch, Vec<Result<usize>>)> {
     // A transaction left open by a panic would refuse the next BEGIN.
     if !conn.is_autocommit() {
         let _ = conn.execute_batch("ROLLBACK");
     }
-    conn.execute_batch("BEGIN IMMEDIATE").map_err(sqlite)?;
-    match insert_in_transaction(conn, events, lease) {
-        Ok(inserted) => {
-            conn.execute_batch("COMMIT").map_err(sqlite)?;
-            Ok(inserted)
+    // Set every time: a relaxed write that failed (or panicked) half-way cannot leave the next
+    // delivery's commit without its fsync.
+    let begin = if durable {
+        "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
+    } else {
+        "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
+    };
+    conn.execute_batch(begin).map_err(sqlite)?;
+    let written = insert_in_transaction(conn, events, lease).map(|inserted| {
+        let finished = finishes
+            .iter()
+            .map(|(token, group)| finish_group(conn, token, group))
+            .collect::<Vec<_>>();
+        (inserted, finished)
+    });
+    let ended = match &written {
+        Ok(_) => conn.execute_batch("COMMIT"),
+        Err(_) => conn.execute_batch("ROLLBACK"),
+    };
+    let written = written?;
+    ended.map_err(sqlite)?;
+    Ok(written)
+}
+
+/// Writes one worker's finishes under a savepoint; returns how many rows were still its.
+fn finish_group(conn: &rusqlite::Connection, token: &str, group: &[Finish]) -> Result<usize> {
+    conn.execute_batch("SAVEPOINT finish").map_err(sqlite)?;
+    let finished = (|| {
+        // Setting `store_id` rewrites its index entry even to the same value: only when routed.
+        let mut update = conn
+            .prepare_cached(
+                "UPDATE events SET status = ?1, last_error = ?2, \
+                   applied_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE NULL END, claim_token = NULL \
+                 WHERE seq = ?4 AND claim_token = ?5",
+            )
+            .map_err(sqlite)?;
+        let mut routed = conn
+            .prepare_cached(
+                "UPDATE events SET status = ?1, last_error = ?2, \
+                   applied_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE NULL END, claim_token = NULL, \
+                   store_id = COALESCE(store_id, ?6) WHERE seq = ?4 AND claim_token = ?5",
+            )
+            .map_err(sqlite)?;
+        let now = now_ms();
+        let mut n = 0;
+        for f in group {
+            let (outcome, note) = (f.outcome.as_str(), &f.note);
+            n += match &f.store_id {
+                None => update.execute(params![outcome, note, now, f.seq, token]),
+                Some(store) => routed.execute(params![outcome, note, now, f.seq, token, store]),
+            }
+            .map_err(sqlite)?;
         }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
-        }
-    }
+        Ok(n)
+    })();
+    let end = if finished.is_ok() {
+        "RELEASE finish"
+    } else {
+        "ROLLBACK TO finish; RELEASE finish"
+    };
+    conn.execute_batch(end).map_err(sqlite)?;
+    finished
 }
 
 fn insert_in_transaction(
@@ -266,13 +403,19 @@ fn insert_in_transaction(
 ) -> Result<InsertedBatch> {
     let now = now_ms();
     let status = NewStatus::new(lease, now);
+    // No RETURNING: SQLite buffers a RETURNING statement's rows in a temporary B-tree it
+    // opens and closes per statement, a tenth of this thread's time when it was used here.
     let mut event = conn
         .prepare_cached(
             "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, \
                stripe_created, status, claim_token, attempts, next_attempt_at, received_at) \
-             VALUES (?1, ?2, ?3, ?4, COALESCE(?5, (SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = ?6)), \
-               ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-             ON CONFLICT (source, event_id) DO NOTHING RETURNING seq, store_id",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+             ON CONFLICT (source, event_id) DO NOTHING",
+        )
+        .map_err(sqlite)?;
+    let mut connected = conn
+        .prepare_cached(
+            "SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = ?1",
         )
         .map_err(sqlite)?;
     let mut payload = conn
@@ -286,27 +429,34 @@ fn insert_in_transaction(
             new.push(None);
             continue;
         }
-        let row: Option<(i64, Option<String>)> = event
-            .query_row(
-                params![
-                    e.source,
-                    e.event_id,
-                    e.event_type,
-                    e.scope,
-                    e.store_id,
-                    e.account_id,
-                    i64::from(e.livemode),
-                    e.created,
-                    status.status,
-                    status.token,
-                    status.attempts,
-                    status.next_attempt_at,
-                    now
-                ],
-                |row| Ok((row.get(0)?, row.get(1)?)),
-            )
-            .optional()
+        // An event about a connected account belongs to the store connected to it.
+        let store_id: Option<String> = match (&e.store_id, &e.account_id) {
+            (Some(id), _) => Some(id.clone()),
+            (None, Some(account)) => connected
+                .query_row(params![account], |r| r.get(0))
+                .optional()
+                .map_err(sqlite)?
+                .flatten(),
+            (None, None) => None,
+        };
+        let inserted = event
+            .execute(params![
+                e.source,
+                e.event_id,
+                e.event_type,
+                e.scope,
+                store_id,
+                e.account_id,
+                i64::from(e.livemode),
+                e.created,
+                status.status,
+                status.token,
+                status.attempts,
+                status.next_attempt_at,
+                now
+            ])
             .map_err(sqlite)?;
+        let row = (inserted == 1).then(|| (conn.last_insert_rowid(), store_id));
         if let Some((seq, _)) = &row {
             payload.execute(params![seq, e.payload]).map_err(sqlite)?;
         }
@@ -391,4 +541,113 @@ fn event_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<EventRow> {
 
 fn sqlite(e: rusqlite::Error) -> DbError {
     DbError::Sqlite(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    use crate::db::inbox::Outcome;
+    use crate::db::Db;
+
+    fn event(i: u32) -> NewEvent {
+        NewEvent::platform_balance(format!("evt_finish_{i}"), "{}".into())
+    }
+
+    /// status, applied_at, last_error, store_id, claim_token
+    type Row = (
+        String,
+        Option<i64>,
+        Option<String>,
+        Option<String>,
+        Option<String>,
+    );
+
+    fn finish(seq: i64, outcome: Outcome, store: Option<&str>, note: Option<&str>) -> Finish {
+        Finish {
+            seq,
+            outcome,
+            store_id: store.map(Into::into),
+            note: note.map(Into::into),
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finishes_write_only_the_rows_still_under_their_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&format!("sqlite://{}/t.db", dir.path().display()))
+            .await
+            .unwrap();
+        let thread = db.sqlite_inbox().unwrap();
+        let lease = Lease {
+            token: "ours".into(),
+            until: now_ms() + 60_000,
+        };
+        let stored = thread
+            .insert_batch((0..3).map(event).collect(), Some(lease))
+            .await
+            .unwrap();
+        let seqs: Vec<i64> = stored.claimed.iter().map(|(row, _)| row.seq).collect();
+        assert_eq!(seqs.len(), 3);
+
+        let theirs = thread.finish(
+            "theirs",
+            vec![finish(seqs[0], Outcome::Applied, None, None)],
+        );
+        assert_eq!(
+            theirs.await.unwrap(),
+            0,
+            "another claim's token writes nothing"
+        );
+        // A delivery sent at the same time (the two may share a commit): both land.
+        let (finished, delivered) = tokio::join!(
+            thread.finish(
+                "ours",
+                vec![
+                    finish(seqs[0], Outcome::Applied, None, None),
+                    finish(seqs[1], Outcome::Ignored, Some("st_x"), Some("why")),
+                ],
+            ),
+            thread.deliver(
+                event(9),
+                Handoff::new(4, Duration::from_secs(60), Default::default())
+            )
+        );
+        assert_eq!(finished.unwrap(), 2);
+        assert!(matches!(delivered.unwrap(), Inserted::New(_)));
+        let again = thread.finish("ours", vec![finish(seqs[0], Outcome::Applied, None, None)]);
+        assert_eq!(
+            again.await.unwrap(),
+            0,
+            "a finished event is no longer claimed"
+        );
+
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT status, applied_at, last_error, store_id, claim_token FROM events \
+                 WHERE seq IN ($1, $2, $3) ORDER BY seq",
+        )
+        .bind(seqs[0])
+        .bind(seqs[1])
+        .bind(seqs[2])
+        .fetch_all(db.pool())
+        .await
+        .unwrap();
+        assert_eq!(rows[0].0, "applied");
+        assert!(rows[0].1.is_some() && rows[0].4.is_none());
+        assert_eq!(
+            (
+                rows[1].0.as_str(),
+                rows[1].1,
+                rows[1].2.as_deref(),
+                rows[1].3.as_deref()
+            ),
+            ("ignored", None, Some("why"), Some("st_x"))
+        );
+        assert_eq!(
+            (rows[2].0.as_str(), rows[2].4.as_deref()),
+            ("processing", Some("ours")),
+            "an event not finished keeps its claim"
+        );
+    }
 }

@@ -195,6 +195,22 @@ impl Handler {
         }
     }
 
+    /// Whether `apply` writes anything for an event routed to a store (`store`) or not, from
+    /// a connected account (`account`) or the platform's own. One that writes nothing is
+    /// finished without loading, parsing its object or a transaction of its own.
+    pub fn has_effects(self, store: bool, account: bool) -> bool {
+        match self {
+            // Vendor billing lives on the platform account: only the platform endpoint speaks
+            // for it (a store's own endpoint is signed with a secret its merchant knows).
+            Handler::Billing(_) => !store && !account,
+            _ if store => true,
+            // A platform-scope customer is a vendor's customer record on the platform account.
+            Handler::Customer(true) => !account,
+            // Every other handler keeps a store's state.
+            _ => false,
+        }
+    }
+
     pub async fn apply(
         self,
         conn: &mut AnyConnection,
@@ -204,20 +220,15 @@ impl Handler {
         let Loaded::Object(object) = loaded else {
             return Ok(());
         };
+        if !self.has_effects(ev.store.is_some(), ev.account.is_some()) {
+            return Ok(());
+        }
         if let Handler::Billing(kind) = self {
-            // Vendor billing lives on the platform account: only the platform endpoint speaks
-            // for it (a store's own endpoint is signed with a secret its merchant knows).
-            if ev.store.is_some() || ev.account.is_some() {
-                return Ok(());
-            }
             return billing::apply(conn, ev, object, kind).await;
         }
         let Some(store) = &ev.store else {
-            // A platform-scope customer is a vendor's customer record on the platform account.
-            if self == Handler::Customer(true) && ev.account.is_none() {
-                return billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await;
-            }
-            return Ok(());
+            // The one platform event with effects outside billing: `has_effects` above.
+            return billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await;
         };
         match self {
             Handler::AccountUpdated => account::apply_updated(conn, store, ev, object).await,
@@ -251,5 +262,17 @@ mod tests {
         }
         assert!(ACCOUNT_EVENTS.len() <= 20, "types[] takes at most 20");
         assert!(PLATFORM_EVENTS.len() <= 20, "types[] takes at most 20");
+    }
+
+    #[test]
+    fn only_billing_and_vendor_customers_are_kept_without_a_store() {
+        for e in PLATFORM_EVENTS.iter().chain(ACCOUNT_EVENTS) {
+            let h = handler_for(e).unwrap();
+            let billing = matches!(h, Handler::Billing(_));
+            assert_eq!(h.has_effects(true, true), !billing, "{e} routed to a store");
+            let platform = matches!(h, Handler::Billing(_) | Handler::Customer(true));
+            assert_eq!(h.has_effects(false, false), platform, "{e} on the platform");
+            assert!(!h.has_effects(false, true), "{e} of an unconnected account");
+        }
     }
 }

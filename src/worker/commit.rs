@@ -10,20 +10,53 @@ use futures::FutureExt;
 use rand::Rng;
 
 use super::{connection_mismatch, Item, Step};
-use crate::db::inbox::{self, EventRow, Outcome};
+use crate::db::inbox::{self, EventRow, Finish, Outcome};
 use crate::db::{self, now_ms, DbError, Engine, WriteTx};
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
 use crate::supervise::panic_message;
 use crate::webhooks::registry::{Handler, HandlerError, Incoming, Loaded};
 
+/// Commits a batch's events. On SQLite the effect-free outcomes (`Step::Finish`) go to the
+/// inbox thread, to join its next commit, while the others are applied here.
+pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> Result<(), DbError> {
+    let thread = s.db.sqlite_inbox();
+    let (finishes, mut rest): (Vec<_>, Vec<_>) = items
+        .into_iter()
+        .partition(|(_, step)| thread.is_some() && matches!(step, Step::Finish { .. }));
+    let finished = match thread {
+        Some(thread) if !finishes.is_empty() => Some(thread.finish(token, as_finishes(finishes))),
+        _ => None,
+    };
+    let applied = commit_together(s, token, &mut rest).await;
+    if let Some(finished) = finished {
+        finished.await?;
+    }
+    applied
+}
+
+fn as_finishes(items: Vec<Item<'_>>) -> Vec<Finish> {
+    items
+        .into_iter()
+        .filter_map(|(row, step)| match step {
+            Step::Finish {
+                outcome,
+                note,
+                store,
+            } => Some(Finish {
+                seq: row.seq,
+                outcome,
+                store_id: store.map(|s| s.to_string()),
+                note,
+            }),
+            _ => None,
+        })
+        .collect()
+}
+
 /// Commits a group of events in one transaction; if any effect fails to write, the group is
 /// rolled back and committed event by event.
-pub(super) async fn commit(
-    s: &Services,
-    token: &str,
-    items: &mut [Item<'_>],
-) -> Result<(), DbError> {
+async fn commit_together(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result<(), DbError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -73,9 +106,19 @@ async fn commit_all(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result
     Ok(())
 }
 
-/// An `Apply` whose store is already on its row: only the status changes.
+/// An `Apply` whose store is already on its row, or an effect-free apply (see
+/// `Handler::has_effects`): only the status changes.
 fn bulk_applicable(row: &EventRow, step: &Step) -> bool {
-    matches!(step, Step::Apply { incoming, .. } if incoming.store.is_none() || row.store_id.is_some())
+    let stored = |store: Option<&StoreId>| store.is_none() || row.store_id.is_some();
+    match step {
+        Step::Apply { incoming, .. } => stored(incoming.store.as_ref()),
+        Step::Finish {
+            outcome: Outcome::Applied,
+            note: None,
+            store,
+        } => stored(store.as_ref()),
+        _ => false,
+    }
 }
 
 async fn commit_one(

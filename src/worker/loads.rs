@@ -77,7 +77,7 @@ impl Loads {
                 step = load(&s, handler, incoming, per_event) => step,
                 _ = this.shutdown.cancelled() => Step::Defer(Duration::ZERO),
             };
-            if let Err(e) = commit(&s, &token, &mut [(&row, step)]).await {
+            if let Err(e) = commit(&s, &token, vec![(&row, step)]).await {
                 // The claim stays until its lease ends; then the event is tried again.
                 tracing::error!(error = ?e, seq = row.seq, "could not record a loaded event");
             }

@@ -213,7 +213,7 @@ async fn process_claimed(
             step => ready.push((row, step)),
         }
     }
-    commit(s, token, &mut ready).await?;
+    commit(s, token, ready).await?;
     tracing::debug!(
         batch = rows.len(),
         micros = started.elapsed().as_micros() as u64,

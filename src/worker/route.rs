@@ -47,11 +47,6 @@ pub(super) async fn route(
     let Some(payload) = payload else {
         return Step::Fail("the event's payload is missing".into());
     };
-    // Only `data.object` is kept: the rest of the envelope is already in the row's columns.
-    let object = match serde_json::from_str::<Envelope>(payload) {
-        Ok(e) => e.data.map(|d| d.object).unwrap_or(Value::Null),
-        Err(e) => return Step::Fail(format!("stored payload is not an event: {e}")),
-    };
     let mut store = row.store_id.clone();
     // Connect events name their account; so do Accounts v2 thin events, on the platform door.
     let about_account = row.scope == "connect" || row.event_type.starts_with("v2.core.account");
@@ -117,6 +112,20 @@ pub(super) async fn route(
             format!("no handler for {}", row.event_type),
             store,
         );
+    };
+    if !handler.has_effects(store.is_some(), row.account_id.is_some()) {
+        // Nothing of it is kept (a platform-scope event of a store-only handler): applied as
+        // is, its payload (checked at the door) never parsed.
+        return Step::Finish {
+            outcome: Outcome::Applied,
+            note: None,
+            store,
+        };
+    }
+    // Only `data.object` is kept: the rest of the envelope is already in the row's columns.
+    let object = match serde_json::from_str::<Envelope>(payload) {
+        Ok(e) => e.data.map(|d| d.object).unwrap_or(Value::Null),
+        Err(e) => return Step::Fail(format!("stored payload is not an event: {e}")),
     };
     let mut incoming = Incoming {
         seq: row.seq,
