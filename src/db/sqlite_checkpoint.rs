@@ -5,7 +5,7 @@
 //! (a PASSIVE checkpoint waits for no writer).
 //!
 //! A checkpoint that overlaps writes cannot finish the WAL, and SQLite starts the WAL over only
-//! once it is finished; so when the WAL outgrows `RESTART_FRAMES`, one checkpoint runs with the
+//! once it is finished; so when the WAL outgrows `RESTART_BYTES`, one checkpoint runs with the
 //! process's write lock held. The background ones have copied nearly everything by then, so
 //! that pause is short.
 
@@ -20,8 +20,8 @@ use super::{DbError, Result};
 
 /// How often the WAL is copied into the database file.
 const EVERY: Duration = Duration::from_millis(20);
-/// WAL frames (pages) past which a checkpoint takes the write lock so the WAL can start over.
-const RESTART_FRAMES: i64 = 4096;
+/// WAL size past which a checkpoint takes the write lock so the WAL can start over.
+const RESTART_BYTES: i64 = 16 << 20;
 
 /// Stops the thread (after a last checkpoint) when dropped.
 #[derive(Debug)]
@@ -34,13 +34,17 @@ impl Checkpointer {
         let conn = rusqlite::Connection::open(path).map_err(DbError::Sqlite)?;
         conn.execute_batch("PRAGMA busy_timeout = 10000;")
             .map_err(DbError::Sqlite)?;
+        let page: i64 = conn
+            .query_row("PRAGMA page_size", [], |row| row.get(0))
+            .map_err(DbError::Sqlite)?;
+        let restart_frames = RESTART_BYTES / page.max(512);
         let (stop, stopped) = mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("bursar-sqlite-checkpoint".into())
             .spawn(move || {
                 while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(EVERY) {
                     match checkpoint(&conn) {
-                        Ok(frames) if frames > RESTART_FRAMES => {
+                        Ok(frames) if frames > restart_frames => {
                             let _turn = write_lock.blocking_lock();
                             if let Err(e) = checkpoint(&conn) {
                                 tracing::warn!(error = %e, "WAL checkpoint failed");
@@ -73,21 +77,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let url = format!("sqlite://{}/t.db", dir.path().display());
         let db = Db::open(&url).await.unwrap();
-        // 3 KB payloads, a page each: over three times RESTART_FRAMES pages in all, written
+        // 3 KB payloads, five to a 16 KB page: over three times RESTART_BYTES in all, written
         // back to back with no pause in which a checkpoint could finish on its own.
-        for batch in 0..70 {
+        for batch in 0..90 {
             let events = (0..200)
-                .map(|i| NewEvent {
-                    source: "platform".into(),
-                    event_id: format!("evt_{batch}_{i}"),
-                    event_type: "balance.available".into(),
-                    scope: "platform",
-                    store_id: None,
-                    account_id: None,
-                    livemode: false,
-                    created: 0,
-                    payload: "x".repeat(3000),
-                })
+                .map(|i| NewEvent::platform_balance(format!("evt_{batch}_{i}"), "x".repeat(3000)))
                 .collect();
             insert_batch(&db, events).await.unwrap();
         }
@@ -95,9 +89,15 @@ mod tests {
         let wal = std::fs::metadata(dir.path().join("t.db-wal"))
             .unwrap()
             .len();
-        let frames = wal.saturating_sub(32) / (4096 + 24);
+        let page: i64 = sqlx::query_scalar("PRAGMA page_size")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(page, 16384, "a new database gets 16 KB pages");
+        let frames = wal.saturating_sub(32) / (page as u64 + 24);
+        let restart_frames = (RESTART_BYTES / page) as u64;
         assert!(
-            frames < 2 * RESTART_FRAMES as u64,
+            frames < 2 * restart_frames,
             "the WAL grew to {frames} pages"
         );
     }
