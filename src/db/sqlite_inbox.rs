@@ -5,7 +5,7 @@
 //! Deliveries come straight from the HTTP handlers: whatever queued while the thread was busy
 //! joins its next commit, and the new events go to the worker through the hand-off.
 //! The worker's effect-free outcomes (an event ignored, unrouted, or applied with nothing to
-//! keep) join the same commits: one writer, one fsync, no turn taken on the lock for them.
+//! keep) join the same commits: one writer, one fsync, no turn of their own on the lock.
 //! The thread takes the process's SQLite write lock like every other writer.
 
 use std::collections::{HashSet, VecDeque};
@@ -295,8 +295,27 @@ fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration
         }
         Err(e) => {
             tracing::error!(error = ?e, batch = size, "inbox commit failed; deliveries get a 5xx and Stripe retries");
-            for answer in answers {
-                let _ = answer.send(Err(DbError::Aborted(format!("inbox commit failed: {e}"))));
+            // The finishes did not fail with them: written alone, they need not wait for their
+            // leases to run out.
+            let alone = (durable && !jobs.is_empty())
+                .then(|| guarded(|| write(conn, Vec::new(), None, &jobs, false)))
+                .and_then(|alone| {
+                    alone
+                        .inspect_err(|e| tracing::warn!(error = ?e, "finishes failed alone too"))
+                        .ok()
+                });
+            match alone {
+                Some((_, finished)) => {
+                    for (answer, n) in answers.into_iter().zip(finished) {
+                        let _ = answer.send(n);
+                    }
+                }
+                None => {
+                    for answer in answers {
+                        let _ =
+                            answer.send(Err(DbError::Aborted(format!("inbox commit failed: {e}"))));
+                    }
+                }
             }
             let e = Arc::new(e);
             for reply in replies {
@@ -340,12 +359,19 @@ fn write(
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
     };
     conn.execute_batch(begin).map_err(sqlite)?;
-    let written = insert_in_transaction(conn, events, lease).map(|inserted| {
-        let finished = finishes
-            .iter()
-            .map(|(token, group)| finish_group(conn, token, group))
-            .collect::<Vec<_>>();
-        (inserted, finished)
+    let written = insert_in_transaction(conn, events, lease).and_then(|inserted| {
+        let mut finished = Vec::with_capacity(finishes.len());
+        for (token, group) in finishes {
+            finished.push(finish_group(conn, token, group));
+            // An error SQLite answers by rolling back the whole transaction (disk full, I/O)
+            // fails the commit: nothing after it may be written outside of it.
+            if conn.is_autocommit() {
+                return Err(DbError::Aborted(
+                    "the inbox transaction was rolled back by SQLite".into(),
+                ));
+            }
+        }
+        Ok((inserted, finished))
     });
     let ended = match &written {
         Ok(_) => conn.execute_batch("COMMIT"),
@@ -573,23 +599,31 @@ mod tests {
         }
     }
 
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn finishes_write_only_the_rows_still_under_their_claim() {
+    /// A fresh database holding `n` events claimed under the token "ours", and their seqs.
+    async fn claimed(n: u32) -> (tempfile::TempDir, Db, Vec<i64>) {
         let dir = tempfile::tempdir().unwrap();
         let db = Db::open(&format!("sqlite://{}/t.db", dir.path().display()))
             .await
             .unwrap();
-        let thread = db.sqlite_inbox().unwrap();
         let lease = Lease {
             token: "ours".into(),
             until: now_ms() + 60_000,
         };
-        let stored = thread
-            .insert_batch((0..3).map(event).collect(), Some(lease))
+        let stored = db
+            .sqlite_inbox()
+            .unwrap()
+            .insert_batch((0..n).map(event).collect(), Some(lease))
             .await
             .unwrap();
         let seqs: Vec<i64> = stored.claimed.iter().map(|(row, _)| row.seq).collect();
-        assert_eq!(seqs.len(), 3);
+        assert_eq!(seqs.len(), n as usize);
+        (dir, db, seqs)
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finishes_write_only_the_rows_still_under_their_claim() {
+        let (_dir, db, seqs) = claimed(3).await;
+        let thread = db.sqlite_inbox().unwrap();
 
         let theirs = thread.finish(
             "theirs",
@@ -649,5 +683,51 @@ mod tests {
             ("processing", Some("ours")),
             "an event not finished keeps its claim"
         );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn finishes_are_written_when_the_deliveries_beside_them_fail() {
+        let (_dir, db, seqs) = claimed(1).await;
+        let thread = db.sqlite_inbox().unwrap();
+        let seq = seqs[0];
+        // Every delivery from now on fails to store its payload.
+        sqlx::query("DROP TABLE event_payloads")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        // Both wait behind the write lock, so they are gathered into one commit.
+        let turn = db.write_turn().await;
+        let finished = thread.finish("ours", vec![finish(seq, Outcome::Applied, None, None)]);
+        let other = db.clone();
+        let delivered = tokio::spawn(async move {
+            let handoff = Handoff::new(4, Duration::from_secs(60), Default::default());
+            other
+                .sqlite_inbox()
+                .unwrap()
+                .deliver(event(1), handoff)
+                .await
+        });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        drop(turn);
+        assert!(
+            delivered.await.unwrap().is_err(),
+            "the delivery is refused, not acknowledged"
+        );
+        assert_eq!(
+            finished.await.unwrap(),
+            1,
+            "the finish is written all the same"
+        );
+        let status: String = sqlx::query_scalar("SELECT status FROM events WHERE seq = $1")
+            .bind(seq)
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(status, "applied");
+        let stored: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events")
+            .fetch_one(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(stored, 1, "nothing of the refused delivery is kept");
     }
 }
