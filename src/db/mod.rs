@@ -294,23 +294,25 @@ async fn sqlite_pool(
         .max_connections(max)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                // 16 KB pages (a new database only; an existing one keeps its size): a commit
-                // of N 3 KB webhook payloads writes N/5 WAL frames, not N, each a page and a
-                // header written apart. +10% acked/s in `bench/ingest.sh` (README, Benchmarks).
-                conn.execute(
-                    format!(
-                        "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
-                         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
-                         PRAGMA wal_autocheckpoint = {checkpoints};"
-                    )
-                    .as_str(),
-                )
-                .await?;
+                conn.execute(sqlite_pragmas(synchronous, checkpoints).as_str())
+                    .await?;
                 Ok(())
             })
         })
         .connect_with(options)
         .await
+}
+
+/// Every SQLite connection's settings: WAL, commits with `synchronous` (FULL or NORMAL), a
+/// checkpoint past `checkpoints` pages (0: never). 16 KB pages (a new database only; an existing
+/// one keeps its size): a commit of N 3 KB webhook payloads writes N/5 WAL frames, not N, each a
+/// page and a header written apart. +10% acked/s in `bench/ingest.sh` (README, Benchmarks).
+pub(crate) fn sqlite_pragmas(synchronous: &str, checkpoints: u32) -> String {
+    format!(
+        "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
+         PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
+         PRAGMA wal_autocheckpoint = {checkpoints};"
+    )
 }
 
 /// The file a `sqlite:` URL names, if it names one (not `:memory:`).

@@ -95,12 +95,9 @@ impl SqliteInbox {
         // The same settings as the pool's connections (WAL, an fsync on every commit, checkpoints
         // left to `sqlite_checkpoint`), and a larger page cache: the right edges of the inbox's
         // B-trees and the due index stay in memory instead of being read back at every commit.
-        conn.execute_batch(
-            "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; \
-             PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; PRAGMA cache_size = -32768; \
-             PRAGMA wal_autocheckpoint = 0;",
-        )
-        .map_err(sqlite)?;
+        let pragmas = super::sqlite_pragmas("FULL", 0);
+        conn.execute_batch(&format!("{pragmas} PRAGMA cache_size = -32768;"))
+            .map_err(sqlite)?;
         conn.set_prepared_statement_cache_capacity(16);
         let (jobs, queue) = mpsc::channel::<Job>();
         let running = Arc::new(AtomicBool::new(true));
@@ -273,8 +270,8 @@ fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration
         .unzip();
     let started = std::time::Instant::now();
     let size = events.len();
-    let durable = !events.is_empty();
-    match guarded(|| write(conn, events, lease.as_ref(), &jobs, durable)) {
+    let with_deliveries = !events.is_empty();
+    match guarded(|| write(conn, events, lease.as_ref(), &jobs)) {
         Ok((stored, finished)) => {
             tracing::debug!(
                 batch = size,
@@ -297,8 +294,8 @@ fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration
             tracing::error!(error = ?e, batch = size, "inbox commit failed; deliveries get a 5xx and Stripe retries");
             // The finishes did not fail with them: written alone, they need not wait for their
             // leases to run out.
-            let alone = (durable && !jobs.is_empty())
-                .then(|| guarded(|| write(conn, Vec::new(), None, &jobs, false)))
+            let alone = (with_deliveries && !jobs.is_empty())
+                .then(|| guarded(|| write(conn, Vec::new(), None, &jobs)))
                 .and_then(|alone| {
                     alone
                         .inspect_err(|e| tracing::warn!(error = ?e, "finishes failed alone too"))
@@ -334,18 +331,17 @@ fn insert(
     events: Vec<NewEvent>,
     lease: Option<&Lease>,
 ) -> Result<InsertedBatch> {
-    write(conn, events, lease, &[], true).map(|(inserted, _)| inserted)
+    write(conn, events, lease, &[]).map(|(inserted, _)| inserted)
 }
 
 /// One transaction: inserts `events` and writes each group of finishes (a group that fails is
-/// rolled back alone and answered with its error). With `durable` false it commits without
-/// an fsync.
+/// rolled back alone and answered with its error). Without events it commits without an fsync:
+/// only deliveries are acknowledged to anyone.
 fn write(
     conn: &rusqlite::Connection,
     events: Vec<NewEvent>,
     lease: Option<&Lease>,
     finishes: &[(String, Vec<Finish>)],
-    durable: bool,
 ) -> Result<(InsertedBatch, Vec<Result<usize>>)> {
     // A transaction left open by a panic would refuse the next BEGIN.
     if !conn.is_autocommit() {
@@ -353,7 +349,7 @@ fn write(
     }
     // Set every time: a relaxed write that failed (or panicked) half-way cannot leave the next
     // delivery's commit without its fsync.
-    let begin = if durable {
+    let begin = if !events.is_empty() {
         "PRAGMA synchronous = FULL; BEGIN IMMEDIATE"
     } else {
         "PRAGMA synchronous = NORMAL; BEGIN IMMEDIATE"
