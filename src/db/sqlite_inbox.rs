@@ -25,6 +25,22 @@ use super::inbox::{
 };
 use super::{now_ms, DbError, Engine, Result};
 
+// The statements run for every event. No `RETURNING` on the insert: SQLite buffers a RETURNING
+// statement's rows in a temporary B-tree it opens and closes per statement, a tenth of this
+// thread's time when it was used here (a test keeps temporary B-trees out of all four).
+const INSERT_EVENT: &str = "INSERT INTO events (source, event_id, event_type, scope, store_id, \
+       account_id, livemode, stripe_created, status, claim_token, attempts, next_attempt_at, received_at) \
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
+     ON CONFLICT (source, event_id) DO NOTHING";
+const INSERT_PAYLOAD: &str = "INSERT INTO event_payloads (seq, payload) VALUES (?1, ?2)";
+const FINISH: &str = "UPDATE events SET status = ?1, last_error = ?2, \
+       applied_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE NULL END, claim_token = NULL \
+     WHERE seq = ?4 AND claim_token = ?5";
+// Setting `store_id` rewrites its index entry even to the same value: only when routed.
+const FINISH_ROUTED: &str = "UPDATE events SET status = ?1, last_error = ?2, \
+       applied_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE NULL END, claim_token = NULL, \
+       store_id = COALESCE(store_id, ?6) WHERE seq = ?4 AND claim_token = ?5";
+
 /// One webhook delivery waiting for its commit.
 pub struct Delivery {
     event: NewEvent,
@@ -382,21 +398,8 @@ fn write(
 fn finish_group(conn: &rusqlite::Connection, token: &str, group: &[Finish]) -> Result<usize> {
     conn.execute_batch("SAVEPOINT finish").map_err(sqlite)?;
     let finished = (|| {
-        // Setting `store_id` rewrites its index entry even to the same value: only when routed.
-        let mut update = conn
-            .prepare_cached(
-                "UPDATE events SET status = ?1, last_error = ?2, \
-                   applied_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE NULL END, claim_token = NULL \
-                 WHERE seq = ?4 AND claim_token = ?5",
-            )
-            .map_err(sqlite)?;
-        let mut routed = conn
-            .prepare_cached(
-                "UPDATE events SET status = ?1, last_error = ?2, \
-                   applied_at = CASE WHEN ?1 = 'applied' THEN ?3 ELSE NULL END, claim_token = NULL, \
-                   store_id = COALESCE(store_id, ?6) WHERE seq = ?4 AND claim_token = ?5",
-            )
-            .map_err(sqlite)?;
+        let mut update = conn.prepare_cached(FINISH).map_err(sqlite)?;
+        let mut routed = conn.prepare_cached(FINISH_ROUTED).map_err(sqlite)?;
         let now = now_ms();
         let mut n = 0;
         for f in group {
@@ -425,24 +428,13 @@ fn insert_in_transaction(
 ) -> Result<InsertedBatch> {
     let now = now_ms();
     let status = NewStatus::new(lease, now);
-    // No RETURNING: SQLite buffers a RETURNING statement's rows in a temporary B-tree it
-    // opens and closes per statement, a tenth of this thread's time when it was used here.
-    let mut event = conn
-        .prepare_cached(
-            "INSERT INTO events (source, event_id, event_type, scope, store_id, account_id, livemode, \
-               stripe_created, status, claim_token, attempts, next_attempt_at, received_at) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13) \
-             ON CONFLICT (source, event_id) DO NOTHING",
-        )
-        .map_err(sqlite)?;
+    let mut event = conn.prepare_cached(INSERT_EVENT).map_err(sqlite)?;
     let mut connected = conn
         .prepare_cached(
             "SELECT store_id FROM connections WHERE kind = 'connect' AND account_id = ?1",
         )
         .map_err(sqlite)?;
-    let mut payload = conn
-        .prepare_cached("INSERT INTO event_payloads (seq, payload) VALUES (?1, ?2)")
-        .map_err(sqlite)?;
+    let mut payload = conn.prepare_cached(INSERT_PAYLOAD).map_err(sqlite)?;
     let mut seen = HashSet::with_capacity(events.len());
     let mut new = Vec::with_capacity(events.len());
     for e in &events {
@@ -614,6 +606,109 @@ mod tests {
         let seqs: Vec<i64> = stored.claimed.iter().map(|(row, _)| row.seq).collect();
         assert_eq!(seqs.len(), n as usize);
         (dir, db, seqs)
+    }
+
+    /// SQLite tests an `IN` list of over two values through a temporary B-tree it builds per
+    /// row: the statements run for every event must need none. The claim must still find due
+    /// events through the `events_due` index, and a store's listing go through `events_store`.
+    #[tokio::test]
+    async fn inbox_statements_build_no_temporary_btrees_and_use_their_indexes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let _db = Db::open(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let explain = |sql: &str, column: usize| -> Vec<String> {
+            let mut stmt = conn.prepare(sql).unwrap();
+            let nulls = std::iter::repeat_n(rusqlite::types::Null, stmt.parameter_count());
+            stmt.query_map(rusqlite::params_from_iter(nulls), |r| r.get(column))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+        };
+        for sql in [INSERT_EVENT, INSERT_PAYLOAD, FINISH, FINISH_ROUTED] {
+            let ops = explain(&format!("EXPLAIN {sql}"), 1);
+            assert!(
+                !ops.iter().any(|op| op == "OpenEphemeral"),
+                "{sql} builds a temporary B-tree: {ops:?}"
+            );
+        }
+        let unfinished = crate::db::inbox::unfinished(Engine::Sqlite);
+        let planned = [
+            (claim_sql(Engine::Sqlite), "events_due"),
+            (
+                format!("SELECT MIN(received_at) FROM events WHERE {unfinished}"),
+                "events_due",
+            ),
+            (crate::db::inbox::list_sql(true), "events_store"),
+        ];
+        for (sql, index) in planned {
+            let plan = explain(&format!("EXPLAIN QUERY PLAN {sql}"), 3).join("; ");
+            assert!(plan.contains(&format!("INDEX {index}")), "{sql}: {plan}");
+        }
+    }
+
+    /// Migration 12 rebuilds the inbox table: every row keeps its seq, and the next event
+    /// still gets a seq past all of them.
+    #[test]
+    fn the_inbox_rebuild_keeps_every_row_and_its_seq() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        let migrate = |versions: std::ops::Range<i64>| {
+            for m in crate::db::SQLITE_MIGRATOR.iter() {
+                if versions.contains(&m.version) {
+                    conn.execute_batch(&m.sql).unwrap();
+                }
+            }
+        };
+        let event = |seq: &str, id: &str, store: &str, status: &str| {
+            format!(
+                "INSERT INTO events (seq, source, event_id, event_type, scope, store_id, livemode, \
+                   stripe_created, status, next_attempt_at, received_at) \
+                 VALUES ({seq}, 'platform', '{id}', 'balance.available', 'platform', {store}, 0, 1, \
+                   '{status}', 2, 3)"
+            )
+        };
+        migrate(1..12);
+        for (seq, id, store, status) in [
+            ("5", "evt_a", "NULL", "applied"),
+            ("9", "evt_b", "'st_1'", "pending"),
+        ] {
+            conn.execute_batch(&event(seq, id, store, status)).unwrap();
+        }
+        migrate(12..13);
+        conn.execute_batch(&event("NULL", "evt_c", "NULL", "pending"))
+            .unwrap();
+        let rows: Vec<(i64, String, Option<String>, String)> = conn
+            .prepare("SELECT seq, event_id, store_id, status FROM events ORDER BY seq")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
+        let expect = |seq, id: &str, store: Option<&str>, status: &str| {
+            (seq, id.to_owned(), store.map(Into::into), status.to_owned())
+        };
+        assert_eq!(
+            rows,
+            [
+                expect(5, "evt_a", None, "applied"),
+                expect(9, "evt_b", Some("st_1"), "pending"),
+                expect(10, "evt_c", None, "pending"),
+            ]
+        );
+        let duplicate = conn.execute_batch(&event("NULL", "evt_a", "NULL", "pending"));
+        assert!(duplicate.is_err(), "(source, event_id) is still unique");
+        let due: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM events INDEXED BY events_due \
+                 WHERE (status = 'pending' OR status = 'retrying' OR status = 'processing') \
+                 AND next_attempt_at <= 2",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(due, 2, "the pending events are in the due index");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
