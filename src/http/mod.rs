@@ -7,9 +7,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::Request;
 use axum::{middleware, Router};
 use tower_http::catch_panic::CatchPanicLayer;
-use tower_http::request_id::{
-    MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer,
-};
+use tower_http::request_id::{MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer};
 use tower_http::trace::TraceLayer;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
@@ -87,7 +85,6 @@ pub fn router(state: AppState) -> Router {
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // The caller's `X-Request-Id` when it sends a sane one, else a new UUID.
         .layer(middleware::from_fn(sanitize_request_id))
-        .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
 }
 
 /// Every route, each with its OpenAPI operation: one `routes!` per path, and never a bare
@@ -166,8 +163,8 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
 
 const REQUEST_ID: axum::http::HeaderName = axum::http::HeaderName::from_static("x-request-id");
 
-/// A caller's request id goes into every log line: one that is long or has characters beyond
-/// `[A-Za-z0-9._:-]` is replaced by a fresh UUID rather than logged.
+/// A caller's request id goes into every log line: one that is missing, long, or has characters
+/// beyond `[A-Za-z0-9._:-]` is replaced by a fresh UUID rather than logged.
 async fn sanitize_request_id(
     mut req: Request<axum::body::Body>,
     next: middleware::Next,

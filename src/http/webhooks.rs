@@ -6,8 +6,10 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
+use axum::extract::FromRequestParts;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use secrecy::SecretString;
@@ -51,6 +53,17 @@ impl Door {
     }
 }
 
+/// The `Stripe-Signature` header, taken without copying the request's whole header map.
+pub struct SignatureHeader(Option<HeaderValue>);
+
+impl<S: Send + Sync> FromRequestParts<S> for SignatureHeader {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(parts.headers.get("Stripe-Signature").cloned()))
+    }
+}
+
 /// What a delivery is answered with once the event is stored.
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct WebhookAck {
@@ -73,11 +86,11 @@ pub struct WebhookAck {
     ))]
 pub async fn platform(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    signature: SignatureHeader,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let secrets = state.doors.secrets(&state.services, false).await;
-    receive(&state, Door::Platform, &secrets, &headers, body).await
+    receive(&state, Door::Platform, &secrets, signature, body).await
 }
 
 /// The Connect endpoint: events of every connected account (`account` names which).
@@ -93,11 +106,11 @@ pub async fn platform(
     ))]
 pub async fn connect(
     State(state): State<AppState>,
-    headers: HeaderMap,
+    signature: SignatureHeader,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let secrets = state.doors.secrets(&state.services, true).await;
-    receive(&state, Door::Connect, &secrets, &headers, body).await
+    receive(&state, Door::Connect, &secrets, signature, body).await
 }
 
 /// A keys store's own endpoint, verified with that store's signing secret.
@@ -118,7 +131,7 @@ pub async fn connect(
 pub async fn store(
     State(state): State<AppState>,
     Path(store_id): Path<String>,
-    headers: HeaderMap,
+    signature: SignatureHeader,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let Ok(store) = StoreId::parse(&store_id) else {
@@ -136,7 +149,7 @@ pub async fn store(
         &state,
         Door::Store { store, account },
         &secrets,
-        &headers,
+        signature,
         body,
     )
     .await
@@ -146,7 +159,7 @@ async fn receive(
     state: &AppState,
     door: Door,
     secrets: &[SecretString],
-    headers: &HeaderMap,
+    signature: SignatureHeader,
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let metrics = &state.services.metrics;
@@ -175,9 +188,7 @@ async fn receive(
         )
         .into_response();
     }
-    let header = headers
-        .get("Stripe-Signature")
-        .and_then(|v| v.to_str().ok());
+    let header = signature.0.as_ref().and_then(|v| v.to_str().ok());
     let now = crate::db::now_ms() / 1000;
     let tolerance = state.services.config.webhook_tolerance;
     let mut verified = signature::verify(header, &body, secrets, tolerance, now);

@@ -21,7 +21,7 @@ pub struct Envelope {
 }
 
 #[derive(Deserialize)]
-struct Raw {
+struct Raw<'a> {
     id: String,
     #[serde(rename = "type")]
     event_type: String,
@@ -35,8 +35,8 @@ struct Raw {
     context: Option<String>,
     #[serde(default)]
     related_object: Option<Related>,
-    #[serde(default)]
-    data: Option<Data>,
+    #[serde(default, borrow)]
+    data: Option<Data<'a>>,
 }
 
 #[derive(Deserialize)]
@@ -47,9 +47,11 @@ struct Related {
 }
 
 #[derive(Deserialize)]
-struct Data {
-    /// Checked to be a JSON object, not parsed: workers read it, the door does not need to.
-    object: Option<Box<serde_json::value::RawValue>>,
+struct Data<'a> {
+    /// Checked to be a JSON object, not parsed (nor copied): workers read it, the door does not
+    /// need to.
+    #[serde(borrow)]
+    object: Option<&'a serde_json::value::RawValue>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -4,7 +4,7 @@
 //! and since when.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use secrecy::SecretString;
@@ -21,11 +21,23 @@ const RELOAD_EVERY: Duration = Duration::from_secs(2);
 /// Failures are written at most this often per door; counts in between are added up.
 const RECORD_EVERY: Duration = Duration::from_secs(1);
 
+/// The secrets each door tries, configured first: rebuilt when the stored ones are reloaded,
+/// shared by every delivery until then.
 #[derive(Default)]
 struct Stored {
-    platform: Option<SecretString>,
-    connect: Option<SecretString>,
+    platform: Arc<[SecretString]>,
+    connect: Arc<[SecretString]>,
     loaded: Option<Instant>,
+}
+
+impl Stored {
+    fn door(&self, connect: bool) -> Arc<[SecretString]> {
+        if connect {
+            self.connect.clone()
+        } else {
+            self.platform.clone()
+        }
+    }
 }
 
 #[derive(Default)]
@@ -44,22 +56,15 @@ pub struct Doors {
 
 impl Doors {
     /// The secrets to try at the platform (`connect` false) or Connect door.
-    pub async fn secrets(&self, s: &Services, connect: bool) -> Vec<SecretString> {
-        let configured = if connect {
-            &s.config.stripe.connect_webhook_secrets
-        } else {
-            &s.config.stripe.webhook_secrets
-        };
-        if self.stored.read().await.loaded.is_none() {
-            self.reload(s).await;
+    pub async fn secrets(&self, s: &Services, connect: bool) -> Arc<[SecretString]> {
+        {
+            let stored = self.stored.read().await;
+            if stored.loaded.is_some() {
+                return stored.door(connect);
+            }
         }
-        let stored = self.stored.read().await;
-        let extra = if connect {
-            &stored.connect
-        } else {
-            &stored.platform
-        };
-        configured.iter().chain(extra).cloned().collect()
+        self.reload(s).await;
+        self.stored.read().await.door(connect)
     }
 
     /// After a failed verification: reloads the stored secrets unless that was done just now;
@@ -84,9 +89,13 @@ impl Doors {
         if let Err(e) = platform.as_ref().and(connect.as_ref()) {
             tracing::warn!(error = %e, "stored webhook secrets could not be read");
         }
+        let door = |configured: &[SecretString], extra: Option<SecretString>| {
+            configured.iter().cloned().chain(extra).collect()
+        };
+        let stripe = &s.config.stripe;
         let mut stored = self.stored.write().await;
-        stored.platform = platform.ok().flatten();
-        stored.connect = connect.ok().flatten();
+        stored.platform = door(&stripe.webhook_secrets, platform.ok().flatten());
+        stored.connect = door(&stripe.connect_webhook_secrets, connect.ok().flatten());
         stored.loaded = Some(Instant::now());
     }
 
