@@ -96,8 +96,11 @@ mod tests {
         assert_eq!(page, 16384, "a new database gets 16 KB pages");
         let frames = wal.saturating_sub(32) / (page as u64 + 24);
         let restart_frames = (RESTART_BYTES / page) as u64;
+        // Without restarts the WAL reaches about 5,000 pages. With them it stays near
+        // `restart_frames`, plus what is written while the checkpoint thread waits for its
+        // turn: on two cores busy with other tests that has been as much again.
         assert!(
-            frames < 2 * restart_frames,
+            frames < 3 * restart_frames,
             "the WAL grew to {frames} pages"
         );
     }
