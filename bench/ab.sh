@@ -10,6 +10,7 @@
 # `serve` from that build, and `bench-ingest` (64 in flight, 3 KB) from the same build. Prints
 # acked/s, p99 and the server's CPU time per run, then the medians per build.
 set -euo pipefail
+. "$(dirname "$0")/env.sh"
 a=$1 b=$2 rounds=${3:-4} events=${4:-60000}
 out=$(mktemp /tmp/bursar-ab.XXXXXX)
 trap 'rm -f "$out"' EXIT
@@ -17,12 +18,7 @@ trap 'rm -f "$out"' EXIT
 run() {
   local bin=$1 work server
   work=$(mktemp -d /tmp/bursar-ab.XXXXXX)
-  export BURSAR_DATABASE_URL=${BENCH_DATABASE_URL:-sqlite://$work/bench.db}
-  export BURSAR_MASTER_KEYS="bench:$(head -c 32 /dev/urandom | base64)"
-  export STRIPE_WEBHOOK_SECRET=whsec_bench_secret
-  export BURSAR_LISTEN=127.0.0.1:${BENCH_PORT:-18082}
-  export BURSAR_PUBLIC_URL=http://$BURSAR_LISTEN
-  export RUST_LOG=warn
+  bench_env "$work" "${BENCH_PORT:-18082}"
   if curl -s -o /dev/null "$BURSAR_PUBLIC_URL/healthz"; then
     echo "something already listens on $BURSAR_LISTEN" >&2; exit 1
   fi

@@ -17,12 +17,8 @@ concurrency=${2:-64}
 size=${3:-3072}
 cargo build --release -q --bin bursar --example ceiling
 work=$(mktemp -d /tmp/bursar-bench.XXXXXX)
-export BURSAR_DATABASE_URL=${BENCH_DATABASE_URL:-sqlite://$work/bench.db}
-export BURSAR_MASTER_KEYS="bench:$(head -c 32 /dev/urandom | base64)"
-export STRIPE_WEBHOOK_SECRET=whsec_bench_secret
-export BURSAR_LISTEN=127.0.0.1:${BENCH_PORT:-18080}
-export BURSAR_PUBLIC_URL=http://$BURSAR_LISTEN
-export RUST_LOG=warn
+. bench/env.sh
+bench_env "$work" "${BENCH_PORT:-18080}"
 ceiling_addr=127.0.0.1:${BENCH_CEILING_PORT:-18081}
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
