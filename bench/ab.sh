@@ -25,7 +25,7 @@ run() {
   "$bin" migrate >/dev/null
   "$bin" serve 2>"$work/server.log" &
   server=$!
-  for _ in $(seq 100); do curl -s -o /dev/null "$BURSAR_PUBLIC_URL/healthz" && break; sleep 0.1; done
+  wait_up "$BURSAR_PUBLIC_URL/healthz"
   "$bin" bench-ingest --events "$events" --concurrency 64 --size 3072 >"$work/out"
   local cpu
   cpu=$(awk '{print ($14+$15)*10}' "/proc/$server/stat")
@@ -43,9 +43,9 @@ for i in $(seq "$rounds"); do
 done
 echo "== medians over $rounds runs each: acked/s, p99 ms, server CPU ms"
 for side in a b; do
-  awk -v s="$side" '$1 == s {print $2, $3, $4}' "$out" | sort -n -k1 | awk -v s="$side" '
+  awk -v s="$side" '$1 == s {print $2, $3, $4}' "$out" | awk -v s="$side" '
     { t[NR]=$1; p[NR]=$2; c[NR]=$3 }
-    function med(x, n,   i, j, v, k) {   # median of x[1..n], sorted in place
+    function med(x, n,   i, j, v) {   # median of x[1..n], sorted in place
       for (i = 2; i <= n; i++) { v = x[i]; for (j = i - 1; j > 0 && x[j] > v; j--) x[j+1] = x[j]; x[j+1] = v }
       return n % 2 ? x[(n+1)/2] : (x[n/2] + x[n/2+1]) / 2
     }

@@ -22,7 +22,6 @@ bench_env "$work" "${BENCH_PORT:-18080}"
 ceiling_addr=127.0.0.1:${BENCH_CEILING_PORT:-18081}
 pids=()
 trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$work"' EXIT
-wait_up() { for _ in $(seq 100); do curl -s -o /dev/null "$1" && return; sleep 0.1; done; echo "server at $1 did not start" >&2; exit 1; }
 peak() { awk '/VmHWM/{printf "%.1f MB", $2/1024}' "/proc/$1/status"; }
 cpu() { awk '{printf "%.1f s", ($14+$15)/100}' "/proc/$1/stat"; }
 
