@@ -16,7 +16,7 @@ use super::now_ms;
 
 #[derive(Debug)]
 pub struct Handoff {
-    queue: Mutex<VecDeque<Claimed>>,
+    queue: Mutex<Queue>,
     /// Rung when claimed events are queued.
     ready: Notify,
     /// Rung when events were stored unclaimed: the worker must look in the table.
@@ -28,10 +28,27 @@ pub struct Handoff {
     token: String,
 }
 
+/// The events waiting for the worker, and the room leased to batches still being written.
+#[derive(Debug)]
+struct Queue {
+    events: VecDeque<Claimed>,
+    reserved: usize,
+}
+
+impl Queue {
+    fn unreserve(&mut self, n: usize) {
+        debug_assert!(self.reserved >= n, "more room given back than was leased");
+        self.reserved = self.reserved.saturating_sub(n);
+    }
+}
+
 impl Handoff {
     pub fn new(cap: usize, lease: std::time::Duration, stored: Arc<Notify>) -> Arc<Self> {
         Arc::new(Self {
-            queue: Mutex::new(VecDeque::with_capacity(cap)),
+            queue: Mutex::new(Queue {
+                events: VecDeque::with_capacity(cap),
+                reserved: 0,
+            }),
             ready: Notify::new(),
             stored,
             cap,
@@ -40,33 +57,49 @@ impl Handoff {
         })
     }
 
-    /// The lease to insert `n` new events under, if the worker has room for them now. Only
-    /// the one inbox writer asks, so the room cannot be taken between asking and `send`.
+    /// The lease to insert `n` new events under, if the worker has room for them now. The room
+    /// stays reserved until the batch is `committed` or `released`, so writers committing at
+    /// the same time cannot overfill the queue between them.
     pub fn lease(&self, n: usize) -> Option<Lease> {
-        (self.queue().len() + n <= self.cap).then(|| Lease {
-            token: self.token.clone(),
-            until: now_ms() + self.lease_ms,
+        let mut queue = self.queue();
+        (queue.events.len() + queue.reserved + n <= self.cap).then(|| {
+            queue.reserved += n;
+            Lease {
+                token: self.token.clone(),
+                until: now_ms() + self.lease_ms,
+            }
         })
     }
 
-    /// After a commit: queues the events claimed under the batch's lease, or, if it had none
-    /// and some events are new, tells the worker to claim them from the table. Returns each
-    /// delivery's result, in order.
-    pub fn committed(&self, batch: InsertedBatch, leased: bool) -> Vec<Inserted> {
+    /// After a commit of `n` deliveries: frees their room if they had a lease (`leased`), and
+    /// queues the events claimed under it, or, if it had none and some events are new, tells
+    /// the worker to claim them from the table. Returns each delivery's result, in order.
+    pub fn committed(&self, batch: InsertedBatch, n: usize, leased: bool) -> Vec<Inserted> {
+        let mut queue = self.queue();
+        if leased {
+            queue.unreserve(n);
+        }
         if !batch.claimed.is_empty() {
-            self.queue().extend(batch.claimed);
+            queue.events.extend(batch.claimed);
+            drop(queue);
             self.ready.notify_one();
         } else if !leased && batch.results.iter().any(|r| matches!(r, Inserted::New(_))) {
+            drop(queue);
             self.stored.notify_one();
         }
         batch.results
     }
 
+    /// After a failed commit of `n` deliveries under a lease: frees their room.
+    pub fn release(&self, n: usize) {
+        self.queue().unreserve(n);
+    }
+
     /// Up to `max` queued events, oldest first.
     pub fn take(&self, max: usize) -> Vec<Claimed> {
         let mut queue = self.queue();
-        let n = max.min(queue.len());
-        queue.drain(..n).collect()
+        let n = max.min(queue.events.len());
+        queue.events.drain(..n).collect()
     }
 
     /// Resolves once events are queued (at once if some were queued since the last wait).
@@ -78,7 +111,7 @@ impl Handoff {
         &self.token
     }
 
-    fn queue(&self) -> std::sync::MutexGuard<'_, VecDeque<Claimed>> {
+    fn queue(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -119,15 +152,30 @@ mod tests {
     #[test]
     fn leases_only_while_the_worker_has_room() {
         let h = Handoff::new(3, std::time::Duration::from_secs(60), Default::default());
-        let lease = h.lease(3).expect("room for three");
+        let lease = h.lease(2).expect("room for two");
         assert_eq!(lease.token, h.token());
         assert!(lease.until > now_ms());
-        h.committed(leased(vec![claimed(1), claimed(2)]), true);
+        h.committed(leased(vec![claimed(1), claimed(2)]), 2, true);
         assert!(h.lease(2).is_none(), "two queued, cap three");
         assert!(h.lease(1).is_some());
+        h.release(1);
         let taken: Vec<i64> = h.take(10).into_iter().map(|(r, _)| r.seq).collect();
         assert_eq!(taken, [1, 2], "oldest first, all of them");
         assert!(h.lease(3).is_some(), "room again once taken");
+    }
+
+    #[test]
+    fn room_leased_to_a_batch_in_flight_is_not_leased_twice() {
+        let h = Handoff::new(4, std::time::Duration::from_secs(60), Default::default());
+        assert!(h.lease(3).is_some(), "the first writer's batch");
+        assert!(h.lease(2).is_none(), "three of four reserved");
+        let second = h.lease(1).expect("the last slot");
+        assert!(h.lease(1).is_none(), "full while both are in flight");
+        h.release(3);
+        h.committed(leased(vec![claimed(9)]), 1, true);
+        assert_eq!(h.take(8).len(), 1);
+        assert!(h.lease(4).is_some(), "a failed batch gives its room back");
+        drop(second);
     }
 
     #[tokio::test]
@@ -139,7 +187,7 @@ mod tests {
             claimed: Vec::new(),
         };
         assert_eq!(
-            h.committed(batch, false),
+            h.committed(batch, 2, false),
             [Inserted::Duplicate, Inserted::New(3)]
         );
         tokio::time::timeout(std::time::Duration::from_secs(1), stored.notified())
@@ -151,7 +199,8 @@ mod tests {
     #[tokio::test]
     async fn a_send_before_the_wait_is_not_lost() {
         let h = Handoff::new(8, std::time::Duration::from_secs(60), Default::default());
-        h.committed(leased(vec![claimed(7)]), true);
+        h.lease(1).expect("room");
+        h.committed(leased(vec![claimed(7)]), 1, true);
         tokio::time::timeout(std::time::Duration::from_secs(1), h.ready())
             .await
             .expect("the permit was kept");

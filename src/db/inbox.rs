@@ -160,6 +160,9 @@ pub async fn insert_claimed(
     if let Some(writer) = db.sqlite_inbox() {
         return writer.insert_batch(events, lease.cloned()).await;
     }
+    if let Some(writer) = db.pg_inbox() {
+        return writer.insert_batch(events, lease).await;
+    }
     let now = now_ms();
     let status = NewStatus::new(lease, now);
     let mut tx = db.begin_write().await?;

@@ -19,6 +19,7 @@ pub mod idempotency;
 pub mod inbox;
 pub mod operator;
 pub mod orders;
+pub mod pg_inbox;
 pub mod secrets;
 pub mod sqlite_checkpoint;
 pub mod sqlite_inbox;
@@ -82,6 +83,8 @@ pub struct Db {
     write_lock: Arc<Mutex<()>>,
     /// SQLite's inbox writes, on their own thread and connection (none on PostgreSQL).
     sqlite_inbox: Option<Arc<sqlite_inbox::SqliteInbox>>,
+    /// PostgreSQL's inbox writes, on their own connections (none on SQLite).
+    pg_inbox: Option<Arc<pg_inbox::PgInbox>>,
     /// SQLite's WAL checkpoints, on their own thread (with a file; none on PostgreSQL).
     _checkpointer: Option<Arc<sqlite_checkpoint::Checkpointer>>,
 }
@@ -136,6 +139,7 @@ impl Db {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
         let mut apply_pool = None;
+        let mut pg_inbox = None;
         // With a file, checkpoints are the checkpoint thread's job, not any committer's.
         let file = sqlite_path(&url).filter(|_| engine == Engine::Sqlite);
         let checkpoints = if file.is_some() { 0 } else { 1000 };
@@ -167,6 +171,9 @@ impl Db {
                     .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
                     .close()
                     .await?;
+                let pg = sqlx::postgres::PgConnectOptions::from_str(&url)
+                    .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
+                pg_inbox = Some(Arc::new(pg_inbox::PgInbox::connect(pg).await?));
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -195,6 +202,7 @@ impl Db {
             engine,
             write_lock,
             sqlite_inbox,
+            pg_inbox,
             _checkpointer: checkpointer,
         })
     }
@@ -227,6 +235,10 @@ impl Db {
 
     pub(crate) fn sqlite_inbox(&self) -> Option<&sqlite_inbox::SqliteInbox> {
         self.sqlite_inbox.as_deref()
+    }
+
+    pub(crate) fn pg_inbox(&self) -> Option<&pg_inbox::PgInbox> {
+        self.pg_inbox.as_deref()
     }
 
     /// On SQLite, the process's turn to write, for a single-statement write on the shared pool:
@@ -277,6 +289,9 @@ impl Db {
     pub async fn close(&self) {
         if let Some(pool) = &self.apply_pool {
             pool.close().await;
+        }
+        if let Some(inbox) = &self.pg_inbox {
+            inbox.close().await;
         }
         self.pool.close().await;
     }

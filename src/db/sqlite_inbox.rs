@@ -300,7 +300,7 @@ fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration
                 let _ = answer.send(n);
             }
             if let Some(handoff) = handoff {
-                let results = handoff.committed(stored, lease.is_some());
+                let results = handoff.committed(stored, size, lease.is_some());
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }
@@ -308,6 +308,9 @@ fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration
         }
         Err(e) => {
             tracing::error!(error = ?e, batch = size, "inbox commit failed; deliveries get a 5xx and Stripe retries");
+            if let (Some(handoff), Some(_)) = (&handoff, &lease) {
+                handoff.release(size);
+            }
             // The finishes did not fail with them: written alone, they need not wait for their
             // leases to run out.
             let alone = (with_deliveries && !jobs.is_empty())

@@ -3,17 +3,19 @@
 //! themselves; with one request in flight the batch is one event.
 //!
 //! On SQLite the inbox thread gathers deliveries itself (`db::sqlite_inbox`); on PostgreSQL a
-//! writer task does. Either way the new events go to this process's worker already claimed
+//! writer task does, with several batches in flight (`db::pg_inbox`). Either way the new events go to this process's worker already claimed
 //! (`db::handoff`), so applying them needs no claim and no read of what was just written.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 
 use futures::FutureExt;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+use tokio::task::JoinSet;
 
 use crate::db::handoff::Handoff;
 use crate::db::inbox::{self, Inserted, NewEvent, MAX_BATCH};
+use crate::db::pg_inbox::PIPELINE;
 use crate::db::{Db, DbError};
 
 const QUEUE: usize = 8192;
@@ -94,11 +96,23 @@ impl Ingest {
     }
 }
 
-/// Ends when every `Ingest` handle is dropped and the queue is drained.
+/// Ends when every `Ingest` handle is dropped, the queue is drained and every batch committed.
+/// Up to `PIPELINE` batches are in flight on PostgreSQL (one elsewhere): deliveries that arrive
+/// while they are written wait in the queue and form the next batch.
 async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, handoff: Arc<Handoff>) {
-    let mut replies = Vec::with_capacity(MAX_BATCH);
+    let depth = if db.pg_inbox().is_some() {
+        PIPELINE as usize
+    } else {
+        1
+    };
+    let slots = Arc::new(Semaphore::new(depth));
+    let mut commits = JoinSet::new();
     while let Some((event, reply)) = rx.recv().await {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            break;
+        };
         let mut events = Vec::with_capacity(MAX_BATCH);
+        let mut replies = Vec::with_capacity(MAX_BATCH);
         events.push(event);
         replies.push(reply);
         while events.len() < MAX_BATCH {
@@ -110,37 +124,51 @@ async fn writer(db: Db, mut rx: mpsc::Receiver<(NewEvent, Reply)>, handoff: Arc<
                 Err(_) => break,
             }
         }
-        let started = std::time::Instant::now();
-        let batch = events.len();
-        let lease = handoff.lease(batch);
-        // A panic fails this batch's deliveries (Stripe retries them), not the writer.
-        let stored_batch = AssertUnwindSafe(inbox::insert_claimed(&db, events, lease.as_ref()))
-            .catch_unwind()
-            .await
-            .unwrap_or_else(|panic| {
-                Err(DbError::Aborted(format!(
-                    "inbox insert panicked: {}",
-                    crate::supervise::panic_message(panic)
-                )))
-            });
-        match stored_batch {
-            Ok(stored) => {
-                tracing::debug!(
-                    batch,
-                    micros = started.elapsed().as_micros() as u64,
-                    "inbox commit"
-                );
-                let results = handoff.committed(stored, lease.is_some());
-                for (reply, result) in replies.drain(..).zip(results) {
-                    let _ = reply.send(Ok(result));
-                }
+        let (db, handoff) = (db.clone(), handoff.clone());
+        commits.spawn(async move {
+            commit(&db, &handoff, events, replies).await;
+            drop(slot);
+        });
+        while commits.try_join_next().is_some() {}
+    }
+    while commits.join_next().await.is_some() {}
+}
+
+/// Stores one batch and answers its deliveries.
+async fn commit(db: &Db, handoff: &Handoff, events: Vec<NewEvent>, replies: Vec<Reply>) {
+    let started = std::time::Instant::now();
+    let batch = events.len();
+    let lease = handoff.lease(batch);
+    // A panic fails this batch's deliveries (Stripe retries them), not the writer.
+    let stored_batch = AssertUnwindSafe(inbox::insert_claimed(db, events, lease.as_ref()))
+        .catch_unwind()
+        .await
+        .unwrap_or_else(|panic| {
+            Err(DbError::Aborted(format!(
+                "inbox insert panicked: {}",
+                crate::supervise::panic_message(panic)
+            )))
+        });
+    match stored_batch {
+        Ok(stored) => {
+            tracing::debug!(
+                batch,
+                micros = started.elapsed().as_micros() as u64,
+                "inbox commit"
+            );
+            let results = handoff.committed(stored, batch, lease.is_some());
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
             }
-            Err(e) => {
-                tracing::error!(error = ?e, batch, "inbox commit failed; deliveries get a 5xx and Stripe retries");
-                let e = Arc::new(e);
-                for reply in replies.drain(..) {
-                    let _ = reply.send(Err(e.clone()));
-                }
+        }
+        Err(e) => {
+            tracing::error!(error = ?e, batch, "inbox commit failed; deliveries get a 5xx and Stripe retries");
+            if lease.is_some() {
+                handoff.release(batch);
+            }
+            let e = Arc::new(e);
+            for reply in replies {
+                let _ = reply.send(Err(e.clone()));
             }
         }
     }

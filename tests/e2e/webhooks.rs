@@ -453,6 +453,18 @@ async fn concurrent_deliveries_are_all_stored_once() {
     let results = futures::future::join_all(sends).await;
     assert!(results.iter().all(|r| r.status() == 200));
     assert_eq!(app.event_count().await, 200);
+    // Each row got its own delivery's bytes, whichever batch and connection stored it.
+    let stored: Vec<(String, String)> = sqlx::query_as(
+        "SELECT e.event_id, p.payload FROM events e JOIN event_payloads p ON p.seq = e.seq",
+    )
+    .fetch_all(app.services.db.pool())
+    .await
+    .unwrap();
+    assert_eq!(stored.len(), 200);
+    for (id, payload) in stored {
+        let payload: Value = serde_json::from_str(&payload).unwrap();
+        assert_eq!(payload["id"], id.as_str());
+    }
     app.drain().await;
     let applied: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status = 'applied'")
         .fetch_one(app.services.db.pool())
