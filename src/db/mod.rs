@@ -75,7 +75,7 @@ pub enum Engine {
 #[derive(Clone, Debug)]
 pub struct Db {
     pool: AnyPool,
-    /// SQLite: the worker's connections, committing without fsync (see `connect`).
+    /// The worker's connections, committing without waiting for the disk (see `connect`).
     apply_pool: Option<AnyPool>,
     engine: Engine,
     /// SQLite has one writer. Queueing writers here, in order, replaces SQLite's busy handler,
@@ -138,7 +138,7 @@ impl Db {
         };
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
-        let mut apply_pool = None;
+        let apply_pool;
         let mut pg_inbox = None;
         // With a file, checkpoints are the checkpoint thread's job, not any committer's.
         let file = sqlite_path(&url).filter(|_| engine == Engine::Sqlite);
@@ -174,6 +174,24 @@ impl Db {
                 let pg = sqlx::postgres::PgConnectOptions::from_str(&url)
                     .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
                 pg_inbox = Some(Arc::new(pg_inbox::PgInbox::connect(pg).await?));
+                // The worker's transactions commit without waiting for their WAL flush, for the
+                // reason given for SQLite above: a commit lost to a crash leaves its events
+                // claimed, so they are applied again once the lease runs out, and the next
+                // synchronous commit (the inbox's) flushes the WAL theirs is in.
+                apply_pool = Some(
+                    AnyPoolOptions::new()
+                        .max_connections(4)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute("SET synchronous_commit = off").await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(options.clone())
+                        .await
+                        .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?,
+                );
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -270,11 +288,14 @@ impl Db {
         })
     }
 
-    /// A write transaction for the worker's claims and applies: on SQLite on a connection that
-    /// commits without fsync (atomic, made durable by the next synchronous commit); elsewhere
-    /// the same as `begin_write`.
+    /// A write transaction for the worker's claims and applies, on a connection that commits
+    /// without waiting for the disk (atomic, made durable by the next synchronous commit).
     pub async fn begin_apply(&self) -> Result<WriteTx> {
         match &self.apply_pool {
+            Some(pool) if self.engine == Engine::Postgres => Ok(WriteTx {
+                tx: pool.begin().await?,
+                _lock: None,
+            }),
             Some(pool) => {
                 let lock = self.write_lock.clone().lock_owned().await;
                 Ok(WriteTx {
