@@ -91,6 +91,14 @@ impl PgInbox {
         let pool = PgPoolOptions::new()
             .max_connections(PIPELINE)
             .acquire_timeout(std::time::Duration::from_secs(10))
+            // Durable before the 2xx, whatever the server's default: each commit waits for its
+            // WAL flush.
+            .after_connect(|conn, _| {
+                Box::pin(async move {
+                    sqlx::Executor::execute(conn, "SET synchronous_commit = on").await?;
+                    Ok(())
+                })
+            })
             .connect_with(options)
             .await?;
         Ok(Self { pool })
