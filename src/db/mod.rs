@@ -182,6 +182,9 @@ impl Db {
                     AnyPoolOptions::new()
                         .max_connections(4)
                         .acquire_timeout(Duration::from_secs(10))
+                        // No ping per transaction: one on a broken connection fails its batch,
+                        // which is retried, and the pool drops the connection.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 conn.execute("SET synchronous_commit = off").await?;

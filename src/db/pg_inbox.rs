@@ -5,13 +5,17 @@
 //!
 //! This runs on the native driver, beside the `Any` pool: `Any` binds no arrays, and a
 //! multi-row `VALUES` of one statement text per batch size was parsed and planned anew for
-//! most batches (two thirds of a commit's time in the server log).
+//! most batches (two thirds of a commit's time in the server log). The connections are kept
+//! here rather than in a sqlx pool, which pings a connection each time it is returned (and,
+//! by default, taken): two more round trips per batch than the batch itself.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
-use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::{Connection, Executor};
 
-use super::inbox::{InsertedBatch, Lease, NewEvent, NewStatus};
+use super::inbox::{Finish, InsertedBatch, Lease, NewEvent, NewStatus};
 use super::{now_ms, Result};
 
 /// Batches a writer may have in flight: while one waits for its commit's flush, the next is
@@ -43,9 +47,78 @@ WITH batch AS (
 )
 SELECT seq, source, event_id, store_id FROM stored";
 
+/// `$1` seqs, `$2` outcomes, `$3` notes, `$4` stores (set on rows that have none), `$5` now,
+/// `$6` the claim token: only rows still under that claim change.
+const FINISH: &str = "\
+UPDATE events AS e SET status = f.outcome, last_error = f.note,
+       applied_at = CASE WHEN f.outcome = 'applied' THEN $5 ELSE NULL END,
+       claim_token = NULL, store_id = COALESCE(e.store_id, f.store_id)
+FROM UNNEST($1::bigint[], $2::text[], $3::text[], $4::text[]) AS f(seq, outcome, note, store_id)
+WHERE e.seq = f.seq AND e.claim_token = $6";
+
+/// What the insert returns of each new row: seq, source, event id, store.
+type StoredRow = (i64, String, String, Option<String>);
+
 #[derive(Debug)]
 pub struct PgInbox {
-    pool: PgPool,
+    /// Commits that wait for their WAL flush: the deliveries, answered 2xx once stored.
+    inserts: Connections,
+    /// Commits that do not: the worker's effect-free outcomes (see `Db::connect`).
+    finishes: Connections,
+}
+
+/// Connections of one kind between uses, set up with `setup` when opened.
+#[derive(Debug)]
+struct Connections {
+    options: PgConnectOptions,
+    setup: &'static str,
+    /// One per use in flight, up to `keep`.
+    idle: Mutex<Vec<PgConnection>>,
+    keep: usize,
+}
+
+impl Connections {
+    fn new(options: PgConnectOptions, setup: &'static str, keep: usize) -> Self {
+        Self {
+            options,
+            setup,
+            idle: Mutex::new(Vec::with_capacity(keep)),
+            keep,
+        }
+    }
+
+    async fn take(&self) -> Result<PgConnection> {
+        let idle = self.idle().pop();
+        match idle {
+            Some(conn) => Ok(conn),
+            None => {
+                let mut conn = PgConnection::connect_with(&self.options).await?;
+                conn.execute(self.setup).await?;
+                Ok(conn)
+            }
+        }
+    }
+
+    /// Keeps `conn` for the next use unless `result` says it may be broken (it failed other
+    /// than by the database refusing the statement): then it is dropped, and the next use
+    /// opens a new one.
+    fn put_back<T>(&self, conn: PgConnection, result: &sqlx::Result<T>) {
+        let mut idle = self.idle();
+        if matches!(result, Ok(_) | Err(sqlx::Error::Database(_))) && idle.len() < self.keep {
+            idle.push(conn);
+        }
+    }
+
+    async fn close(&self) {
+        let idle = std::mem::take(&mut *self.idle());
+        for conn in idle {
+            let _ = conn.close().await;
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<PgConnection>> {
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
 }
 
 /// The columns of a batch's distinct deliveries, as the statement binds them.
@@ -86,22 +159,20 @@ impl<'a> Columns<'a> {
 }
 
 impl PgInbox {
-    /// A pool of `PIPELINE` connections to the database the main pool uses.
+    /// Opens the first connection, so a database that cannot be reached fails at start.
     pub async fn connect(options: PgConnectOptions) -> Result<Self> {
-        let pool = PgPoolOptions::new()
-            .max_connections(PIPELINE)
-            .acquire_timeout(std::time::Duration::from_secs(10))
-            // Durable before the 2xx, whatever the server's default: each commit waits for its
-            // WAL flush.
-            .after_connect(|conn, _| {
-                Box::pin(async move {
-                    sqlx::Executor::execute(conn, "SET synchronous_commit = on").await?;
-                    Ok(())
-                })
-            })
-            .connect_with(options)
-            .await?;
-        Ok(Self { pool })
+        let inbox = Self {
+            // Durable before the 2xx, whatever the server's default.
+            inserts: Connections::new(
+                options.clone(),
+                "SET synchronous_commit = on",
+                PIPELINE as usize,
+            ),
+            finishes: Connections::new(options, "SET synchronous_commit = off", 1),
+        };
+        let first = inbox.inserts.take().await?;
+        inbox.inserts.put_back(first, &Ok(()));
+        Ok(inbox)
     }
 
     /// Stores a batch in one statement (one commit), the new events claimed under `lease` if
@@ -114,7 +185,8 @@ impl PgInbox {
         let now = now_ms();
         let status = NewStatus::new(lease, now);
         let c = Columns::distinct(&events);
-        let rows: Vec<(i64, String, String, Option<String>)> = sqlx::query_as(INSERT)
+        let mut conn = self.inserts.take().await?;
+        let rows: sqlx::Result<Vec<StoredRow>> = sqlx::query_as(INSERT)
             .bind(&c.source)
             .bind(&c.event_id)
             .bind(&c.event_type)
@@ -129,9 +201,11 @@ impl PgInbox {
             .bind(status.attempts)
             .bind(status.next_attempt_at)
             .bind(now)
-            .fetch_all(&self.pool)
-            .await?;
+            .fetch_all(&mut conn)
+            .await;
         drop(c);
+        self.inserts.put_back(conn, &rows);
+        let rows = rows?;
         let mut stored: HashMap<(String, String), (i64, Option<String>)> = rows
             .into_iter()
             .map(|(seq, source, event_id, store)| ((source, event_id), (seq, store)))
@@ -144,7 +218,29 @@ impl PgInbox {
         Ok(batch)
     }
 
+    /// Writes effect-free outcomes of events claimed under `token`, in one statement; returns
+    /// how many were still ours.
+    pub async fn finish(&self, token: &str, finishes: Vec<Finish>) -> Result<usize> {
+        let seqs: Vec<i64> = finishes.iter().map(|f| f.seq).collect();
+        let outcomes: Vec<&str> = finishes.iter().map(|f| f.outcome.as_str()).collect();
+        let notes: Vec<Option<&str>> = finishes.iter().map(|f| f.note.as_deref()).collect();
+        let stores: Vec<Option<&str>> = finishes.iter().map(|f| f.store_id.as_deref()).collect();
+        let mut conn = self.finishes.take().await?;
+        let done = sqlx::query(FINISH)
+            .bind(&seqs)
+            .bind(&outcomes)
+            .bind(&notes)
+            .bind(&stores)
+            .bind(now_ms())
+            .bind(token)
+            .execute(&mut conn)
+            .await;
+        self.finishes.put_back(conn, &done);
+        Ok(done?.rows_affected() as usize)
+    }
+
     pub async fn close(&self) {
-        self.pool.close().await;
+        self.inserts.close().await;
+        self.finishes.close().await;
     }
 }

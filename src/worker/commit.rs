@@ -17,21 +17,26 @@ use crate::service::Services;
 use crate::supervise::panic_message;
 use crate::webhooks::registry::{Handler, HandlerError, Incoming, Loaded};
 
-/// Commits a batch's events. On SQLite the effect-free outcomes (`Step::Finish`) go to the
-/// inbox thread, to join its next commit, while the others are applied here.
+/// Commits a batch's events. The effect-free outcomes (`Step::Finish`) go to the inbox's
+/// writer (SQLite's inbox thread, to join its next commit; PostgreSQL's inbox connections, one
+/// statement), while the others are applied here.
 pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> Result<(), DbError> {
-    let thread = s.db.sqlite_inbox();
+    let (thread, pg) = (s.db.sqlite_inbox(), s.db.pg_inbox());
+    let apart = thread.is_some() || pg.is_some();
     let (finishes, mut rest): (Vec<_>, Vec<_>) = items
         .into_iter()
-        .partition(|(_, step)| thread.is_some() && matches!(step, Step::Finish { .. }));
-    let finished = match thread {
-        Some(thread) if !finishes.is_empty() => Some(thread.finish(token, as_finishes(finishes))),
-        _ => None,
+        .partition(|(_, step)| apart && matches!(step, Step::Finish { .. }));
+    let finishes = as_finishes(finishes);
+    let finished = async {
+        match (thread, pg) {
+            _ if finishes.is_empty() => Ok(0),
+            (Some(thread), _) => thread.finish(token, finishes).await,
+            (None, Some(pg)) => pg.finish(token, finishes).await,
+            (None, None) => unreachable!("finishes are set apart only for a writer"),
+        }
     };
-    let applied = commit_together(s, token, &mut rest).await;
-    if let Some(finished) = finished {
-        finished.await?;
-    }
+    let (finished, applied) = tokio::join!(finished, commit_together(s, token, &mut rest));
+    finished?;
     applied
 }
 
