@@ -244,3 +244,94 @@ impl PgInbox {
         self.finishes.close().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::inbox::{Inserted, Outcome};
+    use crate::db::Db;
+
+    /// A fresh database on the PostgreSQL run's server; None on the SQLite run.
+    async fn fresh() -> Option<Db> {
+        let url = std::env::var("BURSAR_TEST_DATABASE_URL").ok()?;
+        let name = format!("bursar_unit_{:016x}", rand::random::<u64>());
+        let mut conn = PgConnection::connect(&url).await.unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let mut fresh = url::Url::parse(&url).unwrap();
+        fresh.set_path(&name);
+        Some(Db::open(fresh.as_str()).await.unwrap())
+    }
+
+    fn event(id: &str) -> NewEvent {
+        NewEvent::platform_balance(id.into(), format!(r#"{{"id":"{id}"}}"#))
+    }
+
+    async fn row(db: &Db, id: &str) -> (String, Option<String>, Option<i64>, String) {
+        sqlx::query_as(
+            "SELECT e.status, e.last_error, e.applied_at, p.payload \
+             FROM events e JOIN event_payloads p ON p.seq = e.seq WHERE e.event_id = $1",
+        )
+        .bind(id)
+        .fetch_one(db.pool())
+        .await
+        .unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_stored_once_per_id_and_finishes_touch_only_rows_still_claimed() {
+        let Some(db) = fresh().await else {
+            return; // the SQLite run: its inbox thread has its own tests
+        };
+        let inbox = db.pg_inbox().expect("PostgreSQL has an inbox writer");
+        let lease = Lease {
+            token: "ours".into(),
+            until: now_ms() + 60_000,
+        };
+        let batch = ["evt_a", "evt_b", "evt_a", "evt_c"].map(event).to_vec();
+        let stored = inbox.insert_batch(batch, Some(&lease)).await.unwrap();
+        let seqs: Vec<i64> = stored.claimed.iter().map(|(r, _)| r.seq).collect();
+        assert_eq!(seqs.len(), 3, "three distinct ids, claimed as inserted");
+        assert!(
+            matches!(stored.results[..], [Inserted::New(a), Inserted::New(b), Inserted::Duplicate, Inserted::New(c)] if [a, b, c] == seqs[..])
+        );
+        let again = inbox
+            .insert_batch(vec![event("evt_b")], None)
+            .await
+            .unwrap();
+        assert!(matches!(again.results[..], [Inserted::Duplicate]));
+        assert_eq!(row(&db, "evt_b").await.3, r#"{"id":"evt_b"}"#);
+
+        sqlx::query("UPDATE events SET claim_token = 'theirs' WHERE event_id = 'evt_c'")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        let finish = |seq, outcome, note: Option<&str>| Finish {
+            seq,
+            outcome,
+            store_id: None,
+            note: note.map(Into::into),
+        };
+        let finishes = vec![
+            finish(seqs[0], Outcome::Applied, None),
+            finish(seqs[1], Outcome::Unrouted, Some("no store")),
+            finish(seqs[2], Outcome::Applied, None),
+        ];
+        assert_eq!(inbox.finish("ours", finishes).await.unwrap(), 2);
+        let (status, error, applied_at, payload) = row(&db, "evt_a").await;
+        assert_eq!((status.as_str(), error), ("applied", None));
+        assert!(applied_at.is_some());
+        assert_eq!(payload, r#"{"id":"evt_a"}"#);
+        let (status, error, applied_at, _) = row(&db, "evt_b").await;
+        assert_eq!(
+            (status.as_str(), error.as_deref(), applied_at),
+            ("unrouted", Some("no store"), None)
+        );
+        assert_eq!(
+            row(&db, "evt_c").await.0,
+            "processing",
+            "taken over: not ours"
+        );
+    }
+}
