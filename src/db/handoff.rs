@@ -58,8 +58,8 @@ impl Handoff {
     }
 
     /// The lease to insert `n` new events under, if the worker has room for them now. The room
-    /// stays reserved until the batch is `committed` or `released`, so writers committing at
-    /// the same time cannot overfill the queue between them.
+    /// stays reserved until the batch is `committed` or its room given back by `release`, so
+    /// writers committing at the same time cannot overfill the queue between them.
     pub fn lease(&self, n: usize) -> Option<Lease> {
         let mut queue = self.queue();
         (queue.events.len() + queue.reserved + n <= self.cap).then(|| {
@@ -71,13 +71,13 @@ impl Handoff {
         })
     }
 
-    /// After a commit of `n` deliveries: frees their room if they had a lease (`leased`), and
-    /// queues the events claimed under it, or, if it had none and some events are new, tells
-    /// the worker to claim them from the table. Returns each delivery's result, in order.
-    pub fn committed(&self, batch: InsertedBatch, n: usize, leased: bool) -> Vec<Inserted> {
+    /// After a commit: frees the room leased to its deliveries (if `leased`), and queues the
+    /// events claimed under the lease, or, if it had none and some events are new, tells the
+    /// worker to claim them from the table. Returns each delivery's result, in order.
+    pub fn committed(&self, batch: InsertedBatch, leased: bool) -> Vec<Inserted> {
         let mut queue = self.queue();
         if leased {
-            queue.unreserve(n);
+            queue.unreserve(batch.results.len());
         }
         if !batch.claimed.is_empty() {
             queue.events.extend(batch.claimed);
@@ -155,7 +155,7 @@ mod tests {
         let lease = h.lease(2).expect("room for two");
         assert_eq!(lease.token, h.token());
         assert!(lease.until > now_ms());
-        h.committed(leased(vec![claimed(1), claimed(2)]), 2, true);
+        h.committed(leased(vec![claimed(1), claimed(2)]), true);
         assert!(h.lease(2).is_none(), "two queued, cap three");
         assert!(h.lease(1).is_some());
         h.release(1);
@@ -172,7 +172,7 @@ mod tests {
         let second = h.lease(1).expect("the last slot");
         assert!(h.lease(1).is_none(), "full while both are in flight");
         h.release(3);
-        h.committed(leased(vec![claimed(9)]), 1, true);
+        h.committed(leased(vec![claimed(9)]), true);
         assert_eq!(h.take(8).len(), 1);
         assert!(h.lease(4).is_some(), "a failed batch gives its room back");
         drop(second);
@@ -187,7 +187,7 @@ mod tests {
             claimed: Vec::new(),
         };
         assert_eq!(
-            h.committed(batch, 2, false),
+            h.committed(batch, false),
             [Inserted::Duplicate, Inserted::New(3)]
         );
         tokio::time::timeout(std::time::Duration::from_secs(1), stored.notified())
@@ -200,7 +200,7 @@ mod tests {
     async fn a_send_before_the_wait_is_not_lost() {
         let h = Handoff::new(8, std::time::Duration::from_secs(60), Default::default());
         h.lease(1).expect("room");
-        h.committed(leased(vec![claimed(7)]), 1, true);
+        h.committed(leased(vec![claimed(7)]), true);
         tokio::time::timeout(std::time::Duration::from_secs(1), h.ready())
             .await
             .expect("the permit was kept");

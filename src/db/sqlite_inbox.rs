@@ -300,7 +300,7 @@ fn commit(conn: &rusqlite::Connection, batch: Batch, waited: std::time::Duration
                 let _ = answer.send(n);
             }
             if let Some(handoff) = handoff {
-                let results = handoff.committed(stored, size, lease.is_some());
+                let results = handoff.committed(stored, lease.is_some());
                 for (reply, result) in replies.into_iter().zip(results) {
                     let _ = reply.send(Ok(result));
                 }

@@ -3,8 +3,9 @@
 //! themselves; with one request in flight the batch is one event.
 //!
 //! On SQLite the inbox thread gathers deliveries itself (`db::sqlite_inbox`); on PostgreSQL a
-//! writer task does, with several batches in flight (`db::pg_inbox`). Either way the new events go to this process's worker already claimed
-//! (`db::handoff`), so applying them needs no claim and no read of what was just written.
+//! writer task does, with several batches in flight (`db::pg_inbox`). Either way the new events
+//! go to this process's worker already claimed (`db::handoff`), so applying them needs no claim
+//! and no read of what was just written.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -156,7 +157,7 @@ async fn commit(db: &Db, handoff: &Handoff, events: Vec<NewEvent>, replies: Vec<
                 micros = started.elapsed().as_micros() as u64,
                 "inbox commit"
             );
-            let results = handoff.committed(stored, batch, lease.is_some());
+            let results = handoff.committed(stored, lease.is_some());
             for (reply, result) in replies.into_iter().zip(results) {
                 let _ = reply.send(Ok(result));
             }
