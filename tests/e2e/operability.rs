@@ -198,6 +198,16 @@ async fn postgres_connections_use_tls_and_explain_their_failures() {
         ssl, required,
         "sslmode=require must mean an encrypted connection"
     );
+    // Every connection Bursar holds, the inbox writer's own included, is opened the same way.
+    let (held, encrypted): (i64, Option<bool>) = sqlx::query_as(
+        "SELECT COUNT(*), bool_and(s.ssl) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+         WHERE a.datname = current_database() AND a.backend_type = 'client backend'",
+    )
+    .fetch_one(app.services.db.pool())
+    .await
+    .unwrap();
+    assert!(held >= 2, "the pool's connection and the inbox's: {held}");
+    assert_eq!(encrypted, Some(required));
     if !required || parsed.password().is_none() {
         return;
     }
