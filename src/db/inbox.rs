@@ -151,7 +151,8 @@ pub async fn insert_batch(db: &Db, events: Vec<NewEvent>) -> Result<Vec<Inserted
 }
 
 /// Stores a batch in one transaction, the new events claimed under `lease` if one is given:
-/// two statements per 100 rows (the inbox rows, then the payloads of the new ones).
+/// through the inbox's writer (SQLite's inbox thread, PostgreSQL's `pg_inbox`), else (an
+/// in-memory SQLite database) two statements per 100 rows on the pool.
 pub async fn insert_claimed(
     db: &Db,
     events: Vec<NewEvent>,
@@ -408,6 +409,30 @@ pub struct Finish {
     pub outcome: Outcome,
     pub store_id: Option<String>,
     pub note: Option<String>,
+}
+
+/// True when the inbox's writer also writes effect-free outcomes (`finish_apart`); else they
+/// go in the worker's own transaction.
+pub fn finishes_apart(db: &Db) -> bool {
+    db.sqlite_inbox().is_some() || db.pg_inbox().is_some()
+}
+
+/// Writes effect-free outcomes of events claimed under `token` through the inbox's writer
+/// (SQLite: in the inbox thread's next commit; PostgreSQL: one statement); returns how many
+/// were still ours.
+pub async fn finish_apart(db: &Db, token: &str, finishes: Vec<Finish>) -> Result<usize> {
+    if finishes.is_empty() {
+        return Ok(0);
+    }
+    if let Some(thread) = db.sqlite_inbox() {
+        return thread.finish(token, finishes).await;
+    }
+    match db.pg_inbox() {
+        Some(writer) => writer.finish(token, finishes).await,
+        None => Err(super::DbError::Aborted(
+            "no inbox writer to finish events apart".into(),
+        )),
+    }
 }
 
 /// Finishes a claimed event if the claim is still ours. Returns false when another worker

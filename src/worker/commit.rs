@@ -21,20 +21,11 @@ use crate::webhooks::registry::{Handler, HandlerError, Incoming, Loaded};
 /// writer (SQLite's inbox thread, to join its next commit; PostgreSQL's inbox connections, one
 /// statement), while the others are applied here.
 pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> Result<(), DbError> {
-    let (thread, pg) = (s.db.sqlite_inbox(), s.db.pg_inbox());
-    let apart = thread.is_some() || pg.is_some();
+    let apart = inbox::finishes_apart(&s.db);
     let (finishes, mut rest): (Vec<_>, Vec<_>) = items
         .into_iter()
         .partition(|(_, step)| apart && matches!(step, Step::Finish { .. }));
-    let finishes = as_finishes(finishes);
-    let finished = async {
-        match (thread, pg) {
-            _ if finishes.is_empty() => Ok(0),
-            (Some(thread), _) => thread.finish(token, finishes).await,
-            (None, Some(pg)) => pg.finish(token, finishes).await,
-            (None, None) => unreachable!("finishes are set apart only for a writer"),
-        }
-    };
+    let finished = inbox::finish_apart(&s.db, token, as_finishes(finishes));
     let (finished, applied) = tokio::join!(finished, commit_together(s, token, &mut rest));
     finished?;
     applied
