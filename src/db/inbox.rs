@@ -602,13 +602,44 @@ pub async fn get(db: &Db, seq: i64) -> Result<Option<EventRow>> {
         .await?)
 }
 
-/// The rows for a Stripe event id: one per source (endpoint) it arrived through.
-pub async fn find_by_event_id(db: &Db, event_id: &str) -> Result<Vec<EventRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM events WHERE event_id = $1 ORDER BY seq LIMIT 20");
-    Ok(sqlx::query_as::<_, EventRow>(&sql)
-        .bind(event_id)
-        .fetch_all(db.pool())
-        .await?)
+/// The rows for a Stripe event id: one per source (endpoint) it arrived through, or the one
+/// from `source`. Each source is one seek in the inbox's unique `(source, event_id)` index;
+/// without a source, the distinct sources are walked through that same index (`by_event_id_sql`),
+/// so a lookup costs a few seeks however many events the inbox holds, not a read of all of them.
+pub async fn find_by_event_id(
+    db: &Db,
+    event_id: &str,
+    source: Option<&str>,
+) -> Result<Vec<EventRow>> {
+    let sql = by_event_id_sql(source.is_some());
+    let query = sqlx::query_as::<_, EventRow>(&sql).bind(event_id);
+    let query = match source {
+        Some(source) => query.bind(source),
+        None => query,
+    };
+    Ok(query.fetch_all(db.pool()).await?)
+}
+
+/// `$1` the event id, and `$2` the source when `by_source`. Without one: neither
+/// engine skips through an index's leading column by itself (PostgreSQL 15 has no skip scan,
+/// SQLite only with `ANALYZE` statistics), so the recursive part does it: each step is the
+/// smallest source past the last, one index seek.
+pub(super) fn by_event_id_sql(by_source: bool) -> String {
+    if by_source {
+        return format!(
+            "SELECT {COLUMNS} FROM events WHERE source = $2 AND event_id = $1 ORDER BY seq LIMIT 20"
+        );
+    }
+    format!(
+        "WITH RECURSIVE sources (name) AS ( \
+           SELECT MIN(source) FROM events \
+           UNION ALL \
+           SELECT (SELECT MIN(e.source) FROM events e WHERE e.source > sources.name) \
+           FROM sources WHERE sources.name IS NOT NULL) \
+         SELECT {COLUMNS} FROM events \
+         WHERE source IN (SELECT name FROM sources WHERE name IS NOT NULL) AND event_id = $1 \
+         ORDER BY seq LIMIT 20"
+    )
 }
 
 /// Puts a finished event back in the queue with a fresh retry budget. Events still in

@@ -342,4 +342,48 @@ mod tests {
             "taken over: not ours"
         );
     }
+
+    /// A lookup by Stripe event id seeks the unique `(source, event_id)` index on PostgreSQL
+    /// too, once the planner knows the inbox is large: no sequential scan of every event.
+    #[tokio::test]
+    async fn a_lookup_by_event_id_seeks_the_index_through_every_source() {
+        let Some(db) = fresh().await else {
+            return; // the SQLite run: its plan is checked in `sqlite_inbox`
+        };
+        sqlx::query(
+            "INSERT INTO events (source, event_id, event_type, scope, livemode, stripe_created, \
+               status, next_attempt_at, received_at) \
+             SELECT (ARRAY['platform', 'connect', 'store:st_a'])[1 + i % 3], 'evt_' || (i / 3), \
+               'balance.available', 'platform', 0, 1, 'applied', 0, 0 \
+             FROM generate_series(0, 29999) AS i",
+        )
+        .execute(db.pool())
+        .await
+        .unwrap();
+        sqlx::query("ANALYZE events")
+            .execute(db.pool())
+            .await
+            .unwrap();
+        for by_source in [false, true] {
+            let sql = format!("EXPLAIN {}", crate::db::inbox::by_event_id_sql(by_source));
+            let explain = sqlx::query_scalar::<_, String>(&sql).bind("evt_7");
+            let explain = if by_source {
+                explain.bind("connect")
+            } else {
+                explain
+            };
+            let plan = explain.fetch_all(db.pool()).await.unwrap().join("\n");
+            assert!(!plan.contains("Seq Scan"), "{plan}");
+            assert!(plan.contains("events_source_event_id_key"), "{plan}");
+        }
+        let sources = |rows: Vec<crate::db::inbox::EventRow>| -> Vec<String> {
+            rows.into_iter().map(|r| r.source).collect()
+        };
+        let all = crate::db::inbox::find_by_event_id(&db, "evt_7", None).await;
+        assert_eq!(sources(all.unwrap()), ["platform", "connect", "store:st_a"]);
+        let one = crate::db::inbox::find_by_event_id(&db, "evt_7", Some("store:st_a")).await;
+        assert_eq!(sources(one.unwrap()), ["store:st_a"]);
+        let none = crate::db::inbox::find_by_event_id(&db, "evt_30000", None).await;
+        assert!(none.unwrap().is_empty());
+    }
 }

@@ -650,6 +650,17 @@ mod tests {
             let plan = explain(&format!("EXPLAIN QUERY PLAN {sql}"), 3).join("; ");
             assert!(plan.contains(&format!("INDEX {index}")), "{sql}: {plan}");
         }
+        // A lookup by Stripe event id, with or without its source, seeks the unique index and
+        // never reads the whole inbox.
+        for by_source in [true, false] {
+            let sql = crate::db::inbox::by_event_id_sql(by_source);
+            let plan = explain(&format!("EXPLAIN QUERY PLAN {sql}"), 3).join("; ");
+            assert!(!plan.contains("SCAN events"), "{sql}: {plan}");
+            assert!(
+                plan.contains("INDEX sqlite_autoindex_events_1 (source=? AND event_id=?)"),
+                "{sql}: {plan}"
+            );
+        }
     }
 
     /// Migration 12 rebuilds the inbox table: every row keeps its seq, and the next event

@@ -121,10 +121,7 @@ async fn find(s: &Services, id: &str, source: Option<&str>) -> Result<EventRow> 
     if !id.starts_with("evt_") || id.len() > 255 {
         return Err(ServiceError::NotFound("event"));
     }
-    let mut rows = db::inbox::find_by_event_id(&s.db, id).await?;
-    if let Some(src) = source {
-        rows.retain(|r| r.source == src);
-    }
+    let mut rows = db::inbox::find_by_event_id(&s.db, id, source).await?;
     match rows.len() {
         0 => Err(ServiceError::NotFound("event")),
         1 => Ok(rows.remove(0)),

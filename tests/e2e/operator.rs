@@ -349,7 +349,7 @@ async fn reconcile_recovers_missed_events_once_for_connect_and_keys_stores() {
     for id in &event_ids {
         let statuses = app.sim.redeliver(id).await;
         assert!(statuses.contains(&200), "{statuses:?}");
-        let rows = bursar::db::inbox::find_by_event_id(&app.services.db, id)
+        let rows = bursar::db::inbox::find_by_event_id(&app.services.db, id, None)
             .await
             .unwrap();
         assert_eq!(rows.len(), 1, "{id} stored once");
