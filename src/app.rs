@@ -11,7 +11,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::db::handoff::Handoff;
 use crate::db::Db;
-use crate::http::{self, AppState};
+use crate::http::{self, AppParts, AppState};
 use crate::service::Services;
 use crate::supervise::{supervise, Backoff, Liveness};
 use crate::webhooks::ingest::Ingest;
@@ -117,18 +117,17 @@ impl App {
                 .await
             })
         });
-        let state = AppState {
+        let state = AppState::new(AppParts {
             services: self.services.clone(),
             ingest,
             stored,
             worker: live,
             doors: Default::default(),
             openapi: Default::default(),
-        };
+        });
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
         let limits = self.services.config.http.clone();
-        let began =
-            http::server::serve(self.listener, http::router(state), &limits, shutdown).await;
+        let began = http::server::serve(self.listener, http::app(state), &limits, shutdown).await;
         // One deadline for all of shutdown; each later step still gets a moment when the server
         // used it all (handing back claims takes milliseconds).
         let deadline = began + limits.shutdown_grace;

@@ -7,6 +7,7 @@
 //!   connection cap already bounds them, so a flood of large uploads can delay only other large
 //!   uploads, never Stripe's ordinary few-KB events.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -14,13 +15,13 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::body::{Body, Bytes, HttpBody};
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{header, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http_body::{Frame, SizeHint};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
+use tower::{Layer, Service};
 
 use super::error::ApiError;
 use super::{API_BODY_LIMIT, WEBHOOK_BODY_LIMIT};
@@ -61,61 +62,153 @@ fn limit_for(path: &str) -> usize {
     }
 }
 
-pub async fn guard_body(
-    State(budget): State<Arc<BodyBudget>>,
-    req: Request,
-    next: Next,
-) -> Response {
-    if req.body().is_end_stream() {
-        return next.run(req).await;
+/// Guards every request body (see the module's comment). A tower layer around the whole
+/// router rather than an axum `from_fn`: the common case, a small body of declared length, is
+/// passed on with no boxed future and no timer until the body actually has to be waited for.
+#[derive(Clone)]
+pub struct GuardBodyLayer(Arc<BodyBudget>);
+
+impl GuardBodyLayer {
+    pub fn new(budget: BodyBudget) -> Self {
+        Self(Arc::new(budget))
     }
-    let limit = limit_for(req.uri().path()) as u64;
-    let declared = req.body().size_hint().exact();
-    if declared.is_some_and(|n| n > limit) {
-        // Answered without reading the body; the connection is closed rather than drained.
-        return with_close(ApiError::too_large().into_response());
+}
+
+impl<S> Layer<S> for GuardBodyLayer {
+    type Service = GuardBody<S>;
+
+    fn layer(&self, inner: S) -> GuardBody<S> {
+        GuardBody {
+            inner,
+            budget: self.0.clone(),
+        }
     }
-    // A body of unknown length may grow to the limit, so it is counted at that.
-    let size = declared.unwrap_or(limit);
-    let reservation = if size > SMALL_BODY {
+}
+
+#[derive(Clone)]
+pub struct GuardBody<S> {
+    inner: S,
+    budget: Arc<BodyBudget>,
+}
+
+type BoxedResponse = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+pin_project_lite::pin_project! {
+    /// The inner service's future, an answer given without calling it, or a large body's wait
+    /// for room in the budget.
+    #[project = GuardProj]
+    pub enum GuardFuture<F> {
+        Inner { #[pin] future: F },
+        Answered { response: Option<Response> },
+        Reserving { future: BoxedResponse },
+    }
+}
+
+impl<F: Future<Output = Result<Response, Infallible>>> Future for GuardFuture<F> {
+    type Output = Result<Response, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            GuardProj::Inner { future } => future.poll(cx),
+            GuardProj::Answered { response } => {
+                Poll::Ready(Ok(response.take().expect("polled after completion")))
+            }
+            GuardProj::Reserving { future } => future.as_mut().poll(cx),
+        }
+    }
+}
+
+impl<S, B> Service<Request<B>> for GuardBody<S>
+where
+    S: Service<Request, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = GuardFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        if req.body().is_end_stream() {
+            return GuardFuture::Inner {
+                future: self.inner.call(req.map(Body::new)),
+            };
+        }
+        let limit = limit_for(req.uri().path()) as u64;
+        let declared = req.body().size_hint().exact();
+        if declared.is_some_and(|n| n > limit) {
+            // Answered without reading the body; the connection is closed rather than drained.
+            return GuardFuture::Answered {
+                response: Some(with_close(ApiError::too_large().into_response())),
+            };
+        }
+        let guarded = |req: Request<B>, reservation| {
+            req.map(|inner| {
+                Body::new(GuardedBody {
+                    inner,
+                    started: Instant::now(),
+                    deadline: None,
+                    limit: self.budget.deadline,
+                    reservation,
+                })
+            })
+        };
+        // A body of unknown length may grow to the limit, so it is counted at that.
+        let size = declared.unwrap_or(limit);
+        if size <= SMALL_BODY {
+            let req = guarded(req, None);
+            return GuardFuture::Inner {
+                future: self.inner.call(req),
+            };
+        }
         let kib = u32::try_from(size.div_ceil(1024))
             .unwrap_or(u32::MAX)
-            .min(budget.total_kib);
-        let reserved = budget.kib.clone().acquire_many_owned(kib);
-        match tokio::time::timeout(budget.wait, reserved).await {
-            Ok(Ok(permit)) => Some(permit),
-            _ => {
-                tracing::warn!(
-                    kib,
-                    "request body refused: the large-body memory budget stayed full"
-                );
-                let mut response = with_close(
-                    ApiError::new(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "server_busy",
-                        "too many large requests are in flight; retry shortly",
-                    )
-                    .into_response(),
-                );
-                response
-                    .headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-                return response;
-            }
+            .min(self.budget.total_kib);
+        let reserved = self.budget.kib.clone().acquire_many_owned(kib);
+        let wait = self.budget.wait;
+        // The clone that was made ready is the one called (tower's contract).
+        let ready = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, ready);
+        let started = Instant::now();
+        let limit = self.budget.deadline;
+        GuardFuture::Reserving {
+            future: Box::pin(async move {
+                let Ok(Ok(permit)) = tokio::time::timeout(wait, reserved).await else {
+                    tracing::warn!(
+                        kib,
+                        "request body refused: the large-body memory budget stayed full"
+                    );
+                    let mut response = with_close(
+                        ApiError::new(
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            "server_busy",
+                            "too many large requests are in flight; retry shortly",
+                        )
+                        .into_response(),
+                    );
+                    response
+                        .headers_mut()
+                        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+                    return Ok(response);
+                };
+                let req = req.map(|inner| {
+                    Body::new(GuardedBody {
+                        inner,
+                        started,
+                        deadline: None,
+                        limit,
+                        reservation: Some(permit),
+                    })
+                });
+                inner.call(req).await
+            }),
         }
-    } else {
-        None
-    };
-    let deadline = budget.deadline;
-    let req = req.map(|inner| {
-        Body::new(GuardedBody {
-            inner,
-            deadline: Box::pin(tokio::time::sleep(deadline)),
-            limit: deadline,
-            reservation,
-        })
-    });
-    next.run(req).await
+    }
 }
 
 fn with_close(mut response: Response) -> Response {
@@ -127,9 +220,13 @@ fn with_close(mut response: Response) -> Response {
 
 /// A request body that must arrive whole before its deadline, and that gives its budget
 /// reservation back once it has been read to the end (or dropped).
-struct GuardedBody {
-    inner: Body,
-    deadline: Pin<Box<Sleep>>,
+struct GuardedBody<B> {
+    inner: B,
+    /// When the guard let the request in: the deadline runs from here.
+    started: Instant,
+    /// Made the first time the body has to be waited for: most bodies are already buffered
+    /// with their headers and never need a timer.
+    deadline: Option<Pin<Box<Sleep>>>,
     limit: Duration,
     reservation: Option<OwnedSemaphorePermit>,
 }
@@ -138,7 +235,11 @@ struct GuardedBody {
 #[error("the request body did not arrive within {0} s")]
 struct BodyTooSlow(u64);
 
-impl HttpBody for GuardedBody {
+impl<B> HttpBody for GuardedBody<B>
+where
+    B: HttpBody<Data = Bytes> + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
     type Data = Bytes;
     type Error = axum::Error;
 
@@ -147,13 +248,34 @@ impl HttpBody for GuardedBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         let this = self.get_mut();
-        if this.deadline.as_mut().poll(cx).is_ready() {
+        let too_slow = |this: &mut Self| {
             this.reservation = None;
-            return Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow(
+            Poll::Ready(Some(Err(axum::Error::new(BodyTooSlow(
                 this.limit.as_secs(),
-            )))));
+            )))))
+        };
+        if this
+            .deadline
+            .as_mut()
+            .is_some_and(|d| d.as_mut().poll(cx).is_ready())
+        {
+            return too_slow(this);
         }
-        let frame = Pin::new(&mut this.inner).poll_frame(cx);
+        let frame = match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(frame) => Poll::Ready(frame.map(|f| f.map_err(axum::Error::new))),
+            Poll::Pending => {
+                if this.deadline.is_none() {
+                    let mut deadline =
+                        Box::pin(tokio::time::sleep_until(this.started + this.limit));
+                    // Polled once so that it wakes this task.
+                    if deadline.as_mut().poll(cx).is_ready() {
+                        return too_slow(this);
+                    }
+                    this.deadline = Some(deadline);
+                }
+                Poll::Pending
+            }
+        };
         if matches!(frame, Poll::Ready(None) | Poll::Ready(Some(Err(_)))) {
             this.reservation = None;
         }
@@ -166,5 +288,63 @@ impl HttpBody for GuardedBody {
 
     fn size_hint(&self) -> SizeHint {
         self.inner.size_hint()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use futures::channel::mpsc;
+    use futures::StreamExt;
+    use http_body_util::{BodyExt, StreamBody};
+
+    use super::*;
+
+    type Chunks = mpsc::UnboundedSender<Result<Frame<Bytes>, std::io::Error>>;
+
+    fn guarded(
+        limit: Duration,
+    ) -> (
+        Chunks,
+        GuardedBody<impl HttpBody<Data = Bytes, Error = std::io::Error> + Unpin>,
+    ) {
+        let (tx, rx) = mpsc::unbounded();
+        let body = GuardedBody {
+            inner: StreamBody::new(rx.boxed()),
+            started: Instant::now(),
+            deadline: None,
+            limit,
+            reservation: None,
+        };
+        (tx, body)
+    }
+
+    /// The timer is made only when the body is first waited for, yet the deadline still counts
+    /// from when the request came in.
+    #[tokio::test(start_paused = true)]
+    async fn the_deadline_counts_from_the_request_not_from_the_first_wait() {
+        let (tx, mut body) = guarded(Duration::from_secs(2));
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"{"))))
+            .unwrap();
+        assert!(body.frame().await.unwrap().is_ok());
+        assert!(body.deadline.is_none(), "a ready frame needed no timer");
+
+        tokio::time::advance(Duration::from_millis(1500)).await;
+        let waited = Instant::now();
+        let err = body.frame().await.unwrap().unwrap_err();
+        assert!(
+            err.to_string().contains("did not arrive within 2 s"),
+            "{err}"
+        );
+        assert_eq!(waited.elapsed(), Duration::from_millis(500));
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_arrives_whole_is_read_to_its_end() {
+        let (tx, body) = guarded(Duration::from_secs(2));
+        tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"{}"))))
+            .unwrap();
+        drop(tx);
+        assert_eq!(&body.collect().await.unwrap().to_bytes()[..], b"{}");
     }
 }

@@ -1,11 +1,14 @@
 //! The HTTP surface: management API, merchant-facing status, internal API and webhooks.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Bytes, HttpBody};
 use axum::extract::DefaultBodyLimit;
-use axum::http::Request;
-use axum::{middleware, Router};
+use axum::http::{Request, Response};
+use axum::{middleware, BoxError, Router};
+use hyper::body::Incoming;
+use tower::{Service, ServiceBuilder};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::request_id::{MakeRequestId, MakeRequestUuid, PropagateRequestIdLayer};
 use tower_http::trace::TraceLayer;
@@ -38,8 +41,12 @@ pub const PAGE_BODY_LIMIT: usize = 16 * 1024;
 /// Stripe's events are rarely over 100 KB; anything past 1 MiB is not a Stripe event.
 pub const WEBHOOK_BODY_LIMIT: usize = 1024 * 1024;
 
+/// What every handler is given. One `Arc`: axum clones the state for each request (and at each
+/// routing level), and cloning a struct of many `Arc`s was as many contended atomic increments.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<AppParts>);
+
+pub struct AppParts {
     pub services: Services,
     pub ingest: Ingest,
     /// Wakes the worker after something is queued outside the ingest path (a replay).
@@ -53,39 +60,72 @@ pub struct AppState {
 }
 
 impl AppState {
+    pub fn new(parts: AppParts) -> Self {
+        Self(Arc::new(parts))
+    }
+
     pub fn stored_notify(&self) {
         self.stored.notify_one();
     }
 }
 
-pub fn router(state: AppState) -> Router {
-    let (routes, mut doc) = documented_routes(&state).split_for_parts();
-    openapi::complete(&mut doc, "/api/v1");
-    let json = doc.to_json().expect("the OpenAPI document serializes");
-    // Each app builds its router once; should it build another, the documents are the same.
-    let _ = state.openapi.set(json.into());
-    let budget = Arc::new(limits::BodyBudget::new(
+impl std::ops::Deref for AppState {
+    type Target = AppParts;
+    fn deref(&self) -> &AppParts {
+        &self.0
+    }
+}
+
+/// The whole application as one service: the router inside the layers every request passes.
+///
+/// The layers wrap the router as a whole rather than through `Router::layer`, which wraps every
+/// route in each layer separately: a request then went through one boxed clone of the route and
+/// one boxed future per layer.
+pub fn app(
+    state: AppState,
+) -> impl Service<
+    Request<Incoming>,
+    Response = Response<impl HttpBody<Data = Bytes, Error = impl Into<BoxError>> + Send + 'static>,
+    Error = Infallible,
+    Future = impl Send + 'static,
+> + Clone
+       + Send
+       + 'static {
+    let budget = limits::BodyBudget::new(
         state.services.config.http.body_budget,
         state.services.config.http.body_timeout,
-    ));
-    routes
-        .fallback(|| async { error::ApiError::not_found("route") })
-        .method_not_allowed_fallback(|| async {
-            error::ApiError::new(axum::http::StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this route")
-        })
-        .with_state(state)
-        .layer(middleware::from_fn_with_state(budget, limits::guard_body))
-        .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
+    );
+    ServiceBuilder::new()
+        // The caller's `X-Request-Id` when it sends a sane one, else a new UUID.
+        .map_request(sanitize_request_id)
+        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // The span names the path only: query strings can carry OAuth codes and link signatures.
         // Its request id is on every line logged while the request is served.
         .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
             let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
             tracing::info_span!("http", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()))
         }))
-        .layer(PropagateRequestIdLayer::new(REQUEST_ID))
-        // The caller's `X-Request-Id` when it sends a sane one, else a new UUID.
-        // A plain function of the request: no boxed future per request, as `from_fn` makes.
-        .layer(tower::util::MapRequestLayer::new(sanitize_request_id))
+        .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
+        .layer(limits::GuardBodyLayer::new(budget))
+        .service(router(state))
+}
+
+fn router(state: AppState) -> Router {
+    let (routes, mut doc) = documented_routes(&state).split_for_parts();
+    openapi::complete(&mut doc, "/api/v1");
+    let json = doc.to_json().expect("the OpenAPI document serializes");
+    // Each app builds its router once; should it build another, the documents are the same.
+    let _ = state.openapi.set(json.into());
+    routes
+        .fallback(|| async { error::ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this route",
+            )
+        })
+        .with_state(state)
 }
 
 /// Every route, each with its OpenAPI operation: one `routes!` per path, and never a bare
