@@ -147,23 +147,12 @@ where
                 response: Some(with_close(ApiError::too_large().into_response())),
             };
         }
-        let guarded = |req: Request<B>, reservation| {
-            req.map(|inner| {
-                Body::new(GuardedBody {
-                    inner,
-                    started: Instant::now(),
-                    deadline: None,
-                    limit: self.budget.deadline,
-                    reservation,
-                })
-            })
-        };
+        let deadline = self.budget.deadline;
         // A body of unknown length may grow to the limit, so it is counted at that.
         let size = declared.unwrap_or(limit);
         if size <= SMALL_BODY {
-            let req = guarded(req, None);
             return GuardFuture::Inner {
-                future: self.inner.call(req),
+                future: self.inner.call(guarded(req, deadline, None)),
             };
         }
         let kib = u32::try_from(size.div_ceil(1024))
@@ -174,8 +163,6 @@ where
         // The clone that was made ready is the one called (tower's contract).
         let ready = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, ready);
-        let started = Instant::now();
-        let limit = self.budget.deadline;
         GuardFuture::Reserving {
             future: Box::pin(async move {
                 let Ok(Ok(permit)) = tokio::time::timeout(wait, reserved).await else {
@@ -196,19 +183,31 @@ where
                         .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
                     return Ok(response);
                 };
-                let req = req.map(|inner| {
-                    Body::new(GuardedBody {
-                        inner,
-                        started,
-                        deadline: None,
-                        limit,
-                        reservation: Some(permit),
-                    })
-                });
-                inner.call(req).await
+                inner.call(guarded(req, deadline, Some(permit))).await
             }),
         }
     }
+}
+
+/// The request with its body guarded: it must arrive whole within `deadline` from now.
+fn guarded<B>(
+    req: Request<B>,
+    deadline: Duration,
+    reservation: Option<OwnedSemaphorePermit>,
+) -> Request
+where
+    B: HttpBody<Data = Bytes> + Send + Unpin + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    req.map(|inner| {
+        Body::new(GuardedBody {
+            inner,
+            started: Instant::now(),
+            deadline: None,
+            limit: deadline,
+            reservation,
+        })
+    })
 }
 
 fn with_close(mut response: Response) -> Response {
