@@ -9,10 +9,9 @@
 //! HTTP/2 reads the first bytes with no deadline, which would let silent connections hold their
 //! slots. TLS and HTTP/2 belong to the proxy in front.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
-
-use std::convert::Infallible;
 
 use axum::http::{Request, Response};
 use hyper::body::{Body, Incoming};
@@ -27,7 +26,7 @@ use tower::Service;
 
 use crate::config::HttpLimits;
 
-/// Serves `router` on `listener` until `shutdown`, then drains within the grace period counted
+/// Serves `app` (the router inside its middleware) on `listener` until `shutdown`, then drains within the grace period counted
 /// from the moment shutdown began, which it returns (the rest of shutdown shares that deadline).
 pub async fn serve<S, B>(
     listener: TcpListener,
