@@ -26,8 +26,9 @@ use tower::Service;
 
 use crate::config::HttpLimits;
 
-/// Serves `app` (the router inside its middleware) on `listener` until `shutdown`, then drains within the grace period counted
-/// from the moment shutdown began, which it returns (the rest of shutdown shares that deadline).
+/// Serves `app` (the router inside its middleware) on `listener` until `shutdown`, then drains
+/// within the grace period counted from the moment shutdown began, which it returns (the rest
+/// of shutdown shares that deadline).
 pub async fn serve<S, B>(
     listener: TcpListener,
     app: S,
