@@ -300,7 +300,8 @@ mod tests {
 
     type Chunks = mpsc::UnboundedSender<Result<Frame<Bytes>, std::io::Error>>;
 
-    fn guarded(
+    /// A guarded body whose frames the test sends by hand.
+    fn fed_by_hand(
         limit: Duration,
     ) -> (
         Chunks,
@@ -321,7 +322,7 @@ mod tests {
     /// from when the request came in.
     #[tokio::test(start_paused = true)]
     async fn the_deadline_counts_from_the_request_not_from_the_first_wait() {
-        let (tx, mut body) = guarded(Duration::from_secs(2));
+        let (tx, mut body) = fed_by_hand(Duration::from_secs(2));
         tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"{"))))
             .unwrap();
         assert!(body.frame().await.unwrap().is_ok());
@@ -340,7 +341,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_body_that_arrives_whole_is_read_to_its_end() {
-        let (tx, body) = guarded(Duration::from_secs(2));
+        let (tx, body) = fed_by_hand(Duration::from_secs(2));
         tx.unbounded_send(Ok(Frame::data(Bytes::from_static(b"{}"))))
             .unwrap();
         drop(tx);

@@ -101,11 +101,10 @@ pub fn app(
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         // The span names the path only: query strings can carry OAuth codes and link signatures.
         // Its request id is on every line logged while the request is served.
-        .layer(TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-            let id = req.headers().get(REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
-            tracing::info_span!("http", request_id = %id, method = %req.method(), path = %loggable_path(req.uri().path()))
+        .layer(TraceLayer::new_for_http().make_span_with(http_span::<Incoming>))
+        .layer(CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal())
         }))
-        .layer(CatchPanicLayer::custom(|_| axum::response::IntoResponse::into_response(error::ApiError::internal())))
         .layer(limits::GuardBodyLayer::new(budget))
         .service(router(state))
 }
@@ -222,6 +221,17 @@ fn sanitize_request_id<B>(mut req: Request<B>) -> Request<B> {
             .insert(REQUEST_ID, id.header_value().clone());
     }
     req
+}
+
+/// The span every request is served in: its (sanitized) request id, method and path.
+fn http_span<B>(req: &Request<B>) -> tracing::Span {
+    let id = req
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("-");
+    let path = loggable_path(req.uri().path());
+    tracing::info_span!("http", request_id = %id, method = %req.method(), path = %path)
 }
 
 /// The path as logged: a checkout token is a bearer capability, so it is replaced.
