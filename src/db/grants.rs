@@ -71,3 +71,50 @@ pub async fn spend(db: &Db, nonce: &str) -> Result<bool> {
     tx.commit().await?;
     Ok(done.rows_affected() == 1)
 }
+
+/// Spends a merchant key-entry link (by its signature) before its keys are saved: false if it
+/// was spent already. Links past their expiry are forgotten here too (they are refused anyway).
+pub async fn spend_connect_link(
+    db: &Db,
+    signature: &str,
+    store: &StoreId,
+    expires_at_ms: i64,
+) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    sqlx::query("DELETE FROM used_connect_links WHERE expires_at < $1")
+        .bind(now_ms())
+        .execute(db.pool())
+        .await?;
+    let done = sqlx::query(
+        "INSERT INTO used_connect_links (signature, store_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (signature) DO NOTHING",
+    )
+    .bind(signature)
+    .bind(store.as_str())
+    .bind(expires_at_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Gives a spent link back, when the keys it brought were refused (the merchant corrects them).
+pub async fn unspend_connect_link(db: &Db, signature: &str) -> Result<()> {
+    let _turn = db.write_turn().await;
+    sqlx::query("DELETE FROM used_connect_links WHERE signature = $1")
+        .bind(signature)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+pub async fn connect_link_spent(db: &Db, signature: &str) -> Result<bool> {
+    Ok(
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM used_connect_links WHERE signature = $1",
+        )
+        .bind(signature)
+        .fetch_one(db.pool())
+        .await?
+            > 0,
+    )
+}

@@ -10,18 +10,31 @@ use rand::Rng;
 
 use super::{now_ms, Db, Result};
 
-const TTL_MS: i64 = 24 * 3600 * 1000;
+const TTL_MS: i64 = crate::domain::request_key::WINDOW_MS;
 
 #[derive(Debug, PartialEq, Eq)]
 pub enum Claim {
     /// First use of the key: run the request, refresh while it runs, then `complete` or `release`.
     New(OwnerToken),
     /// Same key, same request: the saved response.
-    Replay { status: u16, body: String },
+    Replay { status: u16, body: SavedBody },
     /// Same key, different request.
     Mismatch,
     /// Same key, first request still running.
     InFlight,
+}
+
+/// A saved response body: sealed (see `vault_row`), or plain for one saved before bodies were.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SavedBody {
+    Sealed(String),
+    Plain(String),
+}
+
+/// The row a saved response is sealed to: its API key and `Idempotency-Key` (also the
+/// expression `db::secrets` names the row by).
+pub fn vault_row(k: KeyRef<'_>) -> String {
+    format!("{}:{}", k.api_key_id, k.key)
 }
 
 /// Proof that this request owns a claim.
@@ -72,8 +85,8 @@ async fn claim_at(
     if inserted.rows_affected() == 1 {
         return Ok(Claim::New(token));
     }
-    let row = sqlx::query_as::<_, (String, Option<i64>, Option<String>)>(
-        "SELECT request_hash, status_code, response_body FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2",
+    let row = sqlx::query_as::<_, (String, Option<i64>, Option<String>, Option<String>)>(
+        "SELECT request_hash, status_code, response_enc, response_body FROM idempotency_keys WHERE api_key_id = $1 AND idem_key = $2",
     )
     .bind(k.api_key_id)
     .bind(k.key)
@@ -81,10 +94,14 @@ async fn claim_at(
     .await?;
     Ok(match row {
         None => Claim::InFlight,
-        Some((hash, _, _)) if hash != request_hash => Claim::Mismatch,
-        Some((_, Some(status), Some(body))) => Claim::Replay {
+        Some((hash, ..)) if hash != request_hash => Claim::Mismatch,
+        Some((_, Some(status), Some(sealed), _)) => Claim::Replay {
             status: status as u16,
-            body,
+            body: SavedBody::Sealed(sealed),
+        },
+        Some((_, Some(status), None, Some(body))) => Claim::Replay {
+            status: status as u16,
+            body: SavedBody::Plain(body),
         },
         Some(_) => Claim::InFlight,
     })
@@ -108,21 +125,22 @@ pub async fn refresh(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<bool>
     Ok(done.rows_affected() == 1)
 }
 
-/// Saves the response for replay; false when the claim was taken over (nothing is saved).
+/// Saves the response, sealed, for replay; false when the claim was taken over (nothing is
+/// saved).
 pub async fn complete(
     db: &Db,
     k: KeyRef<'_>,
     token: &OwnerToken,
     status: u16,
-    body: &str,
+    sealed_body: &str,
 ) -> Result<bool> {
     let _turn = db.write_turn().await;
     let done = sqlx::query(
-        "UPDATE idempotency_keys SET status_code = $1, response_body = $2 \
+        "UPDATE idempotency_keys SET status_code = $1, response_enc = $2 \
          WHERE api_key_id = $3 AND idem_key = $4 AND owner_token = $5 AND status_code IS NULL",
     )
     .bind(i64::from(status))
-    .bind(body)
+    .bind(sealed_body)
     .bind(k.api_key_id)
     .bind(k.key)
     .bind(&token.0)
@@ -196,7 +214,7 @@ mod tests {
             claim(&db, K, "h", LOCK).await.unwrap(),
             Claim::Replay {
                 status: 201,
-                body: "{\"second\":1}".into()
+                body: SavedBody::Sealed("{\"second\":1}".into())
             }
         );
         assert_eq!(claim(&db, K, "other", LOCK).await.unwrap(), Claim::Mismatch);

@@ -448,3 +448,48 @@ pub fn now_ms() -> i64 {
 pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
+
+/// The row-lock clause for a read that a write in the same transaction depends on: PostgreSQL
+/// locks the row until the transaction ends; SQLite has no row locks and needs none (a write
+/// transaction there holds the whole database from its `BEGIN IMMEDIATE`).
+pub(crate) fn for_update(conn: &sqlx::AnyConnection) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        " FOR UPDATE"
+    } else {
+        ""
+    }
+}
+
+/// Fresh databases for unit tests, of the engine under test.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Db;
+
+    /// A migrated database and its URL: a new one on the PostgreSQL run's server when
+    /// `BURSAR_TEST_DATABASE_URL` names one, else a SQLite file in a temporary directory (kept
+    /// alive by the returned guard). Opening the URL again is what a second process does.
+    pub async fn fresh() -> (Db, String, Option<tempfile::TempDir>) {
+        let (url, dir) = match std::env::var("BURSAR_TEST_DATABASE_URL") {
+            Ok(url) if url.starts_with("postgres") => (fresh_postgres(&url).await, None),
+            _ => {
+                let dir = tempfile::tempdir().unwrap();
+                let url = format!("sqlite://{}", dir.path().join("unit.db").display());
+                (url, Some(dir))
+            }
+        };
+        (Db::open(&url).await.unwrap(), url, dir)
+    }
+
+    /// The URL of a new, empty database on the server `url` names.
+    pub async fn fresh_postgres(url: &str) -> String {
+        use sqlx::{Connection, Executor};
+        let name = format!("bursar_unit_{:016x}", rand::random::<u64>());
+        let mut conn = sqlx::PgConnection::connect(url).await.unwrap();
+        conn.execute(format!("CREATE DATABASE {name}").as_str())
+            .await
+            .unwrap();
+        let mut fresh = url::Url::parse(url).unwrap();
+        fresh.set_path(&name);
+        fresh.to_string()
+    }
+}

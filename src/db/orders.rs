@@ -1,11 +1,11 @@
 //! The `orders` and `refunds` tables. Every lookup by a Stripe id is scoped to the store the
 //! event or request belongs to: one store's PaymentIntent can never find another store's order.
 
-use sqlx::{Any, AnyConnection, Executor, FromRow};
+use sqlx::{AnyConnection, FromRow};
 
 use super::{flag, now_ms, Db, Result};
 use crate::domain::order::{OrderFacts, Stamped};
-use crate::domain::{OrderId, RefundId, StoreId};
+use crate::domain::{request_key, OrderId, RefundId, RequestKey, StoreId};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct OrderRow {
@@ -40,12 +40,14 @@ pub struct OrderRow {
     pub synced_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The creating request's hash, beside its `request_key` (see `domain::RequestKey`).
+    pub request_hash: Option<String>,
 }
 
 const COLUMNS: &str = "id, store_id, connection_kind, account_id, mode, amount, currency, description, \
     customer_id, application_fee_amount, metadata, payment_intent_id, checkout_session_id, client_secret_enc, latest_charge, \
     paid, amount_refunded, disputed, dispute_status, dispute_at, dispute_seq, canceled, failure_code, \
-    failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at";
+    failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash";
 
 impl OrderRow {
     /// The facts Stripe has given about this order so far.
@@ -79,7 +81,7 @@ pub struct NewOrder<'a> {
     pub customer_id: Option<&'a str>,
     pub application_fee_amount: Option<i64>,
     pub metadata: &'a str,
-    pub request_key: Option<&'a str>,
+    pub request_key: Option<&'a RequestKey>,
     /// Paid through Stripe Checkout: marked at once (an empty session id until Stripe answers),
     /// so the sweep never gives it a PaymentIntent of its own.
     pub checkout: bool,
@@ -92,8 +94,8 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<OrderRow> {
     let now = now_ms();
     let sql = format!(
         "INSERT INTO orders (id, store_id, connection_kind, account_id, mode, amount, currency, description, \
-           customer_id, application_fee_amount, metadata, request_key, checkout_session_id, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, 'pending', $14, $14) RETURNING {COLUMNS}"
+           customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15) RETURNING {COLUMNS}"
     );
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(o.id.as_str())
@@ -107,7 +109,8 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<OrderRow> {
         .bind(o.customer_id)
         .bind(o.application_fee_amount)
         .bind(o.metadata)
-        .bind(o.request_key)
+        .bind(o.request_key.map(|k| k.key.as_str()))
+        .bind(o.request_key.map(|k| k.request_hash.as_str()))
         .bind(o.checkout.then_some(""))
         .bind(now)
         .fetch_one(db.pool())
@@ -122,17 +125,20 @@ pub async fn get(db: &Db, id: &OrderId) -> Result<Option<OrderRow>> {
         .await?)
 }
 
-/// The order, read inside the caller's transaction.
-pub async fn get_in(conn: &mut AnyConnection, id: &OrderId) -> Result<Option<OrderRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1");
-    Ok(sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?)
-}
-
-/// The order a retried creating request made before (same store, same Idempotency-Key).
+/// The order a retried creating request made before (same store, same Idempotency-Key, within
+/// the key's window). A key past its window is free again: the old order forgets it first.
 pub async fn by_request_key(db: &Db, store: &StoreId, key: &str) -> Result<Option<OrderRow>> {
+    {
+        let _turn = db.write_turn().await;
+        sqlx::query(
+            "UPDATE orders SET request_key = NULL WHERE store_id = $1 AND request_key = $2 AND created_at < $3",
+        )
+        .bind(store.as_str())
+        .bind(key)
+        .bind(now_ms() - request_key::WINDOW_MS)
+        .execute(db.pool())
+        .await?;
+    }
     let sql = format!("SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND request_key = $2");
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(store.as_str())
@@ -273,13 +279,28 @@ pub async fn by_charge(
 
 /// Merges `facts` into the order and re-derives its status; `source` says who spoke
 /// (`webhook` or `sync`). Returns the status after.
-pub async fn merge_facts<'e>(
-    ex: impl Executor<'e, Database = Any>,
-    order: &OrderRow,
+///
+/// The merge reads the row it writes under a row lock (`FOR UPDATE` on PostgreSQL; SQLite's
+/// write transaction holds the whole database), so two processes merging into one order at
+/// once both land: the second merges into what the first wrote, never into a stale read.
+pub async fn merge_facts(
+    conn: &mut AnyConnection,
+    order: &str,
     facts: &OrderFacts,
     latest_charge: Option<&str>,
     source: &str,
-) -> Result<String> {
+) -> Result<Option<String>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1{}",
+        super::for_update(conn)
+    );
+    let Some(order) = sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(order)
+        .fetch_optional(&mut *conn)
+        .await?
+    else {
+        return Ok(None);
+    };
     let merged = order.facts().merge(facts);
     let status = merged.status(order.amount).as_str();
     let moved = status != order.status;
@@ -310,9 +331,9 @@ pub async fn merge_facts<'e>(
     .bind(source)
     .bind(now_ms())
     .bind(order.id.as_str())
-    .execute(ex)
+    .execute(&mut *conn)
     .await?;
-    Ok(status.to_owned())
+    Ok(Some(status.to_owned()))
 }
 
 /// How long the sweep keeps re-checking an order Stripe never settled: past a week an unpaid
@@ -345,22 +366,38 @@ pub struct RefundRow {
     pub stripe_refund_id: Option<String>,
     pub status: String,
     pub created_at: i64,
+    pub request_hash: Option<String>,
 }
 
+const REFUND_COLUMNS: &str =
+    "id, order_id, amount, reason, stripe_refund_id, status, created_at, request_hash";
+
+/// Statuses of a refund that holds none of the order's amount: Stripe refused or undid it.
+const RELEASED: &str = "('failed', 'canceled')";
+
 /// Records a refund request before Stripe is called, if it fits in what is left to refund
-/// (counting refunds asked for but not yet confirmed by a webhook). None: it does not fit.
+/// (counting refunds asked for and not refused). None: it does not fit.
 pub async fn insert_refund(
     db: &Db,
     order: &OrderRow,
     id: &RefundId,
     amount: i64,
     reason: Option<&str>,
-    request_key: Option<&str>,
+    request_key: Option<&RequestKey>,
 ) -> Result<Option<RefundRow>> {
     let mut tx = db.begin_write().await?;
-    let requested: i64 = sqlx::query_scalar::<_, i64>(
-        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE order_id = $1 AND status <> 'failed'",
-    )
+    // The order's row is the lock that queues refunds of one order across processes.
+    let lock = format!(
+        "SELECT id FROM orders WHERE id = $1{}",
+        super::for_update(&tx)
+    );
+    sqlx::query(&lock)
+        .bind(order.id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    let requested: i64 = sqlx::query_scalar::<_, i64>(&format!(
+        "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM refunds WHERE order_id = $1 AND status NOT IN {RELEASED}"
+    ))
     .bind(order.id.as_str())
     .fetch_one(&mut *tx)
     .await?;
@@ -368,34 +405,82 @@ pub async fn insert_refund(
         tx.rollback().await?;
         return Ok(None);
     }
-    let row = sqlx::query_as::<_, RefundRow>(
-        "INSERT INTO refunds (id, order_id, amount, reason, status, created_at, request_key) VALUES ($1, $2, $3, $4, 'pending', $5, $6) \
-         RETURNING id, order_id, amount, reason, stripe_refund_id, status, created_at",
-    )
+    let row = sqlx::query_as::<_, RefundRow>(&format!(
+        "INSERT INTO refunds (id, order_id, amount, reason, status, created_at, request_key, request_hash) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING {REFUND_COLUMNS}"
+    ))
     .bind(id.as_str())
     .bind(order.id.as_str())
     .bind(amount)
     .bind(reason)
     .bind(now_ms())
-    .bind(request_key)
+    .bind(request_key.map(|k| k.key.as_str()))
+    .bind(request_key.map(|k| k.request_hash.as_str()))
     .fetch_one(&mut *tx)
     .await?;
     tx.commit().await?;
     Ok(Some(row))
 }
 
-/// The refund a retried request made before (same order, same Idempotency-Key).
+/// The refund a retried request made before (same order, same Idempotency-Key, within the
+/// key's window; a key past it is forgotten first).
 pub async fn refund_by_request_key(db: &Db, order: &str, key: &str) -> Result<Option<RefundRow>> {
-    Ok(sqlx::query_as::<_, RefundRow>(
-        "SELECT id, order_id, amount, reason, stripe_refund_id, status, created_at FROM refunds \
-         WHERE order_id = $1 AND request_key = $2",
-    )
+    {
+        let _turn = db.write_turn().await;
+        sqlx::query(
+            "UPDATE refunds SET request_key = NULL WHERE order_id = $1 AND request_key = $2 AND created_at < $3",
+        )
+        .bind(order)
+        .bind(key)
+        .bind(now_ms() - request_key::WINDOW_MS)
+        .execute(db.pool())
+        .await?;
+    }
+    Ok(sqlx::query_as::<_, RefundRow>(&format!(
+        "SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id = $1 AND request_key = $2"
+    ))
     .bind(order)
     .bind(key)
     .fetch_optional(db.pool())
     .await?)
 }
 
+/// The order's refunds that Stripe has not answered yet (a 5xx or a timeout on every try).
+pub async fn unanswered_refunds(db: &Db, order: &str) -> Result<Vec<RefundRow>> {
+    Ok(sqlx::query_as::<_, RefundRow>(&format!(
+        "SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id = $1 AND status = 'pending' \
+           AND stripe_refund_id IS NULL ORDER BY created_at"
+    ))
+    .bind(order)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Refunds to try again or re-check at Stripe, last tried before `before_ms`, oldest first:
+/// unanswered ones, and those Stripe answered `pending` (or `requires_action`).
+pub async fn refunds_to_settle(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<RefundRow>> {
+    Ok(sqlx::query_as::<_, RefundRow>(&format!(
+        "SELECT {REFUND_COLUMNS} FROM refunds WHERE status IN ('pending', 'requires_action') \
+           AND COALESCE(attempted_at, created_at) < $1 ORDER BY created_at LIMIT $2"
+    ))
+    .bind(before_ms)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Stamps a try at Stripe, so the sweep leaves a refund alone while it is being tried.
+pub async fn touch_refund(db: &Db, id: &RefundId) -> Result<()> {
+    let _turn = db.write_turn().await;
+    sqlx::query("UPDATE refunds SET attempted_at = $1 WHERE id = $2")
+        .bind(now_ms())
+        .bind(id.as_str())
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
+/// Records Stripe's answer about a refund: its id (once known) and status.
 pub async fn finish_refund(
     db: &Db,
     id: &RefundId,
@@ -403,11 +488,139 @@ pub async fn finish_refund(
     status: &str,
 ) -> Result<()> {
     let _turn = db.write_turn().await;
-    sqlx::query("UPDATE refunds SET stripe_refund_id = COALESCE($1, stripe_refund_id), status = $2 WHERE id = $3")
-        .bind(stripe_id)
-        .bind(status)
-        .bind(id.as_str())
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE refunds SET stripe_refund_id = COALESCE($1, stripe_refund_id), status = $2, attempted_at = $3 WHERE id = $4",
+    )
+    .bind(stripe_id)
+    .bind(status)
+    .bind(now_ms())
+    .bind(id.as_str())
+    .execute(db.pool())
+    .await?;
     Ok(())
+}
+
+/// A refund's new status from a Stripe event about it, found by Stripe's id within the order's
+/// store (inside the worker's transaction).
+pub async fn refund_status_from_stripe(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    stripe_refund: &str,
+    status: &str,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE refunds SET status = $1 WHERE stripe_refund_id = $2 \
+           AND order_id IN (SELECT id FROM orders WHERE store_id = $3)",
+    )
+    .bind(status)
+    .bind(stripe_refund)
+    .bind(store.as_str())
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::db::testing;
+    use crate::domain::store::{Metadata, StoreName};
+
+    async fn new_order(db: &Db, store: &StoreId) -> OrderId {
+        let id = OrderId::generate();
+        insert(
+            db,
+            &NewOrder {
+                id: &id,
+                store,
+                connection_kind: "keys",
+                account_id: "acct_1",
+                mode: "test",
+                amount: 1000,
+                currency: "usd",
+                description: None,
+                customer_id: None,
+                application_fee_amount: None,
+                metadata: "{}",
+                request_key: None,
+                checkout: false,
+            },
+        )
+        .await
+        .unwrap();
+        id
+    }
+
+    /// Two processes (two pools on one database) merge different facts into one order at the
+    /// same moment, round after round: every fact lands every time. A merge that wrote back a
+    /// row read before the other's commit would drop the other's fact.
+    #[tokio::test]
+    async fn concurrent_merges_from_two_processes_all_land() {
+        let (db, url, _dir) = testing::fresh().await;
+        let other = Db::open(&url).await.unwrap();
+        let store = StoreId::generate();
+        crate::db::stores::insert(
+            &db,
+            &store,
+            &StoreName::parse("Race").unwrap(),
+            None,
+            &Metadata::parse(Default::default()).unwrap(),
+        )
+        .await
+        .unwrap();
+        let facts = [
+            OrderFacts {
+                paid: true,
+                ..Default::default()
+            },
+            OrderFacts {
+                amount_refunded: 300,
+                ..Default::default()
+            },
+            OrderFacts {
+                disputed: true,
+                ..Default::default()
+            },
+            OrderFacts {
+                failure: Some(Stamped {
+                    at: (1, 1),
+                    value: ("card_declined".into(), "declined".into()),
+                }),
+                ..Default::default()
+            },
+        ];
+        for _ in 0..25 {
+            let id = new_order(&db, &store).await;
+            let start = Arc::new(tokio::sync::Barrier::new(facts.len()));
+            let merges = facts.iter().enumerate().map(|(i, f)| {
+                let (d, start, id, f) = (
+                    if i % 2 == 0 {
+                        db.clone()
+                    } else {
+                        other.clone()
+                    },
+                    start.clone(),
+                    id.clone(),
+                    f.clone(),
+                );
+                tokio::spawn(async move {
+                    start.wait().await;
+                    let mut tx = d.begin_write().await.unwrap();
+                    merge_facts(&mut tx, id.as_str(), &f, None, "webhook")
+                        .await
+                        .unwrap();
+                    tx.commit().await.unwrap();
+                })
+            });
+            for m in futures::future::join_all(merges).await {
+                m.unwrap();
+            }
+            let row = get(&db, &id).await.unwrap().unwrap();
+            let all = facts.iter().fold(OrderFacts::default(), |a, f| a.merge(f));
+            assert_eq!(row.facts(), all, "a concurrent merge was lost");
+            assert_eq!(row.status, "disputed");
+        }
+    }
 }

@@ -11,6 +11,8 @@ struct SealedColumn {
     field: &'static str,
 }
 
+/// Every sealed column of the schema: each `*_enc` column of every table is here (a test
+/// compares this list with the migrated schema on both engines).
 const SEALED: &[SealedColumn] = &[
     SealedColumn {
         table: "connections",
@@ -23,6 +25,19 @@ const SEALED: &[SealedColumn] = &[
         id_column: "store_id",
         column: "webhook_secret_enc",
         field: "webhook_secret",
+    },
+    SealedColumn {
+        table: "idempotency_keys",
+        // The row as `db::idempotency::vault_row` names it.
+        id_column: "api_key_id || ':' || idem_key",
+        column: "response_enc",
+        field: "response",
+    },
+    SealedColumn {
+        table: "orders",
+        id_column: "id",
+        column: "client_secret_enc",
+        field: "client_secret",
     },
     SealedColumn {
         table: "webhook_endpoints",
@@ -86,4 +101,43 @@ pub async fn swap(db: &Db, sealed: &Sealed, fresh: &str) -> Result<bool> {
         .execute(db.pool())
         .await?;
     Ok(done.rows_affected() == 1)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every `*_enc` column of the migrated schema, as (table, column), sorted.
+    async fn enc_columns(db: &Db) -> Vec<(String, String)> {
+        let sql = match db.engine() {
+            super::super::Engine::Sqlite => {
+                "SELECT m.name, p.name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+                 WHERE m.type = 'table' AND p.name LIKE '%\\_enc' ESCAPE '\\'"
+            }
+            super::super::Engine::Postgres => {
+                "SELECT CAST(table_name AS TEXT), CAST(column_name AS TEXT) FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND column_name LIKE '%\\_enc' ESCAPE '\\'"
+            }
+        };
+        let mut found: Vec<(String, String)> =
+            sqlx::query_as(sql).fetch_all(db.pool()).await.unwrap();
+        found.sort();
+        found
+    }
+
+    #[tokio::test]
+    async fn every_sealed_column_of_the_schema_is_listed() {
+        let (db, _, _dir) = crate::db::testing::fresh().await;
+        let mut listed: Vec<(String, String)> = SEALED
+            .iter()
+            .map(|c| (c.table.to_owned(), c.column.to_owned()))
+            .collect();
+        listed.sort();
+        let found = enc_columns(&db).await;
+        assert!(!found.is_empty(), "the schema query found no sealed column");
+        assert_eq!(
+            listed, found,
+            "db::secrets::SEALED differs from the schema's *_enc columns"
+        );
+    }
 }

@@ -38,7 +38,7 @@ pub async fn insert(
 
 pub async fn get(db: &Db, id: &StoreId) -> Result<Option<StoreRow>> {
     Ok(sqlx::query_as::<_, StoreRow>(
-        "SELECT id, name, external_id, metadata, created_at FROM stores WHERE id = $1",
+        "SELECT id, name, external_id, metadata, created_at FROM stores WHERE id = $1 AND deleted_at IS NULL",
     )
     .bind(id.as_str())
     .fetch_optional(db.pool())
@@ -48,7 +48,7 @@ pub async fn get(db: &Db, id: &StoreId) -> Result<Option<StoreRow>> {
 /// Stores in id (= creation) order, after the cursor.
 pub async fn list(db: &Db, after: Option<&StoreId>, limit: i64) -> Result<Vec<StoreRow>> {
     Ok(sqlx::query_as::<_, StoreRow>(
-        "SELECT id, name, external_id, metadata, created_at FROM stores WHERE id > $1 ORDER BY id LIMIT $2",
+        "SELECT id, name, external_id, metadata, created_at FROM stores WHERE id > $1 AND deleted_at IS NULL ORDER BY id LIMIT $2",
     )
     .bind(after.map(StoreId::as_str).unwrap_or(""))
     .bind(limit)
@@ -56,12 +56,83 @@ pub async fn list(db: &Db, after: Option<&StoreId>, limit: i64) -> Result<Vec<St
     .await?)
 }
 
-/// Deletes the store and, by cascade, its connection and secrets. Its events stay in the log.
+/// Deletes the store: hidden from every store lookup, its external id free for a new store,
+/// its connection and sealed secrets dropped; its orders, refunds and vendor subscription record
+/// stay, as the history of money that moved. False if there was no such store.
 pub async fn delete(db: &Db, id: &StoreId) -> Result<bool> {
-    let _turn = db.write_turn().await;
-    let done = sqlx::query("DELETE FROM stores WHERE id = $1")
-        .bind(id.as_str())
-        .execute(db.pool())
-        .await?;
+    let mut tx = db.begin_write().await?;
+    let done = sqlx::query(
+        "UPDATE stores SET deleted_at = $1, external_id = NULL WHERE id = $2 AND deleted_at IS NULL",
+    )
+    .bind(now_ms())
+    .bind(id.as_str())
+    .execute(&mut *tx)
+    .await?;
+    for sql in [
+        "DELETE FROM connections WHERE store_id = $1",
+        "DELETE FROM onboarding_grants WHERE store_id = $1",
+    ] {
+        sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+    }
+    tx.commit().await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// What a store still holds that money can move through, for the check before deleting it.
+#[derive(Debug, Default)]
+pub struct LiveObjects {
+    /// The vendor subscription running (or being created) at Stripe.
+    pub subscription: Option<String>,
+    /// The connection's kind and account, unless deauthorized.
+    pub connection: Option<(String, Option<String>)>,
+    /// Orders Stripe may still settle, newest first (at most a few named).
+    pub unsettled_orders: Vec<String>,
+    pub pending_refunds: i64,
+}
+
+pub async fn live_objects(db: &Db, id: &StoreId, since_ms: i64) -> Result<LiveObjects> {
+    let pool = db.pool();
+    let subscription = sqlx::query_scalar::<_, Option<String>>(
+        "SELECT subscription_id FROM vendor_subscriptions WHERE store_id = $1 AND ended_reason IS NULL",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?
+    .map(|s| s.unwrap_or_else(|| "one still being created".to_owned()));
+    let connection = sqlx::query_as::<_, (String, Option<String>)>(
+        "SELECT kind, account_id FROM connections WHERE store_id = $1 AND deauthorized = 0",
+    )
+    .bind(id.as_str())
+    .fetch_optional(pool)
+    .await?;
+    let unsettled_orders = sqlx::query_scalar::<_, String>(
+        "SELECT id FROM orders WHERE store_id = $1 AND status IN ('pending', 'failed') AND created_at > $2 \
+           AND (payment_intent_id IS NOT NULL OR checkout_session_id IS NOT NULL) ORDER BY id DESC LIMIT 4",
+    )
+    .bind(id.as_str())
+    .bind(since_ms)
+    .fetch_all(pool)
+    .await?;
+    let pending_refunds = sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM refunds r JOIN orders o ON o.id = r.order_id \
+         WHERE o.store_id = $1 AND r.status IN ('pending', 'requires_action')",
+    )
+    .bind(id.as_str())
+    .fetch_one(pool)
+    .await?;
+    Ok(LiveObjects {
+        subscription,
+        connection,
+        unsettled_orders,
+        pending_refunds,
+    })
+}
+
+impl LiveObjects {
+    pub fn is_empty(&self) -> bool {
+        self.subscription.is_none()
+            && self.connection.is_none()
+            && self.unsettled_orders.is_empty()
+            && self.pending_refunds == 0
+    }
 }

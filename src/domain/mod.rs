@@ -4,12 +4,14 @@ pub mod ids;
 pub mod keys;
 pub mod mode;
 pub mod order;
+pub mod request_key;
 pub mod store;
 pub mod subscription;
 
 pub use ids::{AccountId, ApiKeyId, CustomerId, OrderId, RefundId, StoreId};
 pub use keys::{KeyKind, PublishableKey, SecretKey};
 pub use mode::Mode;
+pub use request_key::RequestKey;
 
 /// A domain value that failed to parse, with a message fit for the client.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]

@@ -7,28 +7,30 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use secrecy::{ExposeSecret, SecretString};
 use sha2::{Digest, Sha256};
 
 use super::auth::Caller;
 use super::error::ApiError;
 use super::{AppState, API_BODY_LIMIT};
-use crate::db::idempotency::{self, Claim, KeyRef, OwnerToken};
+use crate::db::idempotency::{self, Claim, KeyRef, OwnerToken, SavedBody};
+use crate::domain::RequestKey;
+use crate::vault::Binding;
 
 const RESPONSE_LIMIT: usize = 1 << 20;
 
-/// The request's Idempotency-Key as handlers see it (hashed with the caller's API key id):
-/// a handler that creates something at Stripe keeps it with what it created, so a retry of a
-/// request that failed half-way resumes it instead of starting a second one.
-#[derive(Clone, Debug)]
-pub struct RequestKey(pub String);
-
-impl RequestKey {
-    fn new(api_key_id: &str, key: &str) -> Self {
-        let mut h = Sha256::new();
-        h.update(api_key_id.as_bytes());
-        h.update(b"\n");
-        h.update(key.as_bytes());
-        Self(hex::encode(h.finalize()))
+/// The request's Idempotency-Key as handlers see it: hashed with the caller's API key id, and
+/// with the request's own hash, so that a handler that creates something at Stripe keeps both
+/// with what it created. A retry of a request that failed half-way resumes it; the same key
+/// with another request is refused even when the first attempt saved no response.
+fn request_key(api_key_id: &str, key: &str, request_hash: &str) -> RequestKey {
+    let mut h = Sha256::new();
+    h.update(api_key_id.as_bytes());
+    h.update(b"\n");
+    h.update(key.as_bytes());
+    RequestKey {
+        key: hex::encode(h.finalize()),
+        request_hash: request_hash.to_owned(),
     }
 }
 
@@ -76,11 +78,22 @@ pub async fn idempotent(
         api_key_id: &caller.api_key_id,
         key: &key,
     };
+    let row = idempotency::vault_row(k);
     match idempotency::claim(db, k, &hash, lock)
         .await
         .map_err(|e| ApiError::from(crate::service::ServiceError::from(e)))?
     {
         Claim::Replay { status, body } => {
+            let body = match body {
+                SavedBody::Sealed(sealed) => state
+                    .services
+                    .vault
+                    .open(&sealed, response_binding(&row))
+                    .map_err(|e| ApiError::from(crate::service::ServiceError::from(e)))?
+                    .expose_secret()
+                    .to_owned(),
+                SavedBody::Plain(body) => body,
+            };
             let mut response =
                 (StatusCode::from_u16(status).unwrap_or(StatusCode::OK), body).into_response();
             response
@@ -105,7 +118,7 @@ pub async fn idempotent(
             let mut parts = parts;
             parts
                 .extensions
-                .insert(RequestKey::new(&caller.api_key_id, &key));
+                .insert(request_key(&caller.api_key_id, &key, &hash));
             let request = Request::from_parts(parts, Body::from(bytes));
             let response = run_holding_claim(&state, k, &token, next.run(request)).await;
             let (parts, body) = response.into_parts();
@@ -115,8 +128,10 @@ pub async fn idempotent(
                 return Err(ApiError::internal());
             };
             let saved = if parts.status.is_success() {
-                let text = String::from_utf8_lossy(&bytes);
-                idempotency::complete(db, k, &token, parts.status.as_u16(), &text)
+                // The body may hold a client secret or a signed link: sealed like any secret.
+                let text = SecretString::from(String::from_utf8_lossy(&bytes).into_owned());
+                let sealed = state.services.vault.seal(&text, response_binding(&row));
+                idempotency::complete(db, k, &token, parts.status.as_u16(), &sealed)
                     .await
                     .map(|saved| {
                         if !saved {
@@ -131,6 +146,15 @@ pub async fn idempotent(
             }
             Ok(Response::from_parts(parts, Body::from(bytes)))
         }
+    }
+}
+
+/// What a saved response is sealed to (`db::secrets` lists the column).
+fn response_binding(row: &str) -> Binding<'_> {
+    Binding {
+        table: "idempotency_keys",
+        row,
+        field: "response",
     }
 }
 

@@ -181,6 +181,11 @@ pub async fn connect_form(
         Ok(true) => return connected_page(),
         Err(r) => return r,
     }
+    match link.spent(s).await {
+        Ok(false) => {}
+        Ok(true) => return link_refused(LinkError::Used),
+        Err(_) => return unavailable(),
+    }
     let csrf = links::random_token();
     let html = ConnectPage {
         store_name: &store.name,
@@ -307,6 +312,12 @@ pub async fn connect_submit(
         Ok(true) => return connected_page(),
         Err(r) => return r,
     }
+    // Spent before the keys are saved, so two submissions of one link cannot both connect.
+    match link.spend(s).await {
+        Ok(true) => {}
+        Ok(false) => return link_refused(LinkError::Used),
+        Err(_) => return unavailable(),
+    }
     let publishable = form.publishable_key.unwrap_or_default();
     let webhook_secret = form
         .webhook_secret
@@ -339,6 +350,9 @@ pub async fn connect_submit(
             Redirect::to(&to).into_response()
         }
         Err(e) => {
+            if let Err(e) = link.unspend(s).await {
+                tracing::warn!(error = %e, "could not give a refused key-entry link back");
+            }
             let html = ConnectPage {
                 store_name: &store.name,
                 link: (&form.link).into(),

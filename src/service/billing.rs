@@ -6,7 +6,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{stores, Result, ServiceError, Services};
-use crate::db::vendor_subscriptions::VendorRow;
+use crate::db::vendor_subscriptions::{CreateClaim, VendorRow};
 use crate::db::{self, now_ms};
 use crate::domain::subscription::{ended_reason, Snapshot, Stamp, SubscriptionFacts, VendorStatus};
 use crate::domain::{Invalid, StoreId};
@@ -141,40 +141,69 @@ pub async fn put(
         return Err(Invalid::new("trial_days", "must be between 1 and 730").into());
     }
     let item_field = check_price(s, price).await?;
-    let existing = db::vendor_subscriptions::get(s.db.pool(), store).await?;
-    if let Some(row) = &existing {
-        if let (Some(sub), None) = (&row.subscription_id, &row.ended_reason) {
-            return change_price(s, store, row, sub, price, item_field).await;
+    let fresh_key = format!("{store}:{}", now_ms());
+    let lease_until = now_ms() + CREATE_LEASE_MS;
+    let (row, resumed) = match db::vendor_subscriptions::claim_create(
+        &s.db,
+        store,
+        price,
+        &fresh_key,
+        lease_until,
+    )
+    .await?
+    {
+        CreateClaim::Busy => {
+            return Err(ServiceError::Conflict {
+                code: "subscription_pending",
+                message: "another request is creating this store's subscription now; try again once it has answered".into(),
+            })
         }
-    }
-    // A new subscription: its idempotency key is saved before the first attempt, so a retry (or
-    // a crash between Stripe's answer and ours) never makes a second one. A creation still
-    // unconfirmed is finished with its own price first: a new key for another price could leave
-    // the store with two subscriptions if the first did reach Stripe.
-    let create_key = match &existing {
-        Some(row) if row.subscription_id.is_none() && row.ended_reason.is_none() => {
-            if row.price_id != price {
-                return Err(ServiceError::Conflict {
-                    code: "subscription_pending",
-                    message: format!(
-                        "a subscription to {} is still being created (its answer from Stripe was not received): repeat that request to finish it, then change the price",
-                        row.price_id
-                    ),
-                });
-            }
-            row.create_key.clone()
+        CreateClaim::Live(row) => {
+            let sub = row.subscription_id.clone().unwrap_or_default();
+            return change_price(s, store, &row, &sub, price, item_field).await;
         }
-        _ => format!("{store}:{}", now_ms()),
+        CreateClaim::Create { row, resumed } => (row, resumed),
     };
-    let row = db::vendor_subscriptions::begin(&s.db, store, price, &create_key).await?;
-    let customer = match (
-        &existing.as_ref().and_then(|r| r.customer_id.clone()),
-        existing.as_ref().map(|r| r.customer_deleted),
-    ) {
-        (Some(c), Some(0)) => c.clone(),
+    let created = create(
+        s,
+        store,
+        &store_row.name,
+        row,
+        resumed,
+        price,
+        item_field,
+        trial_days,
+    )
+    .await;
+    // The lease ends with the request; a process that dies holding it loses it at its expiry.
+    if let Err(e) = db::vendor_subscriptions::release_create(&s.db, store).await {
+        tracing::warn!(store = %store, error = %e, "could not end the subscription creation lease; it expires by itself");
+    }
+    created
+}
+
+/// How long a request holds its store's creation lease if its process dies: longer than the
+/// Stripe client's retries take.
+const CREATE_LEASE_MS: i64 = 5 * 60 * 1000;
+
+/// Creates the subscription under the store's creation lease. A creation resumed after a lost
+/// answer first looks for what it may have made at Stripe, and adopts it.
+#[allow(clippy::too_many_arguments)]
+async fn create(
+    s: &Services,
+    store: &StoreId,
+    store_name: &str,
+    mut row: VendorRow,
+    resumed: bool,
+    price: &str,
+    item_field: &str,
+    trial_days: Option<i64>,
+) -> Result<SubscriptionView> {
+    let customer = match (&row.customer_id, row.customer_deleted) {
+        (Some(c), 0) => c.clone(),
         _ => {
             let form = vec![
-                ("name".to_owned(), store_row.name.clone()),
+                ("name".to_owned(), store_name.to_owned()),
                 ("metadata[bursar_store_id]".to_owned(), store.to_string()),
             ];
             let customer: Value = s
@@ -183,7 +212,7 @@ pub async fn put(
                     AccountScope::Platform,
                     "/v1/customers",
                     &form,
-                    &IdempotencyKey::new("vendor_customer", &create_key),
+                    &IdempotencyKey::new("vendor_customer", &row.create_key),
                 )
                 .await?;
             let id = customer["id"].as_str().unwrap_or_default().to_owned();
@@ -191,6 +220,26 @@ pub async fn put(
             id
         }
     };
+    if resumed {
+        if let Some(sub) = made_for(s, store, &customer).await? {
+            let id = sub["id"].as_str().unwrap_or_default();
+            let item = sub["items"]["data"][0]["id"].as_str();
+            db::vendor_subscriptions::set_subscription(&s.db, store, id, item).await?;
+            apply_answer(s, store, &sub).await?;
+            tracing::info!(store = %store, subscription = id, "vendor subscription adopted: Stripe made it, its answer was lost");
+            // Then moved to the price this request asks for, as any PUT on a live one is.
+            let row = db::vendor_subscriptions::get(s.db.pool(), store)
+                .await?
+                .ok_or(ServiceError::NotFound("subscription"))?;
+            return change_price(s, store, &row, id, price, item_field).await;
+        }
+        if row.price_id != price {
+            // Nothing reached Stripe: the creation starts over, for this price.
+            let key = format!("{store}:{}", now_ms());
+            db::vendor_subscriptions::restart_create(&s.db, store, price, &key).await?;
+            row.create_key = key;
+        }
+    }
     let mut form = vec![
         ("customer".to_owned(), customer),
         (format!("items[0][{item_field}]"), price.to_owned()),
@@ -217,6 +266,30 @@ pub async fn put(
     apply_answer(s, store, &sub).await?;
     tracing::info!(store = %store, subscription = id, price, "vendor subscription created");
     get(s, store).await
+}
+
+/// The running subscription Stripe holds for the store's platform customer, made by Bursar
+/// for this store (`metadata.bursar_store_id`), if any.
+async fn made_for(s: &Services, store: &StoreId, customer: &str) -> Result<Option<Value>> {
+    let list: Value = s
+        .stripe
+        .get(
+            AccountScope::Platform,
+            &format!("/v1/subscriptions?customer={customer}&status=all&limit=100"),
+        )
+        .await?;
+    Ok(list["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|sub| {
+            sub["metadata"]["bursar_store_id"] == store.as_str()
+                && !matches!(
+                    sub["status"].as_str(),
+                    Some("canceled" | "incomplete_expired")
+                )
+        })
+        .cloned())
 }
 
 async fn change_price(
@@ -266,7 +339,7 @@ async fn change_price(
 /// Stripe's answer is Stripe's word: merged like an event, stamped with the time it was given.
 async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> {
     let mut tx = s.db.begin_write().await?;
-    if let Some(row) = db::vendor_subscriptions::get(&mut *tx, store).await? {
+    if let Some(row) = db::vendor_subscriptions::get_locked(&mut tx, store.as_str()).await? {
         // Stripe's answer is newer than every event received before it (and than earlier
         // answers) and older than every event received after: stamped with the inbox's newest
         // sequence number now, and a tick that only grows.
@@ -277,7 +350,7 @@ async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> 
         let tick = now_ms().max(row.snapshot_tick + 1);
         let facts = subscription_facts(sub, (now_ms() / 1000, newest, tick));
         let item = sub["items"]["data"][0]["id"].as_str();
-        db::vendor_subscriptions::merge(&mut *tx, &row, &facts, item).await?;
+        db::vendor_subscriptions::merge(&mut tx, store.as_str(), &facts, item).await?;
         let invoice = &sub["latest_invoice"];
         if let Some(id) = invoice["id"].as_str() {
             let open = invoice["status"].as_str() == Some("open");

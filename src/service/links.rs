@@ -149,6 +149,32 @@ pub struct ConnectLink {
     pub store: StoreId,
     /// Empty when the merchant lands on Bursar's own success page.
     pub return_url: String,
+    signature: String,
+    expires_at: i64,
+}
+
+impl ConnectLink {
+    /// Whether the link already saved keys: a link connects a store once, then never again,
+    /// even after the store disconnects (a leaked link cannot reconnect it elsewhere).
+    pub async fn spent(&self, s: &Services) -> Result<bool> {
+        Ok(db::grants::connect_link_spent(&s.db, &self.signature).await?)
+    }
+
+    /// Spends the link before its keys are saved; false if it was spent already.
+    pub async fn spend(&self, s: &Services) -> Result<bool> {
+        Ok(db::grants::spend_connect_link(
+            &s.db,
+            &self.signature,
+            &self.store,
+            self.expires_at * 1000,
+        )
+        .await?)
+    }
+
+    /// Gives the link back after its keys were refused, so the merchant can correct them.
+    pub async fn unspend(&self, s: &Services) -> Result<()> {
+        Ok(db::grants::unspend_connect_link(&s.db, &self.signature).await?)
+    }
 }
 
 /// Checks signature, expiry and (again, in case the allow-list shrank) the return URL.
@@ -178,6 +204,8 @@ pub fn verify_connect_link(
     Ok(ConnectLink {
         store: StoreId::parse(store).map_err(|_| LinkError::Tampered)?,
         return_url,
+        signature: signature.clone(),
+        expires_at,
     })
 }
 

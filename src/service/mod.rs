@@ -22,6 +22,7 @@ pub mod orders;
 pub mod reconcile;
 pub mod secrets;
 pub mod status;
+pub mod store_deletion;
 pub mod stores;
 pub mod webhook_endpoints;
 

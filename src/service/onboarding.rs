@@ -450,7 +450,15 @@ pub async fn oauth_callback(s: &Services, p: CallbackParams) -> Result<Callback>
             };
             return refused(400, &format!("{plain}: {message}"));
         }
-        Err(e) => return Err(e.into()),
+        Err(e) => {
+            // Stripe may have connected the account and lost its answer: the code is spent
+            // either way, and authorizing again from a fresh link finishes the connection.
+            tracing::warn!(store = %store, error = %e, "Connect OAuth code exchange unanswered");
+            return refused(
+                502,
+                "Stripe did not answer while connecting your account, so it may or may not be connected. Start again from the platform: connecting again is safe and finishes it.",
+            );
+        }
     };
     let account = AccountId::parse(&token.stripe_user_id)?;
     if Mode::from_livemode(token.livemode) != platform_mode(s)? {

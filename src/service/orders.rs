@@ -20,7 +20,7 @@ use crate::db::orders::{NewOrder, OrderRow, RefundRow};
 use crate::db::{self, now_ms};
 use crate::domain::order::{parse_amount, Currency, OrderFacts, Stamped};
 use crate::domain::store::Metadata;
-use crate::domain::{Invalid, OrderId, RefundId, StoreId};
+use crate::domain::{Invalid, OrderId, RefundId, RequestKey, StoreId};
 use crate::stripe::{IdempotencyKey, StripeError};
 use crate::vault::Binding;
 
@@ -28,9 +28,12 @@ fn client_secret_binding(order: &str) -> Binding<'_> {
     Binding {
         table: "orders",
         row: order,
-        field: "client_secret",
+        field: CLIENT_SECRET_FIELD,
     }
 }
+
+/// The vault field of an order's sealed PaymentIntent client secret (`db::secrets` lists it).
+pub const CLIENT_SECRET_FIELD: &str = "client_secret";
 
 pub struct OrderInput {
     pub amount: i64,
@@ -72,20 +75,22 @@ pub struct OrderView {
     pub created: i64,
 }
 
-fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> OrderView {
-    let client_secret = row.client_secret_enc.as_deref().and_then(|enc| {
-        s.vault
-            .open(enc, client_secret_binding(&row.id))
-            .ok()
-            .map(|c| c.expose_secret().to_owned())
-    });
+/// The API's view of an order. A client secret the configured keys cannot open is an error
+/// (the operator must restore the key), never a silent null.
+fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Result<OrderView> {
+    let client_secret = row
+        .client_secret_enc
+        .as_deref()
+        .map(|enc| s.vault.open(enc, client_secret_binding(&row.id)))
+        .transpose()?
+        .map(|c| c.expose_secret().to_owned());
     let connect = row.connection_kind == "connect";
     let publishable_key = if connect {
         s.config.stripe.publishable_key.clone()
     } else {
         connection.and_then(|c| c.publishable_key.clone())
     };
-    OrderView {
+    Ok(OrderView {
         failure: row
             .failure_code
             .as_ref()
@@ -114,7 +119,15 @@ fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Orde
         payment_intent: row.payment_intent_id,
         client_secret,
         publishable_key,
-    }
+    })
+}
+
+/// The same `Idempotency-Key` sent with another request than the one it first came with.
+pub(super) fn key_reused() -> ServiceError {
+    conflict(
+        "idempotency_key_reused",
+        "this Idempotency-Key was used with a different request; use a new key for a new request",
+    )
 }
 
 fn conflict(code: &'static str, message: &str) -> ServiceError {
@@ -148,9 +161,18 @@ pub async fn create(
     s: &Services,
     store: &StoreId,
     input: OrderInput,
-    request_key: Option<&str>,
+    request_key: Option<&RequestKey>,
 ) -> Result<OrderView> {
     stores::require(s, store).await?;
+    // A retry resumes the order its key made, if it is the same request; the same key with
+    // another request is refused, whatever became of the first attempt.
+    let existing = match request_key {
+        Some(k) => match db::orders::by_request_key(&s.db, store, &k.key).await? {
+            Some(o) if !k.same_request(o.request_hash.as_deref()) => return Err(key_reused()),
+            found => found,
+        },
+        None => None,
+    };
     let currency = Currency::parse(&input.currency)?;
     let amount = parse_amount("amount", input.amount, &currency)?;
     let fee = input
@@ -203,12 +225,8 @@ pub async fn create(
         Some(c) => Some(super::customers::stripe_id_for_order(s, store, &account, c).await?),
         None => None,
     };
-    let existing = match request_key {
-        Some(k) => db::orders::by_request_key(&s.db, store, k).await?,
-        None => None,
-    };
     let order = match existing {
-        Some(o) if o.payment_intent_id.is_some() => return Ok(view(s, o, Some(&connection))),
+        Some(o) if o.payment_intent_id.is_some() => return view(s, o, Some(&connection)),
         Some(o) => o,
         None => {
             let id = OrderId::generate();
@@ -235,7 +253,7 @@ pub async fn create(
     };
     let scope = store_scope(s, store, &connection)?;
     match create_payment_intent(s, &order, &scope).await {
-        Ok(order) => Ok(view(s, order, Some(&connection))),
+        Ok(order) => view(s, order, Some(&connection)),
         Err(ServiceError::StripeRefused(e)) => {
             // Stripe made nothing: forget the order, so nothing retries it.
             db::orders::delete_unstarted(&s.db, &OrderId::parse(&order.id)?).await?;
@@ -306,7 +324,7 @@ pub async fn get(s: &Services, id: &OrderId) -> Result<OrderView> {
         .ok_or(ServiceError::NotFound("order"))?;
     let store = StoreId::parse(&row.store_id)?;
     let connection = db::connections::get(s.db.pool(), &store).await?;
-    Ok(view(s, row, connection.as_ref()))
+    view(s, row, connection.as_ref())
 }
 
 pub struct Page {
@@ -324,7 +342,7 @@ pub async fn list(s: &Services, store: &StoreId, cursor: Option<&str>, limit: i6
         .into_iter()
         .take(limit as usize)
         .map(|r| view(s, r, connection.as_ref()))
-        .collect();
+        .collect::<Result<_>>()?;
     let next_cursor = more.then(|| data.last().map(|o| o.id.clone())).flatten();
     Ok(Page { data, next_cursor })
 }
@@ -347,7 +365,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
                 ..Default::default()
             };
             let mut tx = s.db.begin_write().await?;
-            db::orders::merge_facts(&mut *tx, &row, &facts, None, "sync").await?;
+            db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
             tx.commit().await?;
             return get(s, id).await;
         }
@@ -362,16 +380,13 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
             if let Some(pi) = session["payment_intent"].as_str() {
                 db::orders::learn_payment_intent(&mut tx, &row.id, pi).await?;
             }
-            let current = db::orders::get_in(&mut tx, id)
-                .await?
-                .ok_or(ServiceError::NotFound("order"))?;
-            db::orders::merge_facts(&mut *tx, &current, &facts, None, "sync").await?;
+            db::orders::merge_facts(&mut tx, id.as_str(), &facts, None, "sync").await?;
             tx.commit().await?;
             return get(s, id).await;
         }
         (None, None) => {
             let done = create_payment_intent(s, &row, &scope).await?;
-            return Ok(view(s, done, Some(&connection)));
+            return view(s, done, Some(&connection));
         }
     };
     let pi: Value = s
@@ -388,10 +403,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
         facts = facts.merge(&charge_facts(&charge));
     }
     let mut tx = s.db.begin_write().await?;
-    let current = db::orders::get_in(&mut tx, id)
-        .await?
-        .ok_or(ServiceError::NotFound("order"))?;
-    db::orders::merge_facts(&mut *tx, &current, &facts, charge_id.as_deref(), "sync").await?;
+    db::orders::merge_facts(&mut tx, id.as_str(), &facts, charge_id.as_deref(), "sync").await?;
     tx.commit().await?;
     get(s, id).await
 }
@@ -501,7 +513,7 @@ pub async fn sweep(s: &Services, age: std::time::Duration) -> Result<usize> {
 }
 
 /// Runs the sweep every `BURSAR_ORDER_SWEEP_SECS` until `stop`: no order stays pending because
-/// a webhook never came.
+/// a webhook never came, and no refund stays unanswered because Stripe's answer was lost.
 pub async fn run_sweeper(s: Services, stop: tokio_util::sync::CancellationToken) {
     let mut tick = tokio::time::interval(s.config.order_sweep_interval);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -511,6 +523,10 @@ pub async fn run_sweeper(s: Services, stop: tokio_util::sync::CancellationToken)
             _ = tick.tick() => {
                 if let Err(e) = sweep(&s, s.config.order_pending_age).await {
                     tracing::warn!(error = %e, "order sweep failed; next round retries");
+                }
+                // A refund left unanswered is tried again after one round.
+                if let Err(e) = sweep_refunds(&s, s.config.order_sweep_interval).await {
+                    tracing::warn!(error = %e, "refund sweep failed; next round retries");
                 }
             }
         }
@@ -547,21 +563,29 @@ impl From<RefundRow> for RefundView {
 const REFUND_REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_customer"];
 
 /// Refunds all that is left, or `amount`. Refused before Stripe is called when the order is not
-/// paid or the amount is more than what is left (counting refunds already asked for).
+/// paid or the amount is more than what is left (counting refunds asked for and not refused).
+///
+/// Refunds whose answer never came (Stripe failed or timed out on every try) are tried again
+/// first, each with its own Stripe idempotency key: a request for the same amount as one of them
+/// is that refund asked again and resumes it, so a refund is never made twice because an answer
+/// was lost; the others are settled before the amount left is counted.
 pub async fn refund(
     s: &Services,
     id: &OrderId,
     amount: Option<i64>,
     reason: Option<String>,
-    request_key: Option<&str>,
+    request_key: Option<&RequestKey>,
 ) -> Result<RefundView> {
     let order = db::orders::get(&s.db, id)
         .await?
         .ok_or(ServiceError::NotFound("order"))?;
-    // A retried request (same Idempotency-Key) resumes its refund: the same refund id, so the
-    // same Stripe idempotency key, so never a second refund at Stripe.
+    // A retried request (same Idempotency-Key and body) resumes its refund: the same refund id,
+    // so the same Stripe idempotency key, so never a second refund at Stripe.
     if let Some(key) = request_key {
-        if let Some(row) = db::orders::refund_by_request_key(&s.db, &order.id, key).await? {
+        if let Some(row) = db::orders::refund_by_request_key(&s.db, &order.id, &key.key).await? {
+            if !key.same_request(row.request_hash.as_deref()) {
+                return Err(key_reused());
+            }
             if row.stripe_refund_id.is_some() || row.status == "failed" {
                 return Ok(row.into());
             }
@@ -591,6 +615,18 @@ pub async fn refund(
         Some(a) => parse_amount("refund amount", a, &currency)?,
         None => order.amount - order.amount_refunded,
     };
+    let unanswered = db::orders::unanswered_refunds(&s.db, &order.id).await?;
+    if let Some(same) = unanswered
+        .iter()
+        .find(|r| r.amount == amount && r.reason == reason)
+    {
+        return send_refund(s, &order, same.clone()).await;
+    }
+    for row in unanswered {
+        if let Err(e) = send_refund(s, &order, row).await {
+            tracing::warn!(order = %order.id, error = %e, "an earlier refund is still unanswered; it stays counted");
+        }
+    }
     let refund_id = RefundId::generate();
     let row = db::orders::insert_refund(&s.db, &order, &refund_id, amount, reason.as_deref(), request_key)
         .await?
@@ -603,7 +639,9 @@ pub async fn refund(
     send_refund(s, &order, row).await
 }
 
-/// Asks Stripe for a recorded refund, with the refund's own idempotency key.
+/// Asks Stripe for a recorded refund, with the refund's own idempotency key. Stripe's refusal
+/// (a 4xx) releases its amount; no answer (5xx, timeout) leaves it counted and unanswered, for
+/// the next request or the sweep to try again.
 async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<RefundView> {
     let refund_id = RefundId::parse(&row.id)?;
     let amount = row.amount;
@@ -636,6 +674,7 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
         id: String,
         status: Option<String>,
     }
+    db::orders::touch_refund(&s.db, &refund_id).await?;
     match s
         .stripe
         .post::<Created>(
@@ -662,4 +701,48 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Settles refunds Stripe has not finished with: an unanswered one is asked again (its own
+/// idempotency key, so at most one refund at Stripe), one Stripe answered `pending` is read
+/// back. Returns how many were settled.
+pub async fn sweep_refunds(s: &Services, age: std::time::Duration) -> Result<usize> {
+    let before = now_ms() - age.as_millis() as i64;
+    let mut settled = 0;
+    for row in db::orders::refunds_to_settle(&s.db, before, 100).await? {
+        let refund_id = RefundId::parse(&row.id)?;
+        let Some(order) = db::orders::get(&s.db, &OrderId::parse(&row.order_id)?).await? else {
+            continue;
+        };
+        let outcome = match &row.stripe_refund_id {
+            None => send_refund(s, &order, row.clone()).await.map(|_| ()),
+            Some(stripe_id) => recheck_refund(s, &order, &refund_id, stripe_id).await,
+        };
+        match outcome {
+            Ok(()) => settled += 1,
+            Err(e) => {
+                db::orders::touch_refund(&s.db, &refund_id).await?;
+                tracing::warn!(refund = %row.id, error = %e, "could not settle refund; next round retries");
+            }
+        }
+    }
+    Ok(settled)
+}
+
+/// Reads a refund back from Stripe and records its status.
+async fn recheck_refund(
+    s: &Services,
+    order: &OrderRow,
+    refund_id: &RefundId,
+    stripe_id: &str,
+) -> Result<()> {
+    let (store, connection) = order_connection(s, order).await?;
+    let scope = store_scope(s, &store, &connection)?;
+    let refund: Value = s
+        .stripe
+        .get(scope.scope(), &format!("/v1/refunds/{stripe_id}"))
+        .await?;
+    let status = refund["status"].as_str().unwrap_or("pending");
+    db::orders::finish_refund(&s.db, refund_id, None, status).await?;
+    Ok(())
 }

@@ -102,11 +102,3 @@ pub async fn list(s: &Services, after: Option<&StoreId>, limit: i64) -> Result<P
         next_cursor,
     })
 }
-
-pub async fn delete(s: &Services, id: &StoreId) -> Result<()> {
-    if db::stores::delete(&s.db, id).await? {
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound("store"))
-    }
-}

@@ -163,7 +163,9 @@ impl StripeClient {
     }
 
     /// A POST to Connect's OAuth endpoints (`STRIPE_CONNECT_BASE`), with the platform key.
-    /// They take no idempotency key: a code is single-use and deauthorizing twice is harmless.
+    /// They take no idempotency key (a code is single-use, deauthorizing twice is harmless), so
+    /// they are retried only when Stripe surely did not act: a lost answer is the caller's to
+    /// report, never a retry that spends the code and answers `invalid_grant`.
     pub async fn post_oauth<T: DeserializeOwned>(
         &self,
         path: &str,
@@ -265,6 +267,7 @@ impl StripeClient {
                 StripeError::Decode("API key has characters not allowed in a header".into())
             })?;
         auth.set_sensitive(true);
+        let replayable = method == Method::GET || idempotency.is_some();
         let mut attempt = 0;
         loop {
             self.budget.acquire(&budget_key, mode).await;
@@ -307,12 +310,18 @@ impl StripeClient {
                         .and_then(|v| v.to_str().ok())
                         .map(|v| v == "true");
                     let error = api_error(status, response.text().await.unwrap_or_default());
+                    // A write Stripe cannot replay (no idempotency key: an OAuth code
+                    // exchange) is retried only when Stripe surely did not act on it.
                     let retryable = should_retry.unwrap_or(
-                        status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error(),
+                        status == StatusCode::TOO_MANY_REQUESTS
+                            || (replayable && status.is_server_error()),
                     );
                     (error, retryable)
                 }
-                Err(e) => (StripeError::Network(e.without_url().to_string()), true),
+                Err(e) => {
+                    let retryable = replayable || e.is_connect();
+                    (StripeError::Network(e.without_url().to_string()), retryable)
+                }
             };
             let (error, retryable) = failure;
             if !retryable || attempt >= self.max_retries {

@@ -25,6 +25,9 @@ pub struct Incoming {
     pub livemode: bool,
     pub account: Option<String>,
     pub store: Option<StoreId>,
+    /// Came through a door whose signing secret the store's merchant knows (a `keys` store's
+    /// own endpoint): its payload is the merchant's word, not Stripe's, until Stripe confirms it.
+    pub merchant_signed: bool,
     pub object: Value,
 }
 
@@ -82,6 +85,7 @@ pub const ACCOUNT_EVENTS: &[&str] = &[
     "payment_intent.payment_failed",
     "payment_intent.canceled",
     "charge.refunded",
+    "charge.refund.updated",
     "charge.dispute.created",
     "charge.dispute.closed",
     "checkout.session.completed",
@@ -115,6 +119,9 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         "payment_intent.payment_failed" => Handler::Payment(PaymentEvent::IntentFailed),
         "payment_intent.canceled" => Handler::Payment(PaymentEvent::IntentCanceled),
         "charge.refunded" => Handler::Payment(PaymentEvent::ChargeRefunded),
+        "charge.refund.updated" | "refund.updated" | "refund.failed" => {
+            Handler::Payment(PaymentEvent::RefundUpdated)
+        }
         "charge.dispute.created" => Handler::Payment(PaymentEvent::DisputeCreated),
         "charge.dispute.closed" => Handler::Payment(PaymentEvent::DisputeClosed),
         "checkout.session.completed"
@@ -169,20 +176,26 @@ fn source_chain(e: &dyn std::error::Error) -> String {
 #[derive(Debug)]
 pub enum Loaded {
     Nothing,
+    /// The object to apply: the event's own, or one fetched from Stripe.
     Object(Value),
+    /// The event's object as Stripe holds it now, fetched in the event's scope to confirm a
+    /// merchant-signed event: applied for what it says, the event's type adding nothing.
+    Confirmed(Value),
 }
 
 impl Handler {
-    /// Whether `load` calls Stripe (and so runs under the worker's per-event deadline); the
-    /// others apply the event's own object.
-    pub fn calls_stripe(self) -> bool {
-        matches!(
-            self,
+    /// Whether `load` calls Stripe for `ev` (and so runs under the worker's per-event
+    /// deadline); the others apply the event's own object. Money events signed by a merchant's
+    /// secret are confirmed at Stripe: only Stripe's word moves an order or a refund.
+    pub fn calls_stripe(self, ev: &Incoming) -> bool {
+        match self {
             Handler::AccountUpdated
-                | Handler::V2Account
-                | Handler::ExternalAccountUpdated
-                | Handler::PersonUpdated
-        )
+            | Handler::V2Account
+            | Handler::ExternalAccountUpdated
+            | Handler::PersonUpdated => true,
+            Handler::Payment(_) => ev.merchant_signed,
+            _ => false,
+        }
     }
 
     pub async fn load(self, s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
@@ -191,6 +204,7 @@ impl Handler {
             Handler::V2Account => account::load_v2(s, ev).await,
             Handler::ExternalAccountUpdated => account::load_external_account(s, ev).await,
             Handler::PersonUpdated => account::load_for_person(s, ev).await,
+            Handler::Payment(kind) if ev.merchant_signed => payment::confirm(s, ev, kind).await,
             _ => Ok(Loaded::Object(ev.object.clone())),
         }
     }
@@ -217,8 +231,10 @@ impl Handler {
         ev: &Incoming,
         loaded: &Loaded,
     ) -> Result<(), HandlerError> {
-        let Loaded::Object(object) = loaded else {
-            return Ok(());
+        let (object, confirmed) = match loaded {
+            Loaded::Nothing => return Ok(()),
+            Loaded::Object(object) => (object, false),
+            Loaded::Confirmed(object) => (object, true),
         };
         if !self.has_effects(ev.store.is_some(), ev.account.is_some()) {
             return Ok(());
@@ -240,7 +256,9 @@ impl Handler {
             Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
             Handler::PayoutFailed => payout::apply_failed(conn, store, ev, object).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
-            Handler::Payment(kind) => payment::apply(conn, store, ev, object, kind).await,
+            Handler::Payment(kind) => {
+                payment::apply(conn, store, ev, object, kind, confirmed).await
+            }
             Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
             // Answered above, before a store is needed.
             Handler::Billing(_) => Ok(()),

@@ -135,9 +135,10 @@ pub(super) async fn route(
         livemode,
         account: row.account_id.clone(),
         store,
+        merchant_signed: row.scope == "store",
         object,
     };
-    if handler.calls_stripe() {
+    if handler.calls_stripe(&incoming) {
         return Step::Load { handler, incoming };
     }
     // The event's own object is what the handler applies: moved, not copied.

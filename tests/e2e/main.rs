@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod limits;
 mod localstripe;
+mod money;
 mod onboarding;
 mod openapi;
 mod operability;

@@ -361,7 +361,17 @@ async fn reconcile_recovers_missed_events_once_for_connect_and_keys_stores() {
 async fn vault_rotate_lets_the_old_key_go() {
     let app = TestApp::spawn().await;
     quiet_keys_store(&app).await;
-    crate::orders::keys_store(&app).await;
+    let (store, _) = crate::orders::keys_store(&app).await;
+    // A pending order: its client secret is sealed too, and its payment page must outlive the
+    // old key.
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
+        .json(&serde_json::json!({"amount": 1500, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let pending: Value = r.json().await.unwrap();
     let (ok, _, err) = run(&app, &["webhooks", "setup"]).await;
     assert!(ok, "{err}");
     let old = app.env["BURSAR_MASTER_KEYS"].clone();
@@ -370,12 +380,13 @@ async fn vault_rotate_lets_the_old_key_go() {
     env.insert("BURSAR_MASTER_KEYS".into(), format!("{new},{old}"));
     let (ok, out, err) = run_env(&env, &["vault", "rotate"]).await;
     assert!(ok, "{err}");
-    // Two stores' keys, one store's pasted webhook secret and three endpoint secrets.
-    assert!(out.starts_with("re-sealed 6 secret(s)"), "{out}");
+    // Two stores' keys, one store's pasted webhook secret, three endpoint secrets and the
+    // order's client secret.
+    assert!(out.starts_with("re-sealed 7 secret(s)"), "{out}");
     let (ok, out, _) = run_env(&env, &["vault", "rotate"]).await;
     assert!(ok);
     assert!(
-        out.starts_with("re-sealed 0 secret(s)") && out.contains("6 already were"),
+        out.starts_with("re-sealed 0 secret(s)") && out.contains("7 already were"),
         "{out}"
     );
 
@@ -390,6 +401,28 @@ async fn vault_rotate_lets_the_old_key_go() {
         .await
         .unwrap();
     assert_eq!(health.status(), 200);
+    let order = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/orders/{}",
+            server.url,
+            pending["id"].as_str().unwrap()
+        ))
+        .bearer_auth(&app.api_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(order.status(), 200);
+    let order: Value = order.json().await.unwrap();
+    assert_eq!(order["client_secret"], pending["client_secret"]);
+    let checkout = reqwest::get(
+        order["checkout_url"]
+            .as_str()
+            .unwrap()
+            .replace(&app.url, &server.url),
+    )
+    .await
+    .unwrap();
+    assert_eq!(checkout.status(), 200);
     drop(server);
     env.insert("BURSAR_MASTER_KEYS".into(), old);
     let (_, out, _) = run_env(&env, &["doctor", "--json"]).await;

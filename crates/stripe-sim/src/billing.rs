@@ -101,13 +101,84 @@ pub(crate) fn routes() -> Router<Arc<Sim>> {
     Router::new()
         .route("/v1/prices/{id}", owned("price"))
         .route("/v1/invoices/{id}", owned("invoice"))
-        .route("/v1/subscriptions", post(create))
+        .route("/v1/subscriptions", post(create).get(list))
         .route(
             "/v1/subscriptions/{id}",
             owned("subscription").post(update).delete(cancel_route),
         )
         .route("/invoice/{id}", get(invoice_page))
         .route("/invoice/{id}/pay", post(invoice_pay_page))
+}
+
+/// `GET /v1/subscriptions`: the acting account's subscriptions, newest first, filtered by
+/// `customer`, `price` and `status` (by default all but canceled ones, as at Stripe; `all` for
+/// every one).
+async fn list(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let acting = acting(&sim, &headers)?;
+    let form = Form::parse(query.unwrap_or_default().as_bytes());
+    reject_unknown(
+        &form,
+        &[
+            "customer",
+            "price",
+            "status",
+            "limit",
+            "starting_after",
+            "ending_before",
+        ],
+    )?;
+    let limit = crate::webhook_endpoints::limit(&form)?;
+    let status = form.get("status").unwrap_or("");
+    const STATUSES: &[&str] = &[
+        "",
+        "all",
+        "active",
+        "past_due",
+        "unpaid",
+        "canceled",
+        "incomplete",
+        "incomplete_expired",
+        "trialing",
+        "paused",
+        "ended",
+    ];
+    if !STATUSES.contains(&status) {
+        return Err(ApiError::invalid(format!("Invalid status: {status}")).param("status"));
+    }
+    let state = sim.lock();
+    let mut all: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|((owner, _), o)| *owner == acting.owner && o["object"] == "subscription")
+        .map(|(_, o)| o.clone())
+        .filter(|o| form.get("customer").is_none_or(|c| o["customer"] == c))
+        .filter(|o| {
+            form.get("price")
+                .is_none_or(|p| o["items"]["data"][0]["price"]["id"] == p)
+        })
+        .filter(|o| match status {
+            "" => o["status"] != "canceled",
+            "all" => true,
+            "ended" => matches!(
+                o["status"].as_str(),
+                Some("canceled" | "incomplete_expired")
+            ),
+            s => o["status"] == s,
+        })
+        .collect();
+    all.sort_by(|a, b| {
+        (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
+    });
+    ok(crate::webhook_endpoints::page(
+        all,
+        &form,
+        limit,
+        "/v1/subscriptions",
+    ))
 }
 
 /// A new price in `owner` (`interval`: `day`, `week`, `month`, `year`, or `None` for one-time).

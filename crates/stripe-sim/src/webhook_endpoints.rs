@@ -245,7 +245,7 @@ async fn delete(
     ok(json!({ "id": id, "object": "webhook_endpoint", "deleted": true }))
 }
 
-fn limit(form: &Form) -> Result<usize, ApiError> {
+pub(crate) fn limit(form: &Form) -> Result<usize, ApiError> {
     match params::integer(form, "limit")? {
         None => Ok(10),
         Some(n) if (1..=100).contains(&n) => Ok(n as usize),
@@ -257,7 +257,7 @@ fn limit(form: &Form) -> Result<usize, ApiError> {
 
 /// One page of `all` (newest first) after `starting_after`, or the page just newer than
 /// `ending_before` (still newest first), as Stripe's cursors work.
-fn page(all: Vec<Value>, form: &Form, limit: usize, url: &str) -> Value {
+pub(crate) fn page(all: Vec<Value>, form: &Form, limit: usize, url: &str) -> Value {
     let position = |id: &str| all.iter().position(|o| o["id"] == id);
     let (data, has_more) = if let Some(before) = form.get("ending_before") {
         let end = position(before).unwrap_or(0);

@@ -9,9 +9,9 @@ use serde::Deserialize;
 
 use super::{limit, store_id, Page, PageQuery};
 use crate::domain::OrderId;
+use crate::domain::RequestKey;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
-use crate::http::idempotency::RequestKey;
 use crate::http::AppState;
 use crate::service::orders::{self, OrderInput, OrderView, RefundView};
 
@@ -61,8 +61,8 @@ pub async fn create(
         application_fee_amount: input.application_fee_amount,
         metadata: input.metadata,
     };
-    let key = request_key.map(|Extension(k)| k.0);
-    let order = orders::create(&state.services, &store_id(&id)?, input, key.as_deref()).await?;
+    let key = request_key.map(|Extension(k)| k);
+    let order = orders::create(&state.services, &store_id(&id)?, input, key.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 
@@ -167,7 +167,7 @@ pub async fn refund(
         &order_id(&id)?,
         input.amount,
         input.reason,
-        request_key.map(|Extension(k)| k.0).as_deref(),
+        request_key.map(|Extension(k)| k).as_ref(),
     )
     .await?;
     Ok((StatusCode::CREATED, Json(refund)))

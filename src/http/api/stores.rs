@@ -9,6 +9,7 @@ use super::{limit, store_id, Deleted, Page, PageQuery};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
+use crate::service::store_deletion;
 use crate::service::stores::{self, NewStore, StoreView};
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -73,19 +74,34 @@ pub async fn list(
     Ok(super::page(page.data, page.next_cursor))
 }
 
-/// Delete a store and everything of it that Bursar holds (its Stripe account is untouched).
+#[derive(Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct DeleteQuery {
+    /// Cancel the store's vendor subscription and disconnect it at Stripe first (deauthorizing
+    /// a Standard account), instead of refusing while they are live.
+    force: Option<bool>,
+}
+
+/// Delete a store. Refused while it holds a live vendor subscription, an active connection or
+/// orders and refunds Stripe may still settle, unless `force`. Its orders and refunds are kept
+/// (and stay readable by id); the store, its connection and its secrets are gone.
 #[utoipa::path(delete, path = "/stores/{id}", tag = "stores", operation_id = "delete_store",
-    params(("id" = String, Path, description = "The store's id (`st_…`)")),
+    params(("id" = String, Path, description = "The store's id (`st_…`)"), DeleteQuery),
     responses(
         (status = 200, description = "The store is gone", body = Deleted),
+        (status = 400, description = "A bad query parameter", body = ErrorBody),
         (status = 404, description = "No such store", body = ErrorBody),
+        (status = 409, description = "`store_has_live_objects` (named in the message), or `subscription_pending`", body = ErrorBody),
+        (status = 502, description = "Stripe could not be reached while forcing; nothing was deleted", body = ErrorBody),
     ))]
 pub async fn delete(
     State(state): State<AppState>,
     Path(id): Path<String>,
+    QueryParams(q): QueryParams<DeleteQuery>,
 ) -> ApiResult<Json<Deleted>> {
     let id = store_id(&id)?;
-    stores::delete(&state.services, &id).await?;
+    store_deletion::delete(&state.services, &id, q.force.unwrap_or(false)).await?;
     Ok(Json(Deleted {
         id: id.to_string(),
         object: "store",

@@ -23,6 +23,34 @@ pub enum BillingEvent {
     CustomerDeleted,
 }
 
+/// A running subscription Bursar made for a store (`metadata.bursar_store_id`) whose creation's
+/// answer never came: the store's record, waiting for that answer, takes it as its own.
+async fn adopt(
+    conn: &mut AnyConnection,
+    id: &str,
+    sub: &Value,
+) -> Result<Option<vendor_subscriptions::VendorRow>, HandlerError> {
+    let (Some(store), Some(customer)) = (
+        sub["metadata"]["bursar_store_id"].as_str(),
+        sub["customer"].as_str(),
+    ) else {
+        return Ok(None);
+    };
+    if matches!(
+        sub["status"].as_str(),
+        Some("canceled" | "incomplete_expired")
+    ) || !vendor_subscriptions::adopt(&mut *conn, store, id, customer).await?
+    {
+        return Ok(None);
+    }
+    tracing::info!(
+        store,
+        subscription = id,
+        "vendor subscription adopted from Stripe's event"
+    );
+    Ok(vendor_subscriptions::by_subscription(&mut *conn, id).await?)
+}
+
 pub async fn apply(
     conn: &mut AnyConnection,
     ev: &Incoming,
@@ -35,8 +63,15 @@ pub async fn apply(
             let Some(id) = object["id"].as_str() else {
                 return Ok(());
             };
-            let Some(row) = vendor_subscriptions::by_subscription(&mut *conn, id).await? else {
-                return Ok(());
+            let row = match vendor_subscriptions::by_subscription(&mut *conn, id).await? {
+                Some(row) => row,
+                None if kind == BillingEvent::SubscriptionChanged => {
+                    match adopt(conn, id, object).await? {
+                        Some(row) => row,
+                        None => return Ok(()),
+                    }
+                }
+                None => return Ok(()),
             };
             let mut facts = subscription_facts(object, at);
             if kind == BillingEvent::SubscriptionDeleted {
@@ -49,7 +84,7 @@ pub async fn apply(
                 });
             }
             let item = object["items"]["data"][0]["id"].as_str();
-            vendor_subscriptions::merge(&mut *conn, &row, &facts, item).await?;
+            vendor_subscriptions::merge(&mut *conn, &row.store_id, &facts, item).await?;
         }
         BillingEvent::InvoicePaid
         | BillingEvent::InvoicePaymentFailed

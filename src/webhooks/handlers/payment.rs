@@ -1,7 +1,11 @@
 //! Payments: `payment_intent.*`, `charge.refunded` and `charge.dispute.*` merge what they say
 //! into the order's facts (see `domain::order`), so any delivery order ends the same and no
-//! order ever moves back. Only the store's own orders are looked up: an event about another
-//! store's or account's PaymentIntent finds nothing here.
+//! order ever moves back; refund events move the refund's status. Only the store's own orders
+//! are looked up: an event about another store's or account's PaymentIntent finds nothing here.
+//!
+//! An event signed with a secret the merchant knows (a `keys` store's own endpoint) is not
+//! Stripe's word: `confirm` fetches its object from Stripe in the store's scope, and what Stripe
+//! answers is applied instead of the payload, without the event type's own meaning.
 
 use serde_json::Value;
 use sqlx::AnyConnection;
@@ -9,8 +13,10 @@ use sqlx::AnyConnection;
 use crate::db;
 use crate::domain::order::{OrderFacts, Stamped};
 use crate::domain::StoreId;
+use crate::service::connections::store_scope;
 use crate::service::orders::{charge_facts, checkout_session_facts, payment_intent_facts};
-use crate::webhooks::registry::{HandlerError, Incoming};
+use crate::service::Services;
+use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentEvent {
@@ -22,6 +28,58 @@ pub enum PaymentEvent {
     DisputeClosed,
     /// `checkout.session.completed|async_payment_succeeded|async_payment_failed|expired`.
     CheckoutSession,
+    /// `charge.refund.updated`, `refund.updated|failed`: a refund's status moved.
+    RefundUpdated,
+}
+
+impl PaymentEvent {
+    /// Where Stripe serves the event's object, to confirm it.
+    fn object_path(self, id: &str) -> String {
+        match self {
+            PaymentEvent::IntentSucceeded
+            | PaymentEvent::IntentFailed
+            | PaymentEvent::IntentCanceled => format!("/v1/payment_intents/{id}"),
+            PaymentEvent::ChargeRefunded => format!("/v1/charges/{id}"),
+            PaymentEvent::DisputeCreated | PaymentEvent::DisputeClosed => {
+                format!("/v1/disputes/{id}")
+            }
+            PaymentEvent::CheckoutSession => format!("/v1/checkout/sessions/{id}"),
+            PaymentEvent::RefundUpdated => format!("/v1/refunds/{id}"),
+        }
+    }
+}
+
+/// Fetches the event's object from Stripe with the store's own credentials. An object Stripe
+/// does not know in that account confirms nothing; a Stripe that cannot answer is a failed
+/// attempt, retried later.
+pub async fn confirm(
+    s: &Services,
+    ev: &Incoming,
+    kind: PaymentEvent,
+) -> Result<Loaded, HandlerError> {
+    let (Some(store), Some(id)) = (&ev.store, ev.object["id"].as_str()) else {
+        return Ok(Loaded::Nothing);
+    };
+    // An id is one path segment: anything else cannot name a Stripe object.
+    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
+        return Ok(Loaded::Nothing);
+    }
+    let Some(connection) = db::connections::get(s.db.pool(), store).await? else {
+        return Ok(Loaded::Nothing);
+    };
+    let scope = store_scope(s, store, &connection)?;
+    match s
+        .stripe
+        .get::<Value>(scope.scope(), &kind.object_path(id))
+        .await
+    {
+        Ok(object) => Ok(Loaded::Confirmed(object)),
+        Err(e) if e.is_not_found() => {
+            tracing::warn!(store = %store, event = %ev.event_id, object = id, "a merchant-signed event names an object Stripe does not have; nothing applied");
+            Ok(Loaded::Nothing)
+        }
+        Err(e) => Err(HandlerError::Transient(e.to_string())),
+    }
 }
 
 pub async fn apply(
@@ -30,18 +88,22 @@ pub async fn apply(
     ev: &Incoming,
     object: &Value,
     kind: PaymentEvent,
+    confirmed: bool,
 ) -> Result<(), HandlerError> {
     let at = (ev.created, ev.seq);
     let (payment_intent, facts, charge) = match kind {
         PaymentEvent::CheckoutSession => {
-            return apply_checkout_session(conn, store, ev, object).await
+            return apply_checkout_session(conn, store, ev, object, confirmed).await
         }
+        PaymentEvent::RefundUpdated => return apply_refund(conn, store, object).await,
         PaymentEvent::IntentSucceeded
         | PaymentEvent::IntentFailed
         | PaymentEvent::IntentCanceled => {
             let mut facts = payment_intent_facts(object, at);
-            // The event type is Stripe's word even if the snapshot's status moved on since.
+            // The event type is Stripe's word even if the snapshot's status moved on since;
+            // a confirmed object is Stripe's current word, and says all there is.
             match kind {
+                _ if confirmed => {}
                 PaymentEvent::IntentSucceeded => facts.paid = true,
                 PaymentEvent::IntentCanceled => facts.canceled = true,
                 PaymentEvent::IntentFailed if facts.failure.is_none() => {
@@ -61,7 +123,7 @@ pub async fn apply(
         PaymentEvent::ChargeRefunded => (
             object["payment_intent"].as_str(),
             OrderFacts {
-                paid: true,
+                paid: !confirmed || charge_facts(object).paid,
                 ..charge_facts(object)
             },
             object["id"].as_str(),
@@ -93,7 +155,7 @@ pub async fn apply(
     if ev.account.as_deref().is_some_and(|a| a != order.account_id) {
         return Ok(());
     }
-    db::orders::merge_facts(&mut *conn, &order, &facts, charge, "webhook").await?;
+    db::orders::merge_facts(&mut *conn, &order.id, &facts, charge, "webhook").await?;
     Ok(())
 }
 
@@ -104,6 +166,7 @@ async fn apply_checkout_session(
     store: &StoreId,
     ev: &Incoming,
     session: &Value,
+    confirmed: bool,
 ) -> Result<(), HandlerError> {
     let Some(id) = session["id"].as_str() else {
         return Ok(());
@@ -117,7 +180,21 @@ async fn apply_checkout_session(
     if let Some(pi) = session["payment_intent"].as_str() {
         db::orders::learn_payment_intent(&mut *conn, &order.id, pi).await?;
     }
-    let facts = checkout_session_facts(session, Some(&ev.event_type), (ev.created, ev.seq));
-    db::orders::merge_facts(&mut *conn, &order, &facts, None, "webhook").await?;
+    // A confirmed session is read for what it says now, not for the event that named it.
+    let event = (!confirmed).then_some(ev.event_type.as_str());
+    let facts = checkout_session_facts(session, event, (ev.created, ev.seq));
+    db::orders::merge_facts(&mut *conn, &order.id, &facts, None, "webhook").await?;
+    Ok(())
+}
+
+/// A refund's status, as Stripe moved it (`failed` releases its amount for another refund).
+async fn apply_refund(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    refund: &Value,
+) -> Result<(), HandlerError> {
+    if let (Some(id), Some(status)) = (refund["id"].as_str(), refund["status"].as_str()) {
+        db::orders::refund_status_from_stripe(conn, store, id, status).await?;
+    }
     Ok(())
 }
