@@ -84,8 +84,8 @@ fn public(s: &Services, path: &str) -> Url {
     Url::parse(&format!("{base}{path}")).expect("BURSAR_PUBLIC_URL was checked at start")
 }
 
-fn connect_message(store: &str, return_url: &str, expires: i64) -> String {
-    format!("{store}\n{return_url}\n{expires}")
+fn connect_message(store: &str, return_url: &str, expires: i64, nonce: &str) -> String {
+    format!("{store}\n{return_url}\n{expires}\n{nonce}")
 }
 
 /// A signed key-entry link for a store, valid `ttl_secs`.
@@ -113,18 +113,22 @@ pub async fn connect_link(
     Ok((signed_connect_link(s, store, &return_url, expires), expires))
 }
 
-/// The link itself, signed over store, return URL and expiry (unix seconds). `connect_link`
-/// checks its inputs first; this only signs.
+/// The link itself, signed over store, return URL, expiry (unix seconds) and a nonce, so that
+/// every link is a link of its own (links are single-use: two made in the same second for the
+/// same store must not share a fate). The signature is `<nonce>.<mac>`. `connect_link` checks
+/// its inputs first; this only signs.
 pub fn signed_connect_link(
     s: &Services,
     store: &StoreId,
     return_url: &str,
     expires: i64,
 ) -> String {
-    let signature = s.vault.sign(
+    let nonce = random_token();
+    let mac = s.vault.sign(
         CONNECT_LINK,
-        &connect_message(store.as_str(), return_url, expires),
+        &connect_message(store.as_str(), return_url, expires, &nonce),
     );
+    let signature = format!("{nonce}.{mac}");
     let mut url = public(s, "/stripe/connect");
     url.query_pairs_mut()
         .append_pair("store_id", store.as_str())
@@ -188,10 +192,11 @@ pub fn verify_connect_link(
     };
     let return_url = p.return_url.clone().unwrap_or_default();
     let expires_at: i64 = expires.parse().map_err(|_| LinkError::Tampered)?;
+    let (nonce, mac) = signature.split_once('.').ok_or(LinkError::Tampered)?;
     if !s.vault.verify(
         CONNECT_LINK,
-        &connect_message(store, &return_url, expires_at),
-        signature,
+        &connect_message(store, &return_url, expires_at, nonce),
+        mac,
     ) {
         return Err(LinkError::Tampered);
     }

@@ -439,7 +439,12 @@ pub async fn oauth_callback(s: &Services, p: CallbackParams) -> Result<Callback>
     ]);
     let token: TokenResponse = match s.stripe.post_oauth("/oauth/token", &form).await {
         Ok(t) => t,
-        Err(StripeError::Api { code, message, .. }) => {
+        Err(StripeError::Api {
+            status,
+            code,
+            message,
+            ..
+        }) if status < 500 && status != 429 => {
             tracing::warn!(store = %store, code = ?code, "Connect OAuth code exchange refused");
             let plain = match code.as_deref() {
                 Some("invalid_grant") => {

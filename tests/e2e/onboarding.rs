@@ -460,3 +460,30 @@ async fn a_thin_event_for_an_unknown_account_is_recorded_unrouted_and_duplicates
         .requests(&format!("/v2/core/events/{id}"))
         .is_empty());
 }
+
+#[tokio::test]
+async fn a_code_exchange_whose_answer_is_lost_is_not_retried_blind_and_a_fresh_link_finishes_it() {
+    let app = TestApp::spawn().await;
+    let store = app.create_store("Acme").await;
+    let state = standard_state(&app, &store).await;
+    let (code, _) = app.sim.authorize(false);
+    // Stripe exchanges the code, but its answer never arrives.
+    app.sim.fail(
+        Method::POST,
+        "/oauth/token",
+        crate::support::Fault::AfterCommit(500),
+        1,
+    );
+    let r = callback(&app, &[("code", &code), ("state", &state)]).await;
+    assert_eq!(r.status(), 502);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("may or may not be connected"), "{html}");
+    // One exchange: a retry would only have spent the code and answered invalid_grant.
+    assert_eq!(app.sim.requests("/oauth/token").len(), 1);
+    // The merchant starts again from the platform: the new code connects the store.
+    let state = standard_state(&app, &store).await;
+    let (code, account) = app.sim.authorize(false);
+    let r = callback(&app, &[("code", &code), ("state", &state)]).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(app.account(&store).await["account_id"], account.id.as_str());
+}

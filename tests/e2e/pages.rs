@@ -336,3 +336,55 @@ async fn the_cli_prints_the_link_alone_on_stdout() {
     assert!(out.stdout.is_empty());
     assert!(String::from_utf8_lossy(&out.stderr).contains("allow-list"));
 }
+
+#[tokio::test]
+async fn a_key_entry_link_connects_once_and_never_again_after_a_disconnect() {
+    let app = TestApp::spawn().await;
+    let store = app.create_store("Acme").await;
+    let link = connect_link(&app, &store, None).await;
+    let (fields, cookie) = open_form(&app, &link).await;
+    // Keys Stripe refuses give the link back, so the merchant can correct them.
+    let r = submit(
+        &app,
+        &fields,
+        Some(&cookie),
+        &[
+            ("secret_key", "rk_test_nosuchkey"),
+            ("publishable_key", "pk_test_x"),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 422);
+    let account = app.sim.add_account(false);
+    let keys = [
+        ("secret_key", account.restricted_key.as_str()),
+        ("publishable_key", account.publishable_key.as_str()),
+    ];
+    assert_eq!(
+        submit(&app, &fields, Some(&cookie), &keys).await.status(),
+        303
+    );
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/connection"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Disconnected, the store would take keys again, but not through the spent link.
+    let page = app.browserless().get(&link).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.unwrap().contains("already used"));
+    let r = submit(&app, &fields, Some(&cookie), &keys).await;
+    assert_eq!(r.status(), 403);
+    assert_eq!(app.account(&store).await["connected"], false);
+    // A fresh link works.
+    let link = connect_link(&app, &store, None).await;
+    let (fields, cookie) = open_form(&app, &link).await;
+    assert_eq!(
+        submit(&app, &fields, Some(&cookie), &keys).await.status(),
+        303
+    );
+}
