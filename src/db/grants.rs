@@ -72,11 +72,11 @@ pub async fn spend(db: &Db, nonce: &str) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Spends a merchant key-entry link (by its signature) before its keys are saved: false if it
+/// Spends a merchant key-entry link (by its nonce) before its keys are saved: false if it
 /// was spent already. Links past their expiry are forgotten here too (they are refused anyway).
 pub async fn spend_connect_link(
     db: &Db,
-    signature: &str,
+    nonce: &str,
     store: &StoreId,
     expires_at_ms: i64,
 ) -> Result<bool> {
@@ -86,10 +86,10 @@ pub async fn spend_connect_link(
         .execute(db.pool())
         .await?;
     let done = sqlx::query(
-        "INSERT INTO used_connect_links (signature, store_id, expires_at) VALUES ($1, $2, $3) \
-         ON CONFLICT (signature) DO NOTHING",
+        "INSERT INTO used_connect_links (nonce, store_id, expires_at) VALUES ($1, $2, $3) \
+         ON CONFLICT (nonce) DO NOTHING",
     )
-    .bind(signature)
+    .bind(nonce)
     .bind(store.as_str())
     .bind(expires_at_ms)
     .execute(db.pool())
@@ -98,23 +98,21 @@ pub async fn spend_connect_link(
 }
 
 /// Gives a spent link back, when the keys it brought were refused (the merchant corrects them).
-pub async fn unspend_connect_link(db: &Db, signature: &str) -> Result<()> {
+pub async fn unspend_connect_link(db: &Db, nonce: &str) -> Result<()> {
     let _turn = db.write_turn().await;
-    sqlx::query("DELETE FROM used_connect_links WHERE signature = $1")
-        .bind(signature)
+    sqlx::query("DELETE FROM used_connect_links WHERE nonce = $1")
+        .bind(nonce)
         .execute(db.pool())
         .await?;
     Ok(())
 }
 
-pub async fn connect_link_spent(db: &Db, signature: &str) -> Result<bool> {
+pub async fn connect_link_spent(db: &Db, nonce: &str) -> Result<bool> {
     Ok(
-        sqlx::query_scalar::<_, i64>(
-            "SELECT COUNT(*) FROM used_connect_links WHERE signature = $1",
-        )
-        .bind(signature)
-        .fetch_one(db.pool())
-        .await?
+        sqlx::query_scalar::<_, i64>("SELECT COUNT(*) FROM used_connect_links WHERE nonce = $1")
+            .bind(nonce)
+            .fetch_one(db.pool())
+            .await?
             > 0,
     )
 }

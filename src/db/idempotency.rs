@@ -149,6 +149,17 @@ pub async fn complete(
     Ok(done.rows_affected() == 1)
 }
 
+/// Forgets saved responses past the key window (a key past it is free again anyway), so
+/// neither the table nor the start-up key check grows without end.
+pub async fn prune(db: &Db) -> Result<u64> {
+    let _turn = db.write_turn().await;
+    let done = sqlx::query("DELETE FROM idempotency_keys WHERE created_at < $1")
+        .bind(now_ms() - TTL_MS)
+        .execute(db.pool())
+        .await?;
+    Ok(done.rows_affected())
+}
+
 /// Forgets our claim of a key whose request did not succeed, so the client may retry with it.
 /// Another request's claim of the same key is left alone.
 pub async fn release(db: &Db, k: KeyRef<'_>, token: &OwnerToken) -> Result<()> {
@@ -218,6 +229,26 @@ mod tests {
             }
         );
         assert_eq!(claim(&db, K, "other", LOCK).await.unwrap(), Claim::Mismatch);
+    }
+
+    #[tokio::test]
+    async fn saved_responses_past_the_window_are_pruned() {
+        let (db, _dir) = db().await;
+        let Claim::New(token) = claim(&db, K, "h", LOCK).await.unwrap() else {
+            panic!("a new key");
+        };
+        assert!(complete(&db, K, &token, 201, "sealed").await.unwrap());
+        assert_eq!(prune(&db).await.unwrap(), 0);
+        sqlx::query("UPDATE idempotency_keys SET created_at = created_at - $1")
+            .bind(TTL_MS + 1)
+            .execute(db.pool())
+            .await
+            .unwrap();
+        assert_eq!(prune(&db).await.unwrap(), 1);
+        assert!(matches!(
+            claim(&db, K, "other", LOCK).await.unwrap(),
+            Claim::New(_)
+        ));
     }
 
     #[tokio::test]

@@ -460,6 +460,16 @@ pub(crate) fn for_update(conn: &sqlx::AnyConnection) -> &'static str {
     }
 }
 
+/// The shared row-lock clause: writers that must not race a row's exclusive change (a store
+/// being deleted) read it with this, and wait while it is being changed.
+pub(crate) fn for_share(conn: &sqlx::AnyConnection) -> &'static str {
+    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
+        " FOR SHARE"
+    } else {
+        ""
+    }
+}
+
 /// Fresh databases for unit tests, of the engine under test.
 #[cfg(test)]
 pub(crate) mod testing {

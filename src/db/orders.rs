@@ -88,16 +88,21 @@ pub struct NewOrder<'a> {
 }
 
 /// Saves a new order before Stripe is called, so its id (and so the Stripe idempotency key
-/// derived from it) exists before the first attempt.
-pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<OrderRow> {
-    let _turn = db.write_turn().await;
+/// derived from it) exists before the first attempt. None if the store is gone: the insert
+/// holds the store (`stores::lock_live`), so a deletion sees the order or it is refused.
+pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
+    let mut tx = db.begin_write().await?;
+    if !super::stores::lock_live(&mut tx, o.store).await? {
+        tx.rollback().await?;
+        return Ok(None);
+    }
     let now = now_ms();
     let sql = format!(
         "INSERT INTO orders (id, store_id, connection_kind, account_id, mode, amount, currency, description, \
            customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15) RETURNING {COLUMNS}"
     );
-    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+    let row = sqlx::query_as::<_, OrderRow>(&sql)
         .bind(o.id.as_str())
         .bind(o.store.as_str())
         .bind(o.connection_kind)
@@ -113,8 +118,10 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<OrderRow> {
         .bind(o.request_key.map(|k| k.request_hash.as_str()))
         .bind(o.checkout.then_some(""))
         .bind(now)
-        .fetch_one(db.pool())
-        .await?)
+        .fetch_one(&mut *tx)
+        .await?;
+    tx.commit().await?;
+    Ok(Some(row))
 }
 
 pub async fn get(db: &Db, id: &OrderId) -> Result<Option<OrderRow>> {
@@ -357,6 +364,20 @@ pub async fn unsettled(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<OrderR
         .await?)
 }
 
+/// A store's orders Stripe may still settle (created since `since_ms`): what a forced deletion
+/// cancels at Stripe first.
+pub async fn unsettled_of_store(db: &Db, store: &StoreId, since_ms: i64) -> Result<Vec<OrderRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND status IN ('pending', 'failed') \
+           AND created_at > $2 AND (payment_intent_id IS NOT NULL OR checkout_session_id IS NOT NULL)"
+    );
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(store.as_str())
+        .bind(since_ms)
+        .fetch_all(db.pool())
+        .await?)
+}
+
 #[derive(Debug, Clone, FromRow)]
 pub struct RefundRow {
     pub id: String,
@@ -366,11 +387,15 @@ pub struct RefundRow {
     pub stripe_refund_id: Option<String>,
     pub status: String,
     pub created_at: i64,
+    /// The creating request's key and hash, if it came with an `Idempotency-Key`.
+    pub request_key: Option<String>,
     pub request_hash: Option<String>,
+    /// When Stripe was last asked about it (none: never yet).
+    pub attempted_at: Option<i64>,
 }
 
-const REFUND_COLUMNS: &str =
-    "id, order_id, amount, reason, stripe_refund_id, status, created_at, request_hash";
+const REFUND_COLUMNS: &str = "id, order_id, amount, reason, stripe_refund_id, status, created_at, \
+    request_key, request_hash, attempted_at";
 
 /// Statuses of a refund that holds none of the order's amount: Stripe refused or undid it.
 const RELEASED: &str = "('failed', 'canceled')";
@@ -406,8 +431,8 @@ pub async fn insert_refund(
         return Ok(None);
     }
     let row = sqlx::query_as::<_, RefundRow>(&format!(
-        "INSERT INTO refunds (id, order_id, amount, reason, status, created_at, request_key, request_hash) \
-         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7) RETURNING {REFUND_COLUMNS}"
+        "INSERT INTO refunds (id, order_id, amount, reason, status, created_at, request_key, request_hash, keyed_at) \
+         VALUES ($1, $2, $3, $4, 'pending', $5, $6, $7, $5) RETURNING {REFUND_COLUMNS}"
     ))
     .bind(id.as_str())
     .bind(order.id.as_str())
@@ -428,7 +453,8 @@ pub async fn refund_by_request_key(db: &Db, order: &str, key: &str) -> Result<Op
     {
         let _turn = db.write_turn().await;
         sqlx::query(
-            "UPDATE refunds SET request_key = NULL WHERE order_id = $1 AND request_key = $2 AND created_at < $3",
+            "UPDATE refunds SET request_key = NULL WHERE order_id = $1 AND request_key = $2 \
+               AND COALESCE(keyed_at, created_at) < $3",
         )
         .bind(order)
         .bind(key)
@@ -478,6 +504,37 @@ pub async fn touch_refund(db: &Db, id: &RefundId) -> Result<()> {
         .execute(db.pool())
         .await?;
     Ok(())
+}
+
+/// Takes the sweep's turn with a refund: stamped only if no one tried it since `before_ms`, so
+/// of several processes' sweeps one settles it. False if another took it.
+pub async fn claim_refund(db: &Db, id: &RefundId, before_ms: i64) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let done = sqlx::query(
+        "UPDATE refunds SET attempted_at = $1 WHERE id = $2 AND COALESCE(attempted_at, created_at) < $3",
+    )
+    .bind(now_ms())
+    .bind(id.as_str())
+    .bind(before_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Binds a request's `Idempotency-Key` to an unanswered refund made without one, which the
+/// request asks for again: its retry then finds this refund. False if it has a key already.
+pub async fn bind_refund_key(db: &Db, id: &RefundId, key: &RequestKey) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let done = sqlx::query(
+        "UPDATE refunds SET request_key = $2, request_hash = $3, keyed_at = $4 WHERE id = $1 AND request_key IS NULL",
+    )
+    .bind(id.as_str())
+    .bind(&key.key)
+    .bind(&key.request_hash)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Records Stripe's answer about a refund: its id (once known) and status.
@@ -549,7 +606,8 @@ mod tests {
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the store is live");
         id
     }
 

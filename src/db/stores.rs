@@ -56,18 +56,45 @@ pub async fn list(db: &Db, after: Option<&StoreId>, limit: i64) -> Result<Vec<St
     .await?)
 }
 
-/// Deletes the store: hidden from every store lookup, its external id free for a new store,
-/// its connection and sealed secrets dropped; its orders, refunds and vendor subscription record
-/// stay, as the history of money that moved. False if there was no such store.
-pub async fn delete(db: &Db, id: &StoreId) -> Result<bool> {
+/// What `delete` did.
+#[derive(Debug)]
+pub enum Deleted {
+    Done,
+    NoStore,
+    /// The store still holds these; nothing was changed.
+    Live(LiveObjects),
+}
+
+/// Deletes the store if it holds nothing live: hidden from every store lookup, its external id
+/// free for a new store, its connection and sealed secrets dropped; its orders, refunds and
+/// vendor subscription record stay, as the history of money that moved. The store's row is
+/// held exclusively while live objects are counted, and every writer that adds one holds it
+/// too (`lock_live`), so nothing live slips in between the count and the deletion.
+pub async fn delete(db: &Db, id: &StoreId, unsettled_since_ms: i64) -> Result<Deleted> {
     let mut tx = db.begin_write().await?;
-    let done = sqlx::query(
-        "UPDATE stores SET deleted_at = $1, external_id = NULL WHERE id = $2 AND deleted_at IS NULL",
-    )
-    .bind(now_ms())
-    .bind(id.as_str())
-    .execute(&mut *tx)
-    .await?;
+    let lock = format!(
+        "SELECT id FROM stores WHERE id = $1 AND deleted_at IS NULL{}",
+        super::for_update(&tx)
+    );
+    if sqlx::query(&lock)
+        .bind(id.as_str())
+        .fetch_optional(&mut *tx)
+        .await?
+        .is_none()
+    {
+        tx.rollback().await?;
+        return Ok(Deleted::NoStore);
+    }
+    let live = live_objects(&mut tx, id, unsettled_since_ms).await?;
+    if !live.is_empty() {
+        tx.rollback().await?;
+        return Ok(Deleted::Live(live));
+    }
+    sqlx::query("UPDATE stores SET deleted_at = $1, external_id = NULL WHERE id = $2")
+        .bind(now_ms())
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
     for sql in [
         "DELETE FROM connections WHERE store_id = $1",
         "DELETE FROM onboarding_grants WHERE store_id = $1",
@@ -75,7 +102,23 @@ pub async fn delete(db: &Db, id: &StoreId) -> Result<bool> {
         sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
     }
     tx.commit().await?;
-    Ok(done.rows_affected() == 1)
+    Ok(Deleted::Done)
+}
+
+/// Inside a writer's transaction: whether the store exists and is not deleted, holding it so
+/// (a shared lock on PostgreSQL; SQLite's write transaction) until the transaction ends. Every
+/// write that gives a store something live at Stripe (an order, a subscription creation) takes
+/// it, so a deletion, which takes the row exclusively, sees every such write or none.
+pub async fn lock_live(conn: &mut sqlx::AnyConnection, id: &StoreId) -> Result<bool> {
+    let sql = format!(
+        "SELECT deleted_at FROM stores WHERE id = $1{}",
+        super::for_share(conn)
+    );
+    let found: Option<Option<i64>> = sqlx::query_scalar(&sql)
+        .bind(id.as_str())
+        .fetch_optional(&mut *conn)
+        .await?;
+    Ok(matches!(found, Some(None)))
 }
 
 /// What a store still holds that money can move through, for the check before deleting it.
@@ -90,20 +133,26 @@ pub struct LiveObjects {
     pub pending_refunds: i64,
 }
 
-pub async fn live_objects(db: &Db, id: &StoreId, since_ms: i64) -> Result<LiveObjects> {
-    let pool = db.pool();
+/// What the store holds that is live: a vendor subscription not ended, a connection not
+/// deauthorized, orders Stripe may still settle (created since `since_ms`) and refunds it has
+/// not settled.
+pub async fn live_objects(
+    conn: &mut sqlx::AnyConnection,
+    id: &StoreId,
+    since_ms: i64,
+) -> Result<LiveObjects> {
     let subscription = sqlx::query_scalar::<_, Option<String>>(
         "SELECT subscription_id FROM vendor_subscriptions WHERE store_id = $1 AND ended_reason IS NULL",
     )
     .bind(id.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?
     .map(|s| s.unwrap_or_else(|| "one still being created".to_owned()));
     let connection = sqlx::query_as::<_, (String, Option<String>)>(
         "SELECT kind, account_id FROM connections WHERE store_id = $1 AND deauthorized = 0",
     )
     .bind(id.as_str())
-    .fetch_optional(pool)
+    .fetch_optional(&mut *conn)
     .await?;
     let unsettled_orders = sqlx::query_scalar::<_, String>(
         "SELECT id FROM orders WHERE store_id = $1 AND status IN ('pending', 'failed') AND created_at > $2 \
@@ -111,14 +160,14 @@ pub async fn live_objects(db: &Db, id: &StoreId, since_ms: i64) -> Result<LiveOb
     )
     .bind(id.as_str())
     .bind(since_ms)
-    .fetch_all(pool)
+    .fetch_all(&mut *conn)
     .await?;
     let pending_refunds = sqlx::query_scalar::<_, i64>(
         "SELECT COUNT(*) FROM refunds r JOIN orders o ON o.id = r.order_id \
          WHERE o.store_id = $1 AND r.status IN ('pending', 'requires_action')",
     )
     .bind(id.as_str())
-    .fetch_one(pool)
+    .fetch_one(&mut *conn)
     .await?;
     Ok(LiveObjects {
         subscription,

@@ -28,13 +28,17 @@ pub struct VendorRow {
     pub last_payment_error: Option<String>,
     pub created_at: i64,
     pub updated_at: i64,
-    /// Until when (unix ms) a request holds the store's creation lease.
+    /// Until when (unix ms) a request holds the store's creation lease, and which request.
     pub creating_until: Option<i64>,
+    pub creating_token: Option<String>,
+    /// The trial the creation asked for: replayed with its key and price when resumed.
+    pub create_trial_days: Option<i64>,
 }
 
 const COLUMNS: &str = "store_id, customer_id, customer_deleted, create_key, subscription_id, item_id, \
     price_id, status, current_period_end, trial_end, cancel_at_period_end, snapshot_at, snapshot_seq, snapshot_tick, \
-    ended_reason, latest_invoice, action_url, last_payment_error, created_at, updated_at, creating_until";
+    ended_reason, latest_invoice, action_url, last_payment_error, created_at, updated_at, creating_until, \
+    creating_token, create_trial_days";
 
 impl VendorRow {
     pub fn facts(&self) -> SubscriptionFacts {
@@ -92,37 +96,57 @@ pub async fn by_customer(conn: &mut AnyConnection, customer: &str) -> Result<Opt
 /// What `claim_create` found.
 #[derive(Debug)]
 pub enum CreateClaim {
+    /// The store is gone (deleted meanwhile).
+    NoStore,
     /// Another request is creating the store's subscription now.
     Busy,
     /// The store has a running subscription (its price may be changed instead).
     Live(VendorRow),
-    /// This request creates it, holding the store's creation lease: a new record (or one
-    /// restarted after an ended subscription), or, when `resumed`, a creation whose answer
-    /// never came and which may have reached Stripe.
-    Create { row: VendorRow, resumed: bool },
+    /// This request creates it, holding the store's creation lease under `token`: a new record
+    /// (or one restarted after an ended subscription), or, when `resumed`, a creation whose
+    /// answer never came, which may have reached Stripe and is replayed exactly (its key, price
+    /// and trial), never replaced.
+    Create {
+        row: VendorRow,
+        resumed: bool,
+        token: String,
+    },
+}
+
+/// What a new creation asks Stripe for, saved with its key before the first attempt.
+pub struct NewCreation<'a> {
+    pub price: &'a str,
+    pub trial_days: Option<i64>,
+    pub key: &'a str,
 }
 
 /// Takes the store's turn to create its subscription, before Stripe is called: one creation
 /// per store at a time, across processes, until `lease_until` (unix ms) if the process dies.
-/// A new or restarted record gets `price` and `fresh_key`, the idempotency key of the
-/// subscription to create.
+/// A new or restarted record saves `new` (price, trial, idempotency key).
 pub async fn claim_create(
     db: &Db,
     store: &StoreId,
-    price: &str,
-    fresh_key: &str,
+    new: &NewCreation<'_>,
     lease_until: i64,
 ) -> Result<CreateClaim> {
     let now = now_ms();
+    let token = format!("{:032x}", rand::random::<u128>());
     let mut tx = db.begin_write().await?;
+    if !super::stores::lock_live(&mut tx, store).await? {
+        tx.rollback().await?;
+        return Ok(CreateClaim::NoStore);
+    }
     let inserted = sqlx::query_scalar::<_, String>(
-        "INSERT INTO vendor_subscriptions (store_id, create_key, price_id, creating_until, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $5) ON CONFLICT (store_id) DO NOTHING RETURNING store_id",
+        "INSERT INTO vendor_subscriptions (store_id, create_key, price_id, create_trial_days, creating_until, \
+           creating_token, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7) ON CONFLICT (store_id) DO NOTHING RETURNING store_id",
     )
     .bind(store.as_str())
-    .bind(fresh_key)
-    .bind(price)
+    .bind(new.key)
+    .bind(new.price)
+    .bind(new.trial_days)
     .bind(lease_until)
+    .bind(&token)
     .bind(now)
     .fetch_optional(&mut *tx)
     .await?
@@ -134,6 +158,7 @@ pub async fn claim_create(
         CreateClaim::Create {
             row,
             resumed: false,
+            token,
         }
     } else if row.creating_until.is_some_and(|t| t > now) {
         CreateClaim::Busy
@@ -141,68 +166,85 @@ pub async fn claim_create(
         CreateClaim::Live(row)
     } else if row.ended_reason.is_some() {
         let sql = format!(
-            "UPDATE vendor_subscriptions SET create_key = $2, price_id = $3, creating_until = $4, \
+            "UPDATE vendor_subscriptions SET create_key = $2, price_id = $3, create_trial_days = $4, \
+               creating_until = $5, creating_token = $6, \
                subscription_id = NULL, item_id = NULL, status = NULL, current_period_end = NULL, trial_end = NULL, \
                cancel_at_period_end = 0, snapshot_at = NULL, snapshot_seq = NULL, snapshot_tick = 0, ended_reason = NULL, \
-               latest_invoice = NULL, action_url = NULL, last_payment_error = NULL, updated_at = $5 \
+               latest_invoice = NULL, action_url = NULL, last_payment_error = NULL, updated_at = $7 \
              WHERE store_id = $1 RETURNING {COLUMNS}"
         );
         let row = sqlx::query_as::<_, VendorRow>(&sql)
             .bind(store.as_str())
-            .bind(fresh_key)
-            .bind(price)
+            .bind(new.key)
+            .bind(new.price)
+            .bind(new.trial_days)
             .bind(lease_until)
+            .bind(&token)
             .bind(now)
             .fetch_one(&mut *tx)
             .await?;
         CreateClaim::Create {
             row,
             resumed: false,
+            token,
         }
     } else {
-        sqlx::query("UPDATE vendor_subscriptions SET creating_until = $2 WHERE store_id = $1")
-            .bind(store.as_str())
-            .bind(lease_until)
-            .execute(&mut *tx)
-            .await?;
-        CreateClaim::Create { row, resumed: true }
+        sqlx::query(
+            "UPDATE vendor_subscriptions SET creating_until = $2, creating_token = $3 WHERE store_id = $1",
+        )
+        .bind(store.as_str())
+        .bind(lease_until)
+        .bind(&token)
+        .execute(&mut *tx)
+        .await?;
+        CreateClaim::Create {
+            row,
+            resumed: true,
+            token,
+        }
     };
     tx.commit().await?;
     Ok(claim)
 }
 
-/// Ends this request's creation lease.
-pub async fn release_create(db: &Db, store: &StoreId) -> Result<()> {
+/// Ends this request's creation lease; a lease another request took over is left alone.
+pub async fn release_create(db: &Db, store: &StoreId, token: &str) -> Result<()> {
     let _turn = db.write_turn().await;
-    sqlx::query("UPDATE vendor_subscriptions SET creating_until = NULL WHERE store_id = $1")
-        .bind(store.as_str())
-        .execute(db.pool())
-        .await?;
+    sqlx::query(
+        "UPDATE vendor_subscriptions SET creating_until = NULL, creating_token = NULL \
+         WHERE store_id = $1 AND creating_token = $2",
+    )
+    .bind(store.as_str())
+    .bind(token)
+    .execute(db.pool())
+    .await?;
     Ok(())
 }
 
-/// A creation that never reached Stripe starts over for another price, with a new key.
-pub async fn restart_create(db: &Db, store: &StoreId, price: &str, key: &str) -> Result<()> {
+/// A creation that made nothing at Stripe (refused, or found to be absent): ended for `reason`,
+/// so the next request starts afresh and the store holds nothing live.
+pub async fn end_creation(db: &Db, store: &StoreId, reason: &str) -> Result<()> {
     let _turn = db.write_turn().await;
     sqlx::query(
-        "UPDATE vendor_subscriptions SET price_id = $2, create_key = $3, updated_at = $4 \
-         WHERE store_id = $1 AND subscription_id IS NULL",
+        "UPDATE vendor_subscriptions SET ended_reason = $3, updated_at = $2 \
+         WHERE store_id = $1 AND subscription_id IS NULL AND ended_reason IS NULL",
     )
     .bind(store.as_str())
-    .bind(price)
-    .bind(key)
     .bind(now_ms())
+    .bind(reason)
     .execute(db.pool())
     .await?;
     Ok(())
 }
 
 /// Adopts a subscription Stripe made for the store whose answer Bursar never saw: only into a
-/// record still waiting for its creation's answer, and only for the store's own platform
-/// customer (or, when that answer was lost too, the customer Stripe names). True if adopted.
+/// record still waiting for that very creation (`create_key`, which Bursar writes into the
+/// subscription's metadata), and only for the store's own platform customer (or, when that
+/// answer was lost too, the customer Stripe names). True if adopted.
 pub async fn adopt(
     conn: &mut AnyConnection,
     store: &str,
+    create_key: &str,
     subscription: &str,
     customer: &str,
 ) -> Result<bool> {
@@ -210,12 +252,13 @@ pub async fn adopt(
         "UPDATE vendor_subscriptions SET subscription_id = $2, customer_id = COALESCE(customer_id, $3), \
            customer_deleted = 0, updated_at = $4 \
          WHERE store_id = $1 AND subscription_id IS NULL AND ended_reason IS NULL \
-           AND (customer_id IS NULL OR customer_id = $3)",
+           AND (customer_id IS NULL OR customer_id = $3) AND create_key = $5",
     )
     .bind(store)
     .bind(subscription)
     .bind(customer)
     .bind(now_ms())
+    .bind(create_key)
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -232,6 +275,8 @@ pub async fn set_customer(db: &Db, store: &StoreId, customer: &str) -> Result<()
     Ok(())
 }
 
+/// Records the subscription Stripe answered with, unless the record already holds another
+/// (it is the same creation under the same key, so it can only be the same one).
 pub async fn set_subscription(
     db: &Db,
     store: &StoreId,
@@ -240,7 +285,8 @@ pub async fn set_subscription(
 ) -> Result<()> {
     let _turn = db.write_turn().await;
     sqlx::query(
-        "UPDATE vendor_subscriptions SET subscription_id = $1, item_id = COALESCE($2, item_id), updated_at = $3 WHERE store_id = $4",
+        "UPDATE vendor_subscriptions SET subscription_id = $1, item_id = COALESCE($2, item_id), updated_at = $3 \
+         WHERE store_id = $4 AND (subscription_id IS NULL OR subscription_id = $1)",
     )
     .bind(subscription)
     .bind(item)
@@ -264,17 +310,23 @@ pub async fn get_locked(conn: &mut AnyConnection, store: &str) -> Result<Option<
         .await?)
 }
 
-/// Merges facts into the store's row (newest snapshot wins, `ended` sticks), reading it under
-/// a row lock so that concurrent merges from several processes all land.
+/// Merges facts about `subscription` into the store's row (newest snapshot wins, `ended`
+/// sticks), reading it under a row lock so that concurrent merges from several processes all
+/// land, and only while the row still holds that subscription (a store that started another
+/// since never takes its previous one's facts). False if it no longer does.
 pub async fn merge(
     conn: &mut AnyConnection,
     store: &str,
+    subscription: &str,
     facts: &SubscriptionFacts,
     item: Option<&str>,
-) -> Result<()> {
+) -> Result<bool> {
     let Some(row) = get_locked(conn, store).await? else {
-        return Ok(());
+        return Ok(false);
     };
+    if row.subscription_id.as_deref() != Some(subscription) {
+        return Ok(false);
+    }
     let merged = row.facts().merge(facts);
     let s = merged.snapshot.as_ref();
     sqlx::query(
@@ -296,26 +348,30 @@ pub async fn merge(
     .bind(s.map_or(0, |s| s.at.2))
     .execute(&mut *conn)
     .await?;
-    Ok(())
+    Ok(true)
 }
 
-/// What the latest invoice asks of the vendor: a hosted URL to act on (cleared when paid) and
-/// the last payment error.
+/// What the latest invoice of `subscription` asks of the vendor: a hosted URL to act on
+/// (cleared when paid) and the last payment error; nothing if the store holds another
+/// subscription by now.
 pub async fn set_invoice(
     conn: &mut AnyConnection,
     store: &str,
+    subscription: &str,
     invoice: &str,
     action_url: Option<&str>,
     error: Option<&str>,
 ) -> Result<()> {
     sqlx::query(
-        "UPDATE vendor_subscriptions SET latest_invoice = $1, action_url = $2, last_payment_error = $3, updated_at = $4 WHERE store_id = $5",
+        "UPDATE vendor_subscriptions SET latest_invoice = $1, action_url = $2, last_payment_error = $3, updated_at = $4 \
+         WHERE store_id = $5 AND subscription_id = $6",
     )
     .bind(invoice)
     .bind(action_url)
     .bind(error)
     .bind(now_ms())
     .bind(store)
+    .bind(subscription)
     .execute(conn)
     .await?;
     Ok(())
@@ -339,6 +395,14 @@ mod tests {
     use super::*;
     use crate::db::testing;
     use crate::domain::store::{Metadata, StoreName};
+
+    fn creation(key: &str) -> NewCreation<'_> {
+        NewCreation {
+            price: "price_1",
+            trial_days: None,
+            key,
+        }
+    }
 
     fn snapshot(at: i64, status: &str) -> SubscriptionFacts {
         SubscriptionFacts {
@@ -372,10 +436,13 @@ mod tests {
             .await
             .unwrap();
             let key = format!("k{round}");
-            let claim = claim_create(&db, &store, "price_1", &key, now_ms() + 60_000)
+            let claim = claim_create(&db, &store, &creation(&key), now_ms() + 60_000)
                 .await
                 .unwrap();
             assert!(matches!(claim, CreateClaim::Create { resumed: false, .. }));
+            set_subscription(&db, &store, &format!("sub_{round}"), None)
+                .await
+                .unwrap();
             let events = [
                 snapshot(10, "past_due"),
                 SubscriptionFacts {
@@ -385,22 +452,31 @@ mod tests {
             ];
             let start = Arc::new(tokio::sync::Barrier::new(2));
             let merges = events.iter().enumerate().map(|(i, f)| {
-                let (d, start, store, f) = (
+                let (d, start, store, f, sub) = (
                     if i == 0 { db.clone() } else { other.clone() },
                     start.clone(),
                     store.to_string(),
                     f.clone(),
+                    format!("sub_{round}"),
                 );
                 tokio::spawn(async move {
                     start.wait().await;
                     let mut tx = d.begin_write().await.unwrap();
-                    merge(&mut tx, &store, &f, None).await.unwrap();
+                    assert!(merge(&mut tx, &store, &sub, &f, None).await.unwrap());
                     tx.commit().await.unwrap();
                 })
             });
             for m in futures::future::join_all(merges).await {
                 m.unwrap();
             }
+            let mut tx = db.begin_write().await.unwrap();
+            let newer = snapshot(99, "active");
+            let merged = merge(&mut tx, store.as_str(), "sub_previous", &newer, None);
+            assert!(
+                !merged.await.unwrap(),
+                "another subscription's facts were merged"
+            );
+            tx.commit().await.unwrap();
             let row = get(db.pool(), &store).await.unwrap().unwrap();
             assert_eq!(
                 row.ended_reason.as_deref(),
@@ -411,7 +487,8 @@ mod tests {
         }
     }
 
-    /// One creation per store at a time; the next request after it ended finds it live.
+    /// One creation per store at a time, resumed under its first key; a lease's end by another
+    /// request never ends the current holder's.
     #[tokio::test]
     async fn a_store_creates_one_subscription_at_a_time() {
         let (db, _, _dir) = testing::fresh().await;
@@ -426,50 +503,87 @@ mod tests {
         .await
         .unwrap();
         let lease = now_ms() + 60_000;
+        let CreateClaim::Create {
+            resumed: false,
+            token: first,
+            ..
+        } = claim_create(&db, &store, &creation("a"), lease)
+            .await
+            .unwrap()
+        else {
+            panic!("the first request creates");
+        };
         assert!(matches!(
-            claim_create(&db, &store, "price_1", "a", lease)
-                .await
-                .unwrap(),
-            CreateClaim::Create { resumed: false, .. }
-        ));
-        assert!(matches!(
-            claim_create(&db, &store, "price_1", "b", lease)
+            claim_create(&db, &store, &creation("b"), lease)
                 .await
                 .unwrap(),
             CreateClaim::Busy
         ));
-        release_create(&db, &store).await.unwrap();
-        // Its answer never came: the next request resumes it, with the first key.
-        match claim_create(&db, &store, "price_1", "c", lease)
+        release_create(&db, &store, "not-the-holder").await.unwrap();
+        assert!(matches!(
+            claim_create(&db, &store, &creation("b"), lease)
+                .await
+                .unwrap(),
+            CreateClaim::Busy
+        ));
+        release_create(&db, &store, &first).await.unwrap();
+        // Its answer never came: the next request resumes it, with the first key and price.
+        let token = match claim_create(&db, &store, &creation("c"), lease)
             .await
             .unwrap()
         {
-            CreateClaim::Create { row, resumed } => {
+            CreateClaim::Create {
+                row,
+                resumed,
+                token,
+            } => {
                 assert!(resumed);
-                assert_eq!(row.create_key, "a");
+                assert_eq!(
+                    (row.create_key.as_str(), row.price_id.as_str()),
+                    ("a", "price_1")
+                );
+                token
             }
             other => panic!("{other:?}"),
-        }
+        };
         set_subscription(&db, &store, "sub_1", None).await.unwrap();
-        release_create(&db, &store).await.unwrap();
+        // Another answer never replaces the subscription the record holds.
+        set_subscription(&db, &store, "sub_2", None).await.unwrap();
+        assert_eq!(
+            get(db.pool(), &store)
+                .await
+                .unwrap()
+                .unwrap()
+                .subscription_id
+                .as_deref(),
+            Some("sub_1")
+        );
+        release_create(&db, &store, &token).await.unwrap();
         assert!(matches!(
-            claim_create(&db, &store, "price_1", "d", lease)
+            claim_create(&db, &store, &creation("d"), lease)
                 .await
                 .unwrap(),
             CreateClaim::Live(_)
         ));
         // A lease whose process died ends by itself.
-        let expired = now_ms() - 1;
         sqlx::query("UPDATE vendor_subscriptions SET creating_until = $1, subscription_id = NULL")
-            .bind(expired)
+            .bind(now_ms() - 1)
             .execute(db.pool())
             .await
             .unwrap();
         assert!(matches!(
-            claim_create(&db, &store, "price_1", "e", lease)
+            claim_create(&db, &store, &creation("e"), lease)
                 .await
                 .unwrap(),
             CreateClaim::Create { resumed: true, .. }
+        ));
+        // A deleted store takes no creation.
+        let gone = StoreId::generate();
+        assert!(matches!(
+            claim_create(&db, &gone, &creation("f"), lease)
+                .await
+                .unwrap(),
+            CreateClaim::NoStore
         ));
     }
 }

@@ -6,11 +6,11 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::{stores, Result, ServiceError, Services};
-use crate::db::vendor_subscriptions::{CreateClaim, VendorRow};
+use crate::db::vendor_subscriptions::{CreateClaim, NewCreation, VendorRow};
 use crate::db::{self, now_ms};
 use crate::domain::subscription::{ended_reason, Snapshot, Stamp, SubscriptionFacts, VendorStatus};
 use crate::domain::{Invalid, StoreId};
-use crate::stripe::{AccountScope, IdempotencyKey};
+use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct SubscriptionView {
@@ -141,64 +141,60 @@ pub async fn put(
         return Err(Invalid::new("trial_days", "must be between 1 and 730").into());
     }
     let item_field = check_price(s, price).await?;
-    let fresh_key = format!("{store}:{}", now_ms());
-    let lease_until = now_ms() + CREATE_LEASE_MS;
-    let (row, resumed) = match db::vendor_subscriptions::claim_create(
-        &s.db,
-        store,
+    let key = format!("{store}:{}", now_ms());
+    let new = NewCreation {
         price,
-        &fresh_key,
-        lease_until,
-    )
-    .await?
-    {
-        CreateClaim::Busy => {
-            return Err(ServiceError::Conflict {
-                code: "subscription_pending",
-                message: "another request is creating this store's subscription now; try again once it has answered".into(),
-            })
-        }
-        CreateClaim::Live(row) => {
-            let sub = row.subscription_id.clone().unwrap_or_default();
-            return change_price(s, store, &row, &sub, price, item_field).await;
-        }
-        CreateClaim::Create { row, resumed } => (row, resumed),
-    };
-    let created = create(
-        s,
-        store,
-        &store_row.name,
-        row,
-        resumed,
-        price,
-        item_field,
         trial_days,
-    )
-    .await;
+        key: &key,
+    };
+    let lease_until = now_ms() + CREATE_LEASE_MS;
+    let (row, resumed, token) =
+        match db::vendor_subscriptions::claim_create(&s.db, store, &new, lease_until).await? {
+            CreateClaim::NoStore => return Err(ServiceError::NotFound("store")),
+            CreateClaim::Busy => {
+                return Err(ServiceError::Conflict {
+                    code: "subscription_pending",
+                    message: "another request is creating this store's subscription now; try again once it has answered".into(),
+                })
+            }
+            CreateClaim::Live(row) => {
+                let sub = row.subscription_id.clone().unwrap_or_default();
+                return change_price(s, store, &row, &sub, price, item_field).await;
+            }
+            CreateClaim::Create {
+                row,
+                resumed,
+                token,
+            } => (row, resumed, token),
+        };
+    let created = create(s, store, &store_row.name, row, resumed).await;
     // The lease ends with the request; a process that dies holding it loses it at its expiry.
-    if let Err(e) = db::vendor_subscriptions::release_create(&s.db, store).await {
+    if let Err(e) = db::vendor_subscriptions::release_create(&s.db, store, &token).await {
         tracing::warn!(store = %store, error = %e, "could not end the subscription creation lease; it expires by itself");
     }
-    created
+    let row = created?;
+    // A creation resumed for another price than it was made with ends at the asked price.
+    let sub = row.subscription_id.clone().unwrap_or_default();
+    change_price(s, store, &row, &sub, price, item_field).await
 }
 
 /// How long a request holds its store's creation lease if its process dies: longer than the
-/// Stripe client's retries take.
-const CREATE_LEASE_MS: i64 = 5 * 60 * 1000;
+/// Stripe client's retries take. The lease only spaces requests out: a creation is replayed
+/// under its one key, so even two requests past the lease make one subscription.
+const CREATE_LEASE_MS: i64 = 15 * 60 * 1000;
 
-/// Creates the subscription under the store's creation lease. A creation resumed after a lost
-/// answer first looks for what it may have made at Stripe, and adopts it.
-#[allow(clippy::too_many_arguments)]
+/// Creates the subscription the record describes (its price, trial and idempotency key, saved
+/// before the first attempt), under the store's creation lease. A creation resumed after a lost
+/// answer first looks for what it made at Stripe and adopts it; otherwise it is replayed with
+/// exactly its first parameters and key, so Stripe answers with the one it made, if any. Never
+/// a new key while an earlier one may have made a subscription.
 async fn create(
     s: &Services,
     store: &StoreId,
     store_name: &str,
-    mut row: VendorRow,
+    row: VendorRow,
     resumed: bool,
-    price: &str,
-    item_field: &str,
-    trial_days: Option<i64>,
-) -> Result<SubscriptionView> {
+) -> Result<VendorRow> {
     let customer = match (&row.customer_id, row.customer_deleted) {
         (Some(c), 0) => c.clone(),
         _ => {
@@ -220,57 +216,74 @@ async fn create(
             id
         }
     };
-    if resumed {
-        if let Some(sub) = made_for(s, store, &customer).await? {
-            let id = sub["id"].as_str().unwrap_or_default();
-            let item = sub["items"]["data"][0]["id"].as_str();
-            db::vendor_subscriptions::set_subscription(&s.db, store, id, item).await?;
-            apply_answer(s, store, &sub).await?;
-            tracing::info!(store = %store, subscription = id, "vendor subscription adopted: Stripe made it, its answer was lost");
-            // Then moved to the price this request asks for, as any PUT on a live one is.
-            let row = db::vendor_subscriptions::get(s.db.pool(), store)
-                .await?
-                .ok_or(ServiceError::NotFound("subscription"))?;
-            return change_price(s, store, &row, id, price, item_field).await;
+    let sub = match made_for(s, store, &customer, &row.create_key, resumed).await? {
+        Some(sub) => {
+            tracing::info!(store = %store, subscription = sub["id"].as_str().unwrap_or_default(), "vendor subscription adopted: Stripe made it, its answer was lost");
+            sub
         }
-        if row.price_id != price {
-            // Nothing reached Stripe: the creation starts over, for this price.
-            let key = format!("{store}:{}", now_ms());
-            db::vendor_subscriptions::restart_create(&s.db, store, price, &key).await?;
-            row.create_key = key;
+        None => {
+            let item_field = check_price(s, &row.price_id).await?;
+            let mut form = vec![
+                ("customer".to_owned(), customer),
+                (format!("items[0][{item_field}]"), row.price_id.clone()),
+                ("metadata[bursar_store_id]".to_owned(), store.to_string()),
+                // Names this creation, so only it is ever adopted for this record.
+                (
+                    "metadata[bursar_create_key]".to_owned(),
+                    row.create_key.clone(),
+                ),
+                // The first invoice comes back with the answer: if it needs the vendor, the URL
+                // is known at once (its event may have arrived before this answer).
+                ("expand[0]".to_owned(), "latest_invoice".to_owned()),
+            ];
+            if let Some(d) = row.create_trial_days {
+                form.push(("trial_period_days".to_owned(), d.to_string()));
+            }
+            match s
+                .stripe
+                .post::<Value>(
+                    AccountScope::Platform,
+                    "/v1/subscriptions",
+                    &form,
+                    &IdempotencyKey::new("vendor_subscription", &row.create_key),
+                )
+                .await
+            {
+                Ok(sub) => sub,
+                // Stripe made nothing and will not for this key: the record holds nothing live.
+                Err(e @ StripeError::Api { status, .. })
+                    if status < 500 && status != 429 && status != 409 =>
+                {
+                    db::vendor_subscriptions::end_creation(&s.db, store, "creation_refused")
+                        .await?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            }
         }
-    }
-    let mut form = vec![
-        ("customer".to_owned(), customer),
-        (format!("items[0][{item_field}]"), price.to_owned()),
-        ("metadata[bursar_store_id]".to_owned(), store.to_string()),
-        // The first invoice comes back with the answer: if it needs the vendor, the URL is
-        // known at once (its event may have arrived before this answer).
-        ("expand[0]".to_owned(), "latest_invoice".to_owned()),
-    ];
-    if let Some(d) = trial_days {
-        form.push(("trial_period_days".to_owned(), d.to_string()));
-    }
-    let sub: Value = s
-        .stripe
-        .post(
-            AccountScope::Platform,
-            "/v1/subscriptions",
-            &form,
-            &IdempotencyKey::new("vendor_subscription", &row.create_key),
-        )
-        .await?;
+    };
     let id = sub["id"].as_str().unwrap_or_default();
     let item = sub["items"]["data"][0]["id"].as_str();
     db::vendor_subscriptions::set_subscription(&s.db, store, id, item).await?;
     apply_answer(s, store, &sub).await?;
-    tracing::info!(store = %store, subscription = id, price, "vendor subscription created");
-    get(s, store).await
+    tracing::info!(store = %store, subscription = id, price = %row.price_id, "vendor subscription created");
+    db::vendor_subscriptions::get(s.db.pool(), store)
+        .await?
+        .ok_or(ServiceError::NotFound("subscription"))
 }
 
-/// The running subscription Stripe holds for the store's platform customer, made by Bursar
-/// for this store (`metadata.bursar_store_id`), if any.
-async fn made_for(s: &Services, store: &StoreId, customer: &str) -> Result<Option<Value>> {
+/// For a resumed creation: the running subscription Stripe holds for the store's platform
+/// customer that this very creation made (`metadata.bursar_create_key`), if any.
+async fn made_for(
+    s: &Services,
+    store: &StoreId,
+    customer: &str,
+    create_key: &str,
+    resumed: bool,
+) -> Result<Option<Value>> {
+    if !resumed {
+        return Ok(None);
+    }
     let list: Value = s
         .stripe
         .get(
@@ -284,6 +297,7 @@ async fn made_for(s: &Services, store: &StoreId, customer: &str) -> Result<Optio
         .flatten()
         .find(|sub| {
             sub["metadata"]["bursar_store_id"] == store.as_str()
+                && sub["metadata"]["bursar_create_key"] == create_key
                 && !matches!(
                     sub["status"].as_str(),
                     Some("canceled" | "incomplete_expired")
@@ -350,15 +364,19 @@ async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> 
         let tick = now_ms().max(row.snapshot_tick + 1);
         let facts = subscription_facts(sub, (now_ms() / 1000, newest, tick));
         let item = sub["items"]["data"][0]["id"].as_str();
-        db::vendor_subscriptions::merge(&mut tx, store.as_str(), &facts, item).await?;
+        let subscription = sub["id"].as_str().unwrap_or_default();
+        let merged =
+            db::vendor_subscriptions::merge(&mut tx, store.as_str(), subscription, &facts, item)
+                .await?;
         let invoice = &sub["latest_invoice"];
-        if let Some(id) = invoice["id"].as_str() {
+        if let (true, Some(id)) = (merged, invoice["id"].as_str()) {
             let open = invoice["status"].as_str() == Some("open");
             let url = invoice["hosted_invoice_url"].as_str().filter(|_| open);
             let error = open.then(|| invoice_error(invoice));
             db::vendor_subscriptions::set_invoice(
                 &mut tx,
                 store.as_str(),
+                subscription,
                 id,
                 url,
                 error.as_deref(),
@@ -410,6 +428,39 @@ pub async fn cancel(s: &Services, store: &StoreId, now: bool) -> Result<Subscrip
     };
     apply_answer(s, store, &answer).await?;
     get(s, store).await
+}
+
+/// Before a forced deletion: the store's subscription ended at Stripe, whatever state its
+/// record is in. A creation in flight is waited for (409); one whose answer was lost is looked
+/// up and, if Stripe made it, adopted and canceled; otherwise it never existed.
+pub async fn end_for_deletion(s: &Services, store: &StoreId) -> Result<()> {
+    let Some(row) = db::vendor_subscriptions::get(s.db.pool(), store).await? else {
+        return Ok(());
+    };
+    if row.ended_reason.is_some() {
+        return Ok(());
+    }
+    if row.subscription_id.is_none() {
+        if row.creating_until.is_some_and(|t| t > now_ms()) {
+            return Err(ServiceError::Conflict {
+                code: "subscription_pending",
+                message: "the store's vendor subscription is being created now; try again once it has answered".into(),
+            });
+        }
+        let found = match (&row.customer_id, row.customer_deleted) {
+            (Some(c), 0) => made_for(s, store, c, &row.create_key, true).await?,
+            _ => None,
+        };
+        let Some(sub) = found else {
+            db::vendor_subscriptions::end_creation(&s.db, store, "creation_abandoned").await?;
+            return Ok(());
+        };
+        let id = sub["id"].as_str().unwrap_or_default();
+        db::vendor_subscriptions::set_subscription(&s.db, store, id, None).await?;
+        apply_answer(s, store, &sub).await?;
+    }
+    cancel(s, store, true).await?;
+    Ok(())
 }
 
 /// Whether the store may take new orders under `BURSAR_SUSPENDED_STORES_CAN_SELL`.

@@ -135,7 +135,8 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
             checkout: true,
         },
     )
-    .await?;
+    .await?
+    .ok_or(ServiceError::NotFound("store"))?;
     let mut form: Vec<(String, String)> = vec![
         ("mode".into(), "payment".into()),
         ("success_url".into(), success_url),

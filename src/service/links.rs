@@ -153,7 +153,9 @@ pub struct ConnectLink {
     pub store: StoreId,
     /// Empty when the merchant lands on Bursar's own success page.
     pub return_url: String,
-    signature: String,
+    /// What makes the link single-use: the nonce its signature covers (the MAC's spelling,
+    /// hex in either case, does not make another link).
+    nonce: String,
     expires_at: i64,
 }
 
@@ -161,23 +163,20 @@ impl ConnectLink {
     /// Whether the link already saved keys: a link connects a store once, then never again,
     /// even after the store disconnects (a leaked link cannot reconnect it elsewhere).
     pub async fn spent(&self, s: &Services) -> Result<bool> {
-        Ok(db::grants::connect_link_spent(&s.db, &self.signature).await?)
+        Ok(db::grants::connect_link_spent(&s.db, &self.nonce).await?)
     }
 
     /// Spends the link before its keys are saved; false if it was spent already.
     pub async fn spend(&self, s: &Services) -> Result<bool> {
-        Ok(db::grants::spend_connect_link(
-            &s.db,
-            &self.signature,
-            &self.store,
-            self.expires_at * 1000,
+        Ok(
+            db::grants::spend_connect_link(&s.db, &self.nonce, &self.store, self.expires_at * 1000)
+                .await?,
         )
-        .await?)
     }
 
     /// Gives the link back after its keys were refused, so the merchant can correct them.
     pub async fn unspend(&self, s: &Services) -> Result<()> {
-        Ok(db::grants::unspend_connect_link(&s.db, &self.signature).await?)
+        Ok(db::grants::unspend_connect_link(&s.db, &self.nonce).await?)
     }
 }
 
@@ -209,7 +208,7 @@ pub fn verify_connect_link(
     Ok(ConnectLink {
         store: StoreId::parse(store).map_err(|_| LinkError::Tampered)?,
         return_url,
-        signature: signature.clone(),
+        nonce: nonce.to_owned(),
         expires_at,
     })
 }

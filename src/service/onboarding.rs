@@ -437,7 +437,7 @@ pub async fn oauth_callback(s: &Services, p: CallbackParams) -> Result<Callback>
         ("grant_type", "authorization_code"),
         ("code", secrecy::ExposeSecret::expose_secret(&code)),
     ]);
-    let token: TokenResponse = match s.stripe.post_oauth("/oauth/token", &form).await {
+    let token: TokenResponse = match s.stripe.post_oauth("/oauth/token", &form, false).await {
         Ok(t) => t,
         Err(StripeError::Api {
             status,
@@ -516,7 +516,7 @@ pub async fn deauthorize(s: &Services, account: &str) -> Result<()> {
     let form = form(&[("client_id", client_id), ("stripe_user_id", account)]);
     match s
         .stripe
-        .post_oauth::<Value>("/oauth/deauthorize", &form)
+        .post_oauth::<Value>("/oauth/deauthorize", &form, true)
         .await
     {
         Ok(_) => Ok(()),

@@ -249,6 +249,7 @@ pub async fn create(
                 },
             )
             .await?
+            .ok_or(ServiceError::NotFound("store"))?
         }
     };
     let scope = store_scope(s, store, &connection)?;
@@ -424,6 +425,59 @@ async fn order_connection(s: &Services, order: &OrderRow) -> Result<(StoreId, Co
     Ok((store, connection))
 }
 
+/// Before a forced deletion: every order of the store that Stripe may still settle is closed
+/// at Stripe (its PaymentIntent canceled, or its Checkout Session expired) and Stripe's answer
+/// applied; one Stripe will not close (already paid, say) is re-checked instead, so it ends in
+/// Stripe's state.
+pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> Result<()> {
+    for row in db::orders::unsettled_of_store(&s.db, store, since_ms).await? {
+        let id = OrderId::parse(&row.id)?;
+        let Ok((store, connection)) = order_connection(s, &row).await else {
+            continue;
+        };
+        let scope = store_scope(s, &store, &connection)?;
+        let at = (now_ms() / 1000, i64::MAX);
+        let closed = match (&row.payment_intent_id, &row.checkout_session_id) {
+            (Some(pi), _) => s
+                .stripe
+                .post::<Value>(
+                    scope.scope(),
+                    &format!("/v1/payment_intents/{pi}/cancel"),
+                    &[],
+                    &IdempotencyKey::new("payment_intent_cancel", &row.id),
+                )
+                .await
+                .map(|pi| payment_intent_facts(&pi, at)),
+            (None, Some(session)) if !session.is_empty() => s
+                .stripe
+                .post::<Value>(
+                    scope.scope(),
+                    &format!("/v1/checkout/sessions/{session}/expire"),
+                    &[],
+                    &IdempotencyKey::new("checkout_session_expire", &row.id),
+                )
+                .await
+                .map(|session| checkout_session_facts(&session, None, at)),
+            _ => {
+                sync(s, &id).await?;
+                continue;
+            }
+        };
+        match closed {
+            Ok(facts) => {
+                let mut tx = s.db.begin_write().await?;
+                db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
+                tx.commit().await?;
+            }
+            Err(StripeError::Api { status, .. }) if status < 500 && status != 429 => {
+                sync(s, &id).await?;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
 /// What a PaymentIntent object says, stamped for "newest wins" comparisons.
 pub fn payment_intent_facts(pi: &Value, at: (i64, i64)) -> OrderFacts {
     let mut f = OrderFacts::default();
@@ -528,6 +582,9 @@ pub async fn run_sweeper(s: Services, stop: tokio_util::sync::CancellationToken)
                 if let Err(e) = sweep_refunds(&s, s.config.order_sweep_interval).await {
                     tracing::warn!(error = %e, "refund sweep failed; next round retries");
                 }
+                if let Err(e) = db::idempotency::prune(&s.db).await {
+                    tracing::warn!(error = %e, "could not prune saved idempotent responses");
+                }
             }
         }
     }
@@ -565,10 +622,11 @@ const REFUND_REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_cust
 /// Refunds all that is left, or `amount`. Refused before Stripe is called when the order is not
 /// paid or the amount is more than what is left (counting refunds asked for and not refused).
 ///
-/// Refunds whose answer never came (Stripe failed or timed out on every try) are tried again
-/// first, each with its own Stripe idempotency key: a request for the same amount as one of them
-/// is that refund asked again and resumes it, so a refund is never made twice because an answer
-/// was lost; the others are settled before the amount left is counted.
+/// Refunds whose answer never came (Stripe failed or timed out on every try) are settled
+/// first: looked up at Stripe by their own id, adopted if Stripe made them, otherwise asked for
+/// again under their own idempotency key. A request for the same amount as such a refund made
+/// without a key is that refund asked again (its key, if it has one, is bound to it), so a lost
+/// answer never makes a second refund.
 pub async fn refund(
     s: &Services,
     id: &OrderId,
@@ -589,7 +647,7 @@ pub async fn refund(
             if row.stripe_refund_id.is_some() || row.status == "failed" {
                 return Ok(row.into());
             }
-            return send_refund(s, &order, row).await;
+            return resume_refund(s, &order, row).await;
         }
     }
     if !matches!(order.status.as_str(), "paid" | "partially_refunded") {
@@ -616,14 +674,22 @@ pub async fn refund(
         None => order.amount - order.amount_refunded,
     };
     let unanswered = db::orders::unanswered_refunds(&s.db, &order.id).await?;
-    if let Some(same) = unanswered
+    let asked_again = unanswered
         .iter()
-        .find(|r| r.amount == amount && r.reason == reason)
-    {
-        return send_refund(s, &order, same.clone()).await;
+        .find(|r| r.request_key.is_none() && r.amount == amount && r.reason == reason);
+    if let Some(same) = asked_again {
+        let bound = match request_key {
+            Some(key) => {
+                db::orders::bind_refund_key(&s.db, &RefundId::parse(&same.id)?, key).await?
+            }
+            None => true,
+        };
+        if bound {
+            return resume_refund(s, &order, same.clone()).await;
+        }
     }
     for row in unanswered {
-        if let Err(e) = send_refund(s, &order, row).await {
+        if let Err(e) = resume_refund(s, &order, row).await {
             tracing::warn!(order = %order.id, error = %e, "an earlier refund is still unanswered; it stays counted");
         }
     }
@@ -639,19 +705,67 @@ pub async fn refund(
     send_refund(s, &order, row).await
 }
 
+/// How long Stripe keeps an idempotency key: past it, a refund Stripe has no trace of was
+/// never made, and asking again under its key could make it now, twice over.
+const STRIPE_KEY_WINDOW_MS: i64 = 24 * 3600 * 1000;
+
+/// Settles a refund whose answer never came: adopted if Stripe made it (found by its
+/// `bursar_refund_id`), else asked for again under its own key while Stripe still knows that
+/// key, else released. Never a blind second request.
+async fn resume_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<RefundView> {
+    let refund_id = RefundId::parse(&row.id)?;
+    let (store, connection) = order_connection(s, order).await?;
+    let scope = store_scope(s, &store, &connection)?;
+    let pi = order.payment_intent_id.clone().unwrap_or_default();
+    let list: Value = s
+        .stripe
+        .get(
+            scope.scope(),
+            &format!("/v1/refunds?payment_intent={pi}&limit=100"),
+        )
+        .await?;
+    let made = list["data"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|r| r["metadata"]["bursar_refund_id"] == row.id.as_str());
+    if let Some(made) = made {
+        let stripe_id = made["id"].as_str().unwrap_or_default().to_owned();
+        let status = made["status"].as_str().unwrap_or("pending").to_owned();
+        db::orders::finish_refund(&s.db, &refund_id, Some(&stripe_id), &status).await?;
+        tracing::info!(order = %order.id, refund = %refund_id, stripe_refund = %stripe_id, "refund found at Stripe: its answer had been lost");
+        return Ok(RefundView {
+            stripe_refund_id: Some(stripe_id),
+            status,
+            ..row.into()
+        });
+    }
+    if now_ms() - row.created_at > STRIPE_KEY_WINDOW_MS {
+        db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
+        return Err(conflict(
+            "refund_not_made",
+            "Stripe has no trace of this refund a day after it was asked for: it was never made, and its amount is free again",
+        ));
+    }
+    send_refund(s, order, row).await
+}
+
 /// Asks Stripe for a recorded refund, with the refund's own idempotency key. Stripe's refusal
-/// (a 4xx) releases its amount; no answer (5xx, timeout) leaves it counted and unanswered, for
-/// the next request or the sweep to try again.
+/// (a 4xx other than a key still in use) releases its amount: under this key Stripe made
+/// nothing, or it would have answered with it. No answer (5xx, timeout) leaves it counted and
+/// unanswered, for the next request or the sweep to settle.
 async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<RefundView> {
     let refund_id = RefundId::parse(&row.id)?;
     let amount = row.amount;
     let reason = row.reason.clone();
     let (store, connection) = match order_connection(s, order).await {
         Ok(found) => found,
-        Err(e) => {
+        // Never sent: nothing can exist at Stripe. Sent before: it may, so it stays counted.
+        Err(e) if row.attempted_at.is_none() => {
             db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
             return Err(e);
         }
+        Err(e) => return Err(e),
     };
     let scope = store_scope(s, &store, &connection)?;
     let mut form: Vec<(String, String)> = vec![
@@ -695,7 +809,9 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
                 ..row.into()
             })
         }
-        Err(e @ StripeError::Api { status, .. }) if status < 500 && status != 429 => {
+        Err(e @ StripeError::Api { status, .. })
+            if status < 500 && status != 429 && status != 409 =>
+        {
             db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
             Err(e.into())
         }
@@ -703,25 +819,27 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
     }
 }
 
-/// Settles refunds Stripe has not finished with: an unanswered one is asked again (its own
-/// idempotency key, so at most one refund at Stripe), one Stripe answered `pending` is read
-/// back. Returns how many were settled.
+/// Settles refunds Stripe has not finished with: an unanswered one is resumed (looked up, then
+/// asked again under its own key), one Stripe answered `pending` is read back. Each is claimed
+/// first, so one process's sweep settles it. Returns how many were settled.
 pub async fn sweep_refunds(s: &Services, age: std::time::Duration) -> Result<usize> {
     let before = now_ms() - age.as_millis() as i64;
     let mut settled = 0;
     for row in db::orders::refunds_to_settle(&s.db, before, 100).await? {
         let refund_id = RefundId::parse(&row.id)?;
+        if !db::orders::claim_refund(&s.db, &refund_id, before).await? {
+            continue;
+        }
         let Some(order) = db::orders::get(&s.db, &OrderId::parse(&row.order_id)?).await? else {
             continue;
         };
         let outcome = match &row.stripe_refund_id {
-            None => send_refund(s, &order, row.clone()).await.map(|_| ()),
+            None => resume_refund(s, &order, row.clone()).await.map(|_| ()),
             Some(stripe_id) => recheck_refund(s, &order, &refund_id, stripe_id).await,
         };
         match outcome {
             Ok(()) => settled += 1,
             Err(e) => {
-                db::orders::touch_refund(&s.db, &refund_id).await?;
                 tracing::warn!(refund = %row.id, error = %e, "could not settle refund; next round retries");
             }
         }

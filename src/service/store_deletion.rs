@@ -1,10 +1,12 @@
 //! Deleting a store without orphaning money at Stripe: refused while the store holds a live
 //! vendor subscription, an active connection or orders and refunds Stripe may still settle;
-//! forced, it first cancels the subscription and disconnects (deauthorizing a Standard account)
-//! at Stripe. Either way the store's orders and refunds are kept.
+//! forced, it first cancels the subscription, cancels the open PaymentIntents and Checkout
+//! Sessions and disconnects (deauthorizing a Standard account) at Stripe, and waits for refunds
+//! to settle. Either way the store's orders and refunds are kept.
 
-use super::{billing, connections, stores, Result, ServiceError, Services};
-use crate::db::{self, now_ms, stores::LiveObjects};
+use super::{billing, connections, orders, stores, Result, ServiceError, Services};
+use crate::db::stores::{Deleted, LiveObjects};
+use crate::db::{self, now_ms, DbError};
 use crate::domain::StoreId;
 
 /// How far back an order counts as one Stripe may still settle (the sweep's horizon).
@@ -12,39 +14,53 @@ const UNSETTLED_HORIZON_MS: i64 = 7 * 86_400_000;
 
 pub async fn delete(s: &Services, id: &StoreId, force: bool) -> Result<()> {
     stores::require(s, id).await?;
-    let live = db::stores::live_objects(&s.db, id, now_ms() - UNSETTLED_HORIZON_MS).await?;
+    let since = now_ms() - UNSETTLED_HORIZON_MS;
+    let live = {
+        let mut conn = s.db.pool().acquire().await.map_err(DbError::from)?;
+        db::stores::live_objects(&mut conn, id, since).await?
+    };
     if !live.is_empty() && !force {
-        return Err(ServiceError::Conflict {
-            code: "store_has_live_objects",
-            message: format!(
-                "the store still holds {}; settle or cancel them first, or delete with ?force=true, \
-                 which cancels the subscription and disconnects at Stripe first and keeps orders and refunds",
-                describe(&live)
-            ),
-        });
+        return Err(live_conflict(
+            &live,
+            "settle or cancel them first, or delete with ?force=true, which cancels the \
+             subscription and open payments and disconnects at Stripe first, keeping orders and refunds",
+        ));
     }
-    if live.subscription.is_some() {
-        match billing::cancel(s, id, true).await {
-            Ok(_) => {}
-            // Still being created: there is nothing to cancel yet, and deleting now would lose
-            // the record that adopts it.
-            Err(ServiceError::Conflict { .. }) => {
-                return Err(ServiceError::Conflict {
-                    code: "subscription_pending",
-                    message: "the store's vendor subscription is still being created; try again once it has answered".into(),
-                })
-            }
-            Err(e) => return Err(e),
+    if force && !live.is_empty() {
+        if live.pending_refunds > 0 {
+            return Err(ServiceError::Conflict {
+                code: "refunds_pending",
+                message: format!(
+                    "{} refund(s) of this store are not settled at Stripe yet; delete it once they are",
+                    live.pending_refunds
+                ),
+            });
+        }
+        billing::end_for_deletion(s, id).await?;
+        orders::cancel_unsettled(s, id, since).await?;
+        if live.connection.is_some() {
+            connections::disconnect(s, id).await?;
         }
     }
-    if live.connection.is_some() {
-        connections::disconnect(s, id).await?;
+    match db::stores::delete(&s.db, id, since).await? {
+        Deleted::Done => {
+            tracing::info!(store = %id, force, "store deleted");
+            Ok(())
+        }
+        Deleted::NoStore => Err(ServiceError::NotFound("store")),
+        // Something live arrived while Stripe was being called: nothing is deleted.
+        Deleted::Live(live) => Err(live_conflict(
+            &live,
+            "it changed while being deleted; try again",
+        )),
     }
-    if !db::stores::delete(&s.db, id).await? {
-        return Err(ServiceError::NotFound("store"));
+}
+
+fn live_conflict(live: &LiveObjects, then: &str) -> ServiceError {
+    ServiceError::Conflict {
+        code: "store_has_live_objects",
+        message: format!("the store still holds {}; {then}", describe(live)),
     }
-    tracing::info!(store = %id, force, "store deleted");
-    Ok(())
 }
 
 /// The live objects, named for the person deleting the store.

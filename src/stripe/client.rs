@@ -104,6 +104,16 @@ enum Body<'a> {
     Json(&'a serde_json::Value),
 }
 
+/// Whether a call may be sent again after a failure that may have reached Stripe.
+enum Replay<'a> {
+    /// Stripe replays its first answer for this key.
+    Key(&'a IdempotencyKey),
+    /// Running it twice does no harm (reads, deauthorizing).
+    Harmless,
+    /// It must not run twice: retried only when Stripe surely did not act.
+    Once,
+}
+
 pub struct StripeClient {
     http: reqwest::Client,
     base: String,
@@ -140,8 +150,14 @@ impl StripeClient {
         scope: AccountScope<'_>,
         path: &str,
     ) -> Result<T, StripeError> {
-        self.send(Method::GET, scope, &self.url(path), Body::None, None)
-            .await
+        self.send(
+            Method::GET,
+            scope,
+            &self.url(path),
+            Body::None,
+            Replay::Harmless,
+        )
+        .await
     }
 
     /// A v2 POST (`/v2/…`): a JSON body; a connected account is named by `Stripe-Context`.
@@ -157,27 +173,34 @@ impl StripeClient {
             scope,
             &self.url(path),
             Body::Json(body),
-            Some(key),
+            Replay::Key(key),
         )
         .await
     }
 
     /// A POST to Connect's OAuth endpoints (`STRIPE_CONNECT_BASE`), with the platform key.
-    /// They take no idempotency key (a code is single-use, deauthorizing twice is harmless), so
-    /// they are retried only when Stripe surely did not act: a lost answer is the caller's to
-    /// report, never a retry that spends the code and answers `invalid_grant`.
+    /// They take no idempotency key. `repeatable` says whether sending it twice is harmless
+    /// (deauthorizing) or not (a code exchange spends its code): one that is not is retried
+    /// only when Stripe surely did not act, and a lost answer is the caller's to report, never a
+    /// retry that answers `invalid_grant`.
     pub async fn post_oauth<T: DeserializeOwned>(
         &self,
         path: &str,
         form: &[(String, String)],
+        repeatable: bool,
     ) -> Result<T, StripeError> {
         let url = format!("{}{path}", self.connect_base);
+        let replay = if repeatable {
+            Replay::Harmless
+        } else {
+            Replay::Once
+        };
         self.send(
             Method::POST,
             AccountScope::Platform,
             &url,
             Body::Form(form),
-            None,
+            replay,
         )
         .await
     }
@@ -198,7 +221,7 @@ impl StripeClient {
             scope,
             &self.url(path),
             Body::Form(form),
-            Some(key),
+            Replay::Key(key),
         )
         .await
     }
@@ -214,7 +237,7 @@ impl StripeClient {
             scope,
             &self.url(path),
             Body::None,
-            Some(key),
+            Replay::Key(key),
         )
         .await
     }
@@ -225,8 +248,13 @@ impl StripeClient {
         scope: AccountScope<'_>,
         url: &str,
         body: Body<'_>,
-        idempotency: Option<&IdempotencyKey>,
+        replay: Replay<'_>,
     ) -> Result<T, StripeError> {
+        let (idempotency, replayable) = match replay {
+            Replay::Key(k) => (Some(k), true),
+            Replay::Harmless => (None, true),
+            Replay::Once => (None, false),
+        };
         // Logged by path only: query strings and link URLs are not for logs.
         let path = url::Url::parse(url)
             .map(|u| u.path().to_owned())
@@ -267,7 +295,6 @@ impl StripeClient {
                 StripeError::Decode("API key has characters not allowed in a header".into())
             })?;
         auth.set_sensitive(true);
-        let replayable = method == Method::GET || idempotency.is_some();
         let mut attempt = 0;
         loop {
             self.budget.acquire(&budget_key, mode).await;
@@ -310,8 +337,8 @@ impl StripeClient {
                         .and_then(|v| v.to_str().ok())
                         .map(|v| v == "true");
                     let error = api_error(status, response.text().await.unwrap_or_default());
-                    // A write Stripe cannot replay (no idempotency key: an OAuth code
-                    // exchange) is retried only when Stripe surely did not act on it.
+                    // A call that must not run twice (an OAuth code exchange) is retried
+                    // only when Stripe surely did not act on it.
                     let retryable = should_retry.unwrap_or(
                         status == StatusCode::TOO_MANY_REQUESTS
                             || (replayable && status.is_server_error()),

@@ -22,6 +22,8 @@ pub struct Incoming {
     pub event_id: String,
     pub event_type: String,
     pub created: i64,
+    /// When Bursar stored it (unix seconds).
+    pub received: i64,
     pub livemode: bool,
     pub account: Option<String>,
     pub store: Option<StoreId>,

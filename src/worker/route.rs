@@ -127,15 +127,17 @@ pub(super) async fn route(
         Ok(e) => e.data.map(|d| d.object).unwrap_or(Value::Null),
         Err(e) => return Step::Fail(format!("stored payload is not an event: {e}")),
     };
+    let merchant_signed = row.scope == "store";
     let mut incoming = Incoming {
         seq: row.seq,
         event_id: row.event_id.clone(),
         event_type: row.event_type.clone(),
         created: row.stripe_created,
+        received: row.received_at / 1000,
         livemode,
         account: row.account_id.clone(),
         store,
-        merchant_signed: row.scope == "store",
+        merchant_signed,
         object,
     };
     if handler.calls_stripe(&incoming) {

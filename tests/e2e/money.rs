@@ -247,6 +247,7 @@ async fn a_refund_stripe_failed_to_answer_is_made_once_when_asked_again() {
         .sim
         .requests("/v1/refunds")
         .into_iter()
+        .filter(|r| r.method == "POST")
         .map(|r| r.idempotency_key)
         .collect();
     assert_eq!(keys.len(), 1, "one refund, one key");
@@ -411,4 +412,214 @@ async fn idempotent_responses_are_kept_sealed() {
     assert_eq!(replay.headers()["Idempotent-Replayed"], "true");
     let replay: Value = replay.json().await.unwrap();
     assert_eq!(replay["client_secret"], secret.as_str());
+}
+
+#[tokio::test]
+async fn a_creation_still_running_at_stripe_is_replayed_under_its_key_never_replaced() {
+    let app = TestApp::spawn().await;
+    let monthly = app.sim.add_price(2900, "usd", Some("month"), true);
+    let yearly = app.sim.add_price(29000, "usd", Some("year"), true);
+    let store = app.create_store("Vendor").await;
+    // Stripe takes longer than Bursar waits: the first request gives up while Stripe still works.
+    app.sim.fail(
+        Method::POST,
+        "/v1/subscriptions",
+        Fault::Delay(std::time::Duration::from_millis(2500)),
+        3,
+    );
+    let first = subscribe(&app, &store, &monthly).await.status().as_u16();
+    assert!(first == 200 || first == 502, "{first}");
+    // Another price meanwhile: the first creation is replayed (same key, same price), then
+    // moved to the new price; a second subscription is never made.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let r = subscribe(&app, &store, &yearly).await;
+        if r.status() == 200 {
+            let view: Value = r.json().await.unwrap();
+            assert_eq!(view["price_id"], yearly.as_str());
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", r.status());
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    }
+    assert_eq!(app.sim.count("subscription"), 1);
+    let keys: std::collections::HashSet<_> = app
+        .sim
+        .requests("/v1/subscriptions")
+        .into_iter()
+        .filter(|r| r.method == "POST")
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(
+        keys.len(),
+        1,
+        "a creation was made under a second key: {keys:?}"
+    );
+}
+
+#[tokio::test]
+async fn an_event_about_a_stores_previous_subscription_is_never_adopted() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let price = app.sim.add_price(2900, "usd", Some("month"), true);
+    let store = app.create_store("Vendor").await;
+    assert_eq!(subscribe(&app, &store, &price).await.status(), 200);
+    app.drain().await;
+    let old = app
+        .get_json(&format!("/api/v1/stores/{store}/subscription"))
+        .await["subscription_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/subscription?now=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.drain().await;
+    // Subscribing again, every answer lost: the new one is adopted from its own event.
+    app.sim.fail(
+        Method::POST,
+        "/v1/subscriptions",
+        Fault::AfterCommit(500),
+        50,
+    );
+    assert_eq!(subscribe(&app, &store, &price).await.status(), 502);
+    app.sim.clear_faults();
+    // A late update about the previous subscription arrives, signed by Stripe.
+    let (_, mut snapshot) = app.sim.object(&old).unwrap();
+    snapshot["status"] = json!("past_due");
+    let mut late = crate::support::event("customer.subscription.updated", None, false);
+    late["data"]["object"] = snapshot;
+    let r = app
+        .deliver("/webhooks/stripe", &late, crate::support::PLATFORM_SECRET)
+        .await;
+    assert_eq!(r.status(), 200);
+    app.drain().await;
+    let view = app
+        .get_json(&format!("/api/v1/stores/{store}/subscription"))
+        .await;
+    assert_ne!(view["subscription_id"], old.as_str(), "{view}");
+    assert!(view["subscription_id"].is_string(), "{view}");
+    assert_eq!(view["vendor_status"], "active", "{view}");
+    assert_eq!(app.sim.count("subscription"), 2);
+}
+
+#[tokio::test]
+async fn an_unanswered_refund_is_looked_up_before_it_is_asked_again() {
+    let app = TestApp::spawn().await;
+    let (store, _) = keys_store(&app).await;
+    let paid = paid_order(&app, &store, 3000).await;
+    let id = paid["id"].as_str().unwrap();
+    let refund = |key: Option<&'static str>| {
+        let mut r = app
+            .api(Method::POST, &format!("/api/v1/orders/{id}/refunds"))
+            .json(&json!({ "amount": 1000 }));
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        r.send()
+    };
+    // Stripe makes the refund; its answers are lost.
+    app.sim
+        .fail(Method::POST, "/v1/refunds", Fault::AfterCommit(500), 50);
+    assert_eq!(refund(None).await.unwrap().status(), 502);
+    app.sim.clear_faults();
+    // A day and more later Stripe has forgotten the key: asking again under it would make a
+    // second refund, so Bursar looks it up first and adopts it.
+    sqlx::query("UPDATE refunds SET created_at = created_at - 90000000")
+        .execute(app.services.db.pool())
+        .await
+        .unwrap();
+    let r = refund(Some("again")).await.unwrap();
+    assert_eq!(r.status(), 201, "{}", crate::support::log_errors());
+    let made: Value = r.json().await.unwrap();
+    assert!(made["stripe_refund_id"].is_string());
+    assert_eq!(app.sim.count("refund"), 1);
+    // The key that asked again is bound to that refund: its retry, even with its saved answer
+    // lost (a crash before it was saved), finds it rather than making another.
+    sqlx::query("DELETE FROM idempotency_keys")
+        .execute(app.services.db.pool())
+        .await
+        .unwrap();
+    let again: Value = refund(Some("again")).await.unwrap().json().await.unwrap();
+    assert_eq!(again["id"], made["id"]);
+    assert_eq!(app.sim.count("refund"), 1);
+}
+
+#[tokio::test]
+async fn an_unanswered_refund_of_a_store_that_disconnected_stays_counted() {
+    let app = TestApp::spawn_with(&[("BURSAR_ORDER_SWEEP_SECS", "1")]).await;
+    let (store, _) = keys_store(&app).await;
+    let paid = paid_order(&app, &store, 3000).await;
+    let id = paid["id"].as_str().unwrap();
+    app.sim
+        .fail(Method::POST, "/v1/refunds", Fault::AfterCommit(500), 50);
+    let r = app
+        .api(Method::POST, &format!("/api/v1/orders/{id}/refunds"))
+        .json(&json!({ "amount": 1000 }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/connection"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    // Sweeps come and go: Stripe made it, so it is never released.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let status: String = sqlx::query_scalar("SELECT status FROM refunds")
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(status, "pending");
+}
+
+#[tokio::test]
+async fn a_forced_deletion_cancels_open_payments_at_stripe() {
+    let app = TestApp::spawn().await;
+    let (store, _) = keys_store(&app).await;
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
+        .json(&json!({"amount": 2500, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap();
+    let open: Value = r.json().await.unwrap();
+    let (status, code, message) = error_code(
+        app.api(Method::DELETE, &format!("/api/v1/stores/{store}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (409, "store_has_live_objects"));
+    assert!(message.contains(open["id"].as_str().unwrap()), "{message}");
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}?force=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", crate::support::log_errors());
+    let pi = app
+        .sim
+        .payment_intent(open["payment_intent"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(pi["status"], "canceled");
+    assert_eq!(
+        order(&app, open["id"].as_str().unwrap()).await["status"],
+        "canceled"
+    );
 }

@@ -388,3 +388,44 @@ async fn a_key_entry_link_connects_once_and_never_again_after_a_disconnect() {
         303
     );
 }
+
+#[tokio::test]
+async fn a_spent_link_stays_spent_whatever_case_its_signature_is_written_in() {
+    let app = TestApp::spawn().await;
+    let store = app.create_store("Acme").await;
+    let link = connect_link(&app, &store, None).await;
+    let (fields, cookie) = open_form(&app, &link).await;
+    let account = app.sim.add_account(false);
+    let keys = [
+        ("secret_key", account.restricted_key.as_str()),
+        ("publishable_key", account.publishable_key.as_str()),
+    ];
+    assert_eq!(
+        submit(&app, &fields, Some(&cookie), &keys).await.status(),
+        303
+    );
+    app.api(
+        Method::DELETE,
+        &format!("/api/v1/stores/{store}/connection"),
+    )
+    .send()
+    .await
+    .unwrap();
+    let mut url = url::Url::parse(&link).unwrap();
+    let pairs: Vec<(String, String)> = url
+        .query_pairs()
+        .map(|(k, v)| {
+            let v = if k == "signature" {
+                let (nonce, mac) = v.split_once('.').unwrap();
+                format!("{nonce}.{}", mac.to_uppercase())
+            } else {
+                v.into_owned()
+            };
+            (k.into_owned(), v)
+        })
+        .collect();
+    url.query_pairs_mut().clear().extend_pairs(pairs);
+    let page = app.browserless().get(url.as_str()).send().await.unwrap();
+    assert_eq!(page.status(), 403);
+    assert!(page.text().await.unwrap().contains("already used"));
+}

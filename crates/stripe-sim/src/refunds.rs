@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
@@ -22,9 +22,52 @@ use crate::state::{now, Sim, State as SimState, PLATFORM_ACCOUNT};
 
 pub(crate) fn routes() -> Router<Arc<Sim>> {
     Router::new()
-        .route("/v1/refunds", post(refund_route))
+        .route("/v1/refunds", post(refund_route).get(list))
         .route("/v1/refunds/{id}", owned("refund"))
         .route("/v1/disputes/{id}", owned("dispute"))
+}
+
+/// `GET /v1/refunds`: the acting account's refunds, newest first, filtered by `payment_intent`
+/// or `charge`.
+async fn list(
+    State(sim): State<Arc<Sim>>,
+    headers: HeaderMap,
+    RawQuery(query): RawQuery,
+) -> ApiResult {
+    let acting = acting(&sim, &headers)?;
+    let form = Form::parse(query.unwrap_or_default().as_bytes());
+    reject_unknown(
+        &form,
+        &[
+            "payment_intent",
+            "charge",
+            "limit",
+            "starting_after",
+            "ending_before",
+        ],
+    )?;
+    let limit = crate::webhook_endpoints::limit(&form)?;
+    let state = sim.lock();
+    let mut all: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|((owner, _), o)| *owner == acting.owner && o["object"] == "refund")
+        .map(|(_, o)| o.clone())
+        .filter(|o| {
+            form.get("payment_intent")
+                .is_none_or(|p| o["payment_intent"] == p)
+        })
+        .filter(|o| form.get("charge").is_none_or(|c| o["charge"] == c))
+        .collect();
+    all.sort_by(|a, b| {
+        (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
+    });
+    crate::http::ok(crate::webhook_endpoints::page(
+        all,
+        &form,
+        limit,
+        "/v1/refunds",
+    ))
 }
 
 const REFUND_PARAMS: &[&str] = &[

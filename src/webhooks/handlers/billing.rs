@@ -24,14 +24,16 @@ pub enum BillingEvent {
 }
 
 /// A running subscription Bursar made for a store (`metadata.bursar_store_id`) whose creation's
-/// answer never came: the store's record, waiting for that answer, takes it as its own.
+/// answer never came: the store's record, waiting for that very creation
+/// (`metadata.bursar_create_key`), takes it as its own.
 async fn adopt(
     conn: &mut AnyConnection,
     id: &str,
     sub: &Value,
 ) -> Result<Option<vendor_subscriptions::VendorRow>, HandlerError> {
-    let (Some(store), Some(customer)) = (
+    let (Some(store), Some(create_key), Some(customer)) = (
         sub["metadata"]["bursar_store_id"].as_str(),
+        sub["metadata"]["bursar_create_key"].as_str(),
         sub["customer"].as_str(),
     ) else {
         return Ok(None);
@@ -39,7 +41,7 @@ async fn adopt(
     if matches!(
         sub["status"].as_str(),
         Some("canceled" | "incomplete_expired")
-    ) || !vendor_subscriptions::adopt(&mut *conn, store, id, customer).await?
+    ) || !vendor_subscriptions::adopt(&mut *conn, store, create_key, id, customer).await?
     {
         return Ok(None);
     }
@@ -84,7 +86,7 @@ pub async fn apply(
                 });
             }
             let item = object["items"]["data"][0]["id"].as_str();
-            vendor_subscriptions::merge(&mut *conn, &row.store_id, &facts, item).await?;
+            vendor_subscriptions::merge(&mut *conn, &row.store_id, id, &facts, item).await?;
         }
         BillingEvent::InvoicePaid
         | BillingEvent::InvoicePaymentFailed
@@ -126,6 +128,7 @@ pub async fn apply(
             vendor_subscriptions::set_invoice(
                 &mut *conn,
                 &row.store_id,
+                sub,
                 invoice,
                 url.as_deref(),
                 error.as_deref(),

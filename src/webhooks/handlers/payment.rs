@@ -90,7 +90,13 @@ pub async fn apply(
     kind: PaymentEvent,
     confirmed: bool,
 ) -> Result<(), HandlerError> {
-    let at = (ev.created, ev.seq);
+    // A confirmed object is Stripe's word as of when the event arrived; the event's own
+    // `created` is the merchant's, and a forged far-future one must not outrank later events.
+    let at = if confirmed {
+        (ev.received, ev.seq)
+    } else {
+        (ev.created, ev.seq)
+    };
     let (payment_intent, facts, charge) = match kind {
         PaymentEvent::CheckoutSession => {
             return apply_checkout_session(conn, store, ev, object, confirmed).await
@@ -182,7 +188,12 @@ async fn apply_checkout_session(
     }
     // A confirmed session is read for what it says now, not for the event that named it.
     let event = (!confirmed).then_some(ev.event_type.as_str());
-    let facts = checkout_session_facts(session, event, (ev.created, ev.seq));
+    let at = if confirmed {
+        (ev.received, ev.seq)
+    } else {
+        (ev.created, ev.seq)
+    };
+    let facts = checkout_session_facts(session, event, at);
     db::orders::merge_facts(&mut *conn, &order.id, &facts, None, "webhook").await?;
     Ok(())
 }
