@@ -102,6 +102,20 @@ impl App {
                 .await
             }
         });
+        let notifier_live = Arc::new(Liveness::default());
+        let notifier = tokio::spawn({
+            let (s, stop, live) = (
+                self.services.clone(),
+                worker_stop.clone(),
+                notifier_live.clone(),
+            );
+            async move {
+                supervise("notifier", &live, stop.clone(), Backoff::default(), || {
+                    crate::worker::notify::run(s.clone(), live.clone(), stop.clone())
+                })
+                .await
+            }
+        });
         let reconciler = self.services.config.reconcile_every.map(|every| {
             let (s, stop, stored) = (self.services.clone(), worker_stop.clone(), stored.clone());
             tokio::spawn(async move {
@@ -122,6 +136,7 @@ impl App {
             ingest,
             stored,
             worker: live,
+            notifier: notifier_live,
             doors: Default::default(),
             openapi: Default::default(),
         });
@@ -142,6 +157,7 @@ impl App {
         }
         worker_stop.cancel();
         let _ = tokio::time::timeout_at(until(), sweeper).await;
+        let _ = tokio::time::timeout_at(until(), notifier).await;
         if let Some(r) = reconciler {
             let _ = tokio::time::timeout_at(until(), r).await;
         }

@@ -113,7 +113,24 @@ pub struct Config {
     pub suspended_stores_can_sell: bool,
     /// How often `serve` catches up on events from Stripe's event list (`None`: never).
     pub reconcile_every: Option<Duration>,
+    pub notifications: NotificationConfig,
 }
+
+/// Notifications to the platform's app.
+#[derive(Clone, Debug)]
+pub struct NotificationConfig {
+    /// Plain `http` targets (only with `serve --dev`).
+    pub allow_http: bool,
+    /// Targets on loopback, private or link-local addresses (`BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS`).
+    pub allow_private: bool,
+    /// The delays before each attempt (`BURSAR_NOTIFICATION_RETRY_SCHEDULE`).
+    pub retry_schedule: Vec<Duration>,
+    /// An endpoint failing this long is disabled (`BURSAR_NOTIFICATION_DISABLE_AFTER`).
+    pub disable_after: Duration,
+}
+
+/// Stripe-like and Svix-like: at once, then 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+const DEFAULT_RETRY_SCHEDULE: &str = "0s,5s,5m,30m,2h,5h,10h,10h";
 
 impl Config {
     /// Reads the process environment after loading `.env` from the working directory.
@@ -129,8 +146,9 @@ impl Config {
         Self::from_lookup(lookup, dev.then_some(Path::new(DEV_KEY_FILE)))
     }
 
-    /// Builds the configuration from any variable source; `dev_key_file` allows generating
-    /// a local master key when none is configured.
+    /// Builds the configuration from any variable source. `dev_key_file` means dev mode
+    /// (`serve --dev`): a local master key is generated there when none is configured, and
+    /// notification targets may be plain http.
     pub fn from_lookup(
         get: impl Fn(&str) -> Option<String>,
         dev_key_file: Option<&Path>,
@@ -347,6 +365,51 @@ impl Config {
                 }
             },
         };
+        let notifications = NotificationConfig {
+            allow_http: dev_key_file.is_some(),
+            allow_private: match get("BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS")
+                .as_deref()
+                .map(str::trim)
+            {
+                None | Some("false" | "0") => false,
+                Some("true" | "1") => true,
+                Some(_) => {
+                    return Err(bad(
+                        "BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS",
+                        "must be true or false",
+                    ))
+                }
+            },
+            retry_schedule: {
+                let raw = get("BURSAR_NOTIFICATION_RETRY_SCHEDULE")
+                    .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+                let parsed: Result<Vec<Duration>, _> = raw
+                    .split(',')
+                    .map(|d| humantime::parse_duration(d.trim()))
+                    .collect();
+                match parsed {
+                    Ok(list) if (1..=20).contains(&list.len()) => list,
+                    _ => {
+                        return Err(bad(
+                            "BURSAR_NOTIFICATION_RETRY_SCHEDULE",
+                            format!("must be 1 to 20 comma-separated durations, the delay before each attempt (default {DEFAULT_RETRY_SCHEDULE})"),
+                        ))
+                    }
+                }
+            },
+            disable_after: match get("BURSAR_NOTIFICATION_DISABLE_AFTER")
+                .as_deref()
+                .map(str::trim)
+            {
+                None => Duration::from_secs(5 * 86_400),
+                Some(v) => humantime::parse_duration(v).map_err(|_| {
+                    bad(
+                        "BURSAR_NOTIFICATION_DISABLE_AFTER",
+                        "must be a duration such as 5d or 12h",
+                    )
+                })?,
+            },
+        };
         let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
             Some(v) if v.trim().chars().count() < 32 => {
                 return Err(bad(
@@ -373,6 +436,7 @@ impl Config {
             order_pending_age,
             suspended_stores_can_sell,
             reconcile_every,
+            notifications,
         })
     }
 }

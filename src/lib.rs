@@ -8,6 +8,7 @@ pub mod db;
 pub mod domain;
 pub mod http;
 pub mod metrics;
+pub mod outbound;
 pub mod service;
 pub mod stripe;
 pub mod supervise;

@@ -17,6 +17,10 @@ pub struct Metrics {
     inbox_events: IntGaugeVec,
     apply_lag: IntGauge,
     dead_events: IntGauge,
+    notification_deliveries: IntCounterVec,
+    notification_latency: HistogramVec,
+    notification_backlog: IntGauge,
+    notification_oldest: IntGauge,
 }
 
 impl Default for Metrics {
@@ -95,8 +99,57 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            notification_deliveries: counters(
+                "notification_deliveries_total",
+                "Notification delivery attempts, by endpoint and outcome (delivered, failed, gone).",
+                &["endpoint", "outcome"],
+            ),
+            notification_latency: register(
+                &registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "notification_attempt_duration_seconds",
+                        "Latency of notification delivery attempts, by outcome.",
+                    )
+                    .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 15.0]),
+                    &["outcome"],
+                )
+                .expect("valid metric"),
+            ),
+            notification_backlog: register(
+                &registry,
+                IntGauge::new(
+                    "notification_backlog",
+                    "Notifications waiting to be delivered (pending in the outbox).",
+                )
+                .expect("valid metric"),
+            ),
+            notification_oldest: register(
+                &registry,
+                IntGauge::new(
+                    "notification_backlog_oldest_seconds",
+                    "Age of the oldest notification still waiting (0 when none waits).",
+                )
+                .expect("valid metric"),
+            ),
             registry,
         }
+    }
+
+    /// One notification delivery attempt.
+    pub fn notification_attempt(&self, endpoint: &str, outcome: &str, seconds: f64) {
+        self.notification_deliveries
+            .with_label_values(&[endpoint, outcome])
+            .inc();
+        self.notification_latency
+            .with_label_values(&[outcome])
+            .observe(seconds);
+    }
+
+    /// The outbox as the database has it now.
+    pub fn set_notification_backlog(&self, waiting: i64, oldest_seconds: i64) {
+        self.notification_backlog.set(waiting);
+        self.notification_oldest.set(oldest_seconds.max(0));
     }
 
     pub fn webhook_received(&self, door: &str, duplicate: bool) {

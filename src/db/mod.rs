@@ -17,6 +17,7 @@ pub mod grants;
 pub mod handoff;
 pub mod idempotency;
 pub mod inbox;
+pub mod notifications;
 pub mod operator;
 pub mod orders;
 pub mod pg_inbox;

@@ -284,8 +284,15 @@ pub async fn by_charge(
         .await?)
 }
 
+/// What a merge did to an order: its row after, and whether its status moved.
+#[derive(Debug)]
+pub struct Merged {
+    pub order: OrderRow,
+    pub moved: bool,
+}
+
 /// Merges `facts` into the order and re-derives its status; `source` says who spoke
-/// (`webhook` or `sync`). Returns the status after.
+/// (`webhook` or `sync`). None if there is no such order.
 ///
 /// The merge reads the row it writes under a row lock (`FOR UPDATE` on PostgreSQL; SQLite's
 /// write transaction holds the whole database), so two processes merging into one order at
@@ -296,7 +303,7 @@ pub async fn merge_facts(
     facts: &OrderFacts,
     latest_charge: Option<&str>,
     source: &str,
-) -> Result<Option<String>> {
+) -> Result<Option<Merged>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM orders WHERE id = $1{}",
         super::for_update(conn)
@@ -340,7 +347,15 @@ pub async fn merge_facts(
     .bind(order.id.as_str())
     .execute(&mut *conn)
     .await?;
-    Ok(Some(status.to_owned()))
+    let after =
+        sqlx::query_as::<_, OrderRow>(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
+            .bind(order.id.as_str())
+            .fetch_one(&mut *conn)
+            .await?;
+    Ok(Some(Merged {
+        order: after,
+        moved,
+    }))
 }
 
 /// How long the sweep keeps re-checking an order Stripe never settled: past a week an unpaid

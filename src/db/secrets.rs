@@ -34,6 +34,18 @@ const SEALED: &[SealedColumn] = &[
         field: "response",
     },
     SealedColumn {
+        table: "notification_endpoints",
+        id_column: "id",
+        column: "secret_enc",
+        field: "secret",
+    },
+    SealedColumn {
+        table: "notification_endpoints",
+        id_column: "id",
+        column: "old_secret_enc",
+        field: "old_secret",
+    },
+    SealedColumn {
         table: "orders",
         id_column: "id",
         column: "client_secret_enc",

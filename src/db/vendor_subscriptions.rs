@@ -3,7 +3,7 @@
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use super::{flag, now_ms, Db, Result};
-use crate::domain::subscription::{Snapshot, SubscriptionFacts};
+use crate::domain::subscription::{Snapshot, SubscriptionFacts, VendorStatus};
 use crate::domain::StoreId;
 
 #[derive(Debug, Clone, FromRow)]
@@ -313,20 +313,22 @@ pub async fn get_locked(conn: &mut AnyConnection, store: &str) -> Result<Option<
 /// Merges facts about `subscription` into the store's row (newest snapshot wins, `ended`
 /// sticks), reading it under a row lock so that concurrent merges from several processes all
 /// land, and only while the row still holds that subscription (a store that started another
-/// since never takes its previous one's facts). False if it no longer does.
+/// since never takes its previous one's facts). None if it no longer does; else the vendor
+/// status before and the row after.
 pub async fn merge(
     conn: &mut AnyConnection,
     store: &str,
     subscription: &str,
     facts: &SubscriptionFacts,
     item: Option<&str>,
-) -> Result<bool> {
+) -> Result<Option<(VendorStatus, VendorRow)>> {
     let Some(row) = get_locked(conn, store).await? else {
-        return Ok(false);
+        return Ok(None);
     };
     if row.subscription_id.as_deref() != Some(subscription) {
-        return Ok(false);
+        return Ok(None);
     }
+    let before = row.facts().vendor_status();
     let merged = row.facts().merge(facts);
     let s = merged.snapshot.as_ref();
     sqlx::query(
@@ -348,7 +350,10 @@ pub async fn merge(
     .bind(s.map_or(0, |s| s.at.2))
     .execute(&mut *conn)
     .await?;
-    Ok(true)
+    let after = get_locked(conn, store)
+        .await?
+        .expect("the row was just updated");
+    Ok(Some((before, after)))
 }
 
 /// What the latest invoice of `subscription` asks of the vendor: a hosted URL to act on
@@ -462,7 +467,10 @@ mod tests {
                 tokio::spawn(async move {
                     start.wait().await;
                     let mut tx = d.begin_write().await.unwrap();
-                    assert!(merge(&mut tx, &store, &sub, &f, None).await.unwrap());
+                    assert!(merge(&mut tx, &store, &sub, &f, None)
+                        .await
+                        .unwrap()
+                        .is_some());
                     tx.commit().await.unwrap();
                 })
             });
@@ -473,7 +481,7 @@ mod tests {
             let newer = snapshot(99, "active");
             let merged = merge(&mut tx, store.as_str(), "sub_previous", &newer, None);
             assert!(
-                !merged.await.unwrap(),
+                merged.await.unwrap().is_none(),
                 "another subscription's facts were merged"
             );
             tx.commit().await.unwrap();

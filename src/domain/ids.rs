@@ -73,6 +73,8 @@ prefixed_id!(AccountId, "acct_");
 prefixed_id!(OrderId, "ord_");
 prefixed_id!(RefundId, "rf_");
 prefixed_id!(CustomerId, "cu_");
+prefixed_id!(EndpointId, "ne_");
+prefixed_id!(NotificationId, "msg_");
 
 #[cfg(test)]
 mod tests {

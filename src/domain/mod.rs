@@ -3,12 +3,15 @@
 pub mod ids;
 pub mod keys;
 pub mod mode;
+pub mod notification;
 pub mod order;
 pub mod request_key;
 pub mod store;
 pub mod subscription;
 
-pub use ids::{AccountId, ApiKeyId, CustomerId, OrderId, RefundId, StoreId};
+pub use ids::{
+    AccountId, ApiKeyId, CustomerId, EndpointId, NotificationId, OrderId, RefundId, StoreId,
+};
 pub use keys::{KeyKind, PublishableKey, SecretKey};
 pub use mode::Mode;
 pub use request_key::RequestKey;

@@ -53,6 +53,8 @@ pub struct AppParts {
     pub stored: Arc<tokio::sync::Notify>,
     /// The supervised worker's liveness, for `/healthz`.
     pub worker: Arc<Liveness>,
+    /// The notification deliverer's liveness, for `/healthz`.
+    pub notifier: Arc<Liveness>,
     /// Stored webhook secrets and signature failures, per door.
     pub doors: Arc<crate::webhooks::doors::Doors>,
     /// The OpenAPI document, serialized once the router that it describes is built.
@@ -156,6 +158,16 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(events::list))
         .routes(routes!(events::get))
         .routes(routes!(events::replay))
+        .routes(routes!(notifications::create, notifications::list))
+        .routes(routes!(
+            notifications::get,
+            notifications::update,
+            notifications::delete
+        ))
+        .routes(routes!(notifications::rotate_secret))
+        .routes(routes!(notifications::recover))
+        .routes(routes!(notifications::log))
+        .routes(routes!(notifications::redeliver))
         .routes(routes!(api_keys::list))
         .routes(routes!(api_keys::revoke))
         .route_layer(middleware::from_fn_with_state(

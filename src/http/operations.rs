@@ -13,7 +13,8 @@ use crate::service::Services;
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
-    /// `ok`, or what is down: `worker_down`, `inbox_down` or `database_unavailable`.
+    /// `ok`, or what is down: `worker_down`, `notifier_down`, `inbox_down` or
+    /// `database_unavailable`.
     pub status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub detail: Option<String>,
@@ -44,6 +45,14 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     };
     if let Err(why) = state.worker.check(worker_stale_after(&state.services)) {
         return unavailable("worker_down", format!("the event worker is {why}"));
+    }
+    // The deliverer sleeps at most its idle poll between turns; a round sends at most a few
+    // 15 s attempts per endpoint, side by side.
+    if let Err(why) = state.notifier.check(Duration::from_secs(120)) {
+        return unavailable(
+            "notifier_down",
+            format!("the notification deliverer is {why}"),
+        );
     }
     if state.ingest.is_closed() {
         return unavailable("inbox_down", "the inbox writer has stopped".into());
@@ -88,6 +97,16 @@ pub async fn metrics(State(state): State<AppState>) -> Response {
         (Err(e), _) | (_, Err(e)) => {
             tracing::warn!(error = %e, "the inbox could not be read for metrics")
         }
+    }
+    match crate::db::notifications::backlog(db).await {
+        Ok((waiting, oldest)) => {
+            let age = oldest.map_or(0, |t| (crate::db::now_ms() - t) / 1000);
+            state
+                .services
+                .metrics
+                .set_notification_backlog(waiting, age);
+        }
+        Err(e) => tracing::warn!(error = %e, "the outbox could not be read for metrics"),
     }
     (
         [(

@@ -368,8 +368,12 @@ async fn apply_answer(s: &Services, store: &StoreId, sub: &Value) -> Result<()> 
         let merged =
             db::vendor_subscriptions::merge(&mut tx, store.as_str(), subscription, &facts, item)
                 .await?;
+        let applied = merged.is_some();
+        if let Some((before, after)) = merged {
+            vendor_status_moved(&mut tx, before, after).await?;
+        }
         let invoice = &sub["latest_invoice"];
-        if let (true, Some(id)) = (merged, invoice["id"].as_str()) {
+        if let (true, Some(id)) = (applied, invoice["id"].as_str()) {
             let open = invoice["status"].as_str() == Some("open");
             let url = invoice["hosted_invoice_url"].as_str().filter(|_| open);
             let error = open.then(|| invoice_error(invoice));
@@ -461,6 +465,27 @@ pub async fn end_for_deletion(s: &Services, store: &StoreId) -> Result<()> {
     }
     cancel(s, store, true).await?;
     Ok(())
+}
+
+/// After a merge into a vendor subscription in `conn`'s transaction: a move of the store's
+/// vendor status is told to the platform's app in that same transaction.
+pub async fn vendor_status_moved(
+    conn: &mut sqlx::AnyConnection,
+    before: VendorStatus,
+    after: VendorRow,
+) -> Result<()> {
+    let now = after.facts().vendor_status();
+    if now == before {
+        return Ok(());
+    }
+    let event_type = match now {
+        VendorStatus::Suspended => "vendor_subscription.suspended",
+        VendorStatus::Canceled => "vendor_subscription.canceled",
+        _ => "vendor_subscription.updated",
+    };
+    let store = after.store_id.clone();
+    let view = SubscriptionView::from(after);
+    super::notifications::emit(conn, event_type, Some(&store), &view).await
 }
 
 /// Whether the store may take new orders under `BURSAR_SUSPENDED_STORES_CAN_SELL`.

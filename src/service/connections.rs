@@ -296,8 +296,13 @@ pub struct AccountView {
 pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
     stores::require(s, store).await?;
     let row = db::connections::get(s.db.pool(), store).await?;
+    Ok(account_view(store, row))
+}
+
+/// The store's account as the API shows it, from its connection row (none: not connected).
+pub fn account_view(store: &StoreId, row: Option<ConnectionRow>) -> AccountView {
     let json = |v: &Option<String>| v.as_deref().and_then(|t| serde_json::from_str(t).ok());
-    Ok(match row {
+    match row {
         None => AccountView {
             store_id: store.to_string(),
             object: "account_status",
@@ -334,7 +339,7 @@ pub async fn account(s: &Services, store: &StoreId) -> Result<AccountView> {
             deauthorized: r.deauthorized != 0,
             synced: r.account_synced_at.map(|t| t / 1000),
         },
-    })
+    }
 }
 
 #[cfg(test)]

@@ -75,6 +75,20 @@ pub struct OrderView {
     pub created: i64,
 }
 
+/// The order as notifications carry it: the API's view without the client secret (a
+/// notification is kept and re-sent; it need not hold what can confirm a payment).
+pub(super) fn notification_view(
+    s: &Services,
+    row: OrderRow,
+    connection: Option<&ConnectionRow>,
+) -> Result<OrderView> {
+    let row = OrderRow {
+        client_secret_enc: None,
+        ..row
+    };
+    view(s, row, connection)
+}
+
 /// The API's view of an order. A client secret the configured keys cannot open is an error
 /// (the operator must restore the key), never a silent null.
 fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Result<OrderView> {
@@ -366,7 +380,8 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
                 ..Default::default()
             };
             let mut tx = s.db.begin_write().await?;
-            db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
+            let merged = db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
+            super::notifications::order_merged(s, &mut tx, merged).await?;
             tx.commit().await?;
             return get(s, id).await;
         }
@@ -381,7 +396,9 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
             if let Some(pi) = session["payment_intent"].as_str() {
                 db::orders::learn_payment_intent(&mut tx, &row.id, pi).await?;
             }
-            db::orders::merge_facts(&mut tx, id.as_str(), &facts, None, "sync").await?;
+            let merged =
+                db::orders::merge_facts(&mut tx, id.as_str(), &facts, None, "sync").await?;
+            super::notifications::order_merged(s, &mut tx, merged).await?;
             tx.commit().await?;
             return get(s, id).await;
         }
@@ -404,7 +421,9 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
         facts = facts.merge(&charge_facts(&charge));
     }
     let mut tx = s.db.begin_write().await?;
-    db::orders::merge_facts(&mut tx, id.as_str(), &facts, charge_id.as_deref(), "sync").await?;
+    let merged =
+        db::orders::merge_facts(&mut tx, id.as_str(), &facts, charge_id.as_deref(), "sync").await?;
+    super::notifications::order_merged(s, &mut tx, merged).await?;
     tx.commit().await?;
     get(s, id).await
 }
@@ -466,7 +485,9 @@ pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> R
         match closed {
             Ok(facts) => {
                 let mut tx = s.db.begin_write().await?;
-                db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
+                let merged =
+                    db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
+                super::notifications::order_merged(s, &mut tx, merged).await?;
                 tx.commit().await?;
             }
             Err(StripeError::Api { status, .. }) if status < 500 && status != 429 => {

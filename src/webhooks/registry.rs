@@ -227,8 +227,11 @@ impl Handler {
         }
     }
 
+    /// Writes the event's effects, and the notifications they cause, into the worker's
+    /// transaction.
     pub async fn apply(
         self,
+        s: &Services,
         conn: &mut AnyConnection,
         ev: &Incoming,
         loaded: &Loaded,
@@ -259,7 +262,7 @@ impl Handler {
             Handler::PayoutFailed => payout::apply_failed(conn, store, ev, object).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
             Handler::Payment(kind) => {
-                payment::apply(conn, store, ev, object, kind, confirmed).await
+                payment::apply(s, conn, store, ev, object, kind, confirmed).await
             }
             Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
             // Answered above, before a store is needed.

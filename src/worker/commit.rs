@@ -94,7 +94,7 @@ async fn commit_all(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result
                 loaded,
             } = step
             {
-                apply(*handler, &mut tx, incoming, loaded).await?;
+                apply(s, *handler, &mut tx, incoming, loaded).await?;
             }
         }
     }
@@ -198,12 +198,13 @@ async fn recheck_connections<'s>(
 
 /// A handler's `apply`, with a panic turned into a failed attempt.
 async fn apply(
+    s: &Services,
     handler: Handler,
     tx: &mut WriteTx,
     incoming: &Incoming,
     loaded: &Loaded,
 ) -> Result<(), HandlerError> {
-    match AssertUnwindSafe(handler.apply(tx, incoming, loaded))
+    match AssertUnwindSafe(handler.apply(s, tx, incoming, loaded))
         .catch_unwind()
         .await
     {
@@ -256,7 +257,7 @@ async fn record(
         } => {
             let store = incoming.store.as_ref().map(StoreId::as_str);
             if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
-                if let Err(e) = apply(*handler, tx, incoming, loaded).await {
+                if let Err(e) = apply(s, *handler, tx, incoming, loaded).await {
                     *step = Step::Fail(e.to_string());
                     return Err(e);
                 }

@@ -24,6 +24,7 @@ use crate::webhooks::registry::{Handler, Incoming, Loaded};
 
 mod commit;
 mod loads;
+pub mod notify;
 mod route;
 
 use commit::commit;

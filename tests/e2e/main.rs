@@ -13,6 +13,7 @@ mod crash;
 mod limits;
 mod localstripe;
 mod money;
+mod notifications;
 mod onboarding;
 mod openapi;
 mod operability;

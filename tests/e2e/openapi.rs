@@ -216,7 +216,7 @@ impl<'a> Tour<'a> {
 
 #[tokio::test]
 async fn every_route_is_documented_and_answers_as_documented() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS", "true")]).await;
     let mut t = Tour::new(&app).await;
     let sim = &app.sim;
 
@@ -549,6 +549,76 @@ async fn every_route_is_documented_and_answers_as_documented() {
     .await;
     t.expect(
         t.api(Method::DELETE, &format!("/api/v1/stores/{paste_id}")),
+        200,
+    )
+    .await;
+    // Notifications: an endpoint of a type nothing here emits (nothing is sent anywhere).
+    let endpoint = t
+        .expect(
+            t.api(Method::POST, "/api/v1/notification-endpoints").json(
+                &json!({"url": "https://127.0.0.1:9/hooks", "events": ["store.payout_paid"]}),
+            ),
+            201,
+        )
+        .await;
+    let ne = endpoint["id"].as_str().unwrap().to_owned();
+    assert!(endpoint["secret"].as_str().unwrap().starts_with("whsec_"));
+    t.expect(
+        t.api(Method::POST, "/api/v1/notification-endpoints")
+            .json(&json!({"url": "https://127.0.0.1:9/hooks", "events": ["order.payed"]})),
+        400,
+    )
+    .await;
+    t.expect(t.api(Method::GET, "/api/v1/notification-endpoints"), 200)
+        .await;
+    let one = t
+        .expect(
+            t.api(Method::GET, &format!("/api/v1/notification-endpoints/{ne}")),
+            200,
+        )
+        .await;
+    assert!(one["secret"].is_null());
+    t.expect(
+        t.api(
+            Method::PATCH,
+            &format!("/api/v1/notification-endpoints/{ne}"),
+        )
+        .json(&json!({"disabled": true})),
+        200,
+    )
+    .await;
+    t.expect(
+        t.api(
+            Method::POST,
+            &format!("/api/v1/notification-endpoints/{ne}/rotate-secret"),
+        ),
+        200,
+    )
+    .await;
+    t.expect(
+        t.api(
+            Method::POST,
+            &format!("/api/v1/notification-endpoints/{ne}/recover"),
+        )
+        .json(&json!({"since": 0})),
+        200,
+    )
+    .await;
+    t.expect(
+        t.api(Method::GET, "/api/v1/notifications?status=failed"),
+        200,
+    )
+    .await;
+    t.expect(
+        t.api(Method::POST, "/api/v1/notifications/msg_nosuch/redeliver"),
+        404,
+    )
+    .await;
+    t.expect(
+        t.api(
+            Method::DELETE,
+            &format!("/api/v1/notification-endpoints/{ne}"),
+        ),
         200,
     )
     .await;

@@ -5,6 +5,7 @@ pub mod checkout_sessions;
 pub mod connection;
 pub mod customers;
 pub mod events;
+pub mod notifications;
 pub mod onboarding;
 pub mod orders;
 pub mod stores;

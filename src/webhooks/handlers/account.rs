@@ -9,7 +9,8 @@ use sqlx::AnyConnection;
 
 use crate::db::{self, watermarks};
 use crate::domain::StoreId;
-use crate::service::connections::{store_scope, StoreScope, StripeAccount};
+use crate::service::connections::{account_view, store_scope, StoreScope, StripeAccount};
+use crate::service::notifications;
 use crate::service::onboarding::v2_account_state;
 use crate::service::Services;
 use crate::stripe::AccountScope;
@@ -134,7 +135,27 @@ pub async fn apply_updated(
     if ev.account.as_deref().is_some_and(|a| a != account.id) {
         return Ok(());
     }
-    db::connections::set_account_state(&mut *conn, store, &account.state()).await?;
+    set_state(conn, store, &account.state()).await
+}
+
+/// Saves the account's state; a change of what it may do (charges, payouts) is told to the
+/// platform's app in the same transaction.
+async fn set_state(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    state: &db::connections::AccountState,
+) -> Result<(), HandlerError> {
+    let before = db::connections::get(&mut *conn, store).await?;
+    db::connections::set_account_state(&mut *conn, store, state).await?;
+    let moved = before.as_ref().is_some_and(|b| {
+        (b.charges_enabled != 0, b.payouts_enabled != 0)
+            != (state.charges_enabled, state.payouts_enabled)
+    });
+    if moved {
+        let after = db::connections::get(&mut *conn, store).await?;
+        let view = account_view(store, after);
+        notifications::emit(conn, "store.account_updated", Some(store.as_str()), &view).await?;
+    }
     Ok(())
 }
 
@@ -185,8 +206,7 @@ pub async fn apply_v2(
     if ev.account.as_deref() != account["id"].as_str() {
         return Ok(());
     }
-    db::connections::set_account_state(&mut *conn, store, &v2_account_state(account)).await?;
-    Ok(())
+    set_state(conn, store, &v2_account_state(account)).await
 }
 
 pub async fn apply_deauthorized(

@@ -7,7 +7,7 @@ use sqlx::AnyConnection;
 
 use crate::db::{self, vendor_subscriptions};
 use crate::domain::subscription::SubscriptionFacts;
-use crate::service::billing::{invoice_error, subscription_facts};
+use crate::service::billing::{invoice_error, subscription_facts, vendor_status_moved};
 use crate::webhooks::registry::{HandlerError, Incoming};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,7 +86,11 @@ pub async fn apply(
                 });
             }
             let item = object["items"]["data"][0]["id"].as_str();
-            vendor_subscriptions::merge(&mut *conn, &row.store_id, id, &facts, item).await?;
+            if let Some((before, after)) =
+                vendor_subscriptions::merge(&mut *conn, &row.store_id, id, &facts, item).await?
+            {
+                vendor_status_moved(conn, before, after).await?;
+            }
         }
         BillingEvent::InvoicePaid
         | BillingEvent::InvoicePaymentFailed

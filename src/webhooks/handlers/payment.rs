@@ -15,7 +15,7 @@ use crate::domain::order::{OrderFacts, Stamped};
 use crate::domain::StoreId;
 use crate::service::connections::store_scope;
 use crate::service::orders::{charge_facts, checkout_session_facts, payment_intent_facts};
-use crate::service::Services;
+use crate::service::{notifications, Services};
 use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -83,6 +83,7 @@ pub async fn confirm(
 }
 
 pub async fn apply(
+    s: &Services,
     conn: &mut AnyConnection,
     store: &StoreId,
     ev: &Incoming,
@@ -99,7 +100,7 @@ pub async fn apply(
     };
     let (payment_intent, facts, charge) = match kind {
         PaymentEvent::CheckoutSession => {
-            return apply_checkout_session(conn, store, ev, object, confirmed).await
+            return apply_checkout_session(s, conn, store, ev, object, confirmed).await
         }
         PaymentEvent::RefundUpdated => return apply_refund(conn, store, object).await,
         PaymentEvent::IntentSucceeded
@@ -161,13 +162,15 @@ pub async fn apply(
     if ev.account.as_deref().is_some_and(|a| a != order.account_id) {
         return Ok(());
     }
-    db::orders::merge_facts(&mut *conn, &order.id, &facts, charge, "webhook").await?;
+    let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, charge, "webhook").await?;
+    notifications::order_merged(s, conn, merged).await?;
     Ok(())
 }
 
 /// A Checkout Session event settles the order made with the session, and teaches it the
 /// PaymentIntent (so later refunds and disputes find the order).
 async fn apply_checkout_session(
+    s: &Services,
     conn: &mut AnyConnection,
     store: &StoreId,
     ev: &Incoming,
@@ -194,7 +197,8 @@ async fn apply_checkout_session(
         (ev.created, ev.seq)
     };
     let facts = checkout_session_facts(session, event, at);
-    db::orders::merge_facts(&mut *conn, &order.id, &facts, None, "webhook").await?;
+    let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, None, "webhook").await?;
+    notifications::order_merged(s, conn, merged).await?;
     Ok(())
 }
 

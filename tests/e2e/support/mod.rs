@@ -131,6 +131,11 @@ impl TestApp {
 
     /// Spawns with the test defaults, then `overrides` (an empty value removes a variable).
     pub async fn spawn_with(overrides: &[(&str, &str)]) -> Self {
+        Self::spawn_mode(overrides, false).await
+    }
+
+    /// As `spawn_with`, in dev mode (`serve --dev`) when `dev`.
+    pub async fn spawn_mode(overrides: &[(&str, &str)], dev: bool) -> Self {
         capture_logs();
         let sim = StripeSim::start().await;
         let dir = tempfile::tempdir().unwrap();
@@ -176,8 +181,9 @@ impl TestApp {
                 env.insert(k.to_string(), v.to_string());
             }
         }
-        let config =
-            Config::from_lookup(|k| env.get(k).cloned(), None).expect("test config is valid");
+        let dev_key = dir.path().join(".bursar-dev-key");
+        let config = Config::from_lookup(|k| env.get(k).cloned(), dev.then_some(dev_key.as_path()))
+            .expect("test config is valid");
         let app = App::build(config).await.expect("app builds");
         let url = format!("http://{}", app.local_addr());
         env.insert("BURSAR_PUBLIC_URL".into(), url.clone());

@@ -1,0 +1,492 @@
+//! Notifications to the platform's app, received by a real HTTP server on loopback and
+//! verified with the Standard Webhooks algorithm written out here (and the reference library):
+//! one per state change and endpoint, the same `webhook-id` on every retry, disabling, the log,
+//! redelivery and recovery, and the address guard.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::http::{HeaderMap, StatusCode};
+use base64::Engine;
+use hmac::{Hmac, Mac};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sha2::Sha256;
+use stripe_sim::Card;
+
+use crate::orders::keys_store;
+use crate::support::{error_code, TestApp};
+
+/// One received delivery.
+#[derive(Clone, Debug)]
+struct Received {
+    headers: HeaderMap,
+    body: String,
+}
+
+/// A platform app's endpoint: records what it gets, answers the scripted statuses in turn
+/// (then 200).
+#[derive(Clone)]
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+    script: Arc<Mutex<Vec<u16>>>,
+}
+
+impl Receiver {
+    async fn start(script: &[u16]) -> Self {
+        let got: Arc<Mutex<Vec<Received>>> = Default::default();
+        let script = Arc::new(Mutex::new(script.iter().rev().copied().collect::<Vec<_>>()));
+        let (g, sc) = (got.clone(), script.clone());
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let (g, sc) = (g.clone(), sc.clone());
+                async move {
+                    g.lock().unwrap().push(Received { headers, body });
+                    let status = sc.lock().unwrap().pop().unwrap_or(200);
+                    StatusCode::from_u16(status).unwrap()
+                }
+            }),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { url, got, script }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().unwrap().clone()
+    }
+
+    async fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(15);
+        loop {
+            let got = self.received();
+            if got.len() >= n {
+                return got;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{} of {n} deliveries arrived",
+                got.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+}
+
+/// The Standard Webhooks signature check, as the specification writes it: HMAC-SHA256 over
+/// `id.timestamp.body` with the base64-decoded secret, any `v1,` signature matching.
+fn verify(secret: &str, r: &Received) -> Value {
+    let id = r.headers["webhook-id"].to_str().unwrap();
+    let ts = r.headers["webhook-timestamp"].to_str().unwrap();
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(secret.strip_prefix("whsec_").unwrap())
+        .unwrap();
+    let mut mac = Hmac::<Sha256>::new_from_slice(&key).unwrap();
+    mac.update(format!("{id}.{ts}.{}", r.body).as_bytes());
+    let expected = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    let signatures = r.headers["webhook-signature"].to_str().unwrap();
+    assert!(
+        signatures
+            .split(' ')
+            .any(|s| s.strip_prefix("v1,") == Some(expected.as_str())),
+        "no signature matches: {signatures}"
+    );
+    let now = crate::support::now();
+    assert!((now - ts.parse::<i64>().unwrap()).abs() < 300);
+    // The reference library agrees.
+    standardwebhooks::Webhook::new(secret)
+        .unwrap()
+        .verify(r.body.as_bytes(), &r.headers)
+        .unwrap();
+    serde_json::from_str(&r.body).unwrap()
+}
+
+async fn app_with(extra: &[(&str, &str)]) -> TestApp {
+    let mut overrides = vec![
+        ("BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS", "true"),
+        ("BURSAR_NOTIFICATION_RETRY_SCHEDULE", "0s,50ms,50ms,50ms"),
+    ];
+    overrides.extend_from_slice(extra);
+    TestApp::spawn_mode(&overrides, true).await
+}
+
+async fn endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String) {
+    let r = app
+        .api(Method::POST, "/api/v1/notification-endpoints")
+        .json(&json!({ "url": url, "events": events }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let e: Value = r.json().await.unwrap();
+    (
+        e["id"].as_str().unwrap().to_owned(),
+        e["secret"].as_str().unwrap().to_owned(),
+    )
+}
+
+async fn paid_order(app: &TestApp, store: &str) -> Value {
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
+        .json(&json!({"amount": 4200, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap();
+    let o: Value = r.json().await.unwrap();
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    app.drain().await;
+    o
+}
+
+#[tokio::test]
+async fn a_paid_then_refunded_order_is_told_once_to_each_subscribed_endpoint() {
+    let app = app_with(&[]).await;
+    let (paid_only, all, other) = (
+        Receiver::start(&[]).await,
+        Receiver::start(&[]).await,
+        Receiver::start(&[]).await,
+    );
+    let (_, paid_secret) = endpoint(&app, &paid_only.url, &["order.paid"]).await;
+    let (all_id, all_secret) = endpoint(&app, &all.url, &["*"]).await;
+    endpoint(&app, &other.url, &["store.payout_failed"]).await;
+    let (store, _) = keys_store(&app).await;
+    let o = paid_order(&app, &store).await;
+    let id = o["id"].as_str().unwrap();
+
+    let got = paid_only.wait_for(1).await;
+    let body = verify(&paid_secret, &got[0]);
+    assert_eq!(body["type"], "order.paid");
+    assert_eq!(body["store_id"], store.as_str());
+    assert_eq!(body["data"]["object"]["id"], id);
+    assert_eq!(body["data"]["object"]["status"], "paid");
+    assert!(body["data"]["object"]["client_secret"].is_null());
+    assert_eq!(body["id"], got[0].headers["webhook-id"].to_str().unwrap());
+    // A re-check and a duplicate delivery of Stripe's event change nothing: nothing more is told.
+    let r = app
+        .api(Method::POST, &format!("/api/v1/orders/{id}/sync"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .api(Method::POST, &format!("/api/v1/orders/{id}/refunds"))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    app.drain().await;
+    let got = all.wait_for(2).await;
+    let types: Vec<String> = got
+        .iter()
+        .map(|r| verify(&all_secret, r)["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(types, ["order.paid", "order.refunded"]);
+    let seqs: Vec<i64> = got
+        .iter()
+        .map(|r| {
+            serde_json::from_str::<Value>(&r.body).unwrap()["seq"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(seqs, [1, 2]);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(paid_only.received().len(), 1, "told twice");
+    assert_eq!(all.received().len(), 2, "told twice");
+    assert!(other.received().is_empty());
+    let log = app
+        .get_json(&format!("/api/v1/notifications?endpoint_id={all_id}"))
+        .await;
+    assert_eq!(log["data"].as_array().unwrap().len(), 2);
+    assert_eq!(log["data"][0]["status"], "delivered");
+    assert_eq!(log["data"][0]["attempts"][0]["status_code"], 200);
+}
+
+#[tokio::test]
+async fn a_failing_receiver_gets_the_same_webhook_id_until_it_answers() {
+    let app = app_with(&[]).await;
+    let receiver = Receiver::start(&[500, 503]).await;
+    let (ne, secret) = endpoint(&app, &receiver.url, &["order.paid"]).await;
+    let (store, _) = keys_store(&app).await;
+    paid_order(&app, &store).await;
+    let got = receiver.wait_for(3).await;
+    let ids: Vec<&str> = got
+        .iter()
+        .map(|r| r.headers["webhook-id"].to_str().unwrap())
+        .collect();
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    for r in &got {
+        verify(&secret, r);
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let log = app
+        .get_json(&format!("/api/v1/notifications?endpoint_id={ne}"))
+        .await;
+    let n = &log["data"][0];
+    assert_eq!(n["status"], "delivered", "{n}");
+    let codes: Vec<i64> = n["attempts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["status_code"].as_i64().unwrap())
+        .collect();
+    assert_eq!(codes, [500, 503, 200]);
+}
+
+#[tokio::test]
+async fn an_always_failing_receiver_ends_disabled_and_can_be_recovered() {
+    let app = app_with(&[("BURSAR_NOTIFICATION_DISABLE_AFTER", "100ms")]).await;
+    let receiver = Receiver::start(&[500; 50]).await;
+    let (ne, _) = endpoint(&app, &receiver.url, &["order.paid"]).await;
+    let (store, _) = keys_store(&app).await;
+    paid_order(&app, &store).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    let view = loop {
+        let view = app
+            .get_json(&format!("/api/v1/notification-endpoints/{ne}"))
+            .await;
+        if view["disabled"] == true {
+            break view;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        view["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .contains("every delivery failed"),
+        "{view}"
+    );
+    let log = app
+        .get_json(&format!(
+            "/api/v1/notifications?endpoint_id={ne}&status=failed"
+        ))
+        .await;
+    let n = log["data"][0].clone();
+    let attempts = n["attempts"].as_array().unwrap();
+    assert_eq!(attempts.len(), receiver.received().len());
+    assert!(attempts.iter().all(|a| a["status_code"] == 500));
+    // The receiver is mended: re-enabled, what failed is recovered and arrives, once.
+    receiver.script.lock().unwrap().clear();
+    let before = receiver.received().len();
+    let r = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/notification-endpoints/{ne}"),
+        )
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r: Value = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/notification-endpoints/{ne}/recover"),
+        )
+        .json(&json!({"since": crate::support::now() - 3600}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(r["resent"], 1);
+    let got = receiver.wait_for(before + 1).await;
+    assert_eq!(
+        got.last().unwrap().headers["webhook-id"],
+        n["id"].as_str().unwrap()
+    );
+    // And sent once more on demand.
+    let r = app
+        .api(
+            Method::POST,
+            &format!(
+                "/api/v1/notifications/{}/redeliver",
+                n["id"].as_str().unwrap()
+            ),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    receiver.wait_for(before + 2).await;
+}
+
+#[tokio::test]
+async fn a_receiver_answering_410_is_disabled() {
+    let app = app_with(&[]).await;
+    let receiver = Receiver::start(&[410]).await;
+    let (ne, _) = endpoint(&app, &receiver.url, &["*"]).await;
+    let (store, _) = keys_store(&app).await;
+    paid_order(&app, &store).await;
+    receiver.wait_for(1).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let view = app
+            .get_json(&format!("/api/v1/notification-endpoints/{ne}"))
+            .await;
+        if view["disabled"] == true {
+            assert!(view["disabled_reason"].as_str().unwrap().contains("410"));
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{view}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 1);
+}
+
+#[tokio::test]
+async fn internal_and_plain_targets_are_refused_by_default() {
+    let app = TestApp::spawn().await;
+    for url in [
+        "https://127.0.0.1/hook",
+        "https://localhost:8443/hook",
+        "https://169.254.169.254/latest/meta-data",
+        "https://10.0.0.7/hook",
+        "https://[::1]/hook",
+        "https://[::ffff:192.168.0.1]/hook",
+        "http://93.184.216.34/hook",
+        "not a url",
+    ] {
+        let r = app
+            .api(Method::POST, "/api/v1/notification-endpoints")
+            .json(&json!({ "url": url, "events": ["*"] }))
+            .send()
+            .await
+            .unwrap();
+        let (status, code, message) = error_code(r).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_request"),
+            "{url}: {message}"
+        );
+    }
+    let r = app
+        .api(Method::POST, "/api/v1/notification-endpoints")
+        .json(&json!({ "url": "https://93.184.216.34/hook", "events": ["order.payed"] }))
+        .send()
+        .await
+        .unwrap();
+    let (status, _, message) = error_code(r).await;
+    assert_eq!(status, 400);
+    assert!(message.contains("order.payed"), "{message}");
+    let r = app
+        .anon(Method::POST, "/api/v1/notification-endpoints")
+        .json(&json!({ "url": "https://93.184.216.34/hook", "events": ["*"] }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn a_rotated_secret_signs_beside_the_new_one() {
+    let app = app_with(&[]).await;
+    let receiver = Receiver::start(&[]).await;
+    let (ne, old) = endpoint(&app, &receiver.url, &["order.paid"]).await;
+    let r: Value = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/notification-endpoints/{ne}/rotate-secret"),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let new = r["secret"].as_str().unwrap().to_owned();
+    assert_ne!(new, old);
+    let (store, _) = keys_store(&app).await;
+    paid_order(&app, &store).await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(
+        got[0].headers["webhook-signature"]
+            .to_str()
+            .unwrap()
+            .split(' ')
+            .count(),
+        2
+    );
+    verify(&old, &got[0]);
+    verify(&new, &got[0]);
+    assert!(
+        !crate::support::logs().contains(&new),
+        "a secret reached the logs"
+    );
+}
+
+#[tokio::test]
+async fn an_account_that_may_now_charge_and_a_suspended_vendor_are_told() {
+    let app = app_with(&[]).await;
+    app.register_endpoints();
+    let receiver = Receiver::start(&[]).await;
+    let (_, secret) = endpoint(
+        &app,
+        &receiver.url,
+        &["store.account_updated", "vendor_subscription.suspended"],
+    )
+    .await;
+    // An Express store finishes onboarding: charges and payouts come on.
+    let store = app.create_store("Acme").await;
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/onboarding"))
+        .json(&json!({"type": "express", "return_url": format!("{}/back", crate::support::RETURN_PREFIX)}))
+        .send()
+        .await
+        .unwrap();
+    let account = r.json::<Value>().await.unwrap()["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sim.complete_onboarding(&account).await;
+    app.drain().await;
+    let got = receiver.wait_for(1).await;
+    let body = verify(&secret, &got[0]);
+    assert_eq!(body["type"], "store.account_updated");
+    assert_eq!(body["data"]["object"]["charges_enabled"], true);
+    assert_eq!(body["data"]["object"]["account_id"], account.as_str());
+
+    // A vendor whose payments fail until Stripe gives up is suspended.
+    app.sim.set_max_retries(2);
+    let price = app.sim.add_price(2900, "usd", Some("month"), true);
+    let vendor = app.create_store("Vendor").await;
+    let view: Value = app
+        .api(
+            Method::PUT,
+            &format!("/api/v1/stores/{vendor}/subscription"),
+        )
+        .json(&json!({"price_id": price}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    app.drain().await;
+    let sub = view["subscription_id"].as_str().unwrap().to_owned();
+    app.sim.set_customer_card(
+        view["customer_id"].as_str().unwrap(),
+        stripe_sim::CardBehavior::Declines,
+    );
+    app.sim.advance_period(&sub).await;
+    app.sim.retry_invoice(&sub).await;
+    app.sim.retry_invoice(&sub).await;
+    app.drain().await;
+    let got = receiver.wait_for(2).await;
+    let body = verify(&secret, &got[1]);
+    assert_eq!(body["type"], "vendor_subscription.suspended");
+    assert_eq!(body["store_id"], vendor.as_str());
+    assert_eq!(body["data"]["object"]["vendor_status"], "suspended");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 2);
+}
