@@ -384,7 +384,7 @@ pub async fn unsettled(db: &Db, before_ms: i64, limit: i64) -> Result<Vec<OrderR
 pub async fn unsettled_of_store(db: &Db, store: &StoreId, since_ms: i64) -> Result<Vec<OrderRow>> {
     let sql = format!(
         "SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND status IN ('pending', 'failed') \
-           AND created_at > $2 AND (payment_intent_id IS NOT NULL OR checkout_session_id IS NOT NULL)"
+           AND created_at > $2"
     );
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(store.as_str())

@@ -156,7 +156,7 @@ pub async fn live_objects(
     .await?;
     let unsettled_orders = sqlx::query_scalar::<_, String>(
         "SELECT id FROM orders WHERE store_id = $1 AND status IN ('pending', 'failed') AND created_at > $2 \
-           AND (payment_intent_id IS NOT NULL OR checkout_session_id IS NOT NULL) ORDER BY id DESC LIMIT 4",
+         ORDER BY id DESC LIMIT 4",
     )
     .bind(id.as_str())
     .bind(since_ms)

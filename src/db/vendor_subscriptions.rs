@@ -221,17 +221,37 @@ pub async fn release_create(db: &Db, store: &StoreId, token: &str) -> Result<()>
     Ok(())
 }
 
+/// Takes the store's creation lease for another purpose than creating (a forced deletion
+/// settling a creation whose answer was lost): its token, or None while a request holds it.
+pub async fn take_lease(db: &Db, store: &StoreId, lease_until: i64) -> Result<Option<String>> {
+    let _turn = db.write_turn().await;
+    let token = format!("{:032x}", rand::random::<u128>());
+    let done = sqlx::query(
+        "UPDATE vendor_subscriptions SET creating_until = $2, creating_token = $3 \
+         WHERE store_id = $1 AND (creating_until IS NULL OR creating_until < $4)",
+    )
+    .bind(store.as_str())
+    .bind(lease_until)
+    .bind(&token)
+    .bind(now_ms())
+    .execute(db.pool())
+    .await?;
+    Ok((done.rows_affected() == 1).then_some(token))
+}
+
 /// A creation that made nothing at Stripe (refused, or found to be absent): ended for `reason`,
-/// so the next request starts afresh and the store holds nothing live.
-pub async fn end_creation(db: &Db, store: &StoreId, reason: &str) -> Result<()> {
+/// so the next request starts afresh and the store holds nothing live. Only by the holder of
+/// the store's creation lease (`token`), so no creation can be running meanwhile.
+pub async fn end_creation(db: &Db, store: &StoreId, reason: &str, token: &str) -> Result<()> {
     let _turn = db.write_turn().await;
     sqlx::query(
         "UPDATE vendor_subscriptions SET ended_reason = $3, updated_at = $2 \
-         WHERE store_id = $1 AND subscription_id IS NULL AND ended_reason IS NULL",
+         WHERE store_id = $1 AND subscription_id IS NULL AND ended_reason IS NULL AND creating_token = $4",
     )
     .bind(store.as_str())
     .bind(now_ms())
     .bind(reason)
+    .bind(token)
     .execute(db.pool())
     .await?;
     Ok(())
@@ -286,7 +306,7 @@ pub async fn set_subscription(
     let _turn = db.write_turn().await;
     sqlx::query(
         "UPDATE vendor_subscriptions SET subscription_id = $1, item_id = COALESCE($2, item_id), updated_at = $3 \
-         WHERE store_id = $4 AND (subscription_id IS NULL OR subscription_id = $1)",
+         WHERE store_id = $4 AND (subscription_id IS NULL OR subscription_id = $1) AND ended_reason IS NULL",
     )
     .bind(subscription)
     .bind(item)

@@ -167,7 +167,7 @@ pub async fn put(
                 token,
             } => (row, resumed, token),
         };
-    let created = create(s, store, &store_row.name, row, resumed).await;
+    let created = create(s, store, &store_row.name, row, resumed, &token).await;
     // The lease ends with the request; a process that dies holding it loses it at its expiry.
     if let Err(e) = db::vendor_subscriptions::release_create(&s.db, store, &token).await {
         tracing::warn!(store = %store, error = %e, "could not end the subscription creation lease; it expires by itself");
@@ -194,6 +194,7 @@ async fn create(
     store_name: &str,
     row: VendorRow,
     resumed: bool,
+    token: &str,
 ) -> Result<VendorRow> {
     let customer = match (&row.customer_id, row.customer_deleted) {
         (Some(c), 0) => c.clone(),
@@ -217,12 +218,42 @@ async fn create(
         }
     };
     let sub = match made_for(s, store, &customer, &row.create_key, resumed).await? {
+        // Stripe made it and it has ended since: recorded as ended (never replayed as if live);
+        // the next request starts a new one.
+        Some(sub) if ended_at_stripe(&sub) => {
+            let id = sub["id"].as_str().unwrap_or_default();
+            db::vendor_subscriptions::set_subscription(&s.db, store, id, None).await?;
+            apply_answer(s, store, &sub).await?;
+            return Err(ServiceError::Conflict {
+                code: "subscription_ended",
+                message: format!(
+                    "the subscription an earlier request made ({id}) has ended at Stripe; send the request again to start a new one"
+                ),
+            });
+        }
         Some(sub) => {
             tracing::info!(store = %store, subscription = sub["id"].as_str().unwrap_or_default(), "vendor subscription adopted: Stripe made it, its answer was lost");
             sub
         }
         None => {
-            let item_field = check_price(s, &row.price_id).await?;
+            let item_field = match check_price(s, &row.price_id).await {
+                Ok(field) => field,
+                // The saved price can no longer be used, and nothing was made with it: the
+                // creation ends, and the next request starts one with the price it asks for.
+                Err(e @ (ServiceError::Refused { .. } | ServiceError::StripeRefused(_)))
+                    if resumed =>
+                {
+                    db::vendor_subscriptions::end_creation(
+                        &s.db,
+                        store,
+                        "creation_abandoned",
+                        token,
+                    )
+                    .await?;
+                    return Err(e);
+                }
+                Err(e) => return Err(e),
+            };
             let mut form = vec![
                 ("customer".to_owned(), customer),
                 (format!("items[0][{item_field}]"), row.price_id.clone()),
@@ -254,7 +285,7 @@ async fn create(
                 Err(e @ StripeError::Api { status, .. })
                     if status < 500 && status != 429 && status != 409 =>
                 {
-                    db::vendor_subscriptions::end_creation(&s.db, store, "creation_refused")
+                    db::vendor_subscriptions::end_creation(&s.db, store, "creation_refused", token)
                         .await?;
                     return Err(e.into());
                 }
@@ -272,8 +303,8 @@ async fn create(
         .ok_or(ServiceError::NotFound("subscription"))
 }
 
-/// For a resumed creation: the running subscription Stripe holds for the store's platform
-/// customer that this very creation made (`metadata.bursar_create_key`), if any.
+/// For a resumed creation: the subscription Stripe holds for the store's platform customer
+/// that this very creation made (`metadata.bursar_create_key`), whatever its status, if any.
 async fn made_for(
     s: &Services,
     store: &StoreId,
@@ -298,12 +329,15 @@ async fn made_for(
         .find(|sub| {
             sub["metadata"]["bursar_store_id"] == store.as_str()
                 && sub["metadata"]["bursar_create_key"] == create_key
-                && !matches!(
-                    sub["status"].as_str(),
-                    Some("canceled" | "incomplete_expired")
-                )
         })
         .cloned())
+}
+
+fn ended_at_stripe(sub: &Value) -> bool {
+    matches!(
+        sub["status"].as_str(),
+        Some("canceled" | "incomplete_expired")
+    )
 }
 
 async fn change_price(
@@ -445,26 +479,48 @@ pub async fn end_for_deletion(s: &Services, store: &StoreId) -> Result<()> {
         return Ok(());
     }
     if row.subscription_id.is_none() {
-        if row.creating_until.is_some_and(|t| t > now_ms()) {
-            return Err(ServiceError::Conflict {
-                code: "subscription_pending",
-                message: "the store's vendor subscription is being created now; try again once it has answered".into(),
-            });
+        // The store's creation lease, so no request creates meanwhile.
+        let pending = || {
+            ServiceError::Conflict {
+            code: "subscription_pending",
+            message: "the store's vendor subscription is being created now; try again once it has answered".into(),
         }
-        let found = match (&row.customer_id, row.customer_deleted) {
-            (Some(c), 0) => made_for(s, store, c, &row.create_key, true).await?,
-            _ => None,
         };
-        let Some(sub) = found else {
-            db::vendor_subscriptions::end_creation(&s.db, store, "creation_abandoned").await?;
+        let token = db::vendor_subscriptions::take_lease(&s.db, store, now_ms() + CREATE_LEASE_MS)
+            .await?
+            .ok_or_else(pending)?;
+        let settled = settle_lost_creation(s, store, &row, &token).await;
+        if let Err(e) = db::vendor_subscriptions::release_create(&s.db, store, &token).await {
+            tracing::warn!(store = %store, error = %e, "could not end the subscription creation lease; it expires by itself");
+        }
+        if !settled? {
             return Ok(());
-        };
-        let id = sub["id"].as_str().unwrap_or_default();
-        db::vendor_subscriptions::set_subscription(&s.db, store, id, None).await?;
-        apply_answer(s, store, &sub).await?;
+        }
     }
     cancel(s, store, true).await?;
     Ok(())
+}
+
+/// Under the lease: a creation whose answer was lost is looked up; true if Stripe made it
+/// (now adopted, to be canceled), false if not (the record ends: nothing was made).
+async fn settle_lost_creation(
+    s: &Services,
+    store: &StoreId,
+    row: &VendorRow,
+    token: &str,
+) -> Result<bool> {
+    let found = match (&row.customer_id, row.customer_deleted) {
+        (Some(c), 0) => made_for(s, store, c, &row.create_key, true).await?,
+        _ => None,
+    };
+    let Some(sub) = found else {
+        db::vendor_subscriptions::end_creation(&s.db, store, "creation_abandoned", token).await?;
+        return Ok(false);
+    };
+    let id = sub["id"].as_str().unwrap_or_default();
+    db::vendor_subscriptions::set_subscription(&s.db, store, id, None).await?;
+    apply_answer(s, store, &sub).await?;
+    Ok(!ended_at_stripe(&sub))
 }
 
 /// After a merge into a vendor subscription in `conn`'s transaction: a move of the store's

@@ -193,7 +193,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
         Ok(c) => c,
         Err(e) => {
             let e = ServiceError::from(e);
-            if matches!(e, ServiceError::StripeRefused(_)) {
+            if matches!(&e, ServiceError::StripeRefused(se) if !se.is_key_in_use()) {
                 db::orders::delete_unstarted(&s.db, &id).await?;
             }
             return Err(e);

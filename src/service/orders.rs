@@ -269,8 +269,9 @@ pub async fn create(
     let scope = store_scope(s, store, &connection)?;
     match create_payment_intent(s, &order, &scope).await {
         Ok(order) => view(s, order, Some(&connection)),
-        Err(ServiceError::StripeRefused(e)) => {
-            // Stripe made nothing: forget the order, so nothing retries it.
+        // Stripe made nothing (a key still in use is another request making it, not a no).
+        Err(ServiceError::StripeRefused(e)) if !e.is_key_in_use() => {
+            // Forget the order, so nothing retries it.
             db::orders::delete_unstarted(&s.db, &OrderId::parse(&order.id)?).await?;
             Err(ServiceError::StripeRefused(e))
         }
@@ -451,6 +452,27 @@ async fn order_connection(s: &Services, order: &OrderRow) -> Result<(StoreId, Co
 pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> Result<()> {
     for row in db::orders::unsettled_of_store(&s.db, store, since_ms).await? {
         let id = OrderId::parse(&row.id)?;
+        let row = match (&row.payment_intent_id, &row.checkout_session_id) {
+            // Its PaymentIntent's answer never came: replayed under its key to learn it first.
+            (None, None) => {
+                sync(s, &id).await?;
+                db::orders::get(&s.db, &id)
+                    .await?
+                    .ok_or(ServiceError::NotFound("order"))?
+            }
+            // A Checkout Session still being made may be answered any moment.
+            (None, Some(session)) if session.is_empty() => {
+                if now_ms() - row.created_at < CREATION_SETTLES_MS {
+                    return Err(conflict(
+                        "order_being_created",
+                        "an order of this store is still being created at Stripe; try again in a few minutes",
+                    ));
+                }
+                sync(s, &id).await?;
+                continue;
+            }
+            _ => row,
+        };
         let Ok((store, connection)) = order_connection(s, &row).await else {
             continue;
         };
@@ -467,7 +489,7 @@ pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> R
                 )
                 .await
                 .map(|pi| payment_intent_facts(&pi, at)),
-            (None, Some(session)) if !session.is_empty() => s
+            (None, Some(session)) => s
                 .stripe
                 .post::<Value>(
                     scope.scope(),
@@ -477,10 +499,7 @@ pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> R
                 )
                 .await
                 .map(|session| checkout_session_facts(&session, None, at)),
-            _ => {
-                sync(s, &id).await?;
-                continue;
-            }
+            (None, None) => continue,
         };
         match closed {
             Ok(facts) => {
@@ -498,6 +517,10 @@ pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> R
     }
     Ok(())
 }
+
+/// How long a creating call to Stripe can take, its retries included: an order younger than
+/// this without Stripe's answer may still get one.
+const CREATION_SETTLES_MS: i64 = 15 * 60 * 1000;
 
 /// What a PaymentIntent object says, stamped for "newest wins" comparisons.
 pub fn payment_intent_facts(pi: &Value, at: (i64, i64)) -> OrderFacts {
@@ -761,15 +784,30 @@ async fn resume_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result
             ..row.into()
         });
     }
-    if now_ms() - row.created_at > STRIPE_KEY_WINDOW_MS {
+    let age = now_ms() - row.created_at;
+    let quiet = now_ms() - row.attempted_at.unwrap_or(row.created_at);
+    if age <= STRIPE_KEY_WINDOW_MS - SETTLE_MARGIN_MS {
+        return send_refund(s, order, row).await;
+    }
+    // Past the key's window, and long after its last attempt could have landed: never made.
+    if age > STRIPE_KEY_WINDOW_MS && quiet > SETTLE_MARGIN_MS {
         db::orders::finish_refund(&s.db, &refund_id, None, "failed").await?;
         return Err(conflict(
             "refund_not_made",
             "Stripe has no trace of this refund a day after it was asked for: it was never made, and its amount is free again",
         ));
     }
-    send_refund(s, order, row).await
+    // Too close to the key's end to ask again safely, too early to call it never made.
+    Err(conflict(
+        "refund_unconfirmed",
+        "Stripe has not confirmed this refund yet; Bursar looks it up again shortly",
+    ))
 }
+
+/// Stripe's key window is not met to the second: re-sending stops this long before it ends,
+/// and a refund is called never made only this long after its last attempt (longer than a
+/// call and its retries take).
+const SETTLE_MARGIN_MS: i64 = 3600 * 1000;
 
 /// Asks Stripe for a recorded refund, with the refund's own idempotency key. Stripe's refusal
 /// (a 4xx other than a key still in use) releases its amount: under this key Stripe made

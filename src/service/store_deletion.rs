@@ -6,15 +6,14 @@
 
 use super::{billing, connections, orders, stores, Result, ServiceError, Services};
 use crate::db::stores::{Deleted, LiveObjects};
-use crate::db::{self, now_ms, DbError};
+use crate::db::{self, DbError};
 use crate::domain::StoreId;
-
-/// How far back an order counts as one Stripe may still settle (the sweep's horizon).
-const UNSETTLED_HORIZON_MS: i64 = 7 * 86_400_000;
 
 pub async fn delete(s: &Services, id: &StoreId, force: bool) -> Result<()> {
     stores::require(s, id).await?;
-    let since = now_ms() - UNSETTLED_HORIZON_MS;
+    // Every open order counts, however old: a PaymentIntent never expires at Stripe, and one
+    // being created (no id yet) may be answered any moment.
+    let since = 0;
     let live = {
         let mut conn = s.db.pool().acquire().await.map_err(DbError::from)?;
         db::stores::live_objects(&mut conn, id, since).await?

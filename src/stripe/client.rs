@@ -80,6 +80,11 @@ pub enum StripeError {
 }
 
 impl StripeError {
+    /// Stripe's 409 for an idempotency key whose first request is still running.
+    pub fn is_key_in_use(&self) -> bool {
+        matches!(self, StripeError::Api { status: 409, .. })
+    }
+
     pub fn is_not_found(&self) -> bool {
         matches!(self, StripeError::Api { status: 404, .. })
     }

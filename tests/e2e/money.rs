@@ -269,16 +269,20 @@ async fn the_sweep_settles_an_unanswered_refund_and_releases_a_refused_one() {
         .fail(Method::POST, "/v1/refunds", Fault::Status(503), 50);
     assert_eq!(refund(json!({"amount": 1000})).await.unwrap().status(), 502);
     app.sim.clear_faults();
+    // The sweep asks again; Stripe's charge.refunded then moves the order.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
-    while app.sim.count("refund") == 0 {
+    loop {
+        app.drain().await;
+        if order(&app, id).await["amount_refunded"] == 1000 {
+            break;
+        }
         assert!(
             std::time::Instant::now() < deadline,
             "the sweep never retried the refund"
         );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
-    app.drain().await;
-    assert_eq!(order(&app, id).await["amount_refunded"], 1000);
+    assert_eq!(app.sim.count("refund"), 1);
     // Unanswered, then refused by Stripe on the sweep's try: its amount is free again.
     app.sim
         .fail(Method::POST, "/v1/refunds", Fault::Status(503), 50);
@@ -622,4 +626,77 @@ async fn a_forced_deletion_cancels_open_payments_at_stripe() {
         order(&app, open["id"].as_str().unwrap()).await["status"],
         "canceled"
     );
+}
+
+#[tokio::test]
+async fn a_forced_deletion_finds_and_cancels_what_lost_answers_made() {
+    let app = TestApp::spawn().await;
+    let price = app.sim.add_price(2900, "usd", Some("month"), true);
+    let (store, _) = keys_store(&app).await;
+    // A subscription and a PaymentIntent Stripe made, whose answers were lost.
+    app.sim.fail(
+        Method::POST,
+        "/v1/subscriptions",
+        Fault::AfterCommit(500),
+        50,
+    );
+    app.sim.fail(
+        Method::POST,
+        "/v1/payment_intents",
+        Fault::AfterCommit(500),
+        50,
+    );
+    assert_eq!(subscribe(&app, &store, &price).await.status(), 502);
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
+        .json(&json!({"amount": 2500, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 502);
+    app.sim.clear_faults();
+    // Unanswered, they are live all the same.
+    let (status, code, message) = error_code(
+        app.api(Method::DELETE, &format!("/api/v1/stores/{store}"))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, code.as_str()), (409, "store_has_live_objects"));
+    assert!(
+        message.contains("subscription") && message.contains("ord_"),
+        "{message}"
+    );
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}?force=true"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", crate::support::log_errors());
+    assert_eq!(app.sim.count("subscription"), 1);
+    let keys: std::collections::HashSet<_> = app
+        .sim
+        .requests("/v1/payment_intents")
+        .into_iter()
+        .map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys.len(), 1, "a second PaymentIntent was asked for");
+    let sub: String = sqlx::query_scalar("SELECT subscription_id FROM vendor_subscriptions")
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    let (_, at_stripe) = app.sim.object(&sub).unwrap();
+    assert_eq!(
+        at_stripe["status"], "canceled",
+        "the adopted subscription was not canceled"
+    );
+    let pi: String = sqlx::query_scalar("SELECT payment_intent_id FROM orders")
+        .fetch_one(app.services.db.pool())
+        .await
+        .unwrap();
+    assert_eq!(app.sim.payment_intent(&pi).unwrap()["status"], "canceled");
 }
