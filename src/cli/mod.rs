@@ -10,6 +10,7 @@ mod connect_link;
 mod doctor;
 mod events;
 mod migrate;
+mod notifications;
 mod reconcile;
 mod serve;
 mod trigger;
@@ -41,6 +42,9 @@ pub enum Command {
     /// Inspect and replay received webhook events.
     #[command(subcommand)]
     Events(events::EventsCommand),
+    /// Inspect and resend notifications to the platform's app.
+    #[command(subcommand)]
+    Notifications(notifications::NotificationsCommand),
     /// Send a realistic, correctly signed event to a running Bursar (offline).
     Trigger(trigger::TriggerArgs),
     /// Set up Stripe's webhook endpoints for Bursar.
@@ -68,6 +72,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::ApiKey(cmd) => api_key::run(config()?, cmd).await,
         Command::ConnectLink(args) => connect_link::run(config()?, args).await,
         Command::Events(cmd) => events::run(config()?, cmd).await,
+        Command::Notifications(cmd) => notifications::run(config()?, cmd).await,
         Command::Trigger(args) => trigger::run(config()?, args).await,
         Command::Webhooks(cmd) => webhooks::run(config()?, cmd).await,
         Command::Doctor(args) => exit_unless(doctor::run(config()?, args).await?),

@@ -224,12 +224,14 @@ const NOTIFICATION_COLUMNS: &str = "id, endpoint_id, seq, event_type, store_id, 
 
 /// Claims up to `limit` due notifications of enabled endpoints for `lease_ms` under `token`:
 /// several processes each get their own (`SKIP LOCKED` on PostgreSQL; SQLite has one writer),
-/// and a claim whose process died is due again when its lease ends.
+/// and a claim whose process died is due again when its lease ends. A notification's first
+/// attempt waits until it was made before `first_before` (unix ms: the schedule's first delay).
 pub async fn claim_due(
     db: &Db,
     token: &str,
     limit: i64,
     lease_ms: i64,
+    first_before: i64,
 ) -> Result<Vec<NotificationRow>> {
     let now = now_ms();
     let mut tx = db.begin_write().await?;
@@ -241,10 +243,12 @@ pub async fn claim_due(
     let due: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT n.id FROM notifications n JOIN notification_endpoints e ON e.id = n.endpoint_id \
          WHERE n.status = 'pending' AND n.next_attempt_at <= $1 AND (n.lease_until IS NULL OR n.lease_until < $1) \
+           AND (n.attempts > 0 OR n.created_at <= $3) \
            AND e.disabled = 0 ORDER BY n.next_attempt_at, n.seq LIMIT $2{skip}"
     ))
     .bind(now)
     .bind(limit)
+    .bind(first_before)
     .fetch_all(&mut *tx)
     .await?;
     let mut claimed = Vec::with_capacity(due.len());
@@ -460,4 +464,60 @@ pub async fn backlog(db: &Db) -> Result<(i64, Option<i64>)> {
     )
     .fetch_one(db.pool())
     .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::db::testing;
+
+    /// Two processes claiming at once each get their own notifications: none is claimed twice.
+    #[tokio::test]
+    async fn concurrent_claims_from_two_processes_never_overlap() {
+        let (db, url, _dir) = testing::fresh().await;
+        let other = Db::open(&url).await.unwrap();
+        let id = EndpointId::generate();
+        let all = EventFilter::parse(&["*".into()]).unwrap();
+        insert_endpoint(
+            &db,
+            &NewEndpoint {
+                id: &id,
+                url: "https://example.test/hook",
+                events: &all,
+                description: None,
+                secret_enc: "sealed",
+            },
+        )
+        .await
+        .unwrap();
+        let mut tx = db.begin_write().await.unwrap();
+        for _ in 0..40 {
+            enqueue(&mut tx, "order.paid", None, &serde_json::json!({}))
+                .await
+                .unwrap();
+        }
+        tx.commit().await.unwrap();
+        let far = now_ms() + 1;
+        let (a, b) = tokio::join!(
+            claim_due(&db, "a", 25, 60_000, far),
+            claim_due(&other, "b", 25, 60_000, far)
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        let ids_a: HashSet<_> = a.iter().map(|n| n.id.clone()).collect();
+        let ids_b: HashSet<_> = b.iter().map(|n| n.id.clone()).collect();
+        assert!(
+            ids_a.is_disjoint(&ids_b),
+            "a notification was claimed twice"
+        );
+        assert_eq!(ids_a.len() + ids_b.len(), 40);
+        // Sequence numbers are the endpoint's, one each.
+        let seqs: HashSet<i64> = a.iter().chain(&b).map(|n| n.seq).collect();
+        assert_eq!(seqs.len(), 40);
+        assert!(claim_due(&db, "c", 10, 60_000, far)
+            .await
+            .unwrap()
+            .is_empty());
+    }
 }

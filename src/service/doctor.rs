@@ -237,6 +237,8 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
         )
     });
 
+    checks.push(notification_endpoints(s).await?);
+
     let age = s.config.order_pending_age;
     let before = now_ms() - age.as_millis() as i64;
     let pending: i64 = sqlx::query_scalar(
@@ -268,4 +270,39 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
 fn date(unix_ms: i64) -> String {
     let t = std::time::UNIX_EPOCH + std::time::Duration::from_millis(unix_ms.max(0) as u64);
     humantime::format_rfc3339_seconds(t).to_string()
+}
+
+/// Notification endpoints that are disabled or failing: the platform's app is not being told.
+async fn notification_endpoints(s: &Services) -> Result<Check> {
+    let rows: Vec<(String, i64, Option<String>, Option<i64>)> = sqlx::query_as(
+        "SELECT id, disabled, disabled_reason, failing_since FROM notification_endpoints \
+         WHERE disabled = 1 OR failing_since IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(s.db.pool())
+    .await
+    .map_err(db::DbError::from)?;
+    if rows.is_empty() {
+        return Ok(ok("notification endpoints", "none disabled or failing"));
+    }
+    let named: Vec<String> = rows
+        .iter()
+        .map(|(id, disabled, reason, since)| match (disabled, since) {
+            (1, _) => format!(
+                "{id} disabled ({})",
+                reason.as_deref().unwrap_or("no reason")
+            ),
+            (_, Some(t)) => format!(
+                "{id} failing for {}",
+                humantime::format_duration(std::time::Duration::from_secs(
+                    ((now_ms() - t) / 1000).max(0) as u64
+                ))
+            ),
+            _ => id.clone(),
+        })
+        .collect();
+    Ok(problem(
+        "notification endpoints",
+        named.join("; "),
+        "see `bursar notifications list --endpoint ID`; fix the receiver, then PATCH {\"disabled\": false} and POST …/recover",
+    ))
 }

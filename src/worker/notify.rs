@@ -37,7 +37,14 @@ pub async fn run(s: Services, live: Arc<Liveness>, stop: CancellationToken) {
     let token = format!("{:032x}", rand::random::<u128>());
     loop {
         live.beat();
-        let claimed = match outbox::claim_due(&s.db, &token, BATCH, LEASE_MS).await {
+        let first_delay = s
+            .config
+            .notifications
+            .retry_schedule
+            .first()
+            .map_or(0, |d| d.as_millis() as i64);
+        let due = outbox::claim_due(&s.db, &token, BATCH, LEASE_MS, now_ms() - first_delay);
+        let claimed = match due.await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "could not claim notifications; retrying");

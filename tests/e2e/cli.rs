@@ -36,6 +36,8 @@ fn every_command_has_help() {
         &["events", "list"],
         &["events", "show"],
         &["events", "replay"],
+        &["notifications", "list"],
+        &["notifications", "redeliver"],
         &["trigger"],
         &["bench-ingest"],
         &["bench-apply"],

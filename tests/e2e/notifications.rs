@@ -264,6 +264,15 @@ async fn an_always_failing_receiver_ends_disabled_and_can_be_recovered() {
             .contains("every delivery failed"),
         "{view}"
     );
+    // doctor names it.
+    let (_, out, _) = crate::cli::run(&app, &["doctor", "--json"]).await;
+    let checks: Vec<Value> = serde_json::from_str(&out).unwrap();
+    let check = checks
+        .iter()
+        .find(|c| c["check"] == "notification endpoints")
+        .unwrap();
+    assert_eq!(check["ok"], false, "{check}");
+    assert!(check["detail"].as_str().unwrap().contains(&ne), "{check}");
     let log = app
         .get_json(&format!(
             "/api/v1/notifications?endpoint_id={ne}&status=failed"
@@ -318,6 +327,20 @@ async fn an_always_failing_receiver_ends_disabled_and_can_be_recovered() {
         .unwrap();
     assert_eq!(r.status(), 200);
     receiver.wait_for(before + 2).await;
+    // The CLI reads the same log and resends the same way.
+    let (ok, out, err) = crate::cli::run(&app, &["notifications", "list", "--endpoint", &ne]).await;
+    assert!(ok, "{err}");
+    assert!(out.contains(n["id"].as_str().unwrap()), "{out}");
+    let (ok, out, err) = crate::cli::run(
+        &app,
+        &["notifications", "redeliver", n["id"].as_str().unwrap()],
+    )
+    .await;
+    assert!(ok, "{err}");
+    assert!(out.contains("is due again"), "{out}");
+    receiver.wait_for(before + 3).await;
+    let (ok, _, err) = crate::cli::run(&app, &["notifications", "redeliver", "msg_nosuch"]).await;
+    assert!(!ok && err.contains("not found"), "{err}");
 }
 
 #[tokio::test]
@@ -489,4 +512,115 @@ async fn an_account_that_may_now_charge_and_a_suspended_vendor_are_told() {
     assert_eq!(body["data"]["object"]["vendor_status"], "suspended");
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 2);
+}
+
+/// kill -9 after the state change is committed and before its notification is sent: the
+/// restarted process sends it, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_notification_committed_before_a_kill_9_is_sent_after_the_restart_once() {
+    let sim = stripe_sim::StripeSim::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (database_url, _) = crate::support::fresh_database(dir.path()).await;
+    let env: std::collections::HashMap<String, String> = [
+        ("BURSAR_DATABASE_URL", database_url.as_str()),
+        ("BURSAR_MASTER_KEYS", &crate::support::master_key()),
+        ("STRIPE_SECRET_KEY", sim.platform_key.as_str()),
+        ("STRIPE_API_BASE", sim.url.as_str()),
+        ("BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS", "true"),
+        // The first attempt waits 3 s: the kill lands before it.
+        ("BURSAR_NOTIFICATION_RETRY_SCHEDULE", "3s,100ms"),
+        ("BURSAR_WORKER_POLL_MS", "20"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let mut server = crate::support::spawn_server(&env, dir.path(), &["--dev"]);
+    let db = bursar::db::Db::connect(&database_url).await.unwrap();
+    let (_, key) = bursar::service::api_keys::create(&db, "crash")
+        .await
+        .unwrap();
+    let key = secrecy::ExposeSecret::expose_secret(&key).to_owned();
+    let client = reqwest::Client::new();
+    let api = |method: Method, base: &str, path: &str| {
+        client
+            .request(method, format!("{base}{path}"))
+            .bearer_auth(&key)
+    };
+    let receiver = Receiver::start(&[]).await;
+    let r = api(Method::POST, &server.url, "/api/v1/notification-endpoints")
+        .json(&json!({"url": receiver.url, "events": ["order.paid"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let secret = r.json::<Value>().await.unwrap()["secret"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let account = sim.add_independent_account(false);
+    sim.update_account(&account.id, |a| a["charges_enabled"] = json!(true));
+    let store: Value = api(Method::POST, &server.url, "/api/v1/stores")
+        .json(&json!({"name": "Crash shop"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let store = store["id"].as_str().unwrap().to_owned();
+    let hook_secret = format!("whsec_{}", crate::support::random(24));
+    let r = api(
+        Method::PUT,
+        &server.url,
+        &format!("/api/v1/stores/{store}/connection/keys"),
+    )
+    .json(&json!({"secret_key": account.restricted_key, "publishable_key": account.publishable_key, "webhook_secret": hook_secret}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), 200);
+    sim.register_account_endpoint(
+        &account.id,
+        &format!("{}{}", server.url, crate::support::store_path(&store)),
+        &hook_secret,
+    );
+    let o: Value = api(
+        Method::POST,
+        &server.url,
+        &format!("/api/v1/stores/{store}/orders"),
+    )
+    .json(&json!({"amount": 1800, "currency": "usd"}))
+    .send()
+    .await
+    .unwrap()
+    .json()
+    .await
+    .unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    sim.pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    // Paid (and so its notification committed), then killed before the first attempt is due.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: Option<String> = sqlx::query_scalar("SELECT status FROM orders WHERE id = $1")
+            .bind(&id)
+            .fetch_optional(db.pool())
+            .await
+            .unwrap();
+        if status.as_deref() == Some("paid") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "never paid");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+    assert!(receiver.received().is_empty(), "sent before the kill");
+    let _restarted = crate::support::spawn_server(&env, dir.path(), &["--dev"]);
+    let got = receiver.wait_for(1).await;
+    let body = verify(&secret, &got[0]);
+    assert_eq!(body["type"], "order.paid");
+    assert_eq!(body["data"]["object"]["id"], id.as_str());
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(receiver.received().len(), 1, "sent twice");
 }
