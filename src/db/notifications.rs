@@ -234,7 +234,21 @@ pub async fn claim_due(
     first_before: i64,
 ) -> Result<Vec<NotificationRow>> {
     let now = now_ms();
-    let mut tx = db.begin_write().await?;
+    // A read first, so an idle outbox costs no write transaction.
+    let any: Option<i64> = sqlx::query_scalar(
+        "SELECT 1 FROM notifications WHERE status = 'pending' AND next_attempt_at <= $1 \
+           AND (lease_until IS NULL OR lease_until < $1) AND (attempts > 0 OR created_at <= $2) LIMIT 1",
+    )
+    .bind(now)
+    .bind(first_before)
+    .fetch_optional(db.pool())
+    .await?;
+    if any.is_none() {
+        return Ok(Vec::new());
+    }
+    // Claims and attempts are written without waiting for the disk: one lost to a crash only
+    // sends a notification again (at least once, as promised).
+    let mut tx = db.begin_apply().await?;
     let skip = if tx.backend_name().eq_ignore_ascii_case("postgresql") {
         " FOR UPDATE OF n SKIP LOCKED"
     } else {
@@ -310,7 +324,7 @@ pub async fn record_attempt(
     next: Next,
 ) -> Result<bool> {
     let now = now_ms();
-    let mut tx = db.begin_write().await?;
+    let mut tx = db.begin_apply().await?;
     let (status, next_at, delivered) = match next {
         Next::Delivered => ("delivered", n.next_attempt_at, Some(now)),
         Next::RetryAt(at) => ("pending", at, None),

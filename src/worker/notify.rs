@@ -5,7 +5,10 @@
 //! disabled.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+
+use futures::StreamExt;
 use std::time::Duration;
 
 use rand::Rng;
@@ -23,12 +26,13 @@ use crate::supervise::Liveness;
 
 /// How many notifications one round claims.
 const BATCH: i64 = 64;
-/// How many endpoints are sent to at once.
+/// How many endpoints are sent to at once, and how many notifications to one endpoint.
 const ENDPOINTS_AT_ONCE: usize = 16;
+const PER_ENDPOINT: usize = 8;
 /// A claim outlives the slowest attempt (15 s) of every notification of its endpoint in a round.
 const LEASE_MS: i64 = 10 * 60 * 1000;
-/// How often the outbox is looked at when it was empty.
-const IDLE_POLL: Duration = Duration::from_millis(200);
+/// How often the outbox is looked at when nothing was due (a read, no write lock).
+const IDLE_POLL: Duration = Duration::from_millis(25);
 /// The longest `Retry-After` honoured.
 const MAX_RETRY_AFTER: Duration = Duration::from_secs(10 * 3600);
 
@@ -92,25 +96,36 @@ async fn deliver_round(
         );
         tasks.spawn(async move {
             let _slot = room.acquire_owned().await;
-            let mut rest = list.into_iter();
-            while let Some(n) = rest.next() {
-                live.beat();
-                let open = match deliver(&s, &client, &token, &n).await {
-                    Ok(open) => open,
-                    Err(e) => {
-                        tracing::warn!(endpoint = %endpoint, notification = %n.id, error = %e, "could not make a delivery attempt");
-                        false
+            // Sent in sequence order, a few at a time; once the endpoint takes no more (gone,
+            // disabled), the rest are handed back unattempted.
+            let closed = AtomicBool::new(false);
+            futures::stream::iter(list)
+                .map(|n| {
+                    let (s, client, token, live, closed, endpoint) =
+                        (&s, &client, &token, &live, &closed, &endpoint);
+                    async move {
+                        if closed.load(Ordering::Relaxed) {
+                            if let Err(e) = outbox::release(&s.db, &[n.id], token).await {
+                                tracing::warn!(error = %e, "could not hand a notification back; its lease ends by itself");
+                            }
+                            return;
+                        }
+                        live.beat();
+                        let open = match deliver(s, client, token, &n).await {
+                            Ok(open) => open,
+                            Err(e) => {
+                                tracing::warn!(endpoint = %endpoint, notification = %n.id, error = %e, "could not make a delivery attempt");
+                                false
+                            }
+                        };
+                        if !open {
+                            closed.store(true, Ordering::Relaxed);
+                        }
                     }
-                };
-                if !open {
-                    // The endpoint takes no more now: its other notifications are handed back.
-                    let ids: Vec<String> = rest.map(|n| n.id).collect();
-                    if let Err(e) = outbox::release(&s.db, &ids, &token).await {
-                        tracing::warn!(error = %e, "could not hand notifications back; their lease ends by itself");
-                    }
-                    break;
-                }
-            }
+                })
+                .buffered(PER_ENDPOINT)
+                .collect::<()>()
+                .await;
         });
     }
     while tasks.join_next().await.is_some() {}
