@@ -345,12 +345,12 @@ pub async fn record_attempt(
         tx.rollback().await?;
         return Ok(false);
     }
+    // Numbered across redeliveries (which restart the schedule's count, not the log).
     sqlx::query(
         "INSERT INTO notification_attempts (notification_id, attempt, at, status_code, latency_ms, error) \
-         VALUES ($1, $2, $3, $4, $5, $6)",
+         SELECT $1, COALESCE(MAX(attempt), 0) + 1, $2, $3, $4, $5 FROM notification_attempts WHERE notification_id = $1",
     )
     .bind(&n.id)
-    .bind(n.attempts + 1)
     .bind(now)
     .bind(attempt.status_code.map(i64::from))
     .bind(attempt.latency_ms)

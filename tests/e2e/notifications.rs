@@ -339,6 +339,19 @@ async fn an_always_failing_receiver_ends_disabled_and_can_be_recovered() {
     assert!(ok, "{err}");
     assert!(out.contains("is due again"), "{out}");
     receiver.wait_for(before + 3).await;
+    // Every attempt is in the log, the redeliveries' too.
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let log = app
+            .get_json(&format!("/api/v1/notifications?endpoint_id={ne}"))
+            .await;
+        let logged = log["data"][0]["attempts"].as_array().unwrap().len();
+        if logged == receiver.received().len() && log["data"][0]["status"] == "delivered" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{log}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     let (ok, _, err) = crate::cli::run(&app, &["notifications", "redeliver", "msg_nosuch"]).await;
     assert!(!ok && err.contains("not found"), "{err}");
 }
