@@ -149,12 +149,8 @@ async fn list(
     if !STATUSES.contains(&status) {
         return Err(ApiError::invalid(format!("Invalid status: {status}")).param("status"));
     }
-    let state = sim.lock();
-    let mut all: Vec<Value> = state
-        .objects
-        .iter()
-        .filter(|((owner, _), o)| *owner == acting.owner && o["object"] == "subscription")
-        .map(|(_, o)| o.clone())
+    let all: Vec<Value> = crate::objects::newest_first(&sim.lock(), &acting.owner, "subscription")
+        .into_iter()
         .filter(|o| form.get("customer").is_none_or(|c| o["customer"] == c))
         .filter(|o| {
             form.get("price")
@@ -170,9 +166,6 @@ async fn list(
             s => o["status"] == s,
         })
         .collect();
-    all.sort_by(|a, b| {
-        (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
-    });
     ok(crate::webhook_endpoints::page(
         all,
         &form,

@@ -237,3 +237,17 @@ fn find(
         _ => Err(ApiError::no_such(resource, id)),
     }
 }
+
+/// The `object`s `owner` holds, newest first (by `created`, then id), as Stripe lists them.
+pub(crate) fn newest_first(state: &crate::state::State, owner: &str, object: &str) -> Vec<Value> {
+    let mut all: Vec<Value> = state
+        .objects
+        .iter()
+        .filter(|((o, _), v)| o == owner && v["object"] == object)
+        .map(|(_, v)| v.clone())
+        .collect();
+    all.sort_by(|a, b| {
+        (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
+    });
+    all
+}

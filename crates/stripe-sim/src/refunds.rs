@@ -47,21 +47,14 @@ async fn list(
         ],
     )?;
     let limit = crate::webhook_endpoints::limit(&form)?;
-    let state = sim.lock();
-    let mut all: Vec<Value> = state
-        .objects
-        .iter()
-        .filter(|((owner, _), o)| *owner == acting.owner && o["object"] == "refund")
-        .map(|(_, o)| o.clone())
+    let all: Vec<Value> = crate::objects::newest_first(&sim.lock(), &acting.owner, "refund")
+        .into_iter()
         .filter(|o| {
             form.get("payment_intent")
                 .is_none_or(|p| o["payment_intent"] == p)
         })
         .filter(|o| form.get("charge").is_none_or(|c| o["charge"] == c))
         .collect();
-    all.sort_by(|a, b| {
-        (b["created"].as_i64(), b["id"].as_str()).cmp(&(a["created"].as_i64(), a["id"].as_str()))
-    });
     crate::http::ok(crate::webhook_endpoints::page(
         all,
         &form,
