@@ -450,24 +450,33 @@ pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)
 }
 
-/// The row-lock clause for a read that a write in the same transaction depends on: PostgreSQL
-/// locks the row until the transaction ends; SQLite has no row locks and needs none (a write
+/// A row-lock clause, on PostgreSQL only: SQLite has no row locks and needs none (a write
 /// transaction there holds the whole database from its `BEGIN IMMEDIATE`).
-pub(crate) fn for_update(conn: &sqlx::AnyConnection) -> &'static str {
+fn on_postgres(conn: &sqlx::AnyConnection, clause: &'static str) -> &'static str {
     if conn.backend_name().eq_ignore_ascii_case("postgresql") {
-        " FOR UPDATE"
+        clause
     } else {
         ""
     }
 }
 
-/// The shared row-lock clause: writers that must not race a row's exclusive change (a store
-/// being deleted) read it with this, and wait while it is being changed.
+/// For a read that a write in the same transaction depends on: the row stays locked until the
+/// transaction ends.
+pub(crate) fn for_update(conn: &sqlx::AnyConnection) -> &'static str {
+    on_postgres(conn, " FOR UPDATE")
+}
+
+/// For writers that must not race a row's exclusive change (a store being deleted): they wait
+/// while it is being changed.
 pub(crate) fn for_share(conn: &sqlx::AnyConnection) -> &'static str {
-    if conn.backend_name().eq_ignore_ascii_case("postgresql") {
-        " FOR SHARE"
-    } else {
-        ""
+    on_postgres(conn, " FOR SHARE")
+}
+
+/// For claims several processes make at once: each takes rows the others have not locked.
+pub(crate) fn skip_locked(conn: &sqlx::AnyConnection, of: &'static str) -> String {
+    match on_postgres(conn, " FOR UPDATE OF ") {
+        "" => String::new(),
+        clause => format!("{clause}{of} SKIP LOCKED"),
     }
 }
 

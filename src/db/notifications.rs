@@ -249,11 +249,7 @@ pub async fn claim_due(
     // Claims and attempts are written without waiting for the disk: one lost to a crash only
     // sends a notification again (at least once, as promised).
     let mut tx = db.begin_apply().await?;
-    let skip = if tx.backend_name().eq_ignore_ascii_case("postgresql") {
-        " FOR UPDATE OF n SKIP LOCKED"
-    } else {
-        ""
-    };
+    let skip = super::skip_locked(&tx, "n");
     let due: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT n.id FROM notifications n JOIN notification_endpoints e ON e.id = n.endpoint_id \
          WHERE n.status = 'pending' AND n.next_attempt_at <= $1 AND (n.lease_until IS NULL OR n.lease_until < $1) \

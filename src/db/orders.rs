@@ -320,14 +320,14 @@ pub async fn merge_facts(
     let moved = status != order.status;
     let (dispute_at, dispute_seq) = merged.dispute_status.as_ref().map(|s| s.at).unzip();
     let (failure_at, failure_seq) = merged.failure.as_ref().map(|s| s.at).unzip();
-    sqlx::query(
+    let after = sqlx::query_as::<_, OrderRow>(&format!(
         "UPDATE orders SET paid = $1, amount_refunded = $2, disputed = $3, dispute_status = $4, dispute_at = $5, \
            dispute_seq = $6, canceled = $7, failure_code = $8, failure_message = $9, failure_at = $10, \
            failure_seq = $11, status = $12, latest_charge = COALESCE($13, latest_charge), \
            status_source = CASE WHEN $14 = 1 THEN $15 ELSE status_source END, \
            synced_at = CASE WHEN $15 = 'sync' THEN $16 ELSE synced_at END, updated_at = $16 \
-         WHERE id = $17",
-    )
+         WHERE id = $17 RETURNING {COLUMNS}"
+    ))
     .bind(flag(merged.paid))
     .bind(merged.amount_refunded)
     .bind(flag(merged.disputed))
@@ -345,13 +345,8 @@ pub async fn merge_facts(
     .bind(source)
     .bind(now_ms())
     .bind(order.id.as_str())
-    .execute(&mut *conn)
+    .fetch_one(&mut *conn)
     .await?;
-    let after =
-        sqlx::query_as::<_, OrderRow>(&format!("SELECT {COLUMNS} FROM orders WHERE id = $1"))
-            .bind(order.id.as_str())
-            .fetch_one(&mut *conn)
-            .await?;
     Ok(Some(Merged {
         order: after,
         moved,

@@ -351,28 +351,26 @@ pub async fn merge(
     let before = row.facts().vendor_status();
     let merged = row.facts().merge(facts);
     let s = merged.snapshot.as_ref();
-    sqlx::query(
+    let sql = format!(
         "UPDATE vendor_subscriptions SET status = $1, cancel_at_period_end = $2, current_period_end = $3, \
            trial_end = $4, price_id = COALESCE($5, price_id), snapshot_at = $6, snapshot_seq = $7, \
-           ended_reason = $8, item_id = COALESCE($9, item_id), updated_at = $10, snapshot_tick = $12 WHERE store_id = $11",
-    )
-    .bind(s.map(|s| s.status.clone()))
-    .bind(flag(s.is_some_and(|s| s.cancel_at_period_end)))
-    .bind(s.and_then(|s| s.current_period_end))
-    .bind(s.and_then(|s| s.trial_end))
-    .bind(s.and_then(|s| s.price.clone()))
-    .bind(s.map(|s| s.at.0))
-    .bind(s.map(|s| s.at.1))
-    .bind(merged.ended.clone())
-    .bind(item)
-    .bind(now_ms())
-    .bind(row.store_id.as_str())
-    .bind(s.map_or(0, |s| s.at.2))
-    .execute(&mut *conn)
-    .await?;
-    let after = get_locked(conn, store)
-        .await?
-        .expect("the row was just updated");
+           ended_reason = $8, item_id = COALESCE($9, item_id), updated_at = $10, snapshot_tick = $12 WHERE store_id = $11 RETURNING {COLUMNS}"
+    );
+    let after = sqlx::query_as::<_, VendorRow>(&sql)
+        .bind(s.map(|s| s.status.clone()))
+        .bind(flag(s.is_some_and(|s| s.cancel_at_period_end)))
+        .bind(s.and_then(|s| s.current_period_end))
+        .bind(s.and_then(|s| s.trial_end))
+        .bind(s.and_then(|s| s.price.clone()))
+        .bind(s.map(|s| s.at.0))
+        .bind(s.map(|s| s.at.1))
+        .bind(merged.ended.clone())
+        .bind(item)
+        .bind(now_ms())
+        .bind(row.store_id.as_str())
+        .bind(s.map_or(0, |s| s.at.2))
+        .fetch_one(&mut *conn)
+        .await?;
     Ok(Some((before, after)))
 }
 
