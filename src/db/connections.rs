@@ -1,7 +1,7 @@
 //! The `connections` table: a store's one Stripe connection, its sealed secrets, and the
 //! account state that webhooks keep current. Every function takes the `StoreId` it acts on.
 
-use sqlx::{Any, Executor, FromRow};
+use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use super::{flag, now_ms, Db, Engine, Result};
 use crate::domain::{AccountId, KeyKind, Mode, StoreId};
@@ -65,8 +65,11 @@ pub struct AccountState {
 /// Saves a `keys` connection. A webhook secret that is not given is kept while the account and
 /// mode stay the same (an account has one `acct_` id but separate test and live endpoints); a
 /// different account or mode starts clean.
-pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<ConnectionRow> {
-    let _turn = db.write_turn().await;
+pub async fn upsert_keys(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    new: &NewKeys<'_>,
+) -> Result<ConnectionRow> {
     let now = now_ms();
     let sql = format!(
         "INSERT INTO connections (store_id, kind, mode, account_id, key_kind, publishable_key, secret_key_enc, \
@@ -100,7 +103,7 @@ pub async fn upsert_keys(db: &Db, store: &StoreId, new: &NewKeys<'_>) -> Result<
         .bind(flag(new.account.details_submitted))
         .bind(new.account.requirements.as_deref())
         .bind(now)
-        .fetch_one(db.pool())
+        .fetch_one(conn)
         .await?)
 }
 
@@ -117,11 +120,10 @@ pub struct NewConnect<'a> {
 /// dropped). The same account again keeps its projections; another account starts clean. An
 /// account already connected to another store is a conflict (`connections_connect_account`).
 pub async fn upsert_connect(
-    db: &Db,
+    conn: &mut AnyConnection,
     store: &StoreId,
     new: &NewConnect<'_>,
 ) -> Result<ConnectionRow> {
-    let _turn = db.write_turn().await;
     let now = now_ms();
     let same = "connections.account_id = excluded.account_id AND connections.mode = excluded.mode";
     let sql = format!(
@@ -150,7 +152,7 @@ pub async fn upsert_connect(
         .bind(flag(new.account.details_submitted))
         .bind(new.account.requirements.as_deref())
         .bind(now)
-        .fetch_one(db.pool())
+        .fetch_one(conn)
         .await?)
 }
 
@@ -187,11 +189,25 @@ pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Resul
     Ok(done.rows_affected() == 1)
 }
 
-pub async fn delete(db: &Db, store: &StoreId) -> Result<bool> {
-    let _turn = db.write_turn().await;
+/// The store's connection, locked for the write that follows in `conn`'s transaction.
+pub async fn get_for_update(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+) -> Result<Option<ConnectionRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM connections WHERE store_id = $1{}",
+        super::for_update(conn)
+    );
+    Ok(sqlx::query_as::<_, ConnectionRow>(&sql)
+        .bind(store.as_str())
+        .fetch_optional(conn)
+        .await?)
+}
+
+pub async fn delete(conn: &mut AnyConnection, store: &StoreId) -> Result<bool> {
     let done = sqlx::query("DELETE FROM connections WHERE store_id = $1")
         .bind(store.as_str())
-        .execute(db.pool())
+        .execute(conn)
         .await?;
     Ok(done.rows_affected() == 1)
 }
@@ -253,16 +269,17 @@ pub async fn set_account_state<'e>(
     Ok(())
 }
 
+/// Marks the store's connection deauthorized; false when it already was (or is gone).
 pub async fn set_deauthorized<'e>(
     ex: impl Executor<'e, Database = Any>,
     store: &StoreId,
-) -> Result<()> {
-    sqlx::query("UPDATE connections SET deauthorized = 1, charges_enabled = 0, payouts_enabled = 0, updated_at = $1 WHERE store_id = $2")
+) -> Result<bool> {
+    let done = sqlx::query("UPDATE connections SET deauthorized = 1, charges_enabled = 0, payouts_enabled = 0, updated_at = $1 WHERE store_id = $2 AND deauthorized = 0")
         .bind(now_ms())
         .bind(store.as_str())
         .execute(ex)
         .await?;
-    Ok(())
+    Ok(done.rows_affected() == 1)
 }
 
 /// Sets one of the JSON projection columns (`last_payout_failure`, `balance`).

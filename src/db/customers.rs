@@ -98,8 +98,10 @@ pub async fn by_stripe_id(
     store: &StoreId,
     stripe_id: &str,
 ) -> Result<Option<CustomerRow>> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM customers WHERE store_id = $1 AND stripe_customer_id = $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM customers WHERE store_id = $1 AND stripe_customer_id = $2{}",
+        super::for_update(conn)
+    );
     Ok(sqlx::query_as::<_, CustomerRow>(&sql)
         .bind(store.as_str())
         .bind(stripe_id)
@@ -109,6 +111,9 @@ pub async fn by_stripe_id(
 
 /// Applies what a `customer.*` event says, if it is newer than what was applied (Stripe's
 /// `created`); a deleted customer stays deleted.
+/// Applies what a Stripe event says of the customer (read with `by_stripe_id` in the same
+/// transaction, which locks it); an older event than the last applied, or any after a deletion,
+/// changes nothing. Returns the row after, when the event changed what the API shows.
 pub async fn apply_event(
     conn: &mut AnyConnection,
     row: &CustomerRow,
@@ -116,21 +121,24 @@ pub async fn apply_event(
     name: Option<&str>,
     deleted: bool,
     at: i64,
-) -> Result<()> {
+) -> Result<Option<CustomerRow>> {
     if row.deleted != 0 || row.stripe_updated_at.is_some_and(|t| t > at) {
-        return Ok(());
+        return Ok(None);
     }
-    sqlx::query(
+    let sql = format!(
         "UPDATE customers SET email = COALESCE($1, email), name = CASE WHEN $2 IS NULL THEN name ELSE $2 END, \
-         deleted = $3, stripe_updated_at = $4, updated_at = $5 WHERE id = $6",
-    )
-    .bind(email)
-    .bind(name)
-    .bind(i64::from(deleted))
-    .bind(at)
-    .bind(now_ms())
-    .bind(row.id.as_str())
-    .execute(conn)
-    .await?;
-    Ok(())
+         deleted = $3, stripe_updated_at = $4, updated_at = $5 WHERE id = $6 RETURNING {COLUMNS}"
+    );
+    let after = sqlx::query_as::<_, CustomerRow>(&sql)
+        .bind(email)
+        .bind(name)
+        .bind(i64::from(deleted))
+        .bind(at)
+        .bind(now_ms())
+        .bind(row.id.as_str())
+        .fetch_one(conn)
+        .await?;
+    let changed =
+        (&after.email, &after.name, after.deleted) != (&row.email, &row.name, row.deleted);
+    Ok(changed.then_some(after))
 }

@@ -4,7 +4,7 @@
 use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 
-use super::{stores, Result, ServiceError, Services};
+use super::{notifications, stores, Result, ServiceError, Services};
 use crate::config::KeyPolicy;
 use crate::db::{
     self, connections::AccountState, connections::ConnectionRow, connections::NewKeys,
@@ -150,8 +150,10 @@ pub async fn connect_keys(
         .seal(secret.secret(), binding(store, SECRET_KEY_FIELD));
     let webhook_secret_enc =
         webhook_secret.map(|w| s.vault.seal(&w, binding(store, WEBHOOK_SECRET_FIELD)));
+    let mut tx = s.db.begin_write().await?;
+    let before = db::connections::get_for_update(&mut tx, store).await?;
     let row = db::connections::upsert_keys(
-        &s.db,
+        &mut tx,
         store,
         &NewKeys {
             mode: secret.mode(),
@@ -164,6 +166,8 @@ pub async fn connect_keys(
         },
     )
     .await?;
+    tell_connected(&mut tx, store, before.as_ref(), &row).await?;
+    tx.commit().await?;
     tracing::info!(store = %store, account = %account_id, mode = %secret.mode(), "store connected with keys");
     Ok(ConnectionView::new(s, row, warnings))
 }
@@ -204,12 +208,37 @@ pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
             tracing::info!(store = %store, account, "connected account deauthorized at Stripe");
         }
     }
-    if db::connections::delete(&s.db, store).await? {
-        tracing::info!(store = %store, "store disconnected");
-        Ok(())
-    } else {
-        Err(ServiceError::NotFound("connection"))
+    let mut tx = s.db.begin_write().await?;
+    if !db::connections::delete(&mut tx, store).await? {
+        return Err(ServiceError::NotFound("connection"));
     }
+    let view = account_view(store, None);
+    notifications::emit(&mut tx, "store.disconnected", Some(store.as_str()), &view).await?;
+    tx.commit().await?;
+    tracing::info!(store = %store, "store disconnected");
+    Ok(())
+}
+
+/// After a connection is saved in `conn`'s transaction: a store that now holds an account it
+/// did not (a first connection, another account or mode, or one after a deauthorization) is
+/// told to the platform's app in that transaction. Saving the same account again says nothing.
+pub async fn tell_connected(
+    conn: &mut sqlx::AnyConnection,
+    store: &StoreId,
+    before: Option<&ConnectionRow>,
+    after: &ConnectionRow,
+) -> Result<()> {
+    let same = before.is_some_and(|b| {
+        b.deauthorized == 0
+            && b.kind == after.kind
+            && b.mode == after.mode
+            && b.account_id == after.account_id
+    });
+    if same {
+        return Ok(());
+    }
+    let view = account_view(store, Some(after.clone()));
+    notifications::emit(conn, "store.connected", Some(store.as_str()), &view).await
 }
 
 /// The store's webhook signing secret, opened; `None` when it has none.

@@ -20,6 +20,7 @@ pub mod links;
 pub mod notifications;
 pub mod onboarding;
 pub mod orders;
+pub mod payouts;
 pub mod reconcile;
 pub mod secrets;
 pub mod status;

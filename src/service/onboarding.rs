@@ -244,11 +244,14 @@ async fn save_connect(
     publishable_key: Option<&str>,
     state: &AccountState,
 ) -> Result<()> {
+    let mode = platform_mode(s)?;
+    let mut tx = s.db.begin_write().await?;
+    let before = db::connections::get_for_update(&mut tx, store).await?;
     let saved = db::connections::upsert_connect(
-        &s.db,
+        &mut tx,
         store,
         &NewConnect {
-            mode: platform_mode(s)?,
+            mode,
             account_id: account,
             connect_type,
             publishable_key,
@@ -257,7 +260,10 @@ async fn save_connect(
     )
     .await;
     match saved {
-        Ok(_) => Ok(()),
+        Ok(row) => {
+            super::connections::tell_connected(&mut tx, store, before.as_ref(), &row).await?;
+            Ok(tx.commit().await?)
+        }
         Err(DbError::Conflict(_)) => Err(ServiceError::Conflict {
             code: "account_in_use",
             message: format!("Stripe account {account} is already connected to another store"),

@@ -21,6 +21,8 @@ pub const RETENTION_SECS: i64 = 30 * 86_400;
 /// How far back a scope without a cursor looks when no `--since` is given.
 pub const DEFAULT_SINCE_SECS: i64 = 72 * 3600;
 const PAGE: usize = 100;
+/// The most `types[]` that `GET /v1/events` takes.
+const MAX_TYPES: usize = 20;
 
 /// One account's events, and where their webhooks would have come in.
 pub struct Scope {
@@ -173,11 +175,13 @@ pub async fn run_scope(
         // From the cursor onwards, page by page, each page oldest first.
         Some((mut after, _)) => loop {
             let page = list(s, scope, &format!("ending_before={after}"), None).await?;
+            let Some(page_newest) = page.newest.clone() else {
+                break;
+            };
+            after = page_newest.0.clone();
+            newest = Some(page_newest);
             let mut events = page.data;
             events.reverse();
-            let Some(last) = events.last() else { break };
-            after = last["id"].as_str().unwrap_or_default().to_owned();
-            newest = Some((after.clone(), last["created"].as_i64().unwrap_or(0)));
             feed(s, scope, &events, window.dry_run, &mut report, tick).await?;
             if !page.has_more {
                 break;
@@ -194,23 +198,14 @@ pub async fn run_scope(
                     .map(|a| format!("starting_after={a}"))
                     .unwrap_or_default();
                 let page = list(s, scope, &cursor, Some(since)).await?;
-                after = page
-                    .data
-                    .last()
-                    .and_then(|e| e["id"].as_str())
-                    .map(str::to_owned);
+                after = page.oldest_id;
+                newest = newest.or(page.newest);
                 all.extend(page.data);
                 if !page.has_more || after.is_none() {
                     break;
                 }
             }
             all.reverse();
-            newest = all.last().map(|e| {
-                (
-                    e["id"].as_str().unwrap_or_default().to_owned(),
-                    e["created"].as_i64().unwrap_or(0),
-                )
-            });
             for chunk in all.chunks(PAGE) {
                 feed(s, scope, chunk, window.dry_run, &mut report, tick).await?;
             }
@@ -222,9 +217,13 @@ pub async fn run_scope(
     Ok(report)
 }
 
+/// One page of events (newest first), with its ends as Stripe listed them, before any
+/// filtering here: the cursors page on from those.
 struct Page {
     data: Vec<Value>,
     has_more: bool,
+    newest: Option<(String, i64)>,
+    oldest_id: Option<String>,
 }
 
 async fn list(s: &Services, scope: &Scope, cursor: &str, since: Option<i64>) -> Result<Page> {
@@ -236,13 +235,28 @@ async fn list(s: &Services, scope: &Scope, cursor: &str, since: Option<i64>) -> 
     if let Some(since) = since {
         path.push_str(&format!("&created[gte]={since}"));
     }
-    for t in &scope.types {
-        path.push_str(&format!("&types[]={t}"));
+    // Stripe filters by at most 20 types; a longer list is filtered here instead.
+    let filtered_at_stripe = scope.types.len() <= MAX_TYPES;
+    if filtered_at_stripe {
+        for t in &scope.types {
+            path.push_str(&format!("&types[]={t}"));
+        }
     }
     let page: Value = s.stripe.get(scope.stripe_scope(), &path).await?;
+    let mut data = page["data"].as_array().cloned().unwrap_or_default();
+    let id = |e: &Value| e["id"].as_str().map(str::to_owned);
+    let newest = data
+        .first()
+        .and_then(|e| Some((id(e)?, e["created"].as_i64().unwrap_or(0))));
+    let oldest_id = data.last().and_then(id);
+    if !filtered_at_stripe {
+        data.retain(|e| e["type"].as_str().is_some_and(|t| scope.types.contains(&t)));
+    }
     Ok(Page {
-        data: page["data"].as_array().cloned().unwrap_or_default(),
+        data,
         has_more: page["has_more"] == true,
+        newest,
+        oldest_id,
     })
 }
 

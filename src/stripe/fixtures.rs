@@ -25,6 +25,7 @@ pub const EVENT_TYPES: &[&str] = &[
     "account.application.deauthorized",
     "account.external_account.updated",
     "person.updated",
+    "payout.paid",
     "payout.failed",
     "balance.available",
     "payment_intent.succeeded",
@@ -113,6 +114,7 @@ fn data_object(event_type: &str) -> Option<Value> {
             o["payouts_enabled"] = json!(true);
             o["details_submitted"] = json!(true);
         }
+        "payout.paid" => o["status"] = json!("paid"),
         "payout.failed" => {
             o["status"] = json!("failed");
             o["failure_code"] = json!("account_closed");

@@ -197,8 +197,9 @@ async fn a_customer_pays_on_the_hosted_page_against_localstripe() {
         binding(bursar::service::connections::WEBHOOK_SECRET_FIELD),
     );
     let account = bursar::domain::AccountId::parse("acct_1LocalStripeShop").unwrap();
+    let mut tx = app.services.db.begin_write().await.unwrap();
     bursar::db::connections::upsert_keys(
-        &app.services.db,
+        &mut tx,
         &id,
         &bursar::db::connections::NewKeys {
             mode: bursar::domain::Mode::Test,
@@ -217,6 +218,7 @@ async fn a_customer_pays_on_the_hosted_page_against_localstripe() {
     )
     .await
     .unwrap();
+    tx.commit().await.unwrap();
     // localstripe's webhooks, registered as a Dashboard endpoint would be.
     let r = reqwest::Client::new()
         .post(format!("{}/_config/webhooks/bursar", localstripe.url))

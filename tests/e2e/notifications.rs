@@ -181,12 +181,12 @@ async fn a_paid_then_refunded_order_is_told_once_to_each_subscribed_endpoint() {
         .unwrap();
     assert_eq!(r.status(), 201);
     app.drain().await;
-    let got = all.wait_for(2).await;
+    let got = all.wait_for(3).await;
     let types: Vec<String> = got
         .iter()
         .map(|r| verify(&all_secret, r)["type"].as_str().unwrap().to_owned())
         .collect();
-    assert_eq!(types, ["order.paid", "order.refunded"]);
+    assert_eq!(types, ["store.connected", "order.paid", "order.refunded"]);
     let seqs: Vec<i64> = got
         .iter()
         .map(|r| {
@@ -195,15 +195,15 @@ async fn a_paid_then_refunded_order_is_told_once_to_each_subscribed_endpoint() {
                 .unwrap()
         })
         .collect();
-    assert_eq!(seqs, [1, 2]);
+    assert_eq!(seqs, [1, 2, 3]);
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(paid_only.received().len(), 1, "told twice");
-    assert_eq!(all.received().len(), 2, "told twice");
+    assert_eq!(all.received().len(), 3, "told twice");
     assert!(other.received().is_empty());
     let log = app
         .get_json(&format!("/api/v1/notifications?endpoint_id={all_id}"))
         .await;
-    assert_eq!(log["data"].as_array().unwrap().len(), 2);
+    assert_eq!(log["data"].as_array().unwrap().len(), 3);
     assert_eq!(log["data"][0]["status"], "delivered");
     assert_eq!(log["data"][0]["attempts"][0]["status_code"], 200);
 }
@@ -636,4 +636,133 @@ async fn a_notification_committed_before_a_kill_9_is_sent_after_the_restart_once
     assert_eq!(body["data"]["object"]["id"], id.as_str());
     tokio::time::sleep(Duration::from_millis(800)).await;
     assert_eq!(receiver.received().len(), 1, "sent twice");
+}
+
+/// A store's connection, its payouts and its customers: each change told once; the same keys
+/// saved again and a duplicate event tell nothing.
+#[tokio::test]
+async fn a_stores_connection_payouts_and_customers_are_told_once_each() {
+    let app = app_with(&[]).await;
+    app.register_endpoints();
+    let receiver = Receiver::start(&[]).await;
+    let types = [
+        "store.connected",
+        "store.disconnected",
+        "store.deauthorized",
+        "store.payout_paid",
+        "store.payout_failed",
+        "customer.updated",
+        "customer.deleted",
+    ];
+    let (_, secret) = endpoint(&app, &receiver.url, &types).await;
+    let (store, account) = keys_store(&app).await;
+    let keys =
+        json!({"secret_key": account.restricted_key, "publishable_key": account.publishable_key});
+    let r = app
+        .api(
+            Method::PUT,
+            &format!("/api/v1/stores/{store}/connection/keys"),
+        )
+        .json(&keys)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "the same keys again");
+    let mut seen = vec![verify(&secret, &receiver.wait_for(1).await[0])];
+    assert_eq!(seen[0]["type"], "store.connected");
+    assert_eq!(seen[0]["data"]["object"]["account_id"], account.id.as_str());
+
+    // A payout paid, its event delivered twice.
+    let path = format!("/webhooks/stripe/stores/{store}");
+    let webhook_secret = bursar::service::connections::webhook_secret(
+        &app.services,
+        &bursar::domain::StoreId::parse(&store).unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let webhook_secret = secrecy::ExposeSecret::expose_secret(&webhook_secret).to_owned();
+    let mut paid = bursar::stripe::fixtures::event("payout.paid", &Default::default()).unwrap();
+    paid["data"]["object"]["id"] = json!("po_1PaidAtStripe");
+    for e in [&paid, &paid] {
+        assert_eq!(app.deliver(&path, e, &webhook_secret).await.status(), 200);
+    }
+    app.drain().await;
+
+    // Customers: a change made at Stripe, then the deletion.
+    let c: Value = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/customers"))
+        .json(&json!({"email": "ana@shop.example"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let cus = c["stripe_customer_id"].as_str().unwrap().to_owned();
+    let stripe = reqwest::Client::new();
+    let r = stripe
+        .post(format!("{}/v1/customers/{cus}", app.sim.url))
+        .bearer_auth(&account.secret_key)
+        .form(&[("email", "ana.lima@shop.example")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.drain().await;
+    let r = stripe
+        .delete(format!("{}/v1/customers/{cus}", app.sim.url))
+        .bearer_auth(&account.secret_key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    app.drain().await;
+
+    // Disconnected; then an OAuth store is connected and deauthorized at Stripe.
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/connection"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success(), "{}", r.status());
+    let (oauth, oauth_account) = crate::onboarding::oauth_store(&app).await;
+    app.sim.deauthorize(&oauth_account.id).await.unwrap();
+    app.drain().await;
+
+    let got = receiver.wait_for(7).await;
+    seen = got.iter().map(|r| verify(&secret, r)).collect();
+    // A few are in flight at once, so they may arrive out of their sequence.
+    let mut told: Vec<(&str, &str)> = seen
+        .iter()
+        .map(|b| (b["type"].as_str().unwrap(), b["store_id"].as_str().unwrap()))
+        .collect();
+    told.sort();
+    let mut want = vec![
+        ("store.connected", store.as_str()),
+        ("store.payout_paid", store.as_str()),
+        ("customer.updated", store.as_str()),
+        ("customer.deleted", store.as_str()),
+        ("store.disconnected", store.as_str()),
+        ("store.connected", oauth.as_str()),
+        ("store.deauthorized", oauth.as_str()),
+    ];
+    want.sort();
+    assert_eq!(told, want);
+    let object = |t: &str| {
+        seen.iter()
+            .find(|b| b["type"] == t && b["store_id"] == store.as_str())
+            .map(|b| b["data"]["object"].clone())
+            .unwrap_or_else(|| panic!("{t}"))
+    };
+    assert_eq!(object("store.payout_paid")["id"], "po_1PaidAtStripe");
+    assert_eq!(object("store.payout_paid")["status"], "paid");
+    assert_eq!(object("customer.updated")["email"], "ana.lima@shop.example");
+    assert_eq!(object("customer.deleted")["deleted"], true);
+    assert_eq!(object("store.disconnected")["connected"], false);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 7);
 }

@@ -223,8 +223,10 @@ pub async fn apply_deauthorized(
         ev.seq,
     )
     .await?
+        && db::connections::set_deauthorized(&mut *conn, store).await?
     {
-        db::connections::set_deauthorized(&mut *conn, store).await?;
+        let view = account_view(store, db::connections::get(&mut *conn, store).await?);
+        notifications::emit(conn, "store.deauthorized", Some(store.as_str()), &view).await?;
     }
     Ok(())
 }

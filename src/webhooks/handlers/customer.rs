@@ -1,11 +1,14 @@
 //! `customer.created|updated|deleted`: the store's local copy of a customer it created, newest
 //! event first; deleted is final. Customers Bursar did not create are left in the event log.
+//! A change of what the API shows of one is told to the platform's app.
 
 use serde_json::Value;
 use sqlx::AnyConnection;
 
 use crate::db;
 use crate::domain::StoreId;
+use crate::service::customers::CustomerView;
+use crate::service::notifications;
 use crate::webhooks::registry::{HandlerError, Incoming};
 
 pub async fn apply(
@@ -24,7 +27,7 @@ pub async fn apply(
     if ev.account.as_deref().is_some_and(|a| a != row.account_id) {
         return Ok(());
     }
-    db::customers::apply_event(
+    let changed = db::customers::apply_event(
         &mut *conn,
         &row,
         object["email"].as_str(),
@@ -33,5 +36,14 @@ pub async fn apply(
         ev.created,
     )
     .await?;
+    if let Some(after) = changed {
+        let event_type = if after.deleted != 0 {
+            "customer.deleted"
+        } else {
+            "customer.updated"
+        };
+        let view = CustomerView::from(after);
+        notifications::emit(conn, event_type, Some(store.as_str()), &view).await?;
+    }
     Ok(())
 }

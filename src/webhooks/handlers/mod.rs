@@ -3,6 +3,7 @@
 pub mod account;
 pub mod balance;
 pub mod billing;
+mod confirm;
 pub mod customer;
 pub mod payment;
 pub mod payout;

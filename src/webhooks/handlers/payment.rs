@@ -13,7 +13,6 @@ use sqlx::AnyConnection;
 use crate::db;
 use crate::domain::order::{OrderFacts, Stamped};
 use crate::domain::StoreId;
-use crate::service::connections::store_scope;
 use crate::service::orders::{charge_facts, checkout_session_facts, payment_intent_facts};
 use crate::service::{notifications, Services};
 use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
@@ -49,37 +48,13 @@ impl PaymentEvent {
     }
 }
 
-/// Fetches the event's object from Stripe with the store's own credentials. An object Stripe
-/// does not know in that account confirms nothing; a Stripe that cannot answer is a failed
-/// attempt, retried later.
+/// Fetches the event's object from Stripe with the store's own credentials (see `confirm`).
 pub async fn confirm(
     s: &Services,
     ev: &Incoming,
     kind: PaymentEvent,
 ) -> Result<Loaded, HandlerError> {
-    let (Some(store), Some(id)) = (&ev.store, ev.object["id"].as_str()) else {
-        return Ok(Loaded::Nothing);
-    };
-    // An id is one path segment: anything else cannot name a Stripe object.
-    if id.is_empty() || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
-        return Ok(Loaded::Nothing);
-    }
-    let Some(connection) = db::connections::get(s.db.pool(), store).await? else {
-        return Ok(Loaded::Nothing);
-    };
-    let scope = store_scope(s, store, &connection)?;
-    match s
-        .stripe
-        .get::<Value>(scope.scope(), &kind.object_path(id))
-        .await
-    {
-        Ok(object) => Ok(Loaded::Confirmed(object)),
-        Err(e) if e.is_not_found() => {
-            tracing::warn!(store = %store, event = %ev.event_id, object = id, "a merchant-signed event names an object Stripe does not have; nothing applied");
-            Ok(Loaded::Nothing)
-        }
-        Err(e) => Err(HandlerError::Transient(e.to_string())),
-    }
+    super::confirm::at_stripe(s, ev, |id| kind.object_path(id)).await
 }
 
 pub async fn apply(

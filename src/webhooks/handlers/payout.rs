@@ -1,13 +1,43 @@
-//! `payout.failed`: the store's last payout failure, newest event wins.
+//! `payout.paid|failed`: told to the platform's app; a failure is also kept as the store's last
+//! payout failure, newest event wins. A payout moves no money Bursar accounts for (it is the
+//! account's own balance going to its own bank), so a `keys` store's merchant-signed payout
+//! event is applied as it says, unlike payments, which are confirmed at Stripe.
 
 use serde_json::{json, Value};
 use sqlx::AnyConnection;
 
 use crate::db::{self, connections::JsonColumn, watermarks};
 use crate::domain::StoreId;
+use crate::service::notifications;
+use crate::service::payouts::PayoutView;
 use crate::webhooks::registry::{HandlerError, Incoming};
 
-pub async fn apply_failed(
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PayoutEvent {
+    Paid,
+    Failed,
+}
+
+pub async fn apply(
+    conn: &mut AnyConnection,
+    store: &StoreId,
+    ev: &Incoming,
+    payout: &Value,
+    kind: PayoutEvent,
+) -> Result<(), HandlerError> {
+    if kind == PayoutEvent::Failed {
+        remember_failure(conn, store, ev, payout).await?;
+    }
+    let event_type = match kind {
+        PayoutEvent::Paid => "store.payout_paid",
+        PayoutEvent::Failed => "store.payout_failed",
+    };
+    let view = PayoutView::from_stripe(store, payout);
+    notifications::emit(conn, event_type, Some(store.as_str()), &view).await?;
+    Ok(())
+}
+
+async fn remember_failure(
     conn: &mut AnyConnection,
     store: &StoreId,
     ev: &Incoming,
