@@ -7,6 +7,7 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
+use utoipa::openapi::schema::{OneOfBuilder, Schema};
 use utoipa::openapi::security::SecurityRequirement;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, Http, HttpAuthScheme, SecurityScheme};
 use utoipa::openapi::{
@@ -15,6 +16,12 @@ use utoipa::openapi::{
 
 use super::error::{ApiError, ErrorBody};
 use super::AppState;
+use crate::service::billing::SubscriptionView;
+use crate::service::connections::AccountView;
+use crate::service::customers::CustomerView;
+use crate::service::notification_types::{example_body, KINDS};
+use crate::service::orders::OrderView;
+use crate::service::payouts::PayoutView;
 
 #[derive(utoipa::OpenApi)]
 #[openapi(
@@ -25,7 +32,7 @@ use super::AppState;
             `{\"error\":{\"code\",\"message\"}}`.",
         license(name = "MIT")
     ),
-    components(schemas(ErrorBody)),
+    components(schemas(ErrorBody, PayoutView, CustomerView, AccountView, SubscriptionView, OrderView)),
     tags(
         (name = "stores", description = "Merchants, one store each"),
         (name = "connections", description = "A store's Stripe credentials: pasted keys or Connect"),
@@ -35,6 +42,7 @@ use super::AppState;
         (name = "checkout", description = "Stripe Checkout Sessions and Bursar's hosted payment page"),
         (name = "billing", description = "The platform's subscription for each store's vendor"),
         (name = "events", description = "The webhook inbox"),
+        (name = "notifications", description = "What Bursar sends the platform's app: endpoints and the delivery log. Each delivery's body is a `Notification`"),
         (name = "api-keys", description = "The platform's management API keys"),
         (name = "internal", description = "For the platform's own services (`X-Internal-Secret`)"),
         (name = "webhooks", description = "Where Stripe delivers events"),
@@ -58,6 +66,9 @@ pub async fn document(State(state): State<AppState>) -> Response {
 /// platform API key and `Idempotency-Key`.
 pub fn complete(doc: &mut OpenApi, management: &str) {
     let components = doc.components.get_or_insert_with(Default::default);
+    components
+        .schemas
+        .insert("Notification".into(), notification_schema());
     components.add_security_scheme(
         "api_key",
         SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)),
@@ -103,6 +114,52 @@ pub fn complete(doc: &mut OpenApi, management: &str) {
             error(op, 500, "An internal error; the server log says what");
         }
     }
+}
+
+/// The body of every notification delivery: its `type` says which view `data.object` is (see
+/// `service::notification_types`).
+fn notification_schema() -> RefOr<Schema> {
+    let text = || ObjectBuilder::new().schema_type(Type::String);
+    let integer = || ObjectBuilder::new().schema_type(Type::Integer);
+    let mut objects = OneOfBuilder::new();
+    let mut seen = Vec::new();
+    for k in KINDS {
+        if !seen.contains(&k.object) {
+            seen.push(k.object);
+            objects = objects.item(Ref::from_schema_name(k.object.schema()));
+        }
+    }
+    let types = KINDS.iter().map(|k| k.event_type);
+    let data = ObjectBuilder::new()
+        .property("object", objects)
+        .required("object");
+    let body = ObjectBuilder::new()
+        .description(Some(
+            "A notification as the platform's endpoint receives it, signed with Standard \
+             Webhooks headers (`webhook-id` = `id`, `webhook-timestamp`, `webhook-signature`).",
+        ))
+        .property(
+            "id",
+            text().description(Some("Also `webhook-id`: the same on every attempt")),
+        )
+        .property("type", text().enum_values(Some(types)))
+        .property("created", integer().description(Some("unix seconds")))
+        .property(
+            "store_id",
+            text().description(Some("The store it is about")),
+        )
+        .property(
+            "seq",
+            integer().description(Some("The endpoint's sequence number, in creation order")),
+        )
+        .property("data", data)
+        .required("id")
+        .required("type")
+        .required("created")
+        .required("seq")
+        .required("data")
+        .examples([example_body(&KINDS[0])]);
+    RefOr::T(Schema::Object(body.build()))
 }
 
 /// `Idempotency-Key` as Stripe's own API takes it: the same key and body replay the first

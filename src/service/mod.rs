@@ -17,6 +17,7 @@ pub mod customers;
 pub mod doctor;
 pub mod events;
 pub mod links;
+pub mod notification_types;
 pub mod notifications;
 pub mod onboarding;
 pub mod orders;

@@ -681,3 +681,30 @@ async fn the_router_serves_no_method_the_document_does_not_list() {
         .unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The `Notification` schema takes the example body of every type (each `data.object` one
+/// view, closed to fields the view does not name), and names every type.
+#[tokio::test]
+async fn the_notification_schema_describes_every_type() {
+    let app = TestApp::spawn().await;
+    let spec = Spec::load(&app).await;
+    let schema = &spec.doc["components"]["schemas"]["Notification"];
+    let types: Vec<&str> = schema["properties"]["type"]["enum"]
+        .as_array()
+        .expect("the types")
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert_eq!(types, bursar::domain::notification::EVENT_TYPES);
+    let mut closed = json!({"$ref": "#/components/schemas/Notification"});
+    closed["components"] = spec.components.clone();
+    let validator = jsonschema::draft202012::new(&closed).unwrap();
+    for kind in bursar::service::notification_types::KINDS {
+        let body = bursar::service::notification_types::example_body(kind);
+        let errors: Vec<String> = validator
+            .iter_errors(&body)
+            .map(|e| format!("{} at {}", e, e.instance_path()))
+            .collect();
+        assert!(errors.is_empty(), "{}: {errors:#?}", kind.event_type);
+    }
+}
