@@ -123,9 +123,12 @@ pub async fn update_endpoint(
 }
 
 /// A new secret, the current one kept signing beside it until `old_until` (unix ms).
+/// Replaces the secret `current` (as read) with `secret_enc`; false when the endpoint is gone
+/// or another rotation replaced `current` first (its new secret would be lost otherwise).
 pub async fn rotate_secret(
     db: &Db,
     id: &EndpointId,
+    current: &str,
     secret_enc: &str,
     old_secret_enc: &str,
     old_until: i64,
@@ -133,13 +136,14 @@ pub async fn rotate_secret(
     let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE notification_endpoints SET secret_enc = $2, old_secret_enc = $3, old_secret_until = $4, updated_at = $5 \
-         WHERE id = $1",
+         WHERE id = $1 AND secret_enc = $6",
     )
     .bind(id.as_str())
     .bind(secret_enc)
     .bind(old_secret_enc)
     .bind(old_until)
     .bind(now_ms())
+    .bind(current)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)
@@ -163,8 +167,11 @@ pub async fn enqueue(
     store_id: Option<&str>,
     object: &serde_json::Value,
 ) -> Result<usize> {
+    // Every endpoint, locked in id order (each one's row is its sequence, and transactions
+    // that emit for different endpoint sets must not lock them in different orders).
     let sql = format!(
-        "SELECT {ENDPOINT_COLUMNS} FROM notification_endpoints WHERE disabled = 0 ORDER BY id"
+        "SELECT {ENDPOINT_COLUMNS} FROM notification_endpoints ORDER BY id{}",
+        super::for_update(conn)
     );
     let endpoints: Vec<EndpointRow> = sqlx::query_as(&sql).fetch_all(&mut *conn).await?;
     let now = now_ms();
@@ -186,9 +193,12 @@ pub async fn enqueue(
             "seq": seq,
             "data": { "object": object },
         });
+        // A disabled endpoint's notifications are kept, not sent: `recover` sends them once it
+        // is enabled again.
+        let status = if e.disabled != 0 { "held" } else { "pending" };
         sqlx::query(
             "INSERT INTO notifications (id, endpoint_id, seq, event_type, store_id, payload, status, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
         )
         .bind(id.as_str())
         .bind(&e.id)
@@ -196,6 +206,7 @@ pub async fn enqueue(
         .bind(event_type)
         .bind(store_id)
         .bind(body.to_string())
+        .bind(status)
         .bind(now)
         .execute(&mut *conn)
         .await?;
@@ -452,12 +463,13 @@ pub async fn redeliver(db: &Db, id: &NotificationId) -> Result<bool> {
     Ok(done.rows_affected() == 1)
 }
 
-/// Sends again every notification of the endpoint that failed since `since_ms`; how many.
+/// Sends again every notification of the endpoint made since `since_ms` that failed or was
+/// held while it was disabled; how many.
 pub async fn recover(db: &Db, endpoint: &EndpointId, since_ms: i64) -> Result<u64> {
     let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE notifications SET status = 'pending', next_attempt_at = $1, attempts = 0, lease_until = NULL, \
-           lease_token = NULL WHERE endpoint_id = $2 AND status = 'failed' AND created_at >= $3",
+           lease_token = NULL WHERE endpoint_id = $2 AND status IN ('failed', 'held') AND created_at >= $3",
     )
     .bind(now_ms())
     .bind(endpoint.as_str())

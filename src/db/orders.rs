@@ -288,7 +288,11 @@ pub async fn by_charge(
 #[derive(Debug)]
 pub struct Merged {
     pub order: OrderRow,
+    /// The status moved.
     pub moved: bool,
+    /// What the platform is told of changed: the status, or within it what that status is
+    /// about (the amount refunded, the dispute's status, the failure).
+    pub told: bool,
 }
 
 /// Merges `facts` into the order and re-derives its status; `source` says who spoke
@@ -347,9 +351,20 @@ pub async fn merge_facts(
     .bind(order.id.as_str())
     .fetch_one(&mut *conn)
     .await?;
+    let told = moved
+        || match status {
+            "refunded" | "partially_refunded" => after.amount_refunded != order.amount_refunded,
+            "disputed" => after.dispute_status != order.dispute_status,
+            "failed" => {
+                (&after.failure_code, &after.failure_message)
+                    != (&order.failure_code, &order.failure_message)
+            }
+            _ => false,
+        };
     Ok(Some(Merged {
         order: after,
         moved,
+        told,
     }))
 }
 

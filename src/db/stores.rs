@@ -70,7 +70,14 @@ pub enum Deleted {
 /// vendor subscription record stay, as the history of money that moved. The store's row is
 /// held exclusively while live objects are counted, and every writer that adds one holds it
 /// too (`lock_live`), so nothing live slips in between the count and the deletion.
-pub async fn delete(db: &Db, id: &StoreId, unsettled_since_ms: i64) -> Result<Deleted> {
+/// `disconnected` is the object of the `store.disconnected` notification written when a
+/// connection is dropped.
+pub async fn delete(
+    db: &Db,
+    id: &StoreId,
+    unsettled_since_ms: i64,
+    disconnected: &serde_json::Value,
+) -> Result<Deleted> {
     let mut tx = db.begin_write().await?;
     let lock = format!(
         "SELECT id FROM stores WHERE id = $1 AND deleted_at IS NULL{}",
@@ -95,14 +102,36 @@ pub async fn delete(db: &Db, id: &StoreId, unsettled_since_ms: i64) -> Result<De
         .bind(id.as_str())
         .execute(&mut *tx)
         .await?;
-    for sql in [
-        "DELETE FROM connections WHERE store_id = $1",
-        "DELETE FROM onboarding_grants WHERE store_id = $1",
-    ] {
-        sqlx::query(sql).bind(id.as_str()).execute(&mut *tx).await?;
+    sqlx::query("DELETE FROM onboarding_grants WHERE store_id = $1")
+        .bind(id.as_str())
+        .execute(&mut *tx)
+        .await?;
+    if super::connections::delete(&mut tx, id).await? {
+        super::notifications::enqueue(
+            &mut tx,
+            "store.disconnected",
+            Some(id.as_str()),
+            disconnected,
+        )
+        .await?;
     }
     tx.commit().await?;
     Ok(Deleted::Done)
+}
+
+/// Inside a writer's transaction: locks the store's row (on PostgreSQL; SQLite's write
+/// transaction holds the whole database) so that changes of its connection, read and then
+/// written, happen one at a time. False when there is no such store.
+pub async fn lock(conn: &mut sqlx::AnyConnection, id: &StoreId) -> Result<bool> {
+    let sql = format!(
+        "SELECT id FROM stores WHERE id = $1 AND deleted_at IS NULL{}",
+        super::for_update(conn)
+    );
+    Ok(sqlx::query(&sql)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?
+        .is_some())
 }
 
 /// Inside a writer's transaction: whether the store exists and is not deleted, holding it so

@@ -39,6 +39,8 @@ impl Client {
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(TOTAL_TIMEOUT)
             .dns_resolver(GuardedResolver::shared(allow_private))
+            // A proxy would resolve the target itself, past the guard.
+            .no_proxy()
             .user_agent(concat!("Bursar/", env!("CARGO_PKG_VERSION")))
             .build()
             .expect("the notification client builds");

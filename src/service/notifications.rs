@@ -187,7 +187,13 @@ pub async fn rotate_secret(s: &Services, id: &EndpointId) -> Result<EndpointView
     let old = s.vault.seal(&current, secret_binding(&row.id, true));
     let secret = sign::new_secret();
     let sealed = s.vault.seal(&secret, secret_binding(&row.id, false));
-    outbox::rotate_secret(&s.db, id, &sealed, &old, now_ms() + ROTATION_OVERLAP_MS).await?;
+    let until = now_ms() + ROTATION_OVERLAP_MS;
+    if !outbox::rotate_secret(&s.db, id, &row.secret_enc, &sealed, &old, until).await? {
+        return Err(ServiceError::Conflict {
+            code: "rotated_concurrently",
+            message: "the secret was rotated by another request at the same moment; read the endpoint and rotate again if needed".into(),
+        });
+    }
     Ok(endpoint_view(require(s, id).await?, Some(&secret)))
 }
 
@@ -205,14 +211,17 @@ pub fn signing_secrets(s: &Services, row: &EndpointRow) -> Result<Vec<SecretStri
     Ok(out)
 }
 
-/// After an order merge inside `conn`'s transaction: if the order's status moved to one that
-/// tells something, the notification is written in that same transaction.
+/// After an order merge inside `conn`'s transaction: if what the platform is told of the
+/// order changed (`Merged::told`), the notification is written in that same transaction.
 pub async fn order_merged(
     s: &Services,
     conn: &mut AnyConnection,
     merged: Option<Merged>,
 ) -> Result<()> {
-    let Some(Merged { order, moved: true }) = merged else {
+    let Some(Merged {
+        order, told: true, ..
+    }) = merged
+    else {
         return Ok(());
     };
     let Some(event_type) = order_event(&order.status) else {
@@ -257,7 +266,8 @@ pub struct NotificationView {
     pub store_id: Option<String>,
     /// The endpoint's sequence number: notifications are made in this order.
     pub seq: i64,
-    /// `pending`, `delivered` or `failed`.
+    /// `pending`, `delivered`, `failed`, or `held` (made while the endpoint was disabled; sent
+    /// by `recover`).
     pub status: String,
     /// When the next attempt is due, while pending (unix seconds).
     pub next_attempt_at: Option<i64>,
@@ -305,8 +315,10 @@ pub struct LogQuery {
 /// The delivery log, newest first.
 pub async fn log(s: &Services, q: LogQuery) -> Result<(Vec<NotificationView>, Option<String>)> {
     if let Some(st) = &q.status {
-        if !["pending", "delivered", "failed"].contains(&st.as_str()) {
-            return Err(Invalid::new("status", "must be pending, delivered or failed").into());
+        if !["pending", "delivered", "failed", "held"].contains(&st.as_str()) {
+            return Err(
+                Invalid::new("status", "must be pending, delivered, failed or held").into(),
+            );
         }
     }
     if let Some(e) = &q.endpoint_id {

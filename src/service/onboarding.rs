@@ -246,6 +246,9 @@ async fn save_connect(
 ) -> Result<()> {
     let mode = platform_mode(s)?;
     let mut tx = s.db.begin_write().await?;
+    if !db::stores::lock(&mut tx, store).await? {
+        return Err(ServiceError::NotFound("store"));
+    }
     let before = db::connections::get_for_update(&mut tx, store).await?;
     let saved = db::connections::upsert_connect(
         &mut tx,

@@ -41,7 +41,9 @@ pub async fn delete(s: &Services, id: &StoreId, force: bool) -> Result<()> {
             connections::disconnect(s, id).await?;
         }
     }
-    match db::stores::delete(&s.db, id, since).await? {
+    let disconnected =
+        serde_json::to_value(connections::account_view(id, None)).expect("views serialize");
+    match db::stores::delete(&s.db, id, since, &disconnected).await? {
         Deleted::Done => {
             tracing::info!(store = %id, force, "store deleted");
             Ok(())

@@ -197,7 +197,7 @@ impl Handler {
             | Handler::V2Account
             | Handler::ExternalAccountUpdated
             | Handler::PersonUpdated => true,
-            Handler::Payment(_) => ev.merchant_signed,
+            Handler::Payment(_) | Handler::Payout(_) => ev.merchant_signed,
             _ => false,
         }
     }
@@ -209,6 +209,7 @@ impl Handler {
             Handler::ExternalAccountUpdated => account::load_external_account(s, ev).await,
             Handler::PersonUpdated => account::load_for_person(s, ev).await,
             Handler::Payment(kind) if ev.merchant_signed => payment::confirm(s, ev, kind).await,
+            Handler::Payout(_) => payout::load(s, ev).await,
             _ => Ok(Loaded::Object(ev.object.clone())),
         }
     }
@@ -261,7 +262,7 @@ impl Handler {
             }
             Handler::PersonUpdated => account::apply_updated(conn, store, ev, object).await,
             Handler::AccountDeauthorized => account::apply_deauthorized(conn, store, ev).await,
-            Handler::Payout(kind) => payout::apply(conn, store, ev, object, kind).await,
+            Handler::Payout(kind) => payout::apply(conn, store, ev, object, kind, confirmed).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
             Handler::Payment(kind) => {
                 payment::apply(s, conn, store, ev, object, kind, confirmed).await

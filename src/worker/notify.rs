@@ -160,10 +160,15 @@ async fn deliver(
     };
     s.metrics
         .notification_attempt(&endpoint.id, outcome, answer.latency.as_secs_f64());
+    // Failing for the whole span, and this notification itself failing for a while (a fifth of
+    // it, at most an hour): an endpoint quiet since an old failure is not disabled by one blip.
+    let disable_after = s.config.notifications.disable_after.as_millis() as i64;
+    let own_span = (disable_after / 5).min(3_600_000);
     let failing_too_long = !delivered
-        && endpoint.failing_since.is_some_and(|since| {
-            now_ms() - since >= s.config.notifications.disable_after.as_millis() as i64
-        });
+        && now_ms() - n.created_at >= own_span
+        && endpoint
+            .failing_since
+            .is_some_and(|since| now_ms() - since >= disable_after);
     let next = if delivered {
         Next::Delivered
     } else if gone || failing_too_long {

@@ -181,7 +181,9 @@ async fn a_paid_then_refunded_order_is_told_once_to_each_subscribed_endpoint() {
         .unwrap();
     assert_eq!(r.status(), 201);
     app.drain().await;
-    let got = all.wait_for(3).await;
+    let mut got = all.wait_for(3).await;
+    // A few are in flight at once: put them in their sequence.
+    got.sort_by_key(|r| serde_json::from_str::<Value>(&r.body).unwrap()["seq"].as_i64());
     let types: Vec<String> = got
         .iter()
         .map(|r| verify(&all_secret, r)["type"].as_str().unwrap().to_owned())
@@ -357,10 +359,10 @@ async fn an_always_failing_receiver_ends_disabled_and_can_be_recovered() {
 }
 
 #[tokio::test]
-async fn a_receiver_answering_410_is_disabled() {
+async fn a_receiver_answering_410_is_disabled_and_what_it_missed_is_recovered() {
     let app = app_with(&[]).await;
     let receiver = Receiver::start(&[410]).await;
-    let (ne, _) = endpoint(&app, &receiver.url, &["*"]).await;
+    let (ne, _) = endpoint(&app, &receiver.url, &["order.paid"]).await;
     let (store, _) = keys_store(&app).await;
     paid_order(&app, &store).await;
     receiver.wait_for(1).await;
@@ -376,8 +378,43 @@ async fn a_receiver_answering_410_is_disabled() {
         assert!(std::time::Instant::now() < deadline, "{view}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // What happens while it is disabled is kept, not sent, and `recover` sends it once the
+    // platform has enabled it again.
+    let since = crate::support::now() - 60;
+    let held = paid_order(&app, &store).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 1);
+    let log = app
+        .get_json(&format!(
+            "/api/v1/notifications?endpoint_id={ne}&status=held"
+        ))
+        .await;
+    assert_eq!(log["data"].as_array().unwrap().len(), 1, "{log}");
+    let r = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/notification-endpoints/{ne}"),
+        )
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/notification-endpoints/{ne}/recover"),
+        )
+        .json(&json!({ "since": since }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // The held one arrives (and the one answered 410, which failed, again).
+    let got = receiver.wait_for(3).await;
+    assert!(got.iter().any(|r| {
+        serde_json::from_str::<Value>(&r.body).unwrap()["data"]["object"]["id"] == held["id"]
+    }));
 }
 
 #[tokio::test]
@@ -639,7 +676,7 @@ async fn a_notification_committed_before_a_kill_9_is_sent_after_the_restart_once
 }
 
 /// A store's connection, its payouts and its customers: each change told once; the same keys
-/// saved again and a duplicate event tell nothing.
+/// saved again, a duplicate event, and a merchant-signed payout Stripe does not hold tell nothing.
 #[tokio::test]
 async fn a_stores_connection_payouts_and_customers_are_told_once_each() {
     let app = app_with(&[]).await;
@@ -672,7 +709,8 @@ async fn a_stores_connection_payouts_and_customers_are_told_once_each() {
     assert_eq!(seen[0]["type"], "store.connected");
     assert_eq!(seen[0]["data"]["object"]["account_id"], account.id.as_str());
 
-    // A payout paid, its event delivered twice.
+    // A payout paid, its event delivered twice; a merchant-signed payout Stripe does not have
+    // is told nothing (the store's endpoint is signed with a secret the merchant knows).
     let path = format!("/webhooks/stripe/stores/{store}");
     let webhook_secret = bursar::service::connections::webhook_secret(
         &app.services,
@@ -684,7 +722,11 @@ async fn a_stores_connection_payouts_and_customers_are_told_once_each() {
     let webhook_secret = secrecy::ExposeSecret::expose_secret(&webhook_secret).to_owned();
     let mut paid = bursar::stripe::fixtures::event("payout.paid", &Default::default()).unwrap();
     paid["data"]["object"]["id"] = json!("po_1PaidAtStripe");
-    for e in [&paid, &paid] {
+    app.sim
+        .put_object(&account.id, paid["data"]["object"].clone());
+    let mut forged = bursar::stripe::fixtures::event("payout.paid", &Default::default()).unwrap();
+    forged["data"]["object"]["id"] = json!("po_1NotAtStripe");
+    for e in [&paid, &paid, &forged] {
         assert_eq!(app.deliver(&path, e, &webhook_secret).await.status(), 200);
     }
     app.drain().await;
@@ -765,4 +807,89 @@ async fn a_stores_connection_payouts_and_customers_are_told_once_each() {
     assert_eq!(object("store.disconnected")["connected"], false);
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(receiver.received().len(), 7);
+}
+
+/// Concurrent connections of one store tell `store.connected` once; each further refund of a
+/// partly refunded order is told, as the amount refunded moves.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_tell_once_and_each_partial_refund_is_told() {
+    let app = app_with(&[]).await;
+    let receiver = Receiver::start(&[]).await;
+    let (ne, _) = endpoint(
+        &app,
+        &receiver.url,
+        &[
+            "store.connected",
+            "order.partially_refunded",
+            "order.refunded",
+        ],
+    )
+    .await;
+    let store = app.create_store("Racing").await;
+    let account = app.sim.add_independent_account(false);
+    app.sim
+        .update_account(&account.id, |a| a["charges_enabled"] = json!(true));
+    let puts = (0..4).map(|_| {
+        app.api(
+            Method::PUT,
+            &format!("/api/v1/stores/{store}/connection/keys"),
+        )
+        .json(&json!({
+            "secret_key": account.restricted_key,
+            "publishable_key": account.publishable_key,
+            "webhook_secret": "whsec_racingracingracingracing00",
+        }))
+        .send()
+    });
+    for r in futures::future::join_all(puts).await {
+        assert_eq!(r.unwrap().status(), 200);
+    }
+    app.sim.register_account_endpoint(
+        &account.id,
+        &format!("{}/webhooks/stripe/stores/{store}", app.url),
+        "whsec_racingracingracingracing00",
+    );
+    let o = paid_order(&app, &store).await;
+    for amount in [1000, 1000, 2200] {
+        let r = app
+            .api(
+                Method::POST,
+                &format!("/api/v1/orders/{}/refunds", o["id"].as_str().unwrap()),
+            )
+            .json(&json!({ "amount": amount }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 201);
+        app.drain().await;
+    }
+    let got = receiver.wait_for(4).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let mut bodies: Vec<Value> = got
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).unwrap())
+        .collect();
+    bodies.sort_by_key(|b| b["seq"].as_i64());
+    let told: Vec<(&str, i64)> = bodies
+        .iter()
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap(),
+                b["data"]["object"]["amount_refunded"]
+                    .as_i64()
+                    .unwrap_or(-1),
+            )
+        })
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("store.connected", -1),
+            ("order.partially_refunded", 1000),
+            ("order.partially_refunded", 2000),
+            ("order.refunded", 4200),
+        ],
+        "endpoint {ne}"
+    );
+    assert_eq!(receiver.received().len(), 4);
 }

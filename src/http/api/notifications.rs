@@ -177,6 +177,7 @@ pub async fn delete(
     responses(
         (status = 200, description = "The endpoint, with its new secret", body = EndpointView),
         (status = 404, description = "No such endpoint", body = ErrorBody),
+        (status = 409, description = "Another rotation replaced the secret at the same moment (`rotated_concurrently`)", body = ErrorBody),
     ))]
 pub async fn rotate_secret(
     State(state): State<AppState>,
