@@ -99,6 +99,9 @@ pub struct Config {
     pub stripe: StripeConfig,
     pub key_policy: KeyPolicy,
     pub return_url_allowlist: Vec<String>,
+    /// Return URLs on this machine (`http://127.0.0.1:…`, `http://localhost:…`) are allowed
+    /// too: only under `serve --dev --local-stripe`, never from a variable.
+    pub allow_local_return_urls: bool,
     pub webhook_tolerance: Duration,
     pub worker: WorkerConfig,
     pub http: HttpLimits,
@@ -111,6 +114,8 @@ pub struct Config {
     /// Whether a store whose vendor subscription Stripe cancelled for non-payment may still take
     /// new orders.
     pub suspended_stores_can_sell: bool,
+    /// A `keys` store connected without a webhook secret gets its endpoint made at Stripe.
+    pub auto_webhook_endpoints: bool,
     /// How often `serve` catches up on events from Stripe's event list (`None`: never).
     pub reconcile_every: Option<Duration>,
     pub notifications: NotificationConfig,
@@ -136,13 +141,18 @@ impl Config {
     /// Reads the process environment after loading `.env` from the working directory.
     /// With `dev`, a missing `BURSAR_MASTER_KEYS` is replaced by a local key file.
     pub fn from_env(dev: bool) -> Result<Self, ConfigError> {
-        // The working directory's `.env` only: dotenvy's default also searches parent folders.
-        match dotenvy::from_path(".env") {
-            Ok(_) => {}
-            Err(e) if e.not_found() => {}
-            Err(e) => return Err(bad(".env", format!("could not be read: {e}"))),
-        }
-        let lookup = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+        load_dotenv()?;
+        Self::from_lookup(env_var, dev.then_some(Path::new(DEV_KEY_FILE)))
+    }
+
+    /// As `from_env`, with `first` answering before the environment (the local Stripe's
+    /// endpoints and platform identity).
+    pub fn from_env_with(
+        dev: bool,
+        first: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, ConfigError> {
+        load_dotenv()?;
+        let lookup = |name: &str| first(name).or_else(|| env_var(name));
         Self::from_lookup(lookup, dev.then_some(Path::new(DEV_KEY_FILE)))
     }
 
@@ -340,19 +350,8 @@ impl Config {
         let idempotency_lock = secs(&get, "BURSAR_IDEMPOTENCY_LOCK_SECS", 30, (1, 3600))?;
         let order_sweep_interval = secs(&get, "BURSAR_ORDER_SWEEP_SECS", 60, (1, 86_400))?;
         let order_pending_age = secs(&get, "BURSAR_ORDER_PENDING_SECS", 900, (1, 30 * 86_400))?;
-        let suspended_stores_can_sell = match get("BURSAR_SUSPENDED_STORES_CAN_SELL")
-            .as_deref()
-            .map(str::trim)
-        {
-            None | Some("true" | "1") => true,
-            Some("false" | "0") => false,
-            Some(_) => {
-                return Err(bad(
-                    "BURSAR_SUSPENDED_STORES_CAN_SELL",
-                    "must be true or false",
-                ))
-            }
-        };
+        let suspended_stores_can_sell = flag(&get, "BURSAR_SUSPENDED_STORES_CAN_SELL", true)?;
+        let auto_webhook_endpoints = flag(&get, "BURSAR_AUTO_WEBHOOK_ENDPOINTS", true)?;
         let reconcile_every = match get("BURSAR_RECONCILE_EVERY").as_deref().map(str::trim) {
             None | Some("" | "0" | "off") => None,
             Some(v) => match humantime::parse_duration(v) {
@@ -428,6 +427,7 @@ impl Config {
             stripe,
             key_policy,
             return_url_allowlist,
+            allow_local_return_urls: false,
             webhook_tolerance: Duration::from_secs(tolerance.into()),
             worker,
             http,
@@ -435,6 +435,7 @@ impl Config {
             order_sweep_interval,
             order_pending_age,
             suspended_stores_can_sell,
+            auto_webhook_endpoints,
             reconcile_every,
             notifications,
         })
@@ -504,6 +505,34 @@ fn parse_positive(s: &str) -> Result<u32, String> {
         0 => Err("must be greater than 0".into()),
         n => Ok(n),
     }
+}
+
+/// A `true`/`false` (or `1`/`0`) variable.
+fn flag(
+    get: &impl Fn(&str) -> Option<String>,
+    var: &'static str,
+    default: bool,
+) -> Result<bool, ConfigError> {
+    match get(var).as_deref().map(str::trim) {
+        None => Ok(default),
+        Some("true" | "1") => Ok(true),
+        Some("false" | "0") => Ok(false),
+        Some(_) => Err(bad(var, "must be true or false")),
+    }
+}
+
+/// The working directory's `.env` only: dotenvy's default also searches parent folders.
+pub fn load_dotenv() -> Result<(), ConfigError> {
+    match dotenvy::from_path(".env") {
+        Ok(_) => Ok(()),
+        Err(e) if e.not_found() => Ok(()),
+        Err(e) => Err(bad(".env", format!("could not be read: {e}"))),
+    }
+}
+
+/// A variable of the environment; an empty one counts as unset.
+pub fn env_var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
 fn parse_base_url(var: &'static str, url: &str) -> Result<String, ConfigError> {

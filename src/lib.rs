@@ -7,6 +7,7 @@ pub mod config;
 pub mod db;
 pub mod domain;
 pub mod http;
+pub mod local_stripe;
 pub mod metrics;
 pub mod outbound;
 pub mod service;

@@ -31,7 +31,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the HTTP server and the webhook workers (migrates the database first).
-    Serve,
+    Serve(serve::ServeArgs),
     /// Apply database migrations and exit.
     Migrate,
     /// Manage platform API keys.
@@ -67,7 +67,7 @@ pub enum Command {
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let config = || Config::from_env(cli.dev).map_err(|e| anyhow::anyhow!("{e}"));
     match cli.command {
-        Command::Serve => serve::run(config()?).await,
+        Command::Serve(args) => serve::run(cli.dev, args).await,
         Command::Migrate => migrate::run(config()?).await,
         Command::ApiKey(cmd) => api_key::run(config()?, cmd).await,
         Command::ConnectLink(args) => connect_link::run(config()?, args).await,

@@ -155,7 +155,7 @@ impl Db {
                 // commit: one lost to a power failure takes its effects with it, so its events
                 // are simply applied again; and the next FULL commit (the inbox commits under
                 // any load) syncs the WAL, theirs included. So they skip the fsync, and the
-                // inbox writer no longer queues behind two fsyncs per worker batch.
+                // inbox writer does not queue behind two fsyncs per worker batch.
                 apply_pool = Some(
                     sqlite_pool(options, 2, "NORMAL", checkpoints)
                         .await
@@ -346,7 +346,7 @@ async fn sqlite_pool(
 /// Every SQLite connection's settings: WAL, commits with `synchronous` (FULL or NORMAL), a
 /// checkpoint past `checkpoints` pages (0: never). 16 KB pages (a new database only; an existing
 /// one keeps its size): a commit of N 3 KB webhook payloads writes N/5 WAL frames, not N, each a
-/// page and a header written apart. +10% acked/s in `bench/ingest.sh` (README, Benchmarks).
+/// page and a header written apart, so ingestion makes fewer writes per event.
 pub(crate) fn sqlite_pragmas(synchronous: &str, checkpoints: u32) -> String {
     format!(
         "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \

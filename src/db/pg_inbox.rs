@@ -4,10 +4,10 @@
 //! connection, so PostgreSQL flushes their commits together.
 //!
 //! This runs on the native driver, beside the `Any` pool: `Any` binds no arrays, and a
-//! multi-row `VALUES` of one statement text per batch size was parsed and planned anew for
-//! most batches (two thirds of a commit's time in the server log). The connections are kept
-//! here rather than in a sqlx pool, which pings a connection each time it is returned (and,
-//! by default, taken): two more round trips per batch than the batch itself.
+//! multi-row `VALUES` has a different statement text for each batch size, so the server would
+//! parse and plan most batches anew. The connections are kept here rather than in a sqlx
+//! pool, which pings a connection each time it is returned (and, by default, taken): two more
+//! round trips per batch than the batch itself.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -58,10 +58,10 @@ WHERE e.seq = f.seq AND e.claim_token = $6";
 
 /// The finish connection runs `FINISH` only. Its plan is made once and kept, and that plan is
 /// the one that is right at any size: for each finish, the event by its primary key. Left to
-/// the statistics, a plan made while the inbox was small (a sequential scan) stays cached while
-/// a burst grows the table faster than autovacuum analyzes it, and each batch of finishes reads
-/// the whole table (seen: 8 ms per batch of 60, the worker 3 s behind after a 60k burst).
-/// Planning every call instead (how this was before) cost a fifth of this connection's CPU.
+/// the statistics, a plan made while the inbox is small (a sequential scan) stays cached while
+/// a burst grows the table faster than autovacuum analyzes it, and each batch of finishes then
+/// reads the whole table, so the worker falls seconds behind. Planning every call would avoid
+/// that too, but planning would then take a large share of this connection's CPU.
 const FINISH_SETUP: &str =
     "SET synchronous_commit = off; SET plan_cache_mode = force_generic_plan; \
      SET enable_seqscan = off; SET enable_hashjoin = off; SET enable_mergejoin = off";

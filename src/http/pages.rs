@@ -15,10 +15,10 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::domain::StoreId;
-use crate::service::connections::{self, KeysInput};
+use crate::service::connections::KeysInput;
 use crate::service::links::{self, ConnectLinkParams, LinkError};
 use crate::service::onboarding::{self, Callback, CallbackParams};
-use crate::service::{stores, ServiceError};
+use crate::service::{stores, webhook_endpoints, ServiceError};
 use crate::stripe::StripeError;
 
 const CSRF_COOKIE: &str = "bursar_csrf";
@@ -324,7 +324,7 @@ pub async fn connect_submit(
         .filter(|w| !secrecy::ExposeSecret::expose_secret(w).trim().is_empty());
     let result = match form.secret_key {
         Some(secret_key) => {
-            connections::connect_keys(
+            webhook_endpoints::connect_keys(
                 s,
                 &link.store,
                 KeysInput {

@@ -71,11 +71,45 @@ pub struct ConnectionView {
     pub publishable_key: Option<String>,
     pub has_webhook_secret: bool,
     pub webhook_url: String,
+    /// Whether Stripe's events can reach the store: a `keys` store needs an endpoint of its
+    /// own; a Connect store's come to the platform's Connect endpoint.
+    pub webhook: WebhookState,
     pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct WebhookState {
+    /// `ready` (events can be verified), `missing` (no endpoint secret yet) or `failing`
+    /// (making the endpoint at Stripe failed just now; `reason` says why).
+    pub status: &'static str,
+    pub reason: Option<String>,
+}
+
+impl WebhookState {
+    pub fn failing(reason: String) -> Self {
+        WebhookState {
+            status: "failing",
+            reason: Some(reason),
+        }
+    }
 }
 
 impl ConnectionView {
     fn new(s: &Services, row: ConnectionRow, warnings: Vec<String>) -> Self {
+        let webhook = if row.kind == "connect" || row.webhook_secret_enc.is_some() {
+            WebhookState {
+                status: "ready",
+                reason: None,
+            }
+        } else {
+            WebhookState {
+                status: "missing",
+                reason: Some(format!(
+                    "no webhook signing secret: set one (PUT /api/v1/stores/{}/connection/webhook-secret) or let Bursar make the endpoint (`bursar webhooks setup --store {}`)",
+                    row.store_id, row.store_id
+                )),
+            }
+        };
         Self {
             webhook_url: format!(
                 "{}/webhooks/stripe/stores/{}",
@@ -90,6 +124,7 @@ impl ConnectionView {
             key_kind: row.key_kind,
             publishable_key: row.publishable_key,
             has_webhook_secret: row.webhook_secret_enc.is_some(),
+            webhook,
             warnings,
         }
     }
@@ -151,6 +186,9 @@ pub async fn connect_keys(
     let webhook_secret_enc =
         webhook_secret.map(|w| s.vault.seal(&w, binding(store, WEBHOOK_SECRET_FIELD)));
     let mut tx = s.db.begin_write().await?;
+    if !db::stores::lock(&mut tx, store).await? {
+        return Err(ServiceError::NotFound("store"));
+    }
     let before = db::connections::get_for_update(&mut tx, store).await?;
     let row = db::connections::upsert_keys(
         &mut tx,
@@ -192,6 +230,14 @@ pub async fn set_webhook_secret(
     Ok(ConnectionView::new(s, row, Vec::new()))
 }
 
+/// The store's connection as the API shows it.
+pub async fn connection(s: &Services, store: &StoreId) -> Result<ConnectionView> {
+    let row = db::connections::get(s.db.pool(), store)
+        .await?
+        .ok_or(ServiceError::NotFound("connection"))?;
+    Ok(ConnectionView::new(s, row, Vec::new()))
+}
+
 /// Forgets the connection and its secrets. A Standard (OAuth) connection is deauthorized at
 /// Stripe first, and kept if Stripe cannot be reached, so the operator can retry; Express and
 /// v2 accounts belong to the platform and are only forgotten here (Stripe keeps them).
@@ -209,6 +255,7 @@ pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
         }
     }
     let mut tx = s.db.begin_write().await?;
+    db::stores::lock(&mut tx, store).await?;
     if !db::connections::delete(&mut tx, store).await? {
         return Err(ServiceError::NotFound("connection"));
     }

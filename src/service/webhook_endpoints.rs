@@ -123,6 +123,38 @@ async fn owner(s: &Services, target: &Target) -> Result<Owner> {
     }
 }
 
+/// Saves a `keys` store's keys (`connections::connect_keys`); when it has no webhook secret
+/// and `BURSAR_AUTO_WEBHOOK_ENDPOINTS` is on, makes its endpoint at Stripe with its key, so no
+/// order stays pending because a step was skipped. A key that may not manage endpoints leaves
+/// the keys saved and says why in `webhook`.
+pub async fn connect_keys(
+    s: &Services,
+    store: &StoreId,
+    input: connections::KeysInput,
+) -> Result<connections::ConnectionView> {
+    let view = connections::connect_keys(s, store, input).await?;
+    if view.webhook.status != "missing" || !s.config.auto_webhook_endpoints {
+        return Ok(view);
+    }
+    match setup(s, &Target::Store(store.clone())).await {
+        Ok(report) => {
+            tracing::info!(store = %store, endpoint = %report.endpoint_id, "the store's webhook endpoint was made at Stripe");
+            let mut fresh = connections::connection(s, store).await?;
+            fresh.warnings = view.warnings;
+            Ok(fresh)
+        }
+        Err(e) => {
+            tracing::warn!(store = %store, error = %e, "the store's webhook endpoint could not be made at Stripe");
+            Ok(connections::ConnectionView {
+                webhook: connections::WebhookState::failing(format!(
+                    "Bursar could not make the store's webhook endpoint at Stripe ({e}); give the key write access to Webhook Endpoints and run `bursar webhooks setup --store {store}`, or set a secret with PUT /api/v1/stores/{store}/connection/webhook-secret"
+                )),
+                ..view
+            })
+        }
+    }
+}
+
 /// The targets of a whole setup: the platform's own endpoint, its Connect endpoint when it is
 /// a Connect platform (a client id configured, or a store connected through Connect; Stripe
 /// refuses `connect=true` otherwise), and every `keys` store's own.

@@ -87,7 +87,7 @@ async fn an_expired_session_closes_its_order() {
 
 #[tokio::test]
 async fn a_paid_session_whose_event_never_came_is_found_by_the_re_check() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false")]).await;
     let (store, account) = quiet_keys_store(&app).await;
     let session: Value = create_session(&app, &store, session_body())
         .await

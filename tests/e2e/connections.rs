@@ -38,7 +38,16 @@ async fn connecting_keys_records_the_account_and_status() {
     assert_eq!(conn["account_id"], account.id.as_str());
     assert_eq!(conn["mode"], "live");
     assert_eq!(conn["key_kind"], "restricted");
-    assert_eq!(conn["has_webhook_secret"], false);
+    // Connected without a webhook secret: Bursar made the store's endpoint at Stripe with the
+    // store's own key, so the store's events reach it with no step skipped.
+    assert_eq!(conn["has_webhook_secret"], true);
+    assert_eq!(conn["webhook"]["status"], "ready", "{conn}");
+    let made = app.sim.requests("/v1/webhook_endpoints");
+    assert_eq!(made.len(), 2, "listed, then made");
+    assert_eq!(
+        made[1].param("url").as_deref(),
+        Some(format!("{}/webhooks/stripe/stores/{store}", app.url).as_str())
+    );
     assert_eq!(conn["warnings"], json!([]));
     assert!(!conn.to_string().contains(&account.restricted_key));
 
@@ -365,7 +374,7 @@ async fn secrets_never_reach_the_database_in_plain_text_nor_the_logs() {
 
 #[tokio::test]
 async fn going_live_does_not_keep_the_test_webhook_secret() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false")]).await;
     let (store, account, _) = app.connected_store().await;
     let live = app.sim.keys_in_other_mode(&account);
     let r = put_keys(&app, &store, keys(&live.restricted_key, &live)).await;
@@ -376,4 +385,26 @@ async fn going_live_does_not_keep_the_test_webhook_secret() {
         conn["has_webhook_secret"], false,
         "the test endpoint's secret cannot verify live events"
     );
+}
+
+/// A key that may not manage webhook endpoints still connects; the answer says the endpoint is
+/// failing and why.
+#[tokio::test]
+async fn a_key_that_cannot_make_its_endpoint_connects_and_says_so() {
+    let app = TestApp::spawn().await;
+    let store = app.create_store("Shop").await;
+    let account = app.sim.add_account(false);
+    app.sim.fail(
+        Method::POST,
+        "/v1/webhook_endpoints",
+        stripe_sim::Fault::Status(403),
+        1,
+    );
+    let r = put_keys(&app, &store, keys(&account.restricted_key, &account)).await;
+    assert_eq!(r.status(), 200);
+    let conn: Value = r.json().await.unwrap();
+    assert_eq!(conn["has_webhook_secret"], false);
+    assert_eq!(conn["webhook"]["status"], "failing");
+    let reason = conn["webhook"]["reason"].as_str().unwrap();
+    assert!(reason.contains("webhooks setup --store"), "{reason}");
 }

@@ -63,6 +63,7 @@ async fn stripe(app: &TestApp, key: &str, path: &str, form: &[(&str, &str)]) -> 
 async fn webhooks_setup_makes_each_endpoint_once_and_its_secrets_verify() {
     // No configured secrets: only what setup stores can verify Stripe's deliveries.
     let app = TestApp::spawn_with(&[
+        ("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false"),
         ("STRIPE_WEBHOOK_SECRET", ""),
         ("STRIPE_CONNECT_WEBHOOK_SECRET", ""),
     ])
@@ -275,7 +276,7 @@ fn chrono_now() -> i64 {
 
 #[tokio::test]
 async fn reconcile_recovers_missed_events_once_for_connect_and_keys_stores() {
-    let app = TestApp::spawn().await;
+    let app = TestApp::spawn_with(&[("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false")]).await;
     // No endpoint is registered: Stripe's events reach no one.
     let (connected, _) = oauth_store(&app).await;
     let (keys, account) = quiet_keys_store(&app).await;

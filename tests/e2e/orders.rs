@@ -283,6 +283,7 @@ async fn stripe_failures_during_creation_are_retried_into_one_payment_intent() {
 #[tokio::test]
 async fn an_order_whose_webhook_never_arrives_is_settled_by_the_sweep() {
     let app = TestApp::spawn_with(&[
+        ("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false"),
         ("BURSAR_ORDER_SWEEP_SECS", "1"),
         ("BURSAR_ORDER_PENDING_SECS", "1"),
     ])

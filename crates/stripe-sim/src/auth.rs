@@ -82,9 +82,51 @@ pub(crate) fn authenticate(
         });
     }
     let on_behalf = header(headers, on_behalf_header);
-    let state = sim.lock();
-    let own = state.keys.get(key).cloned();
+    let mut state = sim.lock();
+    let mut own = state.keys.get(key).cloned();
+    if own.is_none() && key != sim.platform_key {
+        own = open_account(sim, &mut state, key);
+    }
     resolve(&state, key, key == sim.platform_key, own, on_behalf)
+}
+
+/// With `open_keys`, the account an invented test key opens (made on first use, with the
+/// same suffix for its secret, restricted and publishable keys); None otherwise.
+pub(crate) fn open_account(
+    sim: &Sim,
+    state: &mut crate::state::State,
+    key: &str,
+) -> Option<String> {
+    let suffix = ["sk_test_", "rk_test_", "pk_test_"]
+        .iter()
+        .find_map(|p| key.strip_prefix(p))?;
+    let wellformed = (8..=200).contains(&suffix.len())
+        && suffix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if !sim.open_keys || !wellformed {
+        return None;
+    }
+    let mut v1 = crate::accounts::example(&crate::accounts::new_id());
+    v1["charges_enabled"] = serde_json::json!(true);
+    v1["payouts_enabled"] = serde_json::json!(true);
+    v1["details_submitted"] = serde_json::json!(true);
+    v1["requirements"] = serde_json::json!({
+        "alternatives": [], "currently_due": [], "errors": [], "eventually_due": [],
+        "past_due": [], "pending_verification": [], "disabled_reason": null,
+        "current_deadline": null,
+    });
+    let id = v1["id"].as_str().unwrap_or_default().to_owned();
+    for prefix in ["sk_test_", "rk_test_"] {
+        state.keys.insert(format!("{prefix}{suffix}"), id.clone());
+    }
+    state
+        .publishable_keys
+        .insert(format!("pk_test_{suffix}"), id.clone());
+    state
+        .accounts
+        .insert(id.clone(), crate::state::Account::new(v1, false, false));
+    Some(id)
 }
 
 /// Who a key is: the platform (acting for itself, or for a reachable connected account named
@@ -132,7 +174,9 @@ pub(crate) fn is_publishable(key: &str) -> bool {
 }
 
 fn known_publishable(sim: &Sim, key: &str) -> bool {
-    key == sim.platform_publishable_key || sim.lock().publishable_keys.contains_key(key)
+    key == sim.platform_publishable_key
+        || sim.lock().publishable_keys.contains_key(key)
+        || (sim.open_keys && key.starts_with("pk_test_"))
 }
 
 /// Stripe's answer to a publishable key on a route that needs a secret one.
@@ -154,8 +198,11 @@ pub(crate) fn publishable(
     key: &str,
     on_behalf: Option<&str>,
 ) -> Result<Caller, ApiError> {
-    let state = sim.lock();
-    let own = state.publishable_keys.get(key).cloned();
+    let mut state = sim.lock();
+    let mut own = state.publishable_keys.get(key).cloned();
+    if own.is_none() && key != sim.platform_publishable_key {
+        own = open_account(sim, &mut state, key);
+    }
     resolve(
         &state,
         key,

@@ -30,7 +30,7 @@ use crate::random;
 use crate::state::{now, Sim, State as SimState};
 
 /// What a customer's default payment method does when an invoice is charged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CardBehavior {
     /// The charge succeeds (the default for every customer).
     #[default]

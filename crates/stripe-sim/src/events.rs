@@ -24,7 +24,7 @@ pub const API_VERSION: &str = "2025-10-29.clover";
 const USER_AGENT: &str = "Stripe/1.0 (+https://stripe.com/docs/webhooks)";
 
 /// A webhook endpoint the simulator delivers to.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Endpoint {
     pub url: String,
     pub secret: String,

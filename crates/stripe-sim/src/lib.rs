@@ -28,6 +28,7 @@ mod accounts;
 mod auth;
 mod billing;
 mod browser;
+mod catalog;
 mod checkout;
 mod conn;
 mod customers;
@@ -41,6 +42,7 @@ mod objects;
 mod onboarding;
 mod params;
 mod payments;
+mod persist;
 mod refunds;
 mod state;
 mod v2;
@@ -91,6 +93,11 @@ pub struct Options {
     pub connect_webhook_secret: Option<String>,
     /// Print one line per request on stderr.
     pub log_requests: bool,
+    /// Any test-mode secret or restricted key not seen before (`sk_test_X`, `rk_test_X`) opens
+    /// a new account of its own, ready to take charges, whose keys are `sk_test_X`, `rk_test_X`
+    /// and `pk_test_X`: someone trying things out can invent a merchant's keys. Live keys are
+    /// never made up.
+    pub open_keys: bool,
 }
 
 /// A running simulator and the handle tests drive it with. Clones share the same server.
@@ -154,6 +161,7 @@ impl StripeSim {
             client_id.clone(),
             url.clone(),
             options.log_requests,
+            options.open_keys,
         ));
         let app = router(sim.clone()).into_make_service_with_connect_info::<conn::Cutter>();
         let listener = conn::Listener(listener);
@@ -246,6 +254,20 @@ impl StripeSim {
             .lock()
             .objects
             .insert((account.to_owned(), key), object);
+    }
+
+    /// The lasting state (accounts, keys, objects, events, endpoints made through the API) as
+    /// JSON, to start a later simulator from with `restore`.
+    pub fn snapshot(&self) -> Value {
+        let snapshot = persist::Snapshot::of(&self.sim.lock());
+        serde_json::to_value(snapshot).expect("the state serializes")
+    }
+
+    /// Replaces the lasting state with a `snapshot`'s.
+    pub fn restore(&self, snapshot: Value) -> Result<(), serde_json::Error> {
+        let snapshot: persist::Snapshot = serde_json::from_value(snapshot)?;
+        snapshot.restore(&mut self.sim.lock());
+        Ok(())
     }
 
     /// The next `times` requests to `method path` meet `fault`.
@@ -588,6 +610,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(refunds::routes())
         .merge(customers::routes())
         .merge(billing::routes())
+        .merge(catalog::routes())
         .merge(checkout::routes())
         .merge(onboarding::routes())
         .merge(oauth::routes())

@@ -59,6 +59,7 @@ async fn main() {
         platform_publishable_key: args.publishable_key,
         client_id: args.client_id,
         log_requests: args.verbose,
+        open_keys: true,
         ..Options::default()
     };
     let sim = match StripeSim::start_with(options).await {

@@ -39,7 +39,7 @@ pub(crate) struct Pending {
 }
 
 /// What a code grants, and what its refresh token keeps granting.
-#[derive(Clone)]
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Grant {
     pub account: String,
     pub publishable_key: String,

@@ -30,6 +30,8 @@ pub(crate) struct Sim {
     pub url: String,
     /// Prints one line per request on stderr (the binary's `--verbose`).
     pub log_requests: bool,
+    /// Any unknown test-mode key opens an account of its own (see `Options::open_keys`).
+    pub open_keys: bool,
     /// For event deliveries.
     pub http: reqwest::Client,
     state: Mutex<State>,
@@ -42,6 +44,7 @@ impl Sim {
         client_id: String,
         url: String,
         log_requests: bool,
+        open_keys: bool,
     ) -> Self {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(10))
@@ -53,6 +56,7 @@ impl Sim {
             client_id,
             url,
             log_requests,
+            open_keys,
             http,
             state: Mutex::default(),
         }
@@ -116,6 +120,7 @@ impl State {
 
 /// An account as the simulator keeps it: its v1 object, its Accounts v2 object when it was
 /// made through v2, and its link to the platform.
+#[derive(Clone, serde::Serialize, serde::Deserialize)]
 pub(crate) struct Account {
     pub v1: Value,
     pub v2: Option<Value>,

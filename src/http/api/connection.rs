@@ -8,6 +8,7 @@ use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::JsonBody;
 use crate::http::AppState;
 use crate::service::connections::{self, AccountView, ConnectionView, KeysInput};
+use crate::service::webhook_endpoints;
 
 /// The secret fields are `SecretString` from the moment they are parsed.
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -46,7 +47,7 @@ pub async fn put_keys(
         webhook_secret: input.webhook_secret,
     };
     Ok(Json(
-        connections::connect_keys(&state.services, &store_id(&id)?, input).await?,
+        webhook_endpoints::connect_keys(&state.services, &store_id(&id)?, input).await?,
     ))
 }
 
