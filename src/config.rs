@@ -694,4 +694,63 @@ mod tests {
         assert_eq!(c.stripe.webhook_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("whsec_a"));
     }
+
+    /// Every variable Bursar reads (asked for by `from_lookup`, or named anywhere in `src/`) is
+    /// documented in docs/configuration.md, one per table row, and nothing else is.
+    #[test]
+    fn every_variable_read_is_documented_and_every_documented_one_is_read() {
+        use std::collections::BTreeSet;
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let doc = std::fs::read_to_string(root.join("docs/configuration.md")).unwrap();
+        let documented: BTreeSet<String> = doc
+            .lines()
+            .filter_map(|l| l.strip_prefix("| `"))
+            .filter_map(|l| l.split_once('`'))
+            .map(|(name, _)| name.to_owned())
+            .filter(|n| n.starts_with("BURSAR_") || n.starts_with("STRIPE_"))
+            .collect();
+        let asked = std::cell::RefCell::new(BTreeSet::new());
+        let dir = tempfile::tempdir().unwrap();
+        Config::from_lookup(
+            |k| {
+                asked.borrow_mut().insert(k.to_owned());
+                None
+            },
+            Some(&dir.path().join("dev-key")),
+        )
+        .unwrap();
+        let mut read = asked.into_inner();
+        // Named in the source: variables read outside `Config` (logging, the local Stripe).
+        let mut stack = vec![root.join("src")];
+        while let Some(path) = stack.pop() {
+            if path.is_dir() {
+                stack.extend(std::fs::read_dir(&path).unwrap().map(|e| e.unwrap().path()));
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            for (i, _) in text.match_indices('"') {
+                let rest = &text[i + 1..];
+                let len = rest
+                    .bytes()
+                    .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || *b == b'_')
+                    .count();
+                let name = &rest[..len];
+                let quoted = rest[len..].starts_with('"');
+                let named = name.starts_with("BURSAR_") || name.starts_with("STRIPE_");
+                if quoted && named && !name.ends_with('_') {
+                    read.insert(name.to_owned());
+                }
+            }
+        }
+        // The test suite's own switches.
+        for own in ["BURSAR_TEST_DATABASE_URL", "BURSAR_BLESS"] {
+            read.remove(own);
+        }
+        let undocumented: Vec<_> = read.difference(&documented).collect();
+        let unread: Vec<_> = documented.difference(&read).collect();
+        assert!(
+            undocumented.is_empty() && unread.is_empty(),
+            "read but not in docs/configuration.md: {undocumented:?}; documented but never read: {unread:?}"
+        );
+    }
 }

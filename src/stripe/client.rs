@@ -5,7 +5,7 @@
 //! retried with jittered exponential backoff, honouring `Stripe-Should-Retry`.
 //!
 //! Bursar speaks Stripe's form-encoded HTTP API through reqwest rather than async-stripe: see
-//! the README ("Why not async-stripe") for the reasons.
+//! docs/decisions/0001-hand-written-stripe-client.md for the reasons.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,7 +1,7 @@
 //! The inbox worker: claims due events under a lease, routes them, runs their handlers, and
 //! commits each event's effects together with its new status.
 //!
-//! The events of a batch that need no Stripe call are applied in one transaction (one fsync for
+//! The events of a batch that need no Stripe call are applied in one transaction (one commit for
 //! all); if any effect fails to write, they are rolled back and applied one by one, so one bad
 //! event cannot hold back the others. Events whose handlers call Stripe load in the background
 //! (`loads`), so the loop never waits on Stripe.

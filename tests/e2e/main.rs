@@ -21,5 +21,6 @@ mod operator;
 mod orders;
 mod pages;
 mod stores;
+mod tour;
 mod webhooks;
 mod worker;
