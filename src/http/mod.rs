@@ -21,6 +21,7 @@ use crate::supervise::Liveness;
 use crate::webhooks::ingest::Ingest;
 
 pub mod api;
+pub mod api_docs;
 pub mod auth;
 pub mod checkout;
 pub mod error;
@@ -206,6 +207,8 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(operations::healthz))
         .routes(routes!(operations::metrics))
         .routes(routes!(openapi::document))
+        .routes(routes!(api_docs::index))
+        .routes(routes!(api_docs::asset))
         .nest("/checkout", checkout)
         .nest("/stripe", pages)
         .nest("/api/v1", management)

@@ -299,3 +299,41 @@ async fn a_customer_pays_on_the_hosted_page_in_a_real_browser() {
     }
     b.close().await.unwrap();
 }
+
+/// `/api/docs` renders the OpenAPI document in a real browser, under its own strict policy,
+/// with every script and style served by Bursar (a CDN is never reached).
+#[tokio::test]
+async fn the_api_reference_renders_in_a_real_browser() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .anon(reqwest::Method::GET, "/api/docs")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let csp = r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("script-src 'self'") && csp.contains("frame-ancestors 'none'"),
+        "{csp}"
+    );
+    let html = r.text().await.unwrap();
+    assert!(
+        !html.contains("http://") && !html.contains("https://"),
+        "{html}"
+    );
+    let driver = start_driver().await;
+    let b = browser(&driver).await;
+    b.goto(&format!("{}/api/docs", app.url)).await.unwrap();
+    // Swagger UI lists each operation as an `opblock`, once it has fetched the document.
+    let op = b
+        .wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(fantoccini::Locator::Css("#operations-orders-create_order"))
+        .await
+        .expect("the reference lists the operations");
+    assert!(op.text().await.unwrap().contains("/stores/{id}/orders"));
+    b.close().await.unwrap();
+}

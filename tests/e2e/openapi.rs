@@ -225,6 +225,11 @@ async fn every_route_is_documented_and_answers_as_documented() {
     t.expect(t.anon(Method::GET, "/metrics"), 200).await;
     t.expect(t.anon(Method::GET, "/api/openapi.json"), 200)
         .await;
+    t.expect(t.anon(Method::GET, "/api/docs"), 200).await;
+    t.expect(t.anon(Method::GET, "/api/docs/swagger-ui.css"), 200)
+        .await;
+    t.expect(t.anon(Method::GET, "/api/docs/no-such-asset.js"), 404)
+        .await;
 
     // Stores.
     let created = t
