@@ -179,7 +179,7 @@ impl Config {
             "BURSAR_LISTEN",
             get("BURSAR_LISTEN"),
             "127.0.0.1:8080".parse().unwrap(),
-            |s| s.parse::<SocketAddr>().map_err(|e| e.to_string()),
+            parse_listen,
         )?;
         let public_url = match get("BURSAR_PUBLIC_URL") {
             Some(u) => parse_base_url("BURSAR_PUBLIC_URL", &u)?,
@@ -507,6 +507,20 @@ fn parse_positive(s: &str) -> Result<u32, String> {
     }
 }
 
+/// `address:port`; `localhost:port` is the IPv4 loopback.
+pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
+    let s = s.trim();
+    let addr = match s.strip_prefix("localhost:") {
+        Some(port) => format!("127.0.0.1:{port}"),
+        None => s.to_owned(),
+    };
+    addr.parse::<SocketAddr>().map_err(|_| {
+        format!(
+            "`{s}` is not an address:port (for example 127.0.0.1:8080, 0.0.0.0:8080 or [::1]:8080)"
+        )
+    })
+}
+
 /// A `true`/`false` (or `1`/`0`) variable.
 fn flag(
     get: &impl Fn(&str) -> Option<String>,
@@ -693,6 +707,28 @@ mod tests {
         .unwrap();
         assert_eq!(c.stripe.webhook_secrets.len(), 2);
         assert!(!format!("{c:?}").contains("whsec_a"));
+    }
+
+    #[test]
+    fn listen_takes_localhost_and_explains_a_bad_address() {
+        let c = with(&[
+            ("BURSAR_MASTER_KEYS", KEY),
+            ("BURSAR_LISTEN", "localhost:18571"),
+        ])
+        .unwrap();
+        assert_eq!(c.listen.to_string(), "127.0.0.1:18571");
+        let e = with(&[
+            ("BURSAR_MASTER_KEYS", KEY),
+            ("BURSAR_LISTEN", "example.com:80"),
+        ])
+        .err()
+        .unwrap();
+        assert_eq!(e.var, "BURSAR_LISTEN");
+        assert!(
+            e.reason.contains("for example 127.0.0.1:8080"),
+            "{}",
+            e.reason
+        );
     }
 
     /// Every variable Bursar reads (asked for by `from_lookup`, or named anywhere in `src/`) is

@@ -47,9 +47,18 @@ pub async fn run(config: Config, args: ReconcileArgs) -> anyhow::Result<bool> {
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?]
         }
-        None => reconcile::all_scopes(&s)
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?,
+        None => {
+            let scopes = reconcile::all_scopes(&s)
+                .await
+                .map_err(|e| anyhow::anyhow!("{e}"))?;
+            if s.config.stripe.secret_key.is_none() {
+                if scopes.is_empty() {
+                    anyhow::bail!("nothing to reconcile: STRIPE_SECRET_KEY is not set (the platform's scope) and no store has a connection Bursar can reach");
+                }
+                eprintln!("the platform's scope is skipped: STRIPE_SECRET_KEY is not set");
+            }
+            scopes
+        }
     };
     let window = Window {
         since_secs,

@@ -35,9 +35,8 @@ pub async fn run(dev: bool, args: ServeArgs) -> anyhow::Result<()> {
     config::load_dotenv().map_err(|e| anyhow::anyhow!("{e}"))?;
     let listen = config::env_var("BURSAR_LOCAL_STRIPE_LISTEN")
         .unwrap_or_else(|| local_stripe::DEFAULT_LISTEN.into());
-    let listen: SocketAddr = listen.parse().map_err(|_| {
-        anyhow::anyhow!("BURSAR_LOCAL_STRIPE_LISTEN: `{listen}` is not an address:port (for example 127.0.0.1:12111)")
-    })?;
+    let listen: SocketAddr = config::parse_listen(&listen)
+        .map_err(|e| anyhow::anyhow!("BURSAR_LOCAL_STRIPE_LISTEN: {e}"))?;
     let local =
         LocalStripe::start(listen, Path::new(local_stripe::STATE_FILE), config::env_var).await?;
     let mut config = Config::from_env_with(dev, |name| local.variable(name))

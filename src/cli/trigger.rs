@@ -7,6 +7,7 @@ use clap::Args;
 use secrecy::{ExposeSecret, SecretString};
 
 use crate::config::Config;
+use crate::db;
 use crate::domain::StoreId;
 use crate::service::{connections, Services};
 use crate::stripe::fixtures::{self, EventOptions};
@@ -53,12 +54,23 @@ pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
             let store = StoreId::parse(store).map_err(|e| anyhow::anyhow!("--store: {e}"))?;
             let db = super::open_db(&config).await?;
             let s = Services::new(Arc::new(config.clone()), db);
-            let secret = connections::webhook_secret(&s, &store)
+            let secret = match connections::webhook_secret(&s, &store)
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?
-                .ok_or_else(|| {
-                    anyhow::anyhow!("store {store} has no webhook secret; set one first")
-                })?;
+            {
+                Some(secret) => secret,
+                None => {
+                    let account = db::connections::get(s.db.pool(), &store).await?;
+                    return Err(match account {
+                        Some(c) if c.kind == "connect" => anyhow::anyhow!(
+                            "store {store} is connected through Connect: its events come to the Connect endpoint; send one with `--account {}`",
+                            c.account_id.as_deref().unwrap_or("acct_…")
+                        ),
+                        Some(_) => anyhow::anyhow!("store {store} has no webhook secret: set one (PUT /api/v1/stores/{store}/connection/webhook-secret) or run `bursar webhooks setup --store {store}`"),
+                        None => anyhow::anyhow!("store {store} has no Stripe connection"),
+                    });
+                }
+            };
             (format!("{base}/webhooks/stripe/stores/{store}"), secret)
         }
         (None, Some(_)) => (

@@ -128,7 +128,10 @@ fn check_key_body(body: &str, field: &'static str) -> Result<(), Invalid> {
         || body.len() > 250
         || !body.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
     {
-        return Err(Invalid::new(field, "is not a well-formed Stripe key"));
+        return Err(Invalid::new(
+            field,
+            "is not a whole Stripe key (after its prefix come 8 to 250 letters, digits or underscores; check it was copied in full)",
+        ));
     }
     Ok(())
 }

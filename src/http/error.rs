@@ -115,6 +115,12 @@ impl From<ServiceError> for ApiError {
                     format!("Stripe refused: {message}{detail}"),
                 )
             }
+            ServiceError::StripeRefused(StripeError::PlatformKeyMissing)
+            | ServiceError::StripeUnavailable(StripeError::PlatformKeyMissing) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "platform_not_configured",
+                "this needs the platform's own Stripe account, and STRIPE_SECRET_KEY is not set: set it (and restart), or use `serve --dev --local-stripe` to try Bursar",
+            ),
             ServiceError::StripeRefused(other) | ServiceError::StripeUnavailable(other) => {
                 tracing::error!(error = %other, "Stripe call failed");
                 ApiError::new(

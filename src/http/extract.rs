@@ -34,8 +34,47 @@ fn json_rejection(r: JsonRejection) -> ApiError {
             JsonRejection::JsonSyntaxError(e) => {
                 ApiError::bad_request("invalid_json", format!("malformed JSON: {}", e.body_text()))
             }
+            JsonRejection::JsonDataError(e) => {
+                ApiError::bad_request("invalid_request", data_error(&innermost(&e)))
+            }
             other => ApiError::bad_request("invalid_request", other.body_text()),
         },
+    }
+}
+
+fn innermost(e: &dyn std::error::Error) -> String {
+    let mut cur = e;
+    while let Some(next) = cur.source() {
+        cur = next;
+    }
+    cur.to_string()
+}
+
+/// serde's `amount: invalid type: string "x", expected i64 at line 1 column 14` in the API's
+/// words: the field in backticks, what it expects, no parser position.
+fn data_error(raw: &str) -> String {
+    let raw = match raw.rfind(" at line ") {
+        Some(i) => &raw[..i],
+        None => raw,
+    };
+    let (field, message) = match raw.split_once(": ") {
+        Some((field, message)) if !field.contains(' ') => (Some(field), message),
+        _ => (None, raw),
+    };
+    let mut message = message.to_owned();
+    for (rust, words) in [
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u32", "expected a non-negative integer"),
+        ("expected i32", "expected an integer"),
+        ("expected a boolean", "expected true or false"),
+        ("expected a string", "expected a string"),
+    ] {
+        message = message.replace(rust, words);
+    }
+    match field {
+        Some(f) if f != "." => format!("`{f}`: {message}"),
+        _ => message,
     }
 }
 
@@ -53,5 +92,22 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for QueryParams<T>
             }
             Err(e) => Err(ApiError::bad_request("invalid_request", e.body_text())),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::data_error;
+
+    #[test]
+    fn data_errors_name_the_field_and_what_it_expects() {
+        assert_eq!(
+            data_error("amount: invalid type: string \"x\", expected i64 at line 1 column 14"),
+            "`amount`: invalid type: string \"x\", expected an integer"
+        );
+        assert_eq!(
+            data_error("missing field `currency` at line 1 column 2"),
+            "missing field `currency`"
+        );
     }
 }

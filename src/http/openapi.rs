@@ -112,6 +112,14 @@ pub fn complete(doc: &mut OpenApi, management: &str) {
                 }
             }
             error(op, 500, "An internal error; the server log says what");
+            // What calls Stripe may need the platform's key, which may not be set.
+            if op.responses.responses.contains_key("502") {
+                error(
+                    op,
+                    503,
+                    "`platform_not_configured`: this needs the platform's Stripe account and STRIPE_SECRET_KEY is not set",
+                );
+            }
         }
     }
 }

@@ -15,7 +15,7 @@ use serde::Deserialize;
 
 use super::AppState;
 use crate::domain::StoreId;
-use crate::service::connections::KeysInput;
+use crate::service::connections::{self, KeysInput};
 use crate::service::links::{self, ConnectLinkParams, LinkError};
 use crate::service::onboarding::{self, Callback, CallbackParams};
 use crate::service::{stores, webhook_endpoints, ServiceError};
@@ -380,10 +380,11 @@ fn plain_words(e: &ServiceError) -> String {
         ServiceError::StripeUnavailable(_) | ServiceError::StripeRefused(_) => {
             "Stripe could not be reached to check the key; please try again in a moment.".into()
         }
+        // Field messages are written to follow their field: "must be …", "is not …".
         ServiceError::Invalid(i) => format!(
-            "Please check the {}: {}.",
+            "The {} {}.",
             i.field.replace('_', " "),
-            i.message
+            i.message.trim_end_matches('.')
         ),
         ServiceError::Refused { message, .. } | ServiceError::Conflict { message, .. } => {
             let mut m = message.clone();
@@ -396,16 +397,42 @@ fn plain_words(e: &ServiceError) -> String {
     }
 }
 
-/// `GET /stripe/success/{store_id}`: where a merchant lands when no return URL was given. Says
-/// nothing about the store to whoever guesses an id.
+/// `GET /stripe/success/{store_id}`: where a merchant lands when no return URL was given. It
+/// says connected only of a store that is (as `GET /stripe/status/{id}` would).
 #[utoipa::path(get, path = "/success/{store_id}", tag = "pages", operation_id = "connect_success",
     params(("store_id" = String, Path, description = "The store's id (`st_…`)")),
-    responses((status = 200, description = "A confirmation page", content_type = "text/html", body = String)))]
-pub async fn success(Path(_store): Path<String>) -> Response {
+    responses(
+        (status = 200, description = "Connected, or not (yet)", content_type = "text/html", body = String),
+        (status = 404, description = "No such store", content_type = "text/html", body = String),
+        (status = 503, description = "The database could not answer", content_type = "text/html", body = String),
+    ))]
+pub async fn success(State(state): State<AppState>, Path(store): Path<String>) -> Response {
+    let Ok(store) = crate::domain::StoreId::parse(&store) else {
+        return no_such_store();
+    };
+    match connections::is_connected(&state.services, &store).await {
+        Ok(Some(true)) => message(
+            StatusCode::OK,
+            "Stripe account connected",
+            "Your Stripe account is connected. You can close this page.",
+            None,
+        ),
+        Ok(Some(false)) => message(
+            StatusCode::OK,
+            "Not connected yet",
+            "This store has no Stripe account connected. Start again from the link the platform gave you.",
+            None,
+        ),
+        Ok(None) => no_such_store(),
+        Err(_) => unavailable(),
+    }
+}
+
+fn no_such_store() -> Response {
     message(
-        StatusCode::OK,
-        "Stripe account connected",
-        "Your Stripe account is connected. You can close this page.",
+        StatusCode::NOT_FOUND,
+        "No such store",
+        "There is no store with this id.",
         None,
     )
 }

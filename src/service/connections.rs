@@ -230,6 +230,15 @@ pub async fn set_webhook_secret(
     Ok(ConnectionView::new(s, row, Vec::new()))
 }
 
+/// Whether the store holds a working connection; None when there is no such store.
+pub async fn is_connected(s: &Services, store: &StoreId) -> Result<Option<bool>> {
+    if db::stores::get(&s.db, store).await?.is_none() {
+        return Ok(None);
+    }
+    let row = db::connections::get(s.db.pool(), store).await?;
+    Ok(Some(row.is_some_and(|r| r.deauthorized == 0)))
+}
+
 /// The store's connection as the API shows it.
 pub async fn connection(s: &Services, store: &StoreId) -> Result<ConnectionView> {
     let row = db::connections::get(s.db.pool(), store)

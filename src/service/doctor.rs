@@ -207,8 +207,8 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
         checks.push(problem(
             "webhook signatures",
             format!(
-                "{door}: {} deliveries failed signature verification since {} (last {}: {})",
-                f.count,
+                "{door}: {} failed signature verification since {} (last {}: {})",
+                count(f.count, "delivery", "deliveries"),
                 date(f.since),
                 date(f.last_at),
                 f.reason
@@ -305,4 +305,9 @@ async fn notification_endpoints(s: &Services) -> Result<Check> {
         named.join("; "),
         "see `bursar notifications list --endpoint ID`; fix the receiver, then PATCH {\"disabled\": false} and POST …/recover",
     ))
+}
+
+/// `1 delivery`, `3 deliveries`.
+fn count(n: i64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -75,7 +75,7 @@ pub enum ServiceError {
     /// Stripe refused the credentials or the request; the message is Stripe's reason.
     #[error("Stripe refused: {0}")]
     StripeRefused(#[source] StripeError),
-    #[error("Stripe is unavailable")]
+    #[error("Stripe is unavailable: {0}")]
     StripeUnavailable(#[source] StripeError),
     #[error("database failure")]
     Db(#[from] DbError),

@@ -294,3 +294,37 @@ async fn trigger_sends_signed_events_to_every_endpoint() {
     let (ok, _, _) = run(&app, &["events", "list", "--status", "bogus"]).await;
     assert!(!ok);
 }
+
+/// Without STRIPE_SECRET_KEY, what needs the platform's account says that, in the API and the
+/// CLI, instead of blaming Stripe or doing nothing.
+#[tokio::test]
+async fn without_a_platform_key_each_tool_says_what_is_missing() {
+    let app = TestApp::spawn_with(&[("STRIPE_SECRET_KEY", "")]).await;
+    let store = app.create_store("Vendor").await;
+    let r = app
+        .api(
+            reqwest::Method::PUT,
+            &format!("/api/v1/stores/{store}/subscription"),
+        )
+        .json(&serde_json::json!({"price_id": "price_1Anything"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = crate::support::error_code(r).await;
+    assert_eq!((status, code.as_str()), (503, "platform_not_configured"));
+    assert!(message.contains("STRIPE_SECRET_KEY"), "{message}");
+
+    let (ok, _, stderr) = run(&app, &["reconcile", "--all"]).await;
+    assert!(!ok && stderr.contains("STRIPE_SECRET_KEY"), "{stderr}");
+    let (ok, _, stderr) = run(&app, &["webhooks", "setup"]).await;
+    assert!(!ok && stderr.contains("STRIPE_SECRET_KEY"), "{stderr}");
+
+    // A Connect store has no endpoint of its own: trigger says to name its account.
+    let app = TestApp::spawn().await;
+    let (connected, account) = crate::onboarding::oauth_store(&app).await;
+    let (ok, _, stderr) = run(&app, &["trigger", "payout.failed", "--store", &connected]).await;
+    assert!(
+        !ok && stderr.contains(&format!("--account {}", account.id)),
+        "{stderr}"
+    );
+}

@@ -637,3 +637,23 @@ async fn a_refund_retried_after_a_lost_answer_is_made_once() {
         .collect();
     assert_eq!(keys.len(), 1);
 }
+
+/// A mistyped field is named, with what it expects, in the API's error format.
+#[tokio::test]
+async fn a_mistyped_field_is_named_with_what_it_expects() {
+    let app = TestApp::spawn().await;
+    let (store, _) = keys_store(&app).await;
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
+        .json(&json!({"amount": "forty-two", "currency": "usd"}))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, message) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (400, "invalid_request"));
+    assert!(
+        message.contains("`amount`") && message.contains("expected an integer"),
+        "{message}"
+    );
+    assert!(!message.contains("line 1"), "{message}");
+}

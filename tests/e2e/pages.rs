@@ -145,6 +145,28 @@ async fn good_keys_through_the_form_connect_the_store_and_return() {
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
+    assert!(r.text().await.unwrap().contains("Stripe account connected"));
+    // It says so of connected stores only: not of one without a connection, nor of an unknown id.
+    let bare = app.create_store("Bare").await;
+    let r = app
+        .anon(Method::GET, &format!("/stripe/success/{bare}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("Not connected yet") && !text.contains("is connected"),
+        "{text}"
+    );
+    for unknown in ["st_01nosuchstore0000000000000", "not-an-id"] {
+        let r = app
+            .anon(Method::GET, &format!("/stripe/success/{unknown}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 404, "{unknown}");
+    }
 }
 
 #[tokio::test]
@@ -183,7 +205,11 @@ async fn a_bad_key_is_explained_inline_and_nothing_is_saved() {
     )
     .await;
     assert_eq!(r.status(), 422);
-    assert!(r.text().await.unwrap().contains("Please check the"));
+    let text = r.text().await.unwrap();
+    assert!(
+        text.contains("The secret key must be a Stripe secret"),
+        "a sentence a merchant reads: {text}"
+    );
     assert_eq!(app.account(&store).await["connected"], false);
 }
 
