@@ -142,3 +142,21 @@ pub async fn apply_event(
         (&after.email, &after.name, after.deleted) != (&row.email, &row.name, row.deleted);
     Ok(changed.then_some(after))
 }
+
+/// A store's customers, newest first, before the cursor `before`.
+pub async fn list(
+    db: &Db,
+    store: &StoreId,
+    before: Option<&CustomerId>,
+    limit: i64,
+) -> Result<Vec<CustomerRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM customers WHERE store_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"
+    );
+    Ok(sqlx::query_as::<_, CustomerRow>(&sql)
+        .bind(store.as_str())
+        .bind(before.map(CustomerId::as_str).unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?)
+}

@@ -153,7 +153,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
             subscription::get,
             subscription::cancel
         ))
-        .routes(routes!(customers::create))
+        .routes(routes!(customers::create, customers::list))
         .routes(routes!(customers::get))
         .routes(routes!(checkout_sessions::create))
         .routes(routes!(events::list))

@@ -5,11 +5,11 @@
 //! JavaScript, served with a strict Content-Security-Policy: no script at all, styles from our
 //! own stylesheet only, forms posting only to Bursar (and the return URL it redirects to).
 
+use super::extract::PageForm;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::Form;
 use secrecy::SecretString;
 use serde::Deserialize;
 
@@ -270,8 +270,9 @@ pub struct ConnectForm {
     request_body(content = ConnectForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Connected: on to the link's return URL or the success page"),
-        (status = 400, description = "The link is not signed", content_type = "text/html", body = String),
+        (status = 400, description = "The link is not signed, or a field is malformed or sent twice", content_type = "text/html", body = String),
         (status = 403, description = "The link is expired or altered, or the CSRF token does not match", content_type = "text/html", body = String),
+        (status = 415, description = "The body is not application/x-www-form-urlencoded", content_type = "text/html", body = String),
         (status = 409, description = "The store is already connected", content_type = "text/html", body = String),
         (status = 422, description = "The keys were refused: the form again, saying why", content_type = "text/html", body = String),
         (status = 503, description = "The service could not answer", content_type = "text/html", body = String),
@@ -279,7 +280,7 @@ pub struct ConnectForm {
 pub async fn connect_submit(
     State(state): State<AppState>,
     headers: HeaderMap,
-    Form(form): Form<ConnectForm>,
+    PageForm(form): PageForm<ConnectForm>,
 ) -> Response {
     let s = &state.services;
     let link = match links::verify_connect_link(s, &form.link) {

@@ -45,6 +45,8 @@ pub struct SessionInput {
     pub mode: Option<String>,
     pub application_fee_amount: Option<i64>,
     pub metadata: Option<BTreeMap<String, String>>,
+    /// A customer of the store (Bursar's `cu_…` id or Stripe's `cus_…`).
+    pub customer_id: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -117,6 +119,10 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
     }
     let id = OrderId::generate();
     let account = connection.account_id.clone().unwrap_or_default();
+    let customer = match input.customer_id.as_deref() {
+        Some(c) => Some(super::customers::stripe_id_for_order(s, store, &account, c).await?),
+        None => None,
+    };
     db::orders::insert(
         &s.db,
         &NewOrder {
@@ -128,7 +134,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
             amount,
             currency: currency.as_str(),
             description: Some("Stripe Checkout"),
-            customer_id: None,
+            customer_id: customer.as_deref(),
             application_fee_amount: input.application_fee_amount,
             metadata: &metadata.to_json(),
             request_key: None,
@@ -167,6 +173,9 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
             item.price_data.product_data.name.trim().to_owned(),
         ));
         form.push((format!("{p}[quantity]"), item.quantity.to_string()));
+    }
+    if let Some(c) = &customer {
+        form.push(("customer".into(), c.clone()));
     }
     if let Some(fee) = input.application_fee_amount {
         form.push((

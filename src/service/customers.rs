@@ -137,6 +137,26 @@ pub async fn create(s: &Services, store: &StoreId, input: CustomerInput) -> Resu
     Ok(row.into())
 }
 
+/// A page of the store's customers, newest first, and the cursor of the next page.
+pub async fn list(
+    s: &Services,
+    store: &StoreId,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<(Vec<CustomerView>, Option<String>)> {
+    stores::require(s, store).await?;
+    let before = cursor.map(CustomerId::parse).transpose()?;
+    let rows = db::customers::list(&s.db, store, before.as_ref(), limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    let data: Vec<CustomerView> = rows
+        .into_iter()
+        .take(limit as usize)
+        .map(CustomerView::from)
+        .collect();
+    let next = more.then(|| data.last().map(|c| c.id.clone())).flatten();
+    Ok((data, next))
+}
+
 pub async fn get(s: &Services, id: &CustomerId) -> Result<CustomerView> {
     Ok(db::customers::get(&s.db, id)
         .await?

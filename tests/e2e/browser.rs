@@ -142,6 +142,24 @@ async fn a_merchant_connects_in_a_real_browser() {
         .unwrap();
     let source = b.source().await.unwrap();
     assert!(source.contains("Acme Outfitters"), "{source}");
+    // On a phone-sized window the long webhook URL wraps inside the card, and the button is
+    // styled as one.
+    b.set_window_size(390, 844).await.unwrap();
+    let fits = b
+        .execute(
+            "const card = document.querySelector('main').getBoundingClientRect();
+             const url = document.querySelector('#webhook_help code').getBoundingClientRect();
+             const button = getComputedStyle(document.getElementById('save'));
+             return [url.right <= card.right + 0.5, document.documentElement.scrollWidth <= window.innerWidth,
+                     button.backgroundColor];",
+            vec![],
+        )
+        .await
+        .unwrap();
+    assert_eq!(fits[0], true, "the webhook URL overflows its card");
+    assert_eq!(fits[1], true, "the page scrolls sideways");
+    assert_ne!(fits[2], "rgba(0, 0, 0, 0)", "the button is unstyled");
+    assert_ne!(fits[2], "rgb(239, 239, 239)", "the button is unstyled");
     fill(&b, "secret_key", "rk_test_thisisnotakey12345").await;
     fill(&b, "publishable_key", "pk_test_thisisnotakey12345").await;
     b.find(Locator::Id("save"))

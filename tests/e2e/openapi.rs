@@ -369,15 +369,26 @@ async fn every_route_is_documented_and_answers_as_documented() {
         200,
     )
     .await;
+    let listed = t.expect(t.api(Method::GET, &s("/customers")), 200).await;
+    assert_eq!(listed["data"][0]["id"], customer["id"]);
+    t.expect(t.api(Method::GET, &s("/customers?cursor=nope")), 400)
+        .await;
     t.expect(
         t.api(Method::POST, &s("/checkout-sessions")).json(&json!({
             "line_items": [{"price_data": {"currency": "usd", "unit_amount": 1200, "product_data": {"name": "Mug"}}, "quantity": 1}],
             "success_url": "https://shop.example/ok",
             "cancel_url": "https://shop.example/cancel",
+            "customer_id": customer["id"],
         })),
         201,
     )
     .await;
+    let sessions = sim.requests("/v1/checkout/sessions");
+    let cus = customer["stripe_customer_id"].as_str().unwrap();
+    assert_eq!(
+        sessions.last().unwrap().param("customer").as_deref(),
+        Some(cus)
+    );
 
     // Vendor billing on the platform account.
     let price = sim.add_price(2900, "usd", Some("month"), true);

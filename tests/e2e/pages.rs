@@ -455,3 +455,35 @@ async fn a_spent_link_stays_spent_whatever_case_its_signature_is_written_in() {
     assert_eq!(page.status(), 403);
     assert!(page.text().await.unwrap().contains("already used"));
 }
+
+/// A form body of another type, or with a field sent twice, gets the pages' own HTML error.
+#[tokio::test]
+async fn an_unreadable_form_gets_the_pages_own_error() {
+    let app = TestApp::spawn().await;
+    let r = app
+        .anon(Method::POST, "/stripe/connect")
+        .header("Content-Type", "application/json")
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("This form cannot be read"));
+    let r = app
+        .anon(Method::POST, "/stripe/connect")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("store_id=st_a&store_id=st_b")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert!(r.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    assert!(r.text().await.unwrap().contains("sent twice"));
+}

@@ -23,6 +23,9 @@ pub struct SessionIn {
     mode: Option<String>,
     application_fee_amount: Option<i64>,
     metadata: Option<BTreeMap<String, String>>,
+    /// A customer of the store (Bursar's `cu_…` id or Stripe's `cus_…`): the session is
+    /// theirs at Stripe.
+    customer_id: Option<String>,
 }
 
 /// A Stripe Checkout Session (a hosted payment link) on the store's account, with its order.
@@ -50,6 +53,7 @@ pub async fn create(
         mode: input.mode,
         application_fee_amount: input.application_fee_amount,
         metadata: input.metadata,
+        customer_id: input.customer_id,
     };
     let session = checkout_sessions::create(&state.services, &store_id(&id)?, input).await?;
     Ok((StatusCode::CREATED, Json(session)))

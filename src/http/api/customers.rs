@@ -7,10 +7,10 @@ use axum::http::StatusCode;
 use axum::Json;
 use serde::Deserialize;
 
-use super::store_id;
+use super::{limit, store_id, Page, PageQuery};
 use crate::domain::CustomerId;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
-use crate::http::extract::JsonBody;
+use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
 use crate::service::customers::{self, CustomerInput, CustomerView};
 
@@ -47,6 +47,39 @@ pub async fn create(
     };
     let customer = customers::create(&state.services, &store_id(&id)?, input).await?;
     Ok((StatusCode::CREATED, Json(customer)))
+}
+
+/// A store's customers, newest first (deleted ones too, marked so).
+#[utoipa::path(get, path = "/stores/{id}/customers", tag = "customers",
+    operation_id = "list_customers",
+    params(("id" = String, Path, description = "The store's id (`st_…`)"), PageQuery),
+    responses(
+        (status = 200, description = "A page of customers", body = Page<CustomerView>),
+        (status = 400, description = "A bad cursor or limit", body = ErrorBody),
+        (status = 404, description = "No such store", body = ErrorBody),
+    ))]
+pub async fn list(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<PageQuery>,
+) -> ApiResult<Json<Page<CustomerView>>> {
+    if q.cursor
+        .as_deref()
+        .is_some_and(|c| CustomerId::parse(c).is_err())
+    {
+        return Err(ApiError::bad_request(
+            "invalid_cursor",
+            "cursor is not valid",
+        ));
+    }
+    let (data, next) = customers::list(
+        &state.services,
+        &store_id(&id)?,
+        q.cursor.as_deref(),
+        limit(q.limit)?,
+    )
+    .await?;
+    Ok(super::page(data, next))
 }
 
 #[utoipa::path(get, path = "/customers/{id}", tag = "customers", operation_id = "get_customer",
