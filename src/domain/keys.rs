@@ -123,6 +123,27 @@ pub fn parse_webhook_secret(secret: SecretString) -> Result<SecretString, Invali
     }
 }
 
+/// Whether a secret (or restricted) key and a publishable key visibly belong to different
+/// accounts. Stripe's keys of one account share the part after `51` (`sk_test_51Hx…`,
+/// `pk_test_51Hx…`); Stripe gives no call that checks a pair, so keys without that shape
+/// say nothing either way.
+pub fn visibly_unpaired(secret: &SecretKey, publishable: &PublishableKey) -> bool {
+    const SHARED: usize = 12;
+    let part = |key: &str| {
+        key.get(8..)
+            .and_then(|body| body.strip_prefix("51"))
+            .and_then(|rest| rest.get(..SHARED))
+            .map(str::to_owned)
+    };
+    match (
+        part(secret.secret().expose_secret()),
+        part(publishable.as_str()),
+    ) {
+        (Some(a), Some(b)) => a != b,
+        _ => false,
+    }
+}
+
 fn check_key_body(body: &str, field: &'static str) -> Result<(), Invalid> {
     if body.len() < 8
         || body.len() > 250
@@ -139,6 +160,26 @@ fn check_key_body(body: &str, field: &'static str) -> Result<(), Invalid> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn keys_of_two_accounts_are_told_apart_only_when_their_shape_says_so() {
+        let sk = |k: &str| SecretKey::parse(secret(k)).unwrap();
+        let pk = |k: &str| PublishableKey::parse(k).unwrap();
+        let a = "51HxYzAbCdEfGh12345678901234567890";
+        let b = "51QqRrSsTtUuVv12345678901234567890";
+        assert!(!visibly_unpaired(
+            &sk(&format!("rk_test_{a}")),
+            &pk(&format!("pk_test_{a}"))
+        ));
+        assert!(visibly_unpaired(
+            &sk(&format!("sk_test_{a}")),
+            &pk(&format!("pk_test_{b}"))
+        ));
+        assert!(!visibly_unpaired(
+            &sk("sk_test_abcdefgh1234"),
+            &pk(&format!("pk_test_{b}"))
+        ));
+    }
 
     fn secret(s: &str) -> SecretString {
         SecretString::from(s.to_owned())

@@ -158,6 +158,9 @@ pub async fn connect_keys(
         });
     }
     let mut warnings = Vec::new();
+    if crate::domain::keys::visibly_unpaired(&secret, &publishable) {
+        warnings.push("the publishable key seems to belong to another Stripe account than the secret key (the part after `51` differs): shoppers would see \"Invalid API Key\"; paste both keys from one account's Dashboard".into());
+    }
     if secret.kind() == KeyKind::Secret {
         match s.config.key_policy {
             KeyPolicy::RestrictedOnly => {

@@ -408,3 +408,29 @@ async fn a_key_that_cannot_make_its_endpoint_connects_and_says_so() {
     let reason = conn["webhook"]["reason"].as_str().unwrap();
     assert!(reason.contains("webhooks setup --store"), "{reason}");
 }
+
+/// The answer warns the platform of what it should fix: a full secret key, and a publishable key
+/// whose shape says it is another account's (shoppers would meet "Invalid API Key").
+#[tokio::test]
+async fn the_answer_warns_of_a_full_key_and_of_a_publishable_key_of_another_account() {
+    let app = TestApp::spawn_with(&[("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false")]).await;
+    let ours = "51HxYzAbCdEfGhJkLmNoPqRsTu";
+    let theirs = "51QqRrSsTtUuVvWwXxYyZz0011";
+    let account = app
+        .sim
+        .add_account_with_keys(&format!("sk_test_{ours}"), &format!("pk_test_{ours}"));
+    let store = app.create_store("Shop").await;
+    let body = json!({
+        "secret_key": account.secret_key,
+        "publishable_key": format!("pk_test_{theirs}"),
+    });
+    let conn: Value = put_keys(&app, &store, body).await.json().await.unwrap();
+    let warnings = conn["warnings"].to_string();
+    assert!(warnings.contains("another Stripe account"), "{warnings}");
+    assert!(warnings.contains("restricted key (rk_)"), "{warnings}");
+    let body =
+        json!({"secret_key": account.secret_key, "publishable_key": account.publishable_key});
+    let conn: Value = put_keys(&app, &store, body).await.json().await.unwrap();
+    let warnings = conn["warnings"].to_string();
+    assert!(!warnings.contains("another Stripe account"), "{warnings}");
+}

@@ -207,6 +207,28 @@ impl StripeSim {
         accounts::insert_with_keys(&mut self.sim.lock(), Account::new(v1, live, connected))
     }
 
+    /// A new independent account opened by exactly these test keys (as Stripe issues them:
+    /// `sk_test_51…`, `pk_test_51…`), ready to charge.
+    pub fn add_account_with_keys(&self, secret_key: &str, publishable_key: &str) -> SimAccount {
+        let mut v1 = accounts::example(&accounts::new_id());
+        v1["charges_enabled"] = serde_json::json!(true);
+        let id = v1["id"].as_str().unwrap_or_default().to_owned();
+        let mut state = self.sim.lock();
+        state.keys.insert(secret_key.to_owned(), id.clone());
+        state
+            .publishable_keys
+            .insert(publishable_key.to_owned(), id.clone());
+        state
+            .accounts
+            .insert(id.clone(), Account::new(v1, false, false));
+        SimAccount {
+            id,
+            secret_key: secret_key.to_owned(),
+            restricted_key: secret_key.to_owned(),
+            publishable_key: publishable_key.to_owned(),
+        }
+    }
+
     /// The same account's keys in the other mode (an account has one id in test and live mode).
     pub fn keys_in_other_mode(&self, account: &SimAccount) -> SimAccount {
         let live = account.secret_key.starts_with("sk_test_");
