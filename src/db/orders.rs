@@ -42,12 +42,13 @@ pub struct OrderRow {
     pub updated_at: i64,
     /// The creating request's hash, beside its `request_key` (see `domain::RequestKey`).
     pub request_hash: Option<String>,
+    pub return_url: Option<String>,
 }
 
 const COLUMNS: &str = "id, store_id, connection_kind, account_id, mode, amount, currency, description, \
     customer_id, application_fee_amount, metadata, payment_intent_id, checkout_session_id, client_secret_enc, latest_charge, \
     paid, amount_refunded, disputed, dispute_status, dispute_at, dispute_seq, canceled, failure_code, \
-    failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash";
+    failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash, return_url";
 
 impl OrderRow {
     /// The facts Stripe has given about this order so far.
@@ -82,6 +83,7 @@ pub struct NewOrder<'a> {
     pub application_fee_amount: Option<i64>,
     pub metadata: &'a str,
     pub request_key: Option<&'a RequestKey>,
+    pub return_url: Option<&'a str>,
     /// Paid through Stripe Checkout: marked at once (an empty session id until Stripe answers),
     /// so the sweep never gives it a PaymentIntent of its own.
     pub checkout: bool,
@@ -99,8 +101,8 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
     let now = now_ms();
     let sql = format!(
         "INSERT INTO orders (id, store_id, connection_kind, account_id, mode, amount, currency, description, \
-           customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15) RETURNING {COLUMNS}"
+           customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at, return_url) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15, $16) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, OrderRow>(&sql)
         .bind(o.id.as_str())
@@ -118,6 +120,7 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
         .bind(o.request_key.map(|k| k.request_hash.as_str()))
         .bind(o.checkout.then_some(""))
         .bind(now)
+        .bind(o.return_url)
         .fetch_one(&mut *tx)
         .await?;
     tx.commit().await?;
@@ -627,6 +630,7 @@ mod tests {
                 application_fee_amount: None,
                 metadata: "{}",
                 request_key: None,
+                return_url: None,
                 checkout: false,
             },
         )

@@ -40,6 +40,8 @@ struct ResultPage<'a> {
     order_id: &'a str,
     amount: String,
     refresh: bool,
+    /// The shop's page to go back to, when the order names one.
+    back: Option<&'a str>,
 }
 
 /// `12.50 USD`, `500 JPY`.
@@ -187,6 +189,7 @@ pub async fn result(State(state): State<AppState>, Path(token): Path<String>) ->
         order_id: &order.id,
         amount: format_amount(order.amount, &order.currency),
         refresh,
+        back: order.return_url.as_deref(),
     }
     .render();
     render(StatusCode::OK, html, &csp(&state.services))

@@ -138,6 +138,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
             application_fee_amount: input.application_fee_amount,
             metadata: &metadata.to_json(),
             request_key: None,
+            return_url: None,
             checkout: true,
         },
     )

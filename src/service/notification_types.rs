@@ -203,6 +203,7 @@ fn order(event_type: &str) -> Value {
                 .into(),
         ),
         synced_at: None,
+        return_url: Some("https://shop.example/orders/1042".into()),
         livemode: false,
         created: CREATED - 120,
     })

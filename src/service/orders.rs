@@ -42,6 +42,7 @@ pub struct OrderInput {
     pub customer_id: Option<String>,
     pub application_fee_amount: Option<i64>,
     pub metadata: Option<BTreeMap<String, String>>,
+    pub return_url: Option<String>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -56,7 +57,8 @@ pub struct OrderView {
     pub application_fee_amount: Option<i64>,
     pub metadata: Value,
     pub status: String,
-    /// What last moved the status: `webhook` or `sync` (a re-check at Stripe).
+    /// What last moved the status: `webhook`, `reconcile` (an event fetched by `bursar
+    /// reconcile`) or `sync` (a re-check at Stripe).
     pub status_source: Option<String>,
     pub amount_refunded: i64,
     pub failure: Option<Value>,
@@ -69,6 +71,8 @@ pub struct OrderView {
     pub stripe_account: Option<String>,
     /// Bursar's hosted payment page for this order (valid a day).
     pub checkout_url: Option<String>,
+    /// Where the hosted payment page's result offers the buyer a way back to the shop.
+    pub return_url: Option<String>,
     /// When Bursar last re-checked the order at Stripe (unix seconds).
     pub synced_at: Option<i64>,
     pub livemode: bool,
@@ -116,6 +120,7 @@ fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Resu
             .as_ref()
             .map(|_| super::links::checkout_url(s, &row.id, row.created_at / 1000)),
         synced_at: row.synced_at.map(|t| t / 1000),
+        return_url: row.return_url.clone(),
         livemode: row.mode == "live",
         created: row.created_at / 1000,
         id: row.id,
@@ -224,6 +229,11 @@ pub async fn create(
         return Err(Invalid::new("customer_id", "must be a customer id (cu_… or cus_…)").into());
     }
     let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
+    let return_url = input
+        .return_url
+        .as_deref()
+        .map(|u| super::links::check_return_url(s, u).map(String::from))
+        .transpose()?;
     let connection = chargeable(s, store).await?;
     super::billing::may_sell(s, store).await?;
     let connect = connection.kind == "connect";
@@ -259,6 +269,7 @@ pub async fn create(
                     application_fee_amount: fee,
                     metadata: &metadata.to_json(),
                     request_key,
+                    return_url: return_url.as_deref(),
                     checkout: false,
                 },
             )

@@ -305,6 +305,8 @@ async fn feed(
 /// The inbox row the event's webhook would have made: a Connect event carries its account.
 fn new_event(scope: &Scope, event: &Value) -> Result<NewEvent> {
     let mut event = event.clone();
+    // So an order it moves says so (`status_source: reconcile`).
+    event["bursar_reconciled"] = Value::Bool(true);
     if scope.door == "connect" {
         if let Some(a) = &scope.account {
             event["account"] = Value::String(a.clone());

@@ -31,6 +31,8 @@ pub struct Incoming {
     /// Came through a door whose signing secret the store's merchant knows (a `keys` store's
     /// own endpoint): its payload is the merchant's word, not Stripe's, until Stripe confirms it.
     pub merchant_signed: bool,
+    /// How it reached the inbox: `webhook`, or `reconcile` (fetched from Stripe's event list).
+    pub via: &'static str,
     pub object: Value,
 }
 

@@ -16,6 +16,9 @@ use crate::webhooks::registry::{handler_for, Incoming, Loaded};
 #[derive(serde::Deserialize)]
 struct Envelope {
     data: Option<Data>,
+    /// Set by `bursar reconcile` on the events it fetched (Stripe never sends it).
+    #[serde(default)]
+    bursar_reconciled: bool,
 }
 
 #[derive(serde::Deserialize)]
@@ -123,8 +126,11 @@ pub(super) async fn route(
         };
     }
     // Only `data.object` is kept: the rest of the envelope is already in the row's columns.
-    let object = match serde_json::from_str::<Envelope>(payload) {
-        Ok(e) => e.data.map(|d| d.object).unwrap_or(Value::Null),
+    let (object, reconciled) = match serde_json::from_str::<Envelope>(payload) {
+        Ok(e) => (
+            e.data.map(|d| d.object).unwrap_or(Value::Null),
+            e.bursar_reconciled,
+        ),
         Err(e) => return Step::Fail(format!("stored payload is not an event: {e}")),
     };
     let merchant_signed = row.scope == "store";
@@ -138,6 +144,7 @@ pub(super) async fn route(
         account: row.account_id.clone(),
         store,
         merchant_signed,
+        via: if reconciled { "reconcile" } else { "webhook" },
         object,
     };
     if handler.calls_stripe(&incoming) {

@@ -251,9 +251,7 @@ async fn doctor_passes_when_healthy_and_names_each_broken_thing() {
     problem("does not send account.application.deauthorized");
     problem("delivers to https://elsewhere.example/hook");
     problem(&format!("store {revoked} key: Stripe refused"));
-    problem(
-        "platform endpoint (/webhooks/stripe): 1 deliveries failed signature verification since",
-    );
+    problem("platform endpoint (/webhooks/stripe): 1 delivery failed signature verification since");
     assert!(out.contains("fix: run `bursar webhooks setup`"), "{out}");
 
     // Setup puts the endpoints right again.
@@ -323,6 +321,9 @@ async fn reconcile_recovers_missed_events_once_for_connect_and_keys_stores() {
     app.drain().await;
     for o in &orders {
         assert_eq!(order_status(&app, o).await, "paid");
+        let id = o["id"].as_str().unwrap();
+        let now = app.get_json(&format!("/api/v1/orders/{id}")).await;
+        assert_eq!(now["status_source"], "reconcile", "{now}");
     }
     // A second run finds nothing new from its cursor.
     let (ok, out, _) = run(&app, &["reconcile", "--all", "--dry-run"]).await;

@@ -657,3 +657,34 @@ async fn a_mistyped_field_is_named_with_what_it_expects() {
     );
     assert!(!message.contains("line 1"), "{message}");
 }
+
+/// An order may name the shop's page to go back to: allow-listed, and offered on the hosted
+/// page's result.
+#[tokio::test]
+async fn the_result_page_offers_the_way_back_the_order_names() {
+    let app = TestApp::spawn().await;
+    let (store, _) = keys_store(&app).await;
+    let back = format!("{}/orders/1042", crate::support::RETURN_PREFIX);
+    let r = create_order(
+        &app,
+        &store,
+        json!({"amount": 1000, "currency": "usd", "return_url": "https://evil.example/x"}),
+    )
+    .await;
+    let (status, code, _) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (400, "return_url_not_allowed"));
+    let o = new_order(
+        &app,
+        &store,
+        json!({"amount": 1000, "currency": "usd", "return_url": back}),
+    )
+    .await;
+    assert_eq!(o["return_url"], back.as_str());
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let result = format!("{}/result", o["checkout_url"].as_str().unwrap());
+    let html = reqwest::get(&result).await.unwrap().text().await.unwrap();
+    assert!(html.contains("Payment received"), "{html}");
+    assert!(html.contains(&format!("href=\"{back}\"")), "{html}");
+}

@@ -32,6 +32,9 @@ pub struct OrderIn {
     /// The platform's fee, for stores connected through Connect.
     application_fee_amount: Option<i64>,
     metadata: Option<BTreeMap<String, String>>,
+    /// Where the hosted payment page's result offers the buyer a way back (a URL under
+    /// `BURSAR_RETURN_URL_ALLOWLIST`).
+    return_url: Option<String>,
 }
 
 /// Create an order: a PaymentIntent on the store's account, ready for Stripe.js or the hosted
@@ -60,6 +63,7 @@ pub async fn create(
         customer_id: input.customer_id,
         application_fee_amount: input.application_fee_amount,
         metadata: input.metadata,
+        return_url: input.return_url,
     };
     let key = request_key.map(|Extension(k)| k);
     let order = orders::create(&state.services, &store_id(&id)?, input, key.as_ref()).await?;

@@ -137,7 +137,7 @@ pub async fn apply(
     if ev.account.as_deref().is_some_and(|a| a != order.account_id) {
         return Ok(());
     }
-    let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, charge, "webhook").await?;
+    let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, charge, ev.via).await?;
     notifications::order_merged(s, conn, merged).await?;
     Ok(())
 }
@@ -172,7 +172,7 @@ async fn apply_checkout_session(
         (ev.created, ev.seq)
     };
     let facts = checkout_session_facts(session, event, at);
-    let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, None, "webhook").await?;
+    let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, None, ev.via).await?;
     notifications::order_merged(s, conn, merged).await?;
     Ok(())
 }
