@@ -34,6 +34,7 @@ impl App {
             config.public_url = format!("http://{}", listener.local_addr()?);
         }
         let db = Db::open(&config.database_url).await?;
+        check_stripe_kind(&db, &config).await?;
         let services = Services::new(Arc::new(config), db);
         let report = crate::service::secrets::check_master_keys(&services)
             .await
@@ -175,4 +176,28 @@ impl App {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// A database is used with the real Stripe or with a local one (`--local-stripe`, an emulator
+/// on this machine), never both: stores connected with invented keys must not meet the real
+/// Stripe, nor real stores a local one. The first start records which.
+async fn check_stripe_kind(db: &Db, config: &Config) -> anyhow::Result<()> {
+    let base = &config.stripe.api_base;
+    let kind = if base.starts_with("https://") {
+        "stripe"
+    } else {
+        "local"
+    };
+    let recorded = crate::db::settings::get_or_set(db, "stripe_kind", kind).await?;
+    if recorded != kind {
+        let (was, now) = match recorded.as_str() {
+            "local" => (
+                "a local Stripe (--local-stripe)",
+                format!("Stripe at {base}"),
+            ),
+            _ => ("the real Stripe", format!("a local Stripe at {base}")),
+        };
+        anyhow::bail!("BURSAR_DATABASE_URL: this database was used with {was}; it is not used with {now}: use another database (another directory, or BURSAR_DATABASE_URL)");
+    }
+    Ok(())
 }

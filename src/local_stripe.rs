@@ -40,6 +40,29 @@ pub struct LocalStripe {
     pub sim: StripeSim,
     pub platform: Platform,
     path: PathBuf,
+    /// Held while the process runs: one local Stripe per state file.
+    _lock: std::fs::File,
+}
+
+/// Takes the lock file beside the state file, or says that another process holds it.
+fn lock_beside(path: &Path) -> anyhow::Result<std::fs::File> {
+    let lock_path = path.with_extension("lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .with_context(|| format!("cannot open {}", lock_path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another `bursar serve --local-stripe` runs in this directory ({} is locked)",
+            lock_path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", lock_path.display()))
+        }
+    }
 }
 
 fn random(n: usize) -> String {
@@ -54,14 +77,20 @@ impl LocalStripe {
         path: &Path,
         configured: impl Fn(&str) -> Option<String>,
     ) -> anyhow::Result<Self> {
-        let saved: Option<Saved> =
-            match std::fs::read_to_string(path) {
-                Ok(text) => Some(serde_json::from_str(&text).with_context(|| {
-                    format!("{}: not a local Stripe state file", path.display())
-                })?),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-                Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-            };
+        let lock = lock_beside(path)?;
+        let saved: Option<Saved> = match std::fs::read_to_string(path) {
+            // serde's message could quote the file (keys): the position says enough.
+            Ok(text) => Some(serde_json::from_str(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}: not a local Stripe state file (at line {}, column {}); move it away to start afresh",
+                    path.display(),
+                    e.line(),
+                    e.column()
+                )
+            })?),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
+        };
         let (mut platform, state) = match saved {
             Some(s) => (s.platform, s.state),
             None => (
@@ -84,11 +113,14 @@ impl LocalStripe {
         set("STRIPE_SECRET_KEY", &mut platform.secret_key);
         set("STRIPE_PUBLISHABLE_KEY", &mut platform.publishable_key);
         set("STRIPE_CLIENT_ID", &mut platform.client_id);
-        set("STRIPE_WEBHOOK_SECRET", &mut platform.webhook_secret);
-        set(
-            "STRIPE_CONNECT_WEBHOOK_SECRET",
-            &mut platform.connect_webhook_secret,
-        );
+        // A list of secrets (a rotation) signs with its first.
+        let first = |v: String| v.split(',').next().unwrap_or_default().trim().to_owned();
+        if let Some(v) = configured("STRIPE_WEBHOOK_SECRET") {
+            platform.webhook_secret = first(v);
+        }
+        if let Some(v) = configured("STRIPE_CONNECT_WEBHOOK_SECRET") {
+            platform.connect_webhook_secret = first(v);
+        }
         for (var, key) in [
             ("STRIPE_SECRET_KEY", &platform.secret_key),
             ("STRIPE_PUBLISHABLE_KEY", &platform.publishable_key),
@@ -96,6 +128,9 @@ impl LocalStripe {
             if key.contains("_live_") {
                 anyhow::bail!("{var}: the local Stripe takes test keys only, never live ones");
             }
+        }
+        if !listen.ip().is_loopback() {
+            anyhow::bail!("BURSAR_LOCAL_STRIPE_LISTEN: {listen} is not a loopback address: the local Stripe opens an account for any invented key, so it listens on this machine only (for example 127.0.0.1:12111)");
         }
         let sim = StripeSim::start_with(Options {
             listen: Some(listen),
@@ -118,6 +153,7 @@ impl LocalStripe {
             sim,
             platform,
             path: path.to_owned(),
+            _lock: lock,
         };
         local.save()?;
         Ok(local)
@@ -153,19 +189,26 @@ impl LocalStripe {
         );
     }
 
-    /// Writes the state file (mode 0600: it holds keys), through a temporary file so a crash
-    /// never leaves half of one.
+    /// Writes the state file (mode 0600: it holds keys) through a fresh temporary file in the
+    /// same directory (created exclusively, never through a planted link), renamed over the old
+    /// one, so a crash never leaves half of one.
     pub fn save(&self) -> anyhow::Result<()> {
+        use std::io::Write;
         let saved = Saved {
             platform: self.platform.clone(),
             state: self.sim.snapshot(),
         };
         let text = serde_json::to_string_pretty(&saved).expect("the state serializes");
-        let tmp = self.path.with_extension("json.tmp");
-        write_private(&tmp, text.as_bytes())
-            .with_context(|| format!("cannot write {}", tmp.display()))?;
-        std::fs::rename(&tmp, &self.path)
-            .with_context(|| format!("cannot write {}", self.path.display()))
+        let dir = match self.path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d,
+            _ => Path::new("."),
+        };
+        let cannot = || format!("cannot write {}", self.path.display());
+        let mut tmp = tempfile::NamedTempFile::new_in(dir).with_context(cannot)?;
+        tmp.write_all(text.as_bytes()).with_context(cannot)?;
+        tmp.as_file().sync_all().with_context(cannot)?;
+        tmp.persist(&self.path).with_context(cannot)?;
+        Ok(())
     }
 
     /// Saves every second while the state changes, and once more at `shutdown`.
@@ -220,21 +263,35 @@ Test cards: 4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined,
     }
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(bytes)?;
-    f.sync_all()
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
+    #[tokio::test]
+    async fn it_listens_on_this_machine_only_and_keeps_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join(STATE_FILE);
+        let open = "0.0.0.0:0".parse().unwrap();
+        let e = LocalStripe::start(open, &path, |_| None)
+            .await
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("loopback"), "{e}");
+        let live =
+            |v: &str| (v == "STRIPE_SECRET_KEY").then(|| "sk_live_abcdefgh12345678".to_owned());
+        let local = "127.0.0.1:0".parse().unwrap();
+        let e = LocalStripe::start(local, &path, live).await.err().unwrap();
+        assert!(e.to_string().contains("test keys only"), "{e}");
+        let first = LocalStripe::start(local, &path, |_| None).await.unwrap();
+        let key = first.platform.secret_key.clone();
+        drop(first);
+        let again = LocalStripe::start(local, &path, |_| None).await.unwrap();
+        assert_eq!(again.platform.secret_key, key, "kept for the next start");
+        let mode = std::fs::metadata(&path).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            assert_eq!(mode.permissions().mode() & 0o777, 0o600);
+        }
+    }
 }

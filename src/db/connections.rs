@@ -175,6 +175,27 @@ pub async fn all(db: &Db) -> Result<Vec<ConnectionRow>> {
         .await?)
 }
 
+/// Sets the webhook secret only while the connection still holds the key `key_enc` (the one
+/// its endpoint was made with); false when the keys changed or the store was disconnected.
+pub async fn set_webhook_secret_for_key(
+    db: &Db,
+    store: &StoreId,
+    sealed: &str,
+    key_enc: &str,
+) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let done = sqlx::query(
+        "UPDATE connections SET webhook_secret_enc = $1, updated_at = $2 WHERE store_id = $3 AND secret_key_enc = $4",
+    )
+    .bind(sealed)
+    .bind(now_ms())
+    .bind(store.as_str())
+    .bind(key_enc)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
 /// Returns false when the store has no connection to attach the secret to.
 pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Result<bool> {
     let _turn = db.write_turn().await;

@@ -22,6 +22,7 @@ pub mod operator;
 pub mod orders;
 pub mod pg_inbox;
 pub mod secrets;
+pub mod settings;
 pub mod sqlite_checkpoint;
 pub mod sqlite_inbox;
 pub mod stores;

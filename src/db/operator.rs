@@ -53,6 +53,17 @@ pub async fn save_endpoint(
     Ok(())
 }
 
+/// Forgets the record of an endpoint Bursar made (deleted at Stripe, or of an account the store
+/// left).
+pub async fn forget_endpoint(db: &Db, name: &str) -> Result<()> {
+    let _turn = db.write_turn().await;
+    sqlx::query("DELETE FROM webhook_endpoints WHERE name = $1")
+        .bind(name)
+        .execute(db.pool())
+        .await?;
+    Ok(())
+}
+
 /// Deliveries refused for their signature at one door since its last good one.
 #[derive(Debug, Clone, FromRow)]
 pub struct SignatureFailure {

@@ -213,6 +213,19 @@ pub async fn connect_keys(
     Ok(ConnectionView::new(s, row, warnings))
 }
 
+/// Sets the secret of an endpoint made with the key sealed as `key_enc`, only while the store
+/// still holds that key; false otherwise.
+pub async fn set_webhook_secret_for_key(
+    s: &Services,
+    store: &StoreId,
+    secret: SecretString,
+    key_enc: &str,
+) -> Result<bool> {
+    let secret = parse_webhook_secret(secret)?;
+    let sealed = s.vault.seal(&secret, binding(store, WEBHOOK_SECRET_FIELD));
+    Ok(db::connections::set_webhook_secret_for_key(&s.db, store, &sealed, key_enc).await?)
+}
+
 pub async fn set_webhook_secret(
     s: &Services,
     store: &StoreId,

@@ -38,7 +38,7 @@ pub async fn delete(s: &Services, id: &StoreId, force: bool) -> Result<()> {
         billing::end_for_deletion(s, id).await?;
         orders::cancel_unsettled(s, id, since).await?;
         if live.connection.is_some() {
-            connections::disconnect(s, id).await?;
+            super::webhook_endpoints::disconnect(s, id).await?;
         }
     }
     let disconnected =

@@ -89,17 +89,18 @@ pub struct SetupReport {
     pub url: String,
 }
 
-/// The credentials an endpoint's calls use: the platform key, or a `keys` store's own.
+/// The credentials an endpoint's calls use: the platform key, or a `keys` store's own (with
+/// its sealed form, which names the connection the endpoint is made for).
 enum Owner {
     Platform,
-    Store(SecretString),
+    Store { key: SecretString, sealed: String },
 }
 
 impl Owner {
     fn scope(&self) -> AccountScope<'_> {
         match self {
             Owner::Platform => AccountScope::Platform,
-            Owner::Store(key) => AccountScope::OwnKey(key),
+            Owner::Store { key, .. } => AccountScope::OwnKey(key),
         }
     }
 }
@@ -113,7 +114,10 @@ async fn owner(s: &Services, target: &Target) -> Result<Owner> {
         .await?
         .ok_or(ServiceError::NotFound("connection"))?;
     match connections::store_scope(s, store, &row)? {
-        StoreScope::OwnKey(key) => Ok(Owner::Store(key)),
+        StoreScope::OwnKey(key) => Ok(Owner::Store {
+            key,
+            sealed: row.secret_key_enc.clone().unwrap_or_default(),
+        }),
         StoreScope::Connected(_) => Err(ServiceError::Refused {
             code: "connect_store",
             message: format!(
@@ -132,7 +136,33 @@ pub async fn connect_keys(
     store: &StoreId,
     input: connections::KeysInput,
 ) -> Result<connections::ConnectionView> {
+    let before = db::connections::get(s.db.pool(), store).await?;
+    let new_account = |view: &connections::ConnectionView| {
+        before.as_ref().is_some_and(|b| {
+            b.kind == "keys"
+                && (b.account_id.as_deref() != view.account_id.as_deref() || b.mode != view.mode)
+        })
+    };
+    // The endpoint in the previous account (or mode) is removed with the previous key, which
+    // the connection no longer holds once the new keys are saved.
+    let previous = match &before {
+        Some(b) if b.kind == "keys" => {
+            let target = Target::Store(store.clone());
+            match (
+                db::operator::endpoint(&s.db, &target.name()).await?,
+                owner(s, &target).await,
+            ) {
+                (Some(saved), Ok(owner)) => Some((saved.endpoint_id, owner)),
+                _ => None,
+            }
+        }
+        _ => None,
+    };
     let view = connections::connect_keys(s, store, input).await?;
+    if let Some((id, owner)) = previous.filter(|_| new_account(&view)) {
+        remove(s, &owner, &id).await;
+        db::operator::forget_endpoint(&s.db, &Target::Store(store.clone()).name()).await?;
+    }
     if view.webhook.status != "missing" || !s.config.auto_webhook_endpoints {
         return Ok(view);
     }
@@ -323,9 +353,18 @@ pub async fn setup(s: &Services, target: &Target) -> Result<SetupReport> {
         .await?;
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     let secret = SecretString::from(created["secret"].as_str().unwrap_or_default().to_owned());
-    match target {
-        Target::Store(store) => {
-            connections::set_webhook_secret(s, store, secret).await?;
+    match (target, &owner) {
+        (Target::Store(store), Owner::Store { sealed, .. }) => {
+            // Kept only while the store still holds the key the endpoint was made with: keys
+            // that changed meanwhile (or a disconnection, or a concurrent setup that won) leave
+            // this endpoint to no one, so it is removed again.
+            if !connections::set_webhook_secret_for_key(s, store, secret, sealed).await? {
+                remove(s, &owner, &id).await;
+                return Err(ServiceError::Conflict {
+                    code: "connection_changed",
+                    message: format!("store {store}'s keys changed while its webhook endpoint was made; that endpoint was removed again: run the setup again"),
+                });
+            }
             db::operator::save_endpoint(&s.db, &name, &id, &url, None).await?;
         }
         _ => {
@@ -335,21 +374,49 @@ pub async fn setup(s: &Services, target: &Target) -> Result<SetupReport> {
     }
     let outcome = match existing {
         Some(old) => {
-            let old_id = old["id"].as_str().unwrap_or_default();
-            let _: Value = s
-                .stripe
-                .delete(
-                    owner.scope(),
-                    &format!("/v1/webhook_endpoints/{old_id}"),
-                    &IdempotencyKey::new("webhook_endpoint_delete", old_id),
-                )
-                .await?;
+            // The new one works already; an old one that will not go only fails its deliveries.
+            remove(s, &owner, old["id"].as_str().unwrap_or_default()).await;
             Outcome::Recreated
         }
         None => Outcome::Created,
     };
     tracing::info!(endpoint = %name, id, "webhook endpoint created");
     Ok(report(outcome, &id))
+}
+
+/// Deletes an endpoint at Stripe, best effort: one left behind only fails its deliveries.
+async fn remove(s: &Services, owner: &Owner, id: &str) {
+    let deleted: std::result::Result<Value, _> = s
+        .stripe
+        .delete(
+            owner.scope(),
+            &format!("/v1/webhook_endpoints/{id}"),
+            &IdempotencyKey::new("webhook_endpoint_delete", id),
+        )
+        .await;
+    if let Err(e) = deleted {
+        tracing::warn!(endpoint = id, error = %e, "a webhook endpoint Bursar no longer uses could not be deleted at Stripe");
+    }
+}
+
+/// Disconnects the store (`connections::disconnect`); a `keys` store's endpoint that Bursar
+/// made in its account is deleted there first, with its key, so it does not fail on for ever.
+pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
+    remove_store_endpoint(s, store).await?;
+    connections::disconnect(s, store).await
+}
+
+/// The store's recorded endpoint, deleted at Stripe with the key it holds now (best effort).
+async fn remove_store_endpoint(s: &Services, store: &StoreId) -> Result<()> {
+    let target = Target::Store(store.clone());
+    let Some(saved) = db::operator::endpoint(&s.db, &target.name()).await? else {
+        return Ok(());
+    };
+    if let Ok(owner) = owner(s, &target).await {
+        remove(s, &owner, &saved.endpoint_id).await;
+    }
+    db::operator::forget_endpoint(&s.db, &target.name()).await?;
+    Ok(())
 }
 
 /// `enabled_events[i]` for each wanted event.

@@ -434,3 +434,58 @@ async fn the_answer_warns_of_a_full_key_and_of_a_publishable_key_of_another_acco
     let warnings = conn["warnings"].to_string();
     assert!(!warnings.contains("another Stripe account"), "{warnings}");
 }
+
+/// The store's own endpoint, made by Bursar: concurrent connections leave exactly one at Stripe
+/// whose secret Bursar holds (events verify and apply), and disconnecting deletes it there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_connects_leave_one_endpoint_and_a_disconnect_removes_it() {
+    let app = TestApp::spawn().await;
+    let store = app.create_store("Racing").await;
+    let account = app.sim.add_independent_account(false);
+    app.sim
+        .update_account(&account.id, |a| a["charges_enabled"] = json!(true));
+    let puts = (0..3).map(|_| put_keys(&app, &store, keys(&account.restricted_key, &account)));
+    let answers = futures::future::join_all(puts).await;
+    let ready = answers.iter().filter(|r| r.status() == 200).count();
+    assert!(ready >= 1, "at least one connects");
+    let endpoints = |app: &TestApp| {
+        app.sim
+            .webhook_endpoints()
+            .into_iter()
+            .filter(|e| e["url"].as_str().is_some_and(|u| u.ends_with(&store)))
+            .count()
+    };
+    assert_eq!(endpoints(&app), 1, "{:?}", app.sim.webhook_endpoints());
+    // Its secret is the one Bursar holds: the store's payment event verifies and applies.
+    let o: Value = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
+        .json(&json!({"amount": 1000, "currency": "usd"}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    app.sim
+        .pay(
+            o["payment_intent"].as_str().unwrap(),
+            stripe_sim::Card::Visa,
+        )
+        .await;
+    app.drain().await;
+    let now = app
+        .get_json(&format!("/api/v1/orders/{}", o["id"].as_str().unwrap()))
+        .await;
+    assert_eq!(now["status"], "paid", "{now}");
+
+    let r = app
+        .api(
+            Method::DELETE,
+            &format!("/api/v1/stores/{store}/connection"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(r.status().is_success());
+    assert_eq!(endpoints(&app), 0, "{:?}", app.sim.webhook_endpoints());
+}

@@ -112,9 +112,42 @@ async fn the_readme_tour_runs_as_written_and_survives_a_restart() {
         "the vendor subscription: {stdout}"
     );
 
+    // One local Stripe per directory: a second one is refused while the first runs.
+    let second = bursar(
+        &HashMap::from([
+            ("BURSAR_LISTEN".to_owned(), "127.0.0.1:0".to_owned()),
+            (
+                "BURSAR_LOCAL_STRIPE_LISTEN".to_owned(),
+                "127.0.0.1:0".to_owned(),
+            ),
+        ]),
+        dir.path(),
+    )
+    .args(["serve", "--dev", "--local-stripe"])
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        !second.status.success() && said.contains("another"),
+        "{said}"
+    );
+
     // After a restart, the local Stripe still knows the merchant's keys and the payment, and
     // Bursar's order is still paid.
     stop(serving).await;
+    // This database met a local Stripe: the real one is never pointed at it.
+    let real = bursar(
+        &HashMap::from([("BURSAR_LISTEN".to_owned(), "127.0.0.1:0".to_owned())]),
+        dir.path(),
+    )
+    .args(["serve", "--dev"])
+    .output()
+    .unwrap();
+    let said = String::from_utf8_lossy(&real.stderr);
+    assert!(
+        !real.status.success() && said.contains("used with a local Stripe"),
+        "{said}"
+    );
     let _serving = serve(dir.path()).await;
     let check = r#"
 API=http://127.0.0.1:8080/api/v1

@@ -107,6 +107,23 @@ pub(crate) fn open_account(
     if !sim.open_keys || !wellformed {
         return None;
     }
+    // Only keys no account has: a known key of the set (or a revoked OAuth token that once
+    // was one) is never moved to a new account.
+    let set = [
+        format!("sk_test_{suffix}"),
+        format!("rk_test_{suffix}"),
+        format!("pk_test_{suffix}"),
+    ];
+    let taken = state.keys.contains_key(&set[0])
+        || state.keys.contains_key(&set[1])
+        || state.publishable_keys.contains_key(&set[2])
+        || state
+            .accounts
+            .values()
+            .any(|a| a.oauth_tokens.iter().any(|t| set.contains(t)));
+    if taken {
+        return None;
+    }
     let mut v1 = crate::accounts::example(&crate::accounts::new_id());
     v1["charges_enabled"] = serde_json::json!(true);
     v1["payouts_enabled"] = serde_json::json!(true);

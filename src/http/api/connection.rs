@@ -103,7 +103,7 @@ pub async fn disconnect(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Disconnected>> {
     let id = store_id(&id)?;
-    connections::disconnect(&state.services, &id).await?;
+    webhook_endpoints::disconnect(&state.services, &id).await?;
     Ok(Json(Disconnected {
         store_id: id.to_string(),
         object: "connection",
