@@ -32,8 +32,38 @@ pub struct Platform {
 #[derive(Serialize, Deserialize)]
 struct Saved {
     platform: Platform,
+    /// Where the local Stripe listened last, for the `--dev` commands run beside it.
+    #[serde(default)]
+    url: String,
     #[serde(default)]
     state: Value,
+}
+
+impl Platform {
+    /// The configuration variable `name` for Bursar against a local Stripe at `url`.
+    fn variable(&self, url: &str, name: &str) -> Option<String> {
+        Some(match name {
+            "STRIPE_API_BASE" | "STRIPE_CONNECT_BASE" => url.to_owned(),
+            "STRIPE_JS_URL" => format!("{url}{}", stripe_sim::STRIPE_JS_PATH),
+            "STRIPE_SECRET_KEY" => self.secret_key.clone(),
+            "STRIPE_PUBLISHABLE_KEY" => self.publishable_key.clone(),
+            "STRIPE_CLIENT_ID" => self.client_id.clone(),
+            "STRIPE_ACCOUNT_ID" => self.account_id.clone(),
+            "STRIPE_WEBHOOK_SECRET" => self.webhook_secret.clone(),
+            "STRIPE_CONNECT_WEBHOOK_SECRET" => self.connect_webhook_secret.clone(),
+            _ => return None,
+        })
+    }
+}
+
+/// For a `--dev` command run where `serve --dev --local-stripe` keeps its state: the variables
+/// that point it at that local Stripe (None without a state file, or with one it cannot read).
+pub fn saved_variables(path: &Path) -> Option<impl Fn(&str) -> Option<String>> {
+    let saved: Saved = serde_json::from_str(&std::fs::read_to_string(path).ok()?).ok()?;
+    if saved.url.is_empty() {
+        return None;
+    }
+    Some(move |name: &str| saved.platform.variable(&saved.url, name))
 }
 
 pub struct LocalStripe {
@@ -162,18 +192,7 @@ impl LocalStripe {
     /// What Bursar's configuration takes from the local Stripe: its endpoints and the
     /// platform's identity there.
     pub fn variable(&self, name: &str) -> Option<String> {
-        let p = &self.platform;
-        Some(match name {
-            "STRIPE_API_BASE" | "STRIPE_CONNECT_BASE" => self.sim.url.clone(),
-            "STRIPE_JS_URL" => self.sim.js_url(),
-            "STRIPE_SECRET_KEY" => p.secret_key.clone(),
-            "STRIPE_PUBLISHABLE_KEY" => p.publishable_key.clone(),
-            "STRIPE_CLIENT_ID" => p.client_id.clone(),
-            "STRIPE_ACCOUNT_ID" => p.account_id.clone(),
-            "STRIPE_WEBHOOK_SECRET" => p.webhook_secret.clone(),
-            "STRIPE_CONNECT_WEBHOOK_SECRET" => p.connect_webhook_secret.clone(),
-            _ => return None,
-        })
+        self.platform.variable(&self.sim.url, name)
     }
 
     /// Has the local Stripe deliver platform and Connect events to Bursar at `public_url`.
@@ -196,6 +215,7 @@ impl LocalStripe {
         use std::io::Write;
         let saved = Saved {
             platform: self.platform.clone(),
+            url: self.sim.url.clone(),
             state: self.sim.snapshot(),
         };
         let text = serde_json::to_string_pretty(&saved).expect("the state serializes");

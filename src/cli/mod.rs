@@ -1,5 +1,7 @@
 //! The `bursar` command line: one module per command.
 
+use std::path::Path;
+
 use clap::{Parser, Subcommand};
 
 use crate::config::Config;
@@ -65,7 +67,20 @@ pub enum Command {
 }
 
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let config = || Config::from_env(cli.dev).map_err(|e| anyhow::anyhow!("{e}"));
+    // Beside a `serve --dev --local-stripe`, the `--dev` commands talk to its local Stripe.
+    let config = || {
+        let local = cli
+            .dev
+            .then(|| {
+                crate::local_stripe::saved_variables(Path::new(crate::local_stripe::STATE_FILE))
+            })
+            .flatten();
+        match local {
+            Some(local) => Config::from_env_with(cli.dev, local),
+            None => Config::from_env(cli.dev),
+        }
+        .map_err(|e| anyhow::anyhow!("{e}"))
+    };
     match cli.command {
         Command::Serve(args) => serve::run(cli.dev, args).await,
         Command::Migrate => migrate::run(config()?).await,

@@ -270,6 +270,7 @@ pub struct ConnectForm {
     request_body(content = ConnectForm, content_type = "application/x-www-form-urlencoded"),
     responses(
         (status = 303, description = "Connected: on to the link's return URL or the success page"),
+        (status = 200, description = "Connected, with warnings to read first (a full secret key, keys of two accounts, no webhook endpoint); a link continues", content_type = "text/html", body = String),
         (status = 400, description = "The link is not signed, or a field is malformed or sent twice", content_type = "text/html", body = String),
         (status = 403, description = "The link is expired or altered, or the CSRF token does not match", content_type = "text/html", body = String),
         (status = 415, description = "The body is not application/x-www-form-urlencoded", content_type = "text/html", body = String),
@@ -342,13 +343,29 @@ pub async fn connect_submit(
         }),
     };
     match result {
-        Ok(_) => {
+        Ok(view) => {
             let to = if link.return_url.is_empty() {
                 format!("/stripe/success/{}", link.store)
             } else {
                 link.return_url.clone()
             };
-            Redirect::to(&to).into_response()
+            // What the merchant should still fix is said before they move on.
+            let mut notes = view.warnings.clone();
+            if view.webhook.status != "ready" {
+                notes.extend(view.webhook.reason.clone());
+            }
+            if notes.is_empty() {
+                return Redirect::to(&to).into_response();
+            }
+            message(
+                StatusCode::OK,
+                "Connected, with something to check",
+                &format!(
+                    "Your Stripe account is connected. Please check: {}",
+                    notes.join(" ")
+                ),
+                Some(&to),
+            )
         }
         Err(e) => {
             if let Err(e) = link.unspend(s).await {

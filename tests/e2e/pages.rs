@@ -487,3 +487,37 @@ async fn an_unreadable_form_gets_the_pages_own_error() {
         .starts_with("text/html"));
     assert!(r.text().await.unwrap().contains("sent twice"));
 }
+
+/// A merchant who pasted a full secret key without a webhook secret, where Bursar cannot make
+/// the endpoint, reads what to check before continuing to the platform.
+#[tokio::test]
+async fn the_merchant_reads_what_to_check_before_moving_on() {
+    let app = TestApp::spawn().await;
+    let store = app.create_store("Acme").await;
+    let back = format!("{RETURN_PREFIX}/acme");
+    let link = connect_link(&app, &store, Some(&back)).await;
+    let (fields, cookie) = open_form(&app, &link).await;
+    let account = app.sim.add_account(false);
+    app.sim.fail(
+        Method::POST,
+        "/v1/webhook_endpoints",
+        crate::support::Fault::Status(403),
+        1,
+    );
+    let r = submit(
+        &app,
+        &fields,
+        Some(&cookie),
+        &[
+            ("secret_key", &account.secret_key),
+            ("publishable_key", &account.publishable_key),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), 200);
+    let html = r.text().await.unwrap();
+    assert!(html.contains("restricted key (rk_)"), "{html}");
+    assert!(html.contains("webhook endpoint"), "{html}");
+    assert!(html.contains(&format!("href=\"{back}\"")), "{html}");
+    assert_eq!(app.account(&store).await["connected"], true);
+}

@@ -154,6 +154,7 @@ API=http://127.0.0.1:8080/api/v1
 KEY=$(bursar --dev api-key create --name after-restart)
 STORE=$(curl -sf "$API/stores" -H "Authorization: Bearer $KEY" | jq -r ".data[0].id")
 curl -sf "$API/stores/$STORE/orders" -H "Authorization: Bearer $KEY" | jq -c '.data[0] | {status, payment_intent}'
+bursar --dev reconcile --all --since 1h >&2
 "#;
     let out = run(check.to_owned()).await.unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -162,6 +163,9 @@ curl -sf "$API/stores/$STORE/orders" -H "Authorization: Bearer $KEY" | jq -c '.d
         "{stdout}{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // The `--dev` commands beside it talk to the same local Stripe.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("skipped"), "{stderr}");
     let order: Value = serde_json::from_str(stdout.trim()).unwrap();
     assert_eq!(order["status"], "paid");
     let pi = order["payment_intent"].as_str().unwrap();

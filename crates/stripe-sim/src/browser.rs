@@ -25,7 +25,7 @@ use crate::state::Sim;
 pub(crate) const STRIPE_JS: &str = include_str!("stripe.js");
 
 /// Where the script is served, under the simulator's URL.
-pub(crate) const STRIPE_JS_PATH: &str = "/js.stripe.com/v3/";
+pub const STRIPE_JS_PATH: &str = "/js.stripe.com/v3/";
 
 /// The form (or query) parameter Stripe.js sends its publishable key in…
 const KEY: &str = "key";

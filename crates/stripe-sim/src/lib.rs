@@ -58,6 +58,7 @@ use rand::Rng;
 use serde_json::Value;
 
 pub use billing::{CardBehavior, DEFAULT_MAX_RETRIES};
+pub use browser::STRIPE_JS_PATH;
 pub use events::{sign, Delivery, API_VERSION};
 pub use faults::{Fault, Recorded};
 pub use payments::Card;
