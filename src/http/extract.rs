@@ -78,41 +78,6 @@ fn data_error(raw: &str) -> String {
     }
 }
 
-/// `Form<T>` for the merchant pages: a body that cannot be read gets the pages' own HTML error
-/// (415 for another content type, 400 for a malformed or duplicated field), not a text/plain
-/// one.
-pub struct PageForm<T>(pub T);
-
-impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for PageForm<T> {
-    type Rejection = axum::response::Response;
-
-    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Form::<T>::from_request(req, state).await {
-            Ok(axum::Form(v)) => Ok(PageForm(v)),
-            Err(r) => Err(match r.status() {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => super::pages::message(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "This form cannot be read",
-                    "The form must be sent as application/x-www-form-urlencoded, as the page sends it.",
-                    None,
-                ),
-                StatusCode::PAYLOAD_TOO_LARGE => super::pages::message(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "This form is too large",
-                    "The form is larger than this page accepts.",
-                    None,
-                ),
-                _ => super::pages::message(
-                    StatusCode::BAD_REQUEST,
-                    "This form cannot be read",
-                    "A field of the form is malformed or sent twice. Open the link again and submit the form as it is.",
-                    None,
-                ),
-            }),
-        }
-    }
-}
-
 /// `Query<T>` with a 400 in the API's format.
 pub struct QueryParams<T>(pub T);
 

@@ -5,7 +5,6 @@
 //! JavaScript, served with a strict Content-Security-Policy: no script at all, styles from our
 //! own stylesheet only, forms posting only to Bursar (and the return URL it redirects to).
 
-use super::extract::PageForm;
 use askama::Template;
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
@@ -114,6 +113,41 @@ pub fn message(
     }
     .render();
     page(status, html, None)
+}
+
+/// `Form<T>` for the merchant pages: a body that cannot be read gets the pages' own HTML error
+/// (415 for another content type, 400 for a malformed or duplicated field), not a text/plain
+/// one.
+pub struct PageForm<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for PageForm<T> {
+    type Rejection = axum::response::Response;
+
+    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
+        match axum::Form::<T>::from_request(req, state).await {
+            Ok(axum::Form(v)) => Ok(PageForm(v)),
+            Err(r) => Err(match r.status() {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE => message(
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                    "This form cannot be read",
+                    "The form must be sent as application/x-www-form-urlencoded, as the page sends it.",
+                    None,
+                ),
+                StatusCode::PAYLOAD_TOO_LARGE => message(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "This form is too large",
+                    "The form is larger than this page accepts.",
+                    None,
+                ),
+                _ => message(
+                    StatusCode::BAD_REQUEST,
+                    "This form cannot be read",
+                    "A field of the form is malformed or sent twice. Open the link again and submit the form as it is.",
+                    None,
+                ),
+            }),
+        }
+    }
 }
 
 fn link_refused(e: LinkError) -> Response {
