@@ -176,21 +176,25 @@ pub async fn all(db: &Db) -> Result<Vec<ConnectionRow>> {
 }
 
 /// Sets the webhook secret only while the connection still holds the key `key_enc` (the one
-/// its endpoint was made with); false when the keys changed or the store was disconnected.
+/// its endpoint was made with) and the webhook secret `previous` (None: none), as its setup
+/// found them; false when either changed (new keys, a disconnection, another setup first).
 pub async fn set_webhook_secret_for_key(
     db: &Db,
     store: &StoreId,
     sealed: &str,
     key_enc: &str,
+    previous: Option<&str>,
 ) -> Result<bool> {
     let _turn = db.write_turn().await;
     let done = sqlx::query(
-        "UPDATE connections SET webhook_secret_enc = $1, updated_at = $2 WHERE store_id = $3 AND secret_key_enc = $4",
+        "UPDATE connections SET webhook_secret_enc = $1, updated_at = $2 WHERE store_id = $3 AND secret_key_enc = $4 \
+           AND COALESCE(webhook_secret_enc, '') = $5",
     )
     .bind(sealed)
     .bind(now_ms())
     .bind(store.as_str())
     .bind(key_enc)
+    .bind(previous.unwrap_or(""))
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)

@@ -213,17 +213,22 @@ pub async fn connect_keys(
     Ok(ConnectionView::new(s, row, warnings))
 }
 
-/// Sets the secret of an endpoint made with the key sealed as `key_enc`, only while the store
-/// still holds that key; false otherwise.
+/// Sets the secret of an endpoint made with the key sealed as `key_enc`, only while the
+/// connection still holds that key and the webhook secret `previous` (sealed; None: none);
+/// false otherwise.
 pub async fn set_webhook_secret_for_key(
     s: &Services,
     store: &StoreId,
     secret: SecretString,
     key_enc: &str,
+    previous: Option<&str>,
 ) -> Result<bool> {
     let secret = parse_webhook_secret(secret)?;
     let sealed = s.vault.seal(&secret, binding(store, WEBHOOK_SECRET_FIELD));
-    Ok(db::connections::set_webhook_secret_for_key(&s.db, store, &sealed, key_enc).await?)
+    Ok(
+        db::connections::set_webhook_secret_for_key(&s.db, store, &sealed, key_enc, previous)
+            .await?,
+    )
 }
 
 pub async fn set_webhook_secret(

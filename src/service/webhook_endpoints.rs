@@ -93,7 +93,13 @@ pub struct SetupReport {
 /// its sealed form, which names the connection the endpoint is made for).
 enum Owner {
     Platform,
-    Store { key: SecretString, sealed: String },
+    /// `sealed` and `webhook_sealed` are the connection's key and webhook secret as they were
+    /// when the setup began: it saves its secret only over exactly those.
+    Store {
+        key: SecretString,
+        sealed: String,
+        webhook_sealed: Option<String>,
+    },
 }
 
 impl Owner {
@@ -117,6 +123,7 @@ async fn owner(s: &Services, target: &Target) -> Result<Owner> {
         StoreScope::OwnKey(key) => Ok(Owner::Store {
             key,
             sealed: row.secret_key_enc.clone().unwrap_or_default(),
+            webhook_sealed: row.webhook_secret_enc.clone(),
         }),
         StoreScope::Connected(_) => Err(ServiceError::Refused {
             code: "connect_store",
@@ -354,11 +361,26 @@ pub async fn setup(s: &Services, target: &Target) -> Result<SetupReport> {
     let id = created["id"].as_str().unwrap_or_default().to_owned();
     let secret = SecretString::from(created["secret"].as_str().unwrap_or_default().to_owned());
     match (target, &owner) {
-        (Target::Store(store), Owner::Store { sealed, .. }) => {
-            // Kept only while the store still holds the key the endpoint was made with: keys
-            // that changed meanwhile (or a disconnection, or a concurrent setup that won) leave
-            // this endpoint to no one, so it is removed again.
-            if !connections::set_webhook_secret_for_key(s, store, secret, sealed).await? {
+        (
+            Target::Store(store),
+            Owner::Store {
+                sealed,
+                webhook_sealed,
+                ..
+            },
+        ) => {
+            // Kept only while the connection is as this setup found it (the same key, the same
+            // webhook secret or none): keys that changed meanwhile, a disconnection, or a
+            // concurrent setup that saved first leave this endpoint to no one, so it goes.
+            let kept = connections::set_webhook_secret_for_key(
+                s,
+                store,
+                secret,
+                sealed,
+                webhook_sealed.as_deref(),
+            )
+            .await?;
+            if !kept {
                 remove(s, &owner, &id).await;
                 return Err(ServiceError::Conflict {
                     code: "connection_changed",
