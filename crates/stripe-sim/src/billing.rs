@@ -574,6 +574,7 @@ fn attempt(
                     capture_method: "automatic".into(),
                     receipt_email: None,
                     transfer_data: Value::Null,
+                    transfer_group: None,
                     livemode: live,
                 },
                 &mut discarded,

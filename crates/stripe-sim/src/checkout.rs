@@ -445,6 +445,7 @@ pub(crate) async fn complete(
                         .to_owned(),
                     receipt_email: pid["receipt_email"].as_str().map(str::to_owned),
                     transfer_data: Value::Null,
+                    transfer_group: None,
                     livemode: s["livemode"].as_bool().unwrap_or(false),
                 };
                 let pi = create_intent(state, owner, n, &mut events);

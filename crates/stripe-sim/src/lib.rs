@@ -9,6 +9,8 @@
 //! - Accounts v2 (`/v2/core/accounts`, account links, thin events);
 //! - payments: PaymentIntents confirmed with Stripe's test cards, charges, refunds, disputes,
 //!   application fees on direct charges, customers, Checkout Sessions with a hosted page;
+//! - Connect money movement: destination charges, transfers and their reversals;
+//! - a catalog (products, prices, Plans);
 //! - billing: prices, subscriptions and their invoices, with a hosted invoice page and
 //!   test-clock helpers (trial end, renewals, declines, Smart Retries, cancellation);
 //! - a Stripe.js stand-in (`/js.stripe.com/v3/`) whose card Element is plain inputs and whose
@@ -19,7 +21,7 @@
 //!   lost after the work was done, dropped connections).
 //!
 //! Objects start from Stripe's own examples (fixtures/stripe/objects.json). State lives in
-//! memory and dies with the server.
+//! memory; `snapshot` and `restore` carry it across restarts (`bursar serve --local-stripe`).
 
 // The invoice and subscription objects are written as one `json!` each.
 #![recursion_limit = "256"]
@@ -45,6 +47,7 @@ mod payments;
 mod persist;
 mod refunds;
 mod state;
+mod transfers;
 mod v2;
 mod webhook_endpoints;
 
@@ -634,6 +637,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(customers::routes())
         .merge(billing::routes())
         .merge(catalog::routes())
+        .merge(transfers::routes())
         .merge(checkout::routes())
         .merge(onboarding::routes())
         .merge(oauth::routes())

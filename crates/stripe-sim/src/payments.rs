@@ -260,6 +260,7 @@ pub(crate) struct NewIntent {
     pub capture_method: String,
     pub receipt_email: Option<String>,
     pub transfer_data: Value,
+    pub transfer_group: Option<String>,
     pub livemode: bool,
 }
 
@@ -310,6 +311,7 @@ pub(crate) fn create_intent(
     pi["shipping"] = Value::Null;
     pi["status"] = json!("requires_payment_method");
     pi["transfer_data"] = n.transfer_data;
+    pi["transfer_group"] = json!(n.transfer_group);
     if let Some(o) = pi.as_object_mut() {
         o.remove("managed_payments");
     }
@@ -441,6 +443,7 @@ fn create_locked(
         capture_method: capture_method.to_owned(),
         receipt_email: form.get("receipt_email").map(str::to_owned),
         transfer_data,
+        transfer_group: form.get("transfer_group").map(str::to_owned),
         livemode: acting.live,
     };
     let mut pi = create_intent(state, &acting.owner, n, events);
@@ -832,6 +835,31 @@ pub(crate) fn confirm_locked(
                 "application_fee.created",
                 &fee,
             ));
+        }
+        // A destination charge: the platform's charge sends all but its fee to the account.
+        if let (PLATFORM_ACCOUNT, Some(destination)) =
+            (owner, pi["transfer_data"]["destination"].as_str())
+        {
+            let gross = pi["amount"].as_i64().unwrap_or(0);
+            let fee = pi["application_fee_amount"].as_i64().unwrap_or(0);
+            let transfer = crate::transfers::make(
+                state,
+                crate::transfers::NewTransfer {
+                    amount: gross - fee,
+                    currency: pi["currency"].as_str().unwrap_or("usd").to_owned(),
+                    destination: destination.to_owned(),
+                    source_transaction: Some(charge_id.clone()),
+                    transfer_group: pi["transfer_group"].as_str().map(str::to_owned).or_else(
+                        || Some(format!("group_{}", pi["id"].as_str().unwrap_or_default())),
+                    ),
+                    description: None,
+                    metadata: Map::new(),
+                    livemode: pi["livemode"] == true,
+                },
+                events,
+            );
+            charge["transfer"] = transfer["id"].clone();
+            charge["transfer_group"] = transfer["transfer_group"].clone();
         }
     }
     state
