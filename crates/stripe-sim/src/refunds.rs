@@ -9,7 +9,7 @@ use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::routing::post;
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::events::{emit_all, Pending};
 use crate::fixtures;
@@ -89,7 +89,10 @@ async fn refund_route(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
         &["duplicate", "fraudulent", "requested_by_customer"],
     )?;
     let refund_fee = params::boolean(&form, "refund_application_fee")?.unwrap_or(false);
-    if refund_fee && !acting.as_platform {
+    let reverse_transfer = params::boolean(&form, "reverse_transfer")?.unwrap_or(false);
+    // The platform made the charge: as the application on a connected account (direct), or
+    // on its own account (a destination charge).
+    if refund_fee && !acting.as_platform && acting.owner != PLATFORM_ACCOUNT {
         return Err(ApiError::invalid(
             "refund_application_fee can only be used by the Connect application that created \
              the charge (with its OAuth key or the Stripe-Account header).",
@@ -193,6 +196,37 @@ async fn refund_route(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
                 "refunded": old["refunded"],
             })),
         );
+        // A destination charge's transfer goes back in proportion (all that is left of it once
+        // the charge is fully refunded).
+        if let (true, Some(tr)) = (reverse_transfer, charge["transfer"].as_str()) {
+            let transferred = state
+                .objects
+                .get(&(PLATFORM_ACCOUNT.to_owned(), tr.to_owned()))
+                .map(|t| t["amount"].as_i64().unwrap_or(0))
+                .unwrap_or(0);
+            let back = if refunded + amount == total {
+                None
+            } else {
+                Some((amount * transferred + total / 2) / total.max(1))
+            };
+            if let Ok(reversal) = crate::transfers::reverse_in(
+                state,
+                PLATFORM_ACCOUNT,
+                tr,
+                back.filter(|b| *b > 0),
+                Map::new(),
+                &mut events,
+            ) {
+                refund["transfer_reversal"] = reversal["id"].clone();
+                state.objects.insert(
+                    (
+                        owner.to_owned(),
+                        refund["id"].as_str().unwrap_or_default().to_owned(),
+                    ),
+                    refund.clone(),
+                );
+            }
+        }
         if refund_fee {
             if let Some(fee) = refund_application_fee(state, &charge, amount, total) {
                 events.push(Pending::new(

@@ -225,3 +225,55 @@ async fn products_prices_and_plans_are_made_and_listed() {
     .await;
     assert_eq!(status, 400);
 }
+
+#[tokio::test]
+async fn a_destination_refund_reverses_the_transfer_in_proportion() {
+    let sim = StripeSim::start().await;
+    let vendor = sim.add_account(false);
+    let charge = paid_platform_charge(
+        &sim,
+        &[
+            ("transfer_data[destination]", &vendor.id),
+            ("application_fee_amount", "200"),
+        ],
+    )
+    .await;
+    let tr = charge["transfer"].as_str().unwrap().to_owned();
+    let refund = |amount: Option<&str>| {
+        let mut form = vec![
+            ("charge", charge["id"].as_str().unwrap().to_owned()),
+            ("reverse_transfer", "true".to_owned()),
+            ("refund_application_fee", "true".to_owned()),
+        ];
+        if let Some(a) = amount {
+            form.push(("amount", a.to_owned()));
+        }
+        call(&sim, &sim.platform_key, Method::POST, "/v1/refunds").form(&form)
+    };
+    // 2100 of 4200 refunded: half of the 4000 transferred comes back.
+    let (status, r) = send(refund(Some("2100"))).await;
+    assert_eq!(status, 200, "{r}");
+    assert!(r["transfer_reversal"].is_string(), "{r}");
+    let (_, t) = send(call(
+        &sim,
+        &sim.platform_key,
+        Method::GET,
+        &format!("/v1/transfers/{tr}"),
+    ))
+    .await;
+    assert_eq!(t["amount_reversed"], 2000);
+    // The rest: all that is left of the transfer.
+    let (status, _) = send(refund(None)).await;
+    assert_eq!(status, 200);
+    let (_, t) = send(call(
+        &sim,
+        &sim.platform_key,
+        Method::GET,
+        &format!("/v1/transfers/{tr}"),
+    ))
+    .await;
+    assert_eq!(
+        (t["amount_reversed"].as_i64(), t["reversed"].as_bool()),
+        (Some(4000), Some(true))
+    );
+}
