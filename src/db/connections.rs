@@ -214,21 +214,6 @@ pub async fn set_webhook_secret(db: &Db, store: &StoreId, sealed: &str) -> Resul
     Ok(done.rows_affected() == 1)
 }
 
-/// The store's connection, locked for the write that follows in `conn`'s transaction.
-pub async fn get_for_update(
-    conn: &mut AnyConnection,
-    store: &StoreId,
-) -> Result<Option<ConnectionRow>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM connections WHERE store_id = $1{}",
-        super::for_update(conn)
-    );
-    Ok(sqlx::query_as::<_, ConnectionRow>(&sql)
-        .bind(store.as_str())
-        .fetch_optional(conn)
-        .await?)
-}
-
 pub async fn delete(conn: &mut AnyConnection, store: &StoreId) -> Result<bool> {
     let done = sqlx::query("DELETE FROM connections WHERE store_id = $1")
         .bind(store.as_str())

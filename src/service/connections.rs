@@ -192,7 +192,7 @@ pub async fn connect_keys(
     if !db::stores::lock(&mut tx, store).await? {
         return Err(ServiceError::NotFound("store"));
     }
-    let before = db::connections::get_for_update(&mut tx, store).await?;
+    let before = db::connections::get(&mut *tx, store).await?;
     let row = db::connections::upsert_keys(
         &mut tx,
         store,

@@ -141,12 +141,11 @@ pub async fn create(s: &Services, store: &StoreId, input: CustomerInput) -> Resu
 pub async fn list(
     s: &Services,
     store: &StoreId,
-    cursor: Option<&str>,
+    before: Option<&CustomerId>,
     limit: i64,
 ) -> Result<(Vec<CustomerView>, Option<String>)> {
     stores::require(s, store).await?;
-    let before = cursor.map(CustomerId::parse).transpose()?;
-    let rows = db::customers::list(&s.db, store, before.as_ref(), limit + 1).await?;
+    let rows = db::customers::list(&s.db, store, before, limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let data: Vec<CustomerView> = rows
         .into_iter()

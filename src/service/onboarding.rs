@@ -249,7 +249,7 @@ async fn save_connect(
     if !db::stores::lock(&mut tx, store).await? {
         return Err(ServiceError::NotFound("store"));
     }
-    let before = db::connections::get_for_update(&mut tx, store).await?;
+    let before = db::connections::get(&mut *tx, store).await?;
     let saved = db::connections::upsert_connect(
         &mut tx,
         store,

@@ -119,7 +119,16 @@ async fn owner(s: &Services, target: &Target) -> Result<Owner> {
     let row = db::connections::get(s.db.pool(), store)
         .await?
         .ok_or(ServiceError::NotFound("connection"))?;
-    match connections::store_scope(s, store, &row)? {
+    store_owner(s, store, &row)
+}
+
+/// Who makes a store's endpoint, from its connection as read.
+fn store_owner(
+    s: &Services,
+    store: &StoreId,
+    row: &db::connections::ConnectionRow,
+) -> Result<Owner> {
+    match connections::store_scope(s, store, row)? {
         StoreScope::OwnKey(key) => Ok(Owner::Store {
             key,
             sealed: row.secret_key_enc.clone().unwrap_or_default(),
@@ -157,7 +166,7 @@ pub async fn connect_keys(
             let target = Target::Store(store.clone());
             match (
                 db::operator::endpoint(&s.db, &target.name()).await?,
-                owner(s, &target).await,
+                store_owner(s, store, b),
             ) {
                 (Some(saved), Ok(owner)) => Some((saved.endpoint_id, owner)),
                 _ => None,

@@ -128,6 +128,31 @@ async fn endpoint(app: &TestApp, url: &str, events: &[&str]) -> (String, String)
     )
 }
 
+/// The platform re-enables the endpoint, then asks for what it missed since `since`.
+async fn enable_and_recover(app: &TestApp, ne: &str, since: i64) -> Value {
+    let r = app
+        .api(
+            Method::PATCH,
+            &format!("/api/v1/notification-endpoints/{ne}"),
+        )
+        .json(&json!({"disabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = app
+        .api(
+            Method::POST,
+            &format!("/api/v1/notification-endpoints/{ne}/recover"),
+        )
+        .json(&json!({ "since": since }))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
 async fn paid_order(app: &TestApp, store: &str) -> Value {
     let r = app
         .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
@@ -287,28 +312,7 @@ async fn an_always_failing_receiver_ends_disabled_and_can_be_recovered() {
     // The receiver is mended: re-enabled, what failed is recovered and arrives, once.
     receiver.script.lock().unwrap().clear();
     let before = receiver.received().len();
-    let r = app
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/notification-endpoints/{ne}"),
-        )
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r: Value = app
-        .api(
-            Method::POST,
-            &format!("/api/v1/notification-endpoints/{ne}/recover"),
-        )
-        .json(&json!({"since": crate::support::now() - 3600}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r = enable_and_recover(&app, &ne, crate::support::now() - 3600).await;
     assert_eq!(r["resent"], 1);
     let got = receiver.wait_for(before + 1).await;
     assert_eq!(
@@ -390,26 +394,7 @@ async fn a_receiver_answering_410_is_disabled_and_what_it_missed_is_recovered() 
         ))
         .await;
     assert_eq!(log["data"].as_array().unwrap().len(), 1, "{log}");
-    let r = app
-        .api(
-            Method::PATCH,
-            &format!("/api/v1/notification-endpoints/{ne}"),
-        )
-        .json(&json!({"disabled": false}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    let r = app
-        .api(
-            Method::POST,
-            &format!("/api/v1/notification-endpoints/{ne}/recover"),
-        )
-        .json(&json!({ "since": since }))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    enable_and_recover(&app, &ne, since).await;
     // The held one arrives (and the one answered 410, which failed, again).
     let got = receiver.wait_for(3).await;
     assert!(got.iter().any(|r| {

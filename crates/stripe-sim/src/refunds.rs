@@ -184,6 +184,32 @@ async fn refund_route(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
         refund["payment_intent"] = charge["payment_intent"].clone();
         refund["reason"] = json!(reason);
         refund["status"] = json!("succeeded");
+        // A destination charge's transfer goes back in proportion (all that is left of it once
+        // the charge is fully refunded; nothing when the share rounds to nothing).
+        if let (true, Some(tr)) = (reverse_transfer, charge["transfer"].as_str()) {
+            let transferred = state
+                .objects
+                .get(&(PLATFORM_ACCOUNT.to_owned(), tr.to_owned()))
+                .map_or(0, |t| t["amount"].as_i64().unwrap_or(0));
+            let back = if refunded + amount == total {
+                None
+            } else {
+                Some((amount * transferred + total / 2) / total.max(1))
+            };
+            if back != Some(0) {
+                let reversed = crate::transfers::reverse_in(
+                    state,
+                    PLATFORM_ACCOUNT,
+                    tr,
+                    back,
+                    Map::new(),
+                    &mut events,
+                );
+                if let Ok(reversal) = reversed {
+                    refund["transfer_reversal"] = reversal["id"].clone();
+                }
+            }
+        }
         let old = charge.clone();
         charge["amount_refunded"] = json!(refunded + amount);
         charge["refunded"] = json!(refunded + amount == total);
@@ -196,37 +222,6 @@ async fn refund_route(State(sim): State<Arc<Sim>>, headers: HeaderMap, body: Byt
                 "refunded": old["refunded"],
             })),
         );
-        // A destination charge's transfer goes back in proportion (all that is left of it once
-        // the charge is fully refunded).
-        if let (true, Some(tr)) = (reverse_transfer, charge["transfer"].as_str()) {
-            let transferred = state
-                .objects
-                .get(&(PLATFORM_ACCOUNT.to_owned(), tr.to_owned()))
-                .map(|t| t["amount"].as_i64().unwrap_or(0))
-                .unwrap_or(0);
-            let back = if refunded + amount == total {
-                None
-            } else {
-                Some((amount * transferred + total / 2) / total.max(1))
-            };
-            if let Ok(reversal) = crate::transfers::reverse_in(
-                state,
-                PLATFORM_ACCOUNT,
-                tr,
-                back.filter(|b| *b > 0),
-                Map::new(),
-                &mut events,
-            ) {
-                refund["transfer_reversal"] = reversal["id"].clone();
-                state.objects.insert(
-                    (
-                        owner.to_owned(),
-                        refund["id"].as_str().unwrap_or_default().to_owned(),
-                    ),
-                    refund.clone(),
-                );
-            }
-        }
         if refund_fee {
             if let Some(fee) = refund_application_fee(state, &charge, amount, total) {
                 events.push(Pending::new(

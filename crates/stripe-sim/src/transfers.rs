@@ -206,7 +206,6 @@ async fn list(
             "limit",
             "starting_after",
             "ending_before",
-            "created",
         ],
     )?;
     let all = crate::objects::newest_first(&sim.lock(), &acting.owner, "transfer")

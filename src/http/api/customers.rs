@@ -63,19 +63,11 @@ pub async fn list(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult<Json<Page<CustomerView>>> {
-    if q.cursor
-        .as_deref()
-        .is_some_and(|c| CustomerId::parse(c).is_err())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_cursor",
-            "cursor is not valid",
-        ));
-    }
+    let after = super::cursor(q.cursor.as_deref(), CustomerId::parse)?;
     let (data, next) = customers::list(
         &state.services,
         &store_id(&id)?,
-        q.cursor.as_deref(),
+        after.as_ref(),
         limit(q.limit)?,
     )
     .await?;

@@ -50,13 +50,7 @@ pub async fn list(
         .store_id
         .map(|s| super::store_id(&s).map(|id| id.to_string()))
         .transpose()?;
-    let before = q
-        .cursor
-        .map(|c| {
-            c.parse::<i64>()
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-        })
-        .transpose()?;
+    let before = super::cursor(q.cursor.as_deref(), str::parse::<i64>)?;
     let filter = Filter {
         store_id,
         status: q.status,

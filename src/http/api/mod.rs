@@ -42,6 +42,18 @@ pub struct PageQuery {
     pub limit: Option<i64>,
 }
 
+/// A list's `cursor`, parsed as what it names (an id, a sequence number); a bad one is 400
+/// `invalid_cursor`.
+pub fn cursor<T, E>(
+    raw: Option<&str>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, ApiError> {
+    raw.map(|c| {
+        parse(c).map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
+    })
+    .transpose()
+}
+
 /// A page of a list, in Stripe's list shape plus the cursor for the next page.
 #[derive(serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {

@@ -76,13 +76,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<EndpointPageQuery>,
 ) -> ApiResult<Json<Page<EndpointView>>> {
-    let after = q
-        .cursor
-        .map(|c| {
-            EndpointId::parse(&c)
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-        })
-        .transpose()?;
+    let after = super::cursor(q.cursor.as_deref(), EndpointId::parse)?;
     let (data, next) =
         notifications::list_endpoints(&state.services, after.as_ref(), limit(q.limit)?).await?;
     Ok(super::page(data, next))

@@ -96,15 +96,7 @@ pub async fn list(
     Path(id): Path<String>,
     QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult<Json<Page<OrderView>>> {
-    if q.cursor
-        .as_deref()
-        .is_some_and(|c| OrderId::parse(c).is_err())
-    {
-        return Err(ApiError::bad_request(
-            "invalid_cursor",
-            "cursor is not valid",
-        ));
-    }
+    super::cursor(q.cursor.as_deref(), OrderId::parse)?;
     let page = orders::list(
         &state.services,
         &store_id(&id)?,

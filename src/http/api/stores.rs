@@ -6,7 +6,7 @@ use axum::Json;
 use serde::Deserialize;
 
 use super::{limit, store_id, Deleted, Page, PageQuery};
-use crate::http::error::{ApiError, ApiResult, ErrorBody};
+use crate::http::error::{ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
 use crate::service::store_deletion;
@@ -63,13 +63,7 @@ pub async fn list(
     State(state): State<AppState>,
     QueryParams(q): QueryParams<PageQuery>,
 ) -> ApiResult<Json<Page<StoreView>>> {
-    let cursor = q
-        .cursor
-        .map(|c| {
-            crate::domain::StoreId::parse(&c)
-                .map_err(|_| ApiError::bad_request("invalid_cursor", "cursor is not valid"))
-        })
-        .transpose()?;
+    let cursor = super::cursor(q.cursor.as_deref(), crate::domain::StoreId::parse)?;
     let page = stores::list(&state.services, cursor.as_ref(), limit(q.limit)?).await?;
     Ok(super::page(page.data, page.next_cursor))
 }
