@@ -321,8 +321,8 @@ pub enum Next {
     GiveUp,
 }
 
-/// Records an attempt and what follows, if the claim is still ours: false otherwise (another
-/// process took the notification over; nothing is written).
+/// Records an attempt, and what follows if the claim is still ours: false otherwise (it was
+/// taken over or made due again; only the attempt itself is logged).
 pub async fn record_attempt(
     db: &Db,
     n: &NotificationRow,
@@ -348,9 +348,23 @@ pub async fn record_attempt(
     .bind(token)
     .execute(&mut *tx)
     .await?;
-    if done.rows_affected() != 1 {
-        tx.rollback().await?;
-        return Ok(false);
+    let held = done.rows_affected() == 1;
+    if !held {
+        // The lease was lost (a redelivery or a recovery made it due again meanwhile): the
+        // attempt was still made, so it is logged, and the notification is left to its new
+        // lease. Its row is locked first, as the holder's update locks it.
+        let sql = format!(
+            "SELECT id FROM notifications WHERE id = $1{}",
+            super::for_update(&tx)
+        );
+        let exists: Option<String> = sqlx::query_scalar(&sql)
+            .bind(&n.id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        if exists.is_none() {
+            tx.rollback().await?;
+            return Ok(false);
+        }
     }
     // Numbered across redeliveries (which restart the schedule's count, not the log).
     sqlx::query(
@@ -364,6 +378,10 @@ pub async fn record_attempt(
     .bind(attempt.error)
     .execute(&mut *tx)
     .await?;
+    if !held {
+        tx.commit().await?;
+        return Ok(false);
+    }
     // The endpoint's health: failing since the first failure after a success.
     let health = if delivered.is_some() {
         "UPDATE notification_endpoints SET failing_since = NULL WHERE id = $1"
