@@ -103,6 +103,16 @@ impl App {
                 .await
             }
         });
+        let transfers = tokio::spawn({
+            let (s, stop) = (self.services.clone(), worker_stop.clone());
+            let live = Liveness::default();
+            async move {
+                supervise("transfers", &live, stop.clone(), Backoff::default(), || {
+                    crate::service::transfers::run(s.clone(), stop.clone())
+                })
+                .await
+            }
+        });
         let notifier_live = Arc::new(Liveness::default());
         let notifier = tokio::spawn({
             let (s, stop, live) = (
@@ -158,6 +168,7 @@ impl App {
         }
         worker_stop.cancel();
         let _ = tokio::time::timeout_at(until(), sweeper).await;
+        let _ = tokio::time::timeout_at(until(), transfers).await;
         let _ = tokio::time::timeout_at(until(), notifier).await;
         if let Some(r) = reconciler {
             let _ = tokio::time::timeout_at(until(), r).await;

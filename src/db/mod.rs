@@ -26,6 +26,7 @@ pub mod settings;
 pub mod sqlite_checkpoint;
 pub mod sqlite_inbox;
 pub mod stores;
+pub mod transfers;
 pub mod vendor_subscriptions;
 pub mod watermarks;
 

@@ -5,12 +5,14 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::{flag, now_ms, Db, Result};
 use crate::domain::order::{OrderFacts, Stamped};
+use crate::domain::split::ChargeType;
 use crate::domain::{request_key, OrderId, RefundId, RequestKey, StoreId};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct OrderRow {
     pub id: String,
-    pub store_id: String,
+    /// None for a multi-vendor order (the platform's; its stores are its transfers').
+    pub store_id: Option<String>,
     pub connection_kind: String,
     pub account_id: String,
     pub mode: String,
@@ -43,14 +45,22 @@ pub struct OrderRow {
     /// The creating request's hash, beside its `request_key` (see `domain::RequestKey`).
     pub request_hash: Option<String>,
     pub return_url: Option<String>,
+    /// `direct`, `destination` or `separate` (see `domain::split::ChargeType`).
+    pub charge_type: String,
+    pub on_behalf_of: i64,
 }
 
 const COLUMNS: &str = "id, store_id, connection_kind, account_id, mode, amount, currency, description, \
     customer_id, application_fee_amount, metadata, payment_intent_id, checkout_session_id, client_secret_enc, latest_charge, \
     paid, amount_refunded, disputed, dispute_status, dispute_at, dispute_seq, canceled, failure_code, \
-    failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash, return_url";
+    failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash, return_url, \
+    charge_type, on_behalf_of";
 
 impl OrderRow {
+    pub fn charge_type(&self) -> ChargeType {
+        ChargeType::from_stored(&self.charge_type)
+    }
+
     /// The facts Stripe has given about this order so far.
     pub fn facts(&self) -> OrderFacts {
         OrderFacts {
@@ -72,7 +82,8 @@ impl OrderRow {
 
 pub struct NewOrder<'a> {
     pub id: &'a OrderId,
-    pub store: &'a StoreId,
+    /// None for a multi-vendor order: its `splits` name the stores.
+    pub store: Option<&'a StoreId>,
     pub connection_kind: &'a str,
     pub account_id: &'a str,
     pub mode: &'a str,
@@ -87,26 +98,45 @@ pub struct NewOrder<'a> {
     /// Paid through Stripe Checkout: marked at once (an empty session id until Stripe answers),
     /// so the sweep never gives it a PaymentIntent of its own.
     pub checkout: bool,
+    pub charge_type: ChargeType,
+    pub on_behalf_of: bool,
+    /// A multi-vendor order's splits, saved with it (each one's transfer key exists before
+    /// the payment does).
+    pub splits: &'a [NewSplit<'a>],
 }
 
-/// Saves a new order before Stripe is called, so its id (and so the Stripe idempotency key
-/// derived from it) exists before the first attempt. None if the store is gone: the insert
-/// holds the store (`stores::lock_live`), so a deletion sees the order or it is refused.
+pub struct NewSplit<'a> {
+    pub store: &'a StoreId,
+    pub account_id: &'a str,
+    pub amount: i64,
+    pub description: Option<&'a str>,
+}
+
+/// Saves a new order (and its splits) before Stripe is called, so its id (and so the Stripe
+/// idempotency keys derived from it) exists before the first attempt. None if a store is gone:
+/// the insert holds every store it names (`stores::lock_live`), so a deletion sees the order or
+/// it is refused.
 pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
     let mut tx = db.begin_write().await?;
-    if !super::stores::lock_live(&mut tx, o.store).await? {
-        tx.rollback().await?;
-        return Ok(None);
+    let mut stores: Vec<&StoreId> = o.splits.iter().map(|s| s.store).chain(o.store).collect();
+    // In one order, so two inserts naming the same stores never wait on each other in a ring.
+    stores.sort_by_key(|s| s.as_str());
+    for store in stores {
+        if !super::stores::lock_live(&mut tx, store).await? {
+            tx.rollback().await?;
+            return Ok(None);
+        }
     }
     let now = now_ms();
     let sql = format!(
         "INSERT INTO orders (id, store_id, connection_kind, account_id, mode, amount, currency, description, \
-           customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at, return_url) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15, $16) RETURNING {COLUMNS}"
+           customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at, return_url, \
+           charge_type, on_behalf_of) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15, $16, $17, $18) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, OrderRow>(&sql)
         .bind(o.id.as_str())
-        .bind(o.store.as_str())
+        .bind(o.store.map(StoreId::as_str))
         .bind(o.connection_kind)
         .bind(o.account_id)
         .bind(o.mode)
@@ -121,8 +151,13 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
         .bind(o.checkout.then_some(""))
         .bind(now)
         .bind(o.return_url)
+        .bind(o.charge_type.as_str())
+        .bind(flag(o.on_behalf_of))
         .fetch_one(&mut *tx)
         .await?;
+    for (position, split) in o.splits.iter().enumerate() {
+        super::transfers::insert(&mut tx, o.id, position as i64, split, now).await?;
+    }
     tx.commit().await?;
     Ok(Some(row))
 }
@@ -135,29 +170,61 @@ pub async fn get(db: &Db, id: &OrderId) -> Result<Option<OrderRow>> {
         .await?)
 }
 
-/// The order a retried creating request made before (same store, same Idempotency-Key, within
-/// the key's window). A key past its window is free again: the old order forgets it first.
-pub async fn by_request_key(db: &Db, store: &StoreId, key: &str) -> Result<Option<OrderRow>> {
+/// The order, read in `conn` (a transaction's own view).
+pub async fn get_in(conn: &mut AnyConnection, id: &OrderId) -> Result<Option<OrderRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1");
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(id.as_str())
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// The order, read under its row lock (`FOR UPDATE` on PostgreSQL) in `conn`'s transaction.
+pub async fn lock(conn: &mut AnyConnection, id: &str) -> Result<Option<OrderRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE id = $1{}",
+        super::for_update(conn)
+    );
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(id)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// The order a retried creating request made before (the same store, or the platform for
+/// `None`; the same Idempotency-Key; within the key's window). A key past its window is free
+/// again: the old order forgets it first.
+pub async fn by_request_key(
+    db: &Db,
+    store: Option<&StoreId>,
+    key: &str,
+) -> Result<Option<OrderRow>> {
+    // Two forms, so each uses its index (`orders_request`, `orders_platform_request`).
+    let owner = match store {
+        Some(_) => "store_id = $1",
+        None => "store_id IS NULL AND $1 = ''",
+    };
     {
         let _turn = db.write_turn().await;
-        sqlx::query(
-            "UPDATE orders SET request_key = NULL WHERE store_id = $1 AND request_key = $2 AND created_at < $3",
-        )
-        .bind(store.as_str())
+        sqlx::query(&format!(
+            "UPDATE orders SET request_key = NULL WHERE {owner} AND request_key = $2 AND created_at < $3"
+        ))
+        .bind(store.map(StoreId::as_str).unwrap_or(""))
         .bind(key)
         .bind(now_ms() - request_key::WINDOW_MS)
         .execute(db.pool())
         .await?;
     }
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND request_key = $2");
+    let sql = format!("SELECT {COLUMNS} FROM orders WHERE {owner} AND request_key = $2");
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(store.as_str())
+        .bind(store.map(StoreId::as_str).unwrap_or(""))
         .bind(key)
         .fetch_optional(db.pool())
         .await?)
 }
 
-/// A store's orders, newest first, before the cursor.
+/// A store's orders, its own and the multi-vendor orders it has a split in, newest first,
+/// before the cursor.
 pub async fn list(
     db: &Db,
     store: &StoreId,
@@ -165,7 +232,9 @@ pub async fn list(
     limit: i64,
 ) -> Result<Vec<OrderRow>> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"
+        "SELECT {COLUMNS} FROM orders WHERE (store_id = $1 OR id IN \
+           (SELECT order_id FROM order_transfers WHERE store_id = $1)) \
+           AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"
     );
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(store.as_str())
@@ -222,10 +291,37 @@ pub async fn by_payment_intent(
     payment_intent: &str,
 ) -> Result<Option<OrderRow>> {
     let sql =
-        format!("SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND payment_intent_id = $2");
+        format!("SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND payment_intent_id = $2 AND charge_type = 'direct'");
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(store.as_str())
         .bind(payment_intent)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// The platform's order (a destination or multi-vendor charge) paid through `payment_intent`.
+pub async fn by_platform_payment_intent(
+    conn: &mut AnyConnection,
+    payment_intent: &str,
+) -> Result<Option<OrderRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE charge_type <> 'direct' AND payment_intent_id = $1"
+    );
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(payment_intent)
+        .fetch_optional(conn)
+        .await?)
+}
+
+/// The platform's order whose latest charge is `charge`.
+pub async fn by_platform_charge(
+    conn: &mut AnyConnection,
+    charge: &str,
+) -> Result<Option<OrderRow>> {
+    let sql =
+        format!("SELECT {COLUMNS} FROM orders WHERE charge_type <> 'direct' AND latest_charge = $1");
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(charge)
         .fetch_optional(conn)
         .await?)
 }
@@ -279,7 +375,9 @@ pub async fn by_charge(
     store: &StoreId,
     charge: &str,
 ) -> Result<Option<OrderRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND latest_charge = $2");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE store_id = $1 AND latest_charge = $2 AND charge_type = 'direct'"
+    );
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(store.as_str())
         .bind(charge)
@@ -354,6 +452,10 @@ pub async fn merge_facts(
     .bind(order.id.as_str())
     .fetch_one(&mut *conn)
     .await?;
+    if after.charge_type() == ChargeType::Separate && after.amount_refunded > order.amount_refunded
+    {
+        super::transfers::plan_reversals(&mut *conn, &after).await?;
+    }
     let told = moved
         || match status {
             "refunded" | "partially_refunded" => after.amount_refunded != order.amount_refunded,
@@ -589,17 +691,22 @@ pub async fn finish_refund(
 /// store (inside the worker's transaction).
 pub async fn refund_status_from_stripe(
     conn: &mut AnyConnection,
-    store: &StoreId,
+    store: Option<&StoreId>,
     stripe_refund: &str,
     status: &str,
 ) -> Result<()> {
-    sqlx::query(
+    // A store's event moves its direct charges' refunds; the platform's, its own charges'.
+    let owner = match store {
+        Some(_) => "store_id = $3 AND charge_type = 'direct'",
+        None => "charge_type <> 'direct' AND $3 = ''",
+    };
+    sqlx::query(&format!(
         "UPDATE refunds SET status = $1 WHERE stripe_refund_id = $2 \
-           AND order_id IN (SELECT id FROM orders WHERE store_id = $3)",
-    )
+           AND order_id IN (SELECT id FROM orders WHERE {owner})"
+    ))
     .bind(status)
     .bind(stripe_refund)
-    .bind(store.as_str())
+    .bind(store.map(StoreId::as_str).unwrap_or(""))
     .execute(conn)
     .await?;
     Ok(())
@@ -619,7 +726,7 @@ mod tests {
             db,
             &NewOrder {
                 id: &id,
-                store,
+                store: Some(store),
                 connection_kind: "keys",
                 account_id: "acct_1",
                 mode: "test",
@@ -632,6 +739,9 @@ mod tests {
                 request_key: None,
                 return_url: None,
                 checkout: false,
+                charge_type: ChargeType::Direct,
+                on_behalf_of: false,
+                splits: &[],
             },
         )
         .await

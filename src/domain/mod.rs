@@ -6,6 +6,7 @@ pub mod mode;
 pub mod notification;
 pub mod order;
 pub mod request_key;
+pub mod split;
 pub mod store;
 pub mod subscription;
 

@@ -114,12 +114,13 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
         );
     };
     let s = &state.services;
-    let store_name = match StoreId::parse(&order.store_id) {
-        Ok(id) => stores::require(s, &id)
+    // A multi-vendor order is the platform's: the page names what is bought instead.
+    let store_name = match order.store_id.as_deref().map(StoreId::parse) {
+        Some(Ok(id)) => stores::require(s, &id)
             .await
             .map(|st| st.name)
             .unwrap_or_default(),
-        Err(_) => String::new(),
+        _ => order.description.clone().unwrap_or_else(|| "your order".into()),
     };
     let html = CheckoutPage {
         store_name: &store_name,

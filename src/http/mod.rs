@@ -145,6 +145,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(onboarding::connect_link))
         .routes(routes!(onboarding::login_link))
         .routes(routes!(orders::create, orders::list))
+        .routes(routes!(orders::create_multi_vendor))
         .routes(routes!(orders::get))
         .routes(routes!(orders::sync))
         .routes(routes!(orders::refund))

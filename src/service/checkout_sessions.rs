@@ -127,7 +127,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
         &s.db,
         &NewOrder {
             id: &id,
-            store,
+            store: Some(store),
             connection_kind: &connection.kind,
             account_id: &account,
             mode: &connection.mode,
@@ -140,6 +140,10 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
             request_key: None,
             return_url: None,
             checkout: true,
+            // Checkout Sessions are made in the store's account (Stripe hosts its page).
+            charge_type: crate::domain::split::ChargeType::Direct,
+            on_behalf_of: false,
+            splits: &[],
         },
     )
     .await?

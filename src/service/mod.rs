@@ -21,12 +21,14 @@ pub mod notification_types;
 pub mod notifications;
 pub mod onboarding;
 pub mod orders;
+pub mod marketplace;
 pub mod payouts;
 pub mod reconcile;
 pub mod secrets;
 pub mod status;
 pub mod store_deletion;
 pub mod stores;
+pub mod transfers;
 pub mod webhook_endpoints;
 
 /// What every capability needs; one pointer to clone (the router clones it per request).

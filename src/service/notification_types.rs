@@ -11,6 +11,7 @@ use super::connections::AccountView;
 use super::customers::CustomerView;
 use super::orders::OrderView;
 use super::payouts::PayoutView;
+use super::transfers::TransferView;
 use crate::domain::subscription::VendorStatus;
 
 /// The API view a notification carries.
@@ -97,12 +98,12 @@ pub const KINDS: &[Kind] = &[
         "The cardholder opened a dispute (or it moved).",
         Object::Order,
     ),
-    Kind {
-        event_type: "order.transferred",
-        when: "Reserved for multi-vendor orders; accepted in `events`, not sent yet.",
-        object: Object::Order,
-        sent: false,
-    },
+    kind(
+        "order.transferred",
+        "A multi-vendor order's transfers are all made: every split is in its store's account \
+         (once per order, when Stripe answers the last one).",
+        Object::Order,
+    ),
     kind(
         "store.connected",
         "A store now holds a Stripe account: keys pasted, OAuth finished or an account created; \
@@ -178,10 +179,16 @@ fn order(event_type: &str) -> Value {
         "order.disputed" => ("disputed", 0, Some("needs_response".to_owned())),
         _ => ("paid", 0, None),
     };
+    if event_type == "order.transferred" {
+        return multi_vendor_order();
+    }
     to_value(OrderView {
         id: "ord_01jdz9a1c3e5g7j9l1n3q5s7u9".into(),
         object: "order",
-        store_id: STORE.into(),
+        store_id: Some(STORE.into()),
+        charge_type: "direct".into(),
+        on_behalf_of: false,
+        transfers: None,
         amount: 4200,
         currency: "usd".into(),
         description: Some("Order #1042".into()),
@@ -206,6 +213,53 @@ fn order(event_type: &str) -> Value {
         return_url: Some("https://shop.example/orders/1042".into()),
         livemode: false,
         created: CREATED - 120,
+    })
+}
+
+/// A multi-vendor order once both vendors' transfers are made.
+fn multi_vendor_order() -> Value {
+    let split = |store: &str, amount, transfer: &str, description: &str| TransferView {
+        store_id: store.into(),
+        amount,
+        description: Some(description.into()),
+        transfer: Some(transfer.into()),
+        status: "created".into(),
+        reversed_amount: 0,
+        failure_message: None,
+    };
+    to_value(OrderView {
+        id: "ord_01jdz9b4d6f8h0k2m4p6r8t0w2".into(),
+        object: "order",
+        store_id: None,
+        charge_type: "separate".into(),
+        on_behalf_of: false,
+        transfers: Some(vec![
+            split(STORE, 6000, "tr_1QbS2aB7WZ01zgkWq3LmT8xV", "Ceramic mug"),
+            split("st_01jdz8y7b2d4f6h8j0m2p4r6t8", 3000, "tr_1QbS2aB7WZ01zgkWx9PqR2sD", "Tea towel"),
+        ]),
+        amount: 10000,
+        currency: "usd".into(),
+        description: Some("Cart #2077".into()),
+        customer_id: None,
+        application_fee_amount: None,
+        metadata: json!({"cart": "2077"}),
+        status: "paid".into(),
+        status_source: Some("webhook".into()),
+        amount_refunded: 0,
+        failure: None,
+        dispute_status: None,
+        payment_intent: Some("pi_3QbS1zB7WZ01zgkW1c8dE4fG".into()),
+        client_secret: None,
+        publishable_key: Some("pk_test_51QbR8vB7WZ01zgkWpublishable".into()),
+        stripe_account: None,
+        checkout_url: Some(
+            "https://pay.example.com/checkout/ord_01jdz9b4d6f8h0k2m4p6r8t0w2.1764856400.Qm8wLr2c"
+                .into(),
+        ),
+        synced_at: None,
+        return_url: None,
+        livemode: false,
+        created: CREATED - 60,
     })
 }
 

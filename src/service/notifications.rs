@@ -10,7 +10,8 @@ use crate::db::notifications::{
     self as outbox, AttemptRow, EndpointChange, EndpointRow, LogFilter, NewEndpoint,
     NotificationRow,
 };
-use crate::db::{self, now_ms, orders::Merged};
+use crate::db::orders::{Merged, OrderRow};
+use crate::db::{self, now_ms};
 use crate::domain::notification::{order_event, EventFilter};
 use crate::domain::{EndpointId, Invalid, NotificationId, StoreId};
 use crate::outbound::guard::{self, Policy};
@@ -227,10 +228,25 @@ pub async fn order_merged(
     let Some(event_type) = order_event(&order.status) else {
         return Ok(());
     };
-    let store = StoreId::parse(&order.store_id)?;
-    let connection = db::connections::get(&mut *conn, &store).await?;
-    let view = super::orders::notification_view(s, order, connection.as_ref())?;
-    emit(conn, event_type, Some(store.as_str()), &view).await
+    order_told(s, conn, order, event_type).await
+}
+
+/// Writes `event_type` about `order` (its API view, transfers included) in `conn`'s
+/// transaction. A multi-vendor order is the platform's: it names no store.
+pub(super) async fn order_told(
+    s: &Services,
+    conn: &mut AnyConnection,
+    order: OrderRow,
+    event_type: &str,
+) -> Result<()> {
+    let store = order.store_id.as_deref().map(StoreId::parse).transpose()?;
+    let connection = match &store {
+        Some(store) => db::connections::get(&mut *conn, store).await?,
+        None => None,
+    };
+    let transfers = super::orders::transfers_of(&mut *conn, &order).await?;
+    let view = super::orders::notification_view(s, order, connection.as_ref(), transfers)?;
+    emit(conn, event_type, store.as_ref().map(StoreId::as_str), &view).await
 }
 
 /// Writes `event_type` about `object` for every subscribed endpoint, in `conn`'s transaction.

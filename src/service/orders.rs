@@ -14,14 +14,17 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connections::{store_scope, StoreScope};
+use super::transfers::TransferView;
 use super::{stores, Result, ServiceError, Services};
 use crate::db::connections::ConnectionRow;
 use crate::db::orders::{NewOrder, OrderRow, RefundRow};
+use crate::db::transfers::TransferRow;
 use crate::db::{self, now_ms};
 use crate::domain::order::{parse_amount, Currency, OrderFacts, Stamped};
+use crate::domain::split::ChargeType;
 use crate::domain::store::Metadata;
 use crate::domain::{Invalid, OrderId, RefundId, RequestKey, StoreId};
-use crate::stripe::{IdempotencyKey, StripeError};
+use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
 use crate::vault::Binding;
 
 fn client_secret_binding(order: &str) -> Binding<'_> {
@@ -43,13 +46,25 @@ pub struct OrderInput {
     pub application_fee_amount: Option<i64>,
     pub metadata: Option<BTreeMap<String, String>>,
     pub return_url: Option<String>,
+    /// `direct` or `destination`; by default destination for Express and v2 accounts, direct
+    /// otherwise.
+    pub charge_type: Option<String>,
+    /// A destination charge made on the connected account's behalf (its statement descriptor,
+    /// its country's rules).
+    pub on_behalf_of: Option<bool>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct OrderView {
     pub id: String,
     pub object: &'static str,
-    pub store_id: String,
+    /// The store whose order it is; null for a multi-vendor order (see `transfers`).
+    pub store_id: Option<String>,
+    /// `direct` (on the store's account), `destination` (on the platform, Stripe transfers the
+    /// store's share) or `separate` (a multi-vendor order: on the platform, one transfer per split).
+    pub charge_type: String,
+    /// A destination charge made on the connected account's behalf.
+    pub on_behalf_of: bool,
     pub amount: i64,
     pub currency: String,
     pub description: Option<String>,
@@ -75,6 +90,9 @@ pub struct OrderView {
     pub return_url: Option<String>,
     /// When Bursar last re-checked the order at Stripe (unix seconds).
     pub synced_at: Option<i64>,
+    /// A multi-vendor order's split per store and its transfer (in a store's order list, that
+    /// store's split only); null for other orders.
+    pub transfers: Option<Vec<TransferView>>,
     pub livemode: bool,
     pub created: i64,
 }
@@ -85,25 +103,45 @@ pub(super) fn notification_view(
     s: &Services,
     row: OrderRow,
     connection: Option<&ConnectionRow>,
+    transfers: Vec<TransferRow>,
 ) -> Result<OrderView> {
     let row = OrderRow {
         client_secret_enc: None,
         ..row
     };
-    view(s, row, connection)
+    view(s, row, connection, transfers)
+}
+
+/// A multi-vendor order's transfers (none for other orders), read in `conn`.
+pub(super) async fn transfers_of(
+    conn: &mut sqlx::AnyConnection,
+    row: &OrderRow,
+) -> Result<Vec<TransferRow>> {
+    if row.charge_type() != ChargeType::Separate {
+        return Ok(Vec::new());
+    }
+    Ok(db::transfers::for_order(conn, &row.id).await?)
 }
 
 /// The API's view of an order. A client secret the configured keys cannot open is an error
 /// (the operator must restore the key), never a silent null.
-fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Result<OrderView> {
+fn view(
+    s: &Services,
+    row: OrderRow,
+    connection: Option<&ConnectionRow>,
+    transfers: Vec<TransferRow>,
+) -> Result<OrderView> {
     let client_secret = row
         .client_secret_enc
         .as_deref()
         .map(|enc| s.vault.open(enc, client_secret_binding(&row.id)))
         .transpose()?
         .map(|c| c.expose_secret().to_owned());
+    let charge_type = row.charge_type();
+    // The platform's key confirms a connected account's direct charge (with `stripe_account`)
+    // and every charge on the platform itself; a keys store's own key confirms its charges.
     let connect = row.connection_kind == "connect";
-    let publishable_key = if connect {
+    let publishable_key = if connect || charge_type.on_platform() {
         s.config.stripe.publishable_key.clone()
     } else {
         connection.and_then(|c| c.publishable_key.clone())
@@ -114,7 +152,11 @@ fn view(s: &Services, row: OrderRow, connection: Option<&ConnectionRow>) -> Resu
             .as_ref()
             .map(|code| serde_json::json!({ "code": code, "message": row.failure_message })),
         metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
-        stripe_account: connect.then(|| row.account_id.clone()),
+        stripe_account: (connect && !charge_type.on_platform()).then(|| row.account_id.clone()),
+        transfers: (charge_type == ChargeType::Separate)
+            .then(|| transfers.into_iter().map(TransferView::from).collect()),
+        charge_type: charge_type.as_str().to_owned(),
+        on_behalf_of: row.on_behalf_of != 0,
         checkout_url: row
             .payment_intent_id
             .as_ref()
@@ -186,7 +228,7 @@ pub async fn create(
     // A retry resumes the order its key made, if it is the same request; the same key with
     // another request is refused, whatever became of the first attempt.
     let existing = match request_key {
-        Some(k) => match db::orders::by_request_key(&s.db, store, &k.key).await? {
+        Some(k) => match db::orders::by_request_key(&s.db, Some(store), &k.key).await? {
             Some(o) if !k.same_request(o.request_hash.as_deref()) => return Err(key_reused()),
             found => found,
         },
@@ -234,6 +276,11 @@ pub async fn create(
         .as_deref()
         .map(|u| super::links::check_return_url(s, u).map(String::from))
         .transpose()?;
+    let requested = input
+        .charge_type
+        .as_deref()
+        .map(ChargeType::parse_for_store)
+        .transpose()?;
     let connection = chargeable(s, store).await?;
     super::billing::may_sell(s, store).await?;
     let connect = connection.kind == "connect";
@@ -243,6 +290,23 @@ pub async fn create(
             message: "application_fee_amount applies only to connected (connect) stores; a keys store's own account takes the whole payment".into(),
         });
     }
+    let charge_type = requested.unwrap_or_else(|| default_charge_type(&connection));
+    if charge_type == ChargeType::Destination && !connect {
+        return Err(ServiceError::Refused {
+            code: "destination_needs_connect",
+            message: "a destination charge is made on the platform and transferred to a connected account; a keys store's account is its own, so its orders are direct charges".into(),
+        });
+    }
+    let on_behalf_of = input.on_behalf_of.unwrap_or(false);
+    if on_behalf_of && charge_type != ChargeType::Destination {
+        return Err(Invalid::new("on_behalf_of", "applies only to a destination charge").into());
+    }
+    if charge_type == ChargeType::Destination && input.customer_id.is_some() {
+        return Err(ServiceError::Refused {
+            code: "customer_not_on_platform",
+            message: "a store's customers live in its connected account; a destination charge is made on the platform, so it cannot name one (use charge_type: direct)".into(),
+        });
+    }
     let account = connection.account_id.clone().unwrap_or_default();
     // Only this store's own customers, in its current account: never another store's.
     let customer = match &input.customer_id {
@@ -250,7 +314,9 @@ pub async fn create(
         None => None,
     };
     let order = match existing {
-        Some(o) if o.payment_intent_id.is_some() => return view(s, o, Some(&connection)),
+        Some(o) if o.payment_intent_id.is_some() => {
+            return view(s, o, Some(&connection), Vec::new())
+        }
         Some(o) => o,
         None => {
             let id = OrderId::generate();
@@ -258,7 +324,7 @@ pub async fn create(
                 &s.db,
                 &NewOrder {
                     id: &id,
-                    store,
+                    store: Some(store),
                     connection_kind: &connection.kind,
                     account_id: &account,
                     mode: &connection.mode,
@@ -271,15 +337,18 @@ pub async fn create(
                     request_key,
                     return_url: return_url.as_deref(),
                     checkout: false,
+                    charge_type,
+                    on_behalf_of,
+                    splits: &[],
                 },
             )
             .await?
             .ok_or(ServiceError::NotFound("store"))?
         }
     };
-    let scope = store_scope(s, store, &connection)?;
+    let scope = order_scope(s, &order).await?;
     match create_payment_intent(s, &order, &scope).await {
-        Ok(order) => view(s, order, Some(&connection)),
+        Ok(order) => view(s, order, Some(&connection), Vec::new()),
         // Stripe made nothing (a key still in use is another request making it, not a no).
         Err(ServiceError::StripeRefused(e)) if !e.is_key_in_use() => {
             // Forget the order, so nothing retries it.
@@ -290,11 +359,45 @@ pub async fn create(
     }
 }
 
+/// Stripe's guidance: the platform answers for Express and v2 accounts' payments (destination
+/// charges); a Standard account takes its own (direct charges).
+fn default_charge_type(connection: &ConnectionRow) -> ChargeType {
+    match (connection.kind.as_str(), connection.connect_type.as_deref()) {
+        ("connect", Some("express" | "v2")) => ChargeType::Destination,
+        _ => ChargeType::Direct,
+    }
+}
+
+/// Where an order's payment lives: in the store's account (a direct charge), or the platform's.
+pub(super) enum OrderScope {
+    Store(StoreScope),
+    Platform,
+}
+
+impl OrderScope {
+    pub(super) fn scope(&self) -> AccountScope<'_> {
+        match self {
+            OrderScope::Store(s) => s.scope(),
+            OrderScope::Platform => AccountScope::Platform,
+        }
+    }
+}
+
+/// The credentials to act on an order's payment: the platform's for a charge on the platform;
+/// for a direct charge, the store's, if it still holds the account the order was made in.
+pub(super) async fn order_scope(s: &Services, order: &OrderRow) -> Result<OrderScope> {
+    if order.charge_type().on_platform() {
+        return Ok(OrderScope::Platform);
+    }
+    let (store, connection) = order_connection(s, order).await?;
+    Ok(OrderScope::Store(store_scope(s, &store, &connection)?))
+}
+
 /// Creates (or, for a key Stripe has seen, gets back) the order's PaymentIntent and saves it.
-async fn create_payment_intent(
+pub(super) async fn create_payment_intent(
     s: &Services,
     order: &OrderRow,
-    scope: &StoreScope,
+    scope: &OrderScope,
 ) -> Result<OrderRow> {
     // Only what the request needs: automatic payment methods are the default at the pinned API
     // version, and emulators such as localstripe refuse parameters they do not know.
@@ -302,8 +405,21 @@ async fn create_payment_intent(
         ("amount".into(), order.amount.to_string()),
         ("currency".into(), order.currency.clone()),
         ("metadata[bursar_order_id]".into(), order.id.clone()),
-        ("metadata[bursar_store_id]".into(), order.store_id.clone()),
     ];
+    if let Some(store) = &order.store_id {
+        form.push(("metadata[bursar_store_id]".into(), store.clone()));
+    }
+    match order.charge_type() {
+        ChargeType::Direct => {}
+        ChargeType::Destination => {
+            form.push(("transfer_data[destination]".into(), order.account_id.clone()));
+            if order.on_behalf_of != 0 {
+                form.push(("on_behalf_of".into(), order.account_id.clone()));
+            }
+        }
+        // The transfers name the order as their group, and the charge as their source.
+        ChargeType::Separate => form.push(("transfer_group".into(), order.id.clone())),
+    }
     if let Some(d) = &order.description {
         form.push(("description".into(), d.clone()));
     }
@@ -339,7 +455,7 @@ async fn create_payment_intent(
         .seal(&pi.client_secret, client_secret_binding(&order.id));
     let id = OrderId::parse(&order.id)?;
     db::orders::set_payment_intent(&s.db, &id, &pi.id, &sealed).await?;
-    tracing::info!(order = %order.id, store = %order.store_id, payment_intent = %pi.id, "payment intent created");
+    tracing::info!(order = %order.id, store = ?order.store_id, payment_intent = %pi.id, "payment intent created");
     db::orders::get(&s.db, &id)
         .await?
         .ok_or(ServiceError::NotFound("order"))
@@ -349,9 +465,13 @@ pub async fn get(s: &Services, id: &OrderId) -> Result<OrderView> {
     let row = db::orders::get(&s.db, id)
         .await?
         .ok_or(ServiceError::NotFound("order"))?;
-    let store = StoreId::parse(&row.store_id)?;
-    let connection = db::connections::get(s.db.pool(), &store).await?;
-    view(s, row, connection.as_ref())
+    let connection = match &row.store_id {
+        Some(store) => db::connections::get(s.db.pool(), &StoreId::parse(store)?).await?,
+        None => None,
+    };
+    let mut conn = s.db.pool().acquire().await.map_err(db::DbError::from)?;
+    let transfers = transfers_of(&mut conn, &row).await?;
+    view(s, row, connection.as_ref(), transfers)
 }
 
 pub struct Page {
@@ -365,11 +485,18 @@ pub async fn list(s: &Services, store: &StoreId, cursor: Option<&str>, limit: i6
     let rows = db::orders::list(&s.db, store, before.as_ref(), limit + 1).await?;
     let connection = db::connections::get(s.db.pool(), store).await?;
     let more = rows.len() as i64 > limit;
-    let data: Vec<OrderView> = rows
-        .into_iter()
-        .take(limit as usize)
-        .map(|r| view(s, r, connection.as_ref()))
-        .collect::<Result<_>>()?;
+    let mut conn = s.db.pool().acquire().await.map_err(db::DbError::from)?;
+    let mut data = Vec::new();
+    for row in rows.into_iter().take(limit as usize) {
+        // A multi-vendor order shows this store its own split.
+        let transfers = transfers_of(&mut conn, &row)
+            .await?
+            .into_iter()
+            .filter(|t| t.store_id == store.as_str())
+            .collect();
+        let own = row.store_id.as_deref() == Some(store.as_str());
+        data.push(view(s, row, connection.as_ref().filter(|_| own), transfers)?);
+    }
     let next_cursor = more.then(|| data.last().map(|o| o.id.clone())).flatten();
     Ok(Page { data, next_cursor })
 }
@@ -380,8 +507,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
     let row = db::orders::get(&s.db, id)
         .await?
         .ok_or(ServiceError::NotFound("order"))?;
-    let (store, connection) = order_connection(s, &row).await?;
-    let scope = store_scope(s, &store, &connection)?;
+    let scope = order_scope(s, &row).await?;
     let pi_id = match (&row.payment_intent_id, &row.checkout_session_id) {
         (Some(pi), _) => pi.clone(),
         // A Checkout order whose session Stripe never confirmed making: its creator got an
@@ -415,8 +541,8 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
             return get(s, id).await;
         }
         (None, None) => {
-            let done = create_payment_intent(s, &row, &scope).await?;
-            return view(s, done, Some(&connection));
+            create_payment_intent(s, &row, &scope).await?;
+            return get(s, id).await;
         }
     };
     let pi: Value = s
@@ -437,13 +563,19 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
         db::orders::merge_facts(&mut tx, id.as_str(), &facts, charge_id.as_deref(), "sync").await?;
     super::notifications::order_merged(s, &mut tx, merged).await?;
     tx.commit().await?;
+    if row.charge_type() == ChargeType::Separate {
+        // A re-check also finishes the money movement Stripe's answer calls for, and asks
+        // again for what Stripe refused before.
+        db::transfers::retry_failed(&s.db, id).await?;
+        super::transfers::settle_order(s, id).await?;
+    }
     get(s, id).await
 }
 
 /// The order's store and its connection, if the store still holds the account the order was
 /// made in: a store that moved to another account cannot act on its old orders.
 async fn order_connection(s: &Services, order: &OrderRow) -> Result<(StoreId, ConnectionRow)> {
-    let store = StoreId::parse(&order.store_id)?;
+    let store = StoreId::parse(order.store_id.as_deref().unwrap_or_default())?;
     let connection = db::connections::get(s.db.pool(), &store)
         .await?
         .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
@@ -484,10 +616,9 @@ pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> R
             }
             _ => row,
         };
-        let Ok((store, connection)) = order_connection(s, &row).await else {
+        let Ok(scope) = order_scope(s, &row).await else {
             continue;
         };
-        let scope = store_scope(s, &store, &connection)?;
         let at = (now_ms() / 1000, i64::MAX);
         let closed = match (&row.payment_intent_id, &row.checkout_session_id) {
             (Some(pi), _) => s
@@ -769,8 +900,7 @@ const STRIPE_KEY_WINDOW_MS: i64 = 24 * 3600 * 1000;
 /// key, else released. Never a blind second request.
 async fn resume_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<RefundView> {
     let refund_id = RefundId::parse(&row.id)?;
-    let (store, connection) = order_connection(s, order).await?;
-    let scope = store_scope(s, &store, &connection)?;
+    let scope = order_scope(s, order).await?;
     let pi = order.payment_intent_id.clone().unwrap_or_default();
     let list: Value = s
         .stripe
@@ -828,7 +958,7 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
     let refund_id = RefundId::parse(&row.id)?;
     let amount = row.amount;
     let reason = row.reason.clone();
-    let (store, connection) = match order_connection(s, order).await {
+    let scope = match order_scope(s, order).await {
         Ok(found) => found,
         // Never sent: nothing can exist at Stripe. Sent before: it may, so it stays counted.
         Err(e) if row.attempted_at.is_none() => {
@@ -837,7 +967,6 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
         }
         Err(e) => return Err(e),
     };
-    let scope = store_scope(s, &store, &connection)?;
     let mut form: Vec<(String, String)> = vec![
         (
             "payment_intent".into(),
@@ -850,8 +979,20 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
     if let Some(r) = &reason {
         form.push(("reason".into(), r.clone()));
     }
-    if order.connection_kind == "connect" && order.application_fee_amount.is_some() {
-        form.push(("refund_application_fee".into(), "true".into()));
+    match order.charge_type() {
+        // Stripe takes the store's share back from its account, and the platform's fee.
+        ChargeType::Destination => {
+            form.push(("reverse_transfer".into(), "true".into()));
+            form.push(("refund_application_fee".into(), "true".into()));
+        }
+        ChargeType::Direct
+            if order.connection_kind == "connect" && order.application_fee_amount.is_some() =>
+        {
+            form.push(("refund_application_fee".into(), "true".into()));
+        }
+        // A multi-vendor order's transfers are reversed by Bursar once Stripe says the refund
+        // is made (`transfers`); a direct charge of a keys store has no fee.
+        _ => {}
     }
     #[derive(Deserialize)]
     struct Created {
@@ -924,8 +1065,7 @@ async fn recheck_refund(
     refund_id: &RefundId,
     stripe_id: &str,
 ) -> Result<()> {
-    let (store, connection) = order_connection(s, order).await?;
-    let scope = store_scope(s, &store, &connection)?;
+    let scope = order_scope(s, order).await?;
     let refund: Value = s
         .stripe
         .get(scope.scope(), &format!("/v1/refunds/{stripe_id}"))

@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 use super::handlers::billing::{self, BillingEvent};
 use super::handlers::payment::{self, PaymentEvent};
 use super::handlers::payout::{self, PayoutEvent};
-use super::handlers::{account, balance, customer};
+use super::handlers::{account, balance, customer, transfer};
 use crate::db::DbError;
 use crate::domain::StoreId;
 use crate::service::{ServiceError, Services};
@@ -62,9 +62,12 @@ pub enum Handler {
     Customer(bool),
     /// Vendor billing on the platform account (subscriptions and invoices).
     Billing(BillingEvent),
+    /// `transfer.*` on the platform: a multi-vendor order's transfers.
+    Transfer,
 }
 
-/// What the platform's own endpoint must enable: vendor billing on the platform account.
+/// What the platform's own endpoint must enable: vendor billing on the platform account, and
+/// the payments made on it (destination and multi-vendor orders) with their transfers.
 pub const PLATFORM_EVENTS: &[&str] = &[
     "customer.subscription.created",
     "customer.subscription.updated",
@@ -74,6 +77,16 @@ pub const PLATFORM_EVENTS: &[&str] = &[
     "invoice.payment_action_required",
     "customer.updated",
     "customer.deleted",
+    "payment_intent.succeeded",
+    "payment_intent.payment_failed",
+    "payment_intent.canceled",
+    "charge.refunded",
+    "charge.refund.updated",
+    "charge.dispute.created",
+    "charge.dispute.closed",
+    "transfer.created",
+    "transfer.updated",
+    "transfer.reversed",
 ];
 
 /// What a connected account's events Bursar applies; also what a `keys` store's own endpoint
@@ -146,6 +159,7 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         "customer.deleted" => Handler::Customer(true),
         "account.external_account.updated" => Handler::ExternalAccountUpdated,
         "person.updated" => Handler::PersonUpdated,
+        "transfer.created" | "transfer.updated" | "transfer.reversed" => Handler::Transfer,
         _ => return None,
     })
 }
@@ -223,8 +237,10 @@ impl Handler {
         match self {
             // Vendor billing lives on the platform account: only the platform endpoint speaks
             // for it (a store's own endpoint is signed with a secret its merchant knows).
-            Handler::Billing(_) => !store && !account,
+            Handler::Billing(_) | Handler::Transfer => !store && !account,
             _ if store => true,
+            // Payments on the platform itself: destination and multi-vendor orders.
+            Handler::Payment(_) => !account,
             // A platform-scope customer is a vendor's customer record on the platform account.
             Handler::Customer(true) => !account,
             // Every other handler keeps a store's state.
@@ -253,8 +269,14 @@ impl Handler {
             return billing::apply(conn, ev, object, kind).await;
         }
         let Some(store) = &ev.store else {
-            // The one platform event with effects outside billing: `has_effects` above.
-            return billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await;
+            // The platform's own events with effects (`has_effects` above).
+            return match self {
+                Handler::Payment(kind) => {
+                    payment::apply(s, conn, None, ev, object, kind, confirmed).await
+                }
+                Handler::Transfer => transfer::apply(s, conn, object).await,
+                _ => billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await,
+            };
         };
         match self {
             Handler::AccountUpdated => account::apply_updated(conn, store, ev, object).await,
@@ -267,11 +289,11 @@ impl Handler {
             Handler::Payout(kind) => payout::apply(conn, store, ev, object, kind, confirmed).await,
             Handler::BalanceAvailable => balance::apply_available(conn, store, ev, object).await,
             Handler::Payment(kind) => {
-                payment::apply(s, conn, store, ev, object, kind, confirmed).await
+                payment::apply(s, conn, Some(store), ev, object, kind, confirmed).await
             }
             Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
             // Answered above, before a store is needed.
-            Handler::Billing(_) => Ok(()),
+            Handler::Billing(_) | Handler::Transfer => Ok(()),
         }
     }
 }
@@ -291,12 +313,18 @@ mod tests {
     }
 
     #[test]
-    fn only_billing_and_vendor_customers_are_kept_without_a_store() {
+    fn only_the_platforms_own_objects_are_kept_without_a_store() {
         for e in PLATFORM_EVENTS.iter().chain(ACCOUNT_EVENTS) {
             let h = handler_for(e).unwrap();
-            let billing = matches!(h, Handler::Billing(_));
+            let billing = matches!(h, Handler::Billing(_) | Handler::Transfer);
             assert_eq!(h.has_effects(true, true), !billing, "{e} routed to a store");
-            let platform = matches!(h, Handler::Billing(_) | Handler::Customer(true));
+            let platform = matches!(
+                h,
+                Handler::Billing(_)
+                    | Handler::Customer(true)
+                    | Handler::Payment(_)
+                    | Handler::Transfer
+            );
             assert_eq!(h.has_effects(false, false), platform, "{e} on the platform");
             assert!(!h.has_effects(false, true), "{e} of an unconnected account");
         }

@@ -13,6 +13,7 @@ use crate::domain::RequestKey;
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
+use crate::service::marketplace::{self, MultiVendorInput, SplitInput};
 use crate::service::orders::{self, OrderInput, OrderView, RefundView};
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
@@ -34,6 +35,40 @@ pub struct OrderIn {
     metadata: Option<BTreeMap<String, String>>,
     /// Where the hosted payment page's result offers the buyer a way back (a URL under
     /// `BURSAR_RETURN_URL_ALLOWLIST`).
+    return_url: Option<String>,
+    /// `direct` (on the store's account) or `destination` (on the platform, the store's share
+    /// transferred by Stripe; connected stores only). By default destination for Express and v2
+    /// accounts, direct otherwise.
+    charge_type: Option<String>,
+    /// For a destination charge: made on the connected account's behalf.
+    on_behalf_of: Option<bool>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SplitIn {
+    /// A store connected through Connect (`st_…`).
+    store_id: String,
+    /// The store's part, in the currency's smallest unit.
+    amount: i64,
+    description: Option<String>,
+    /// If given, the order's currency (a transfer is made in the charge's currency).
+    currency: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MultiVendorOrderIn {
+    /// The whole cart, in the currency's smallest unit; the platform keeps `amount − Σ splits`.
+    amount: i64,
+    currency: String,
+    /// One per store, each store once.
+    splits: Vec<SplitIn>,
+    description: Option<String>,
+    /// A customer of the platform's own account (`cus_…`).
+    customer_id: Option<String>,
+    metadata: Option<BTreeMap<String, String>>,
+    /// Where the hosted payment page's result offers the buyer a way back.
     return_url: Option<String>,
 }
 
@@ -64,9 +99,51 @@ pub async fn create(
         application_fee_amount: input.application_fee_amount,
         metadata: input.metadata,
         return_url: input.return_url,
+        charge_type: input.charge_type,
+        on_behalf_of: input.on_behalf_of,
     };
     let key = request_key.map(|Extension(k)| k);
     let order = orders::create(&state.services, &store_id(&id)?, input, key.as_ref()).await?;
+    Ok((StatusCode::CREATED, Json(order)))
+}
+
+/// Create a multi-vendor order: one PaymentIntent on the platform for the whole cart; once
+/// Stripe says it is paid, one transfer per split to its store's account (exactly once, whatever
+/// is retried). Retried with the same `Idempotency-Key`, it never charges twice.
+#[utoipa::path(post, path = "/orders", tag = "orders", operation_id = "create_multi_vendor_order",
+    request_body = MultiVendorOrderIn,
+    responses(
+        (status = 201, description = "The order, pending payment, with a pending transfer per split", body = OrderView),
+        (status = 400, description = "A field is invalid; a split names an unknown or keys store, a non-positive amount, another currency, or the splits exceed the amount", body = ErrorBody),
+        (status = 409, description = "A split's store cannot receive transfers now (not connected, deauthorized, onboarding unfinished, another mode, suspended)", body = ErrorBody),
+        (status = 422, description = "Stripe refused the payment", body = ErrorBody),
+        (status = 502, description = "Stripe could not be reached; retry with the same Idempotency-Key", body = ErrorBody),
+    ))]
+pub async fn create_multi_vendor(
+    State(state): State<AppState>,
+    request_key: Option<Extension<RequestKey>>,
+    JsonBody(input): JsonBody<MultiVendorOrderIn>,
+) -> ApiResult<(StatusCode, Json<OrderView>)> {
+    let input = MultiVendorInput {
+        amount: input.amount,
+        currency: input.currency,
+        splits: input
+            .splits
+            .into_iter()
+            .map(|s| SplitInput {
+                store_id: s.store_id,
+                amount: s.amount,
+                description: s.description,
+                currency: s.currency,
+            })
+            .collect(),
+        description: input.description,
+        customer_id: input.customer_id,
+        metadata: input.metadata,
+        return_url: input.return_url,
+    };
+    let key = request_key.map(|Extension(k)| k);
+    let order = marketplace::create(&state.services, input, key.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 

@@ -7,3 +7,4 @@ mod confirm;
 pub mod customer;
 pub mod payment;
 pub mod payout;
+pub mod transfer;

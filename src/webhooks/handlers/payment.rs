@@ -1,7 +1,8 @@
 //! Payments: `payment_intent.*`, `charge.refunded` and `charge.dispute.*` merge what they say
 //! into the order's facts (see `domain::order`), so any delivery order ends the same and no
-//! order ever moves back; refund events move the refund's status. Only the store's own orders
-//! are looked up: an event about another store's or account's PaymentIntent finds nothing here.
+//! order ever moves back; refund events move the refund's status. Only the store's own direct
+//! charges are looked up for a store's event (an event about another store's or account's
+//! PaymentIntent finds nothing), and only charges on the platform for the platform's.
 //!
 //! An event signed with a secret the merchant knows (a `keys` store's own endpoint) is not
 //! Stripe's word: `confirm` fetches its object from Stripe in the store's scope, and what Stripe
@@ -57,10 +58,13 @@ pub async fn confirm(
     super::confirm::at_stripe(s, ev, |id| kind.object_path(id)).await
 }
 
+/// Applies a payment event about a store's direct charge (`store`), or about a charge on the
+/// platform (`None`: a destination or multi-vendor order, whose events reach the platform's
+/// endpoint, signed with the platform's secret).
 pub async fn apply(
     s: &Services,
     conn: &mut AnyConnection,
-    store: &StoreId,
+    store: Option<&StoreId>,
     ev: &Incoming,
     object: &Value,
     kind: PaymentEvent,
@@ -75,7 +79,9 @@ pub async fn apply(
     };
     let (payment_intent, facts, charge) = match kind {
         PaymentEvent::CheckoutSession => {
-            return apply_checkout_session(s, conn, store, ev, object, confirmed).await
+            // Checkout Sessions are made in a store's account only.
+            let Some(store) = store else { return Ok(()) };
+            return apply_checkout_session(s, conn, store, ev, object, confirmed).await;
         }
         PaymentEvent::RefundUpdated => return apply_refund(conn, store, object).await,
         PaymentEvent::IntentSucceeded
@@ -123,10 +129,14 @@ pub async fn apply(
             None,
         ),
     };
-    let order = match (payment_intent, object["charge"].as_str()) {
-        (Some(pi), _) => db::orders::by_payment_intent(&mut *conn, store, pi).await?,
-        (None, Some(charge)) => db::orders::by_charge(&mut *conn, store, charge).await?,
-        (None, None) => None,
+    let order = match (store, payment_intent, object["charge"].as_str()) {
+        (Some(store), Some(pi), _) => db::orders::by_payment_intent(&mut *conn, store, pi).await?,
+        (Some(store), None, Some(charge)) => {
+            db::orders::by_charge(&mut *conn, store, charge).await?
+        }
+        (None, Some(pi), _) => db::orders::by_platform_payment_intent(&mut *conn, pi).await?,
+        (None, None, Some(charge)) => db::orders::by_platform_charge(&mut *conn, charge).await?,
+        (_, None, None) => None,
     };
     let Some(order) = order else {
         // Not an order Bursar made (or another store's): recorded in the log, nothing to move.
@@ -180,7 +190,7 @@ async fn apply_checkout_session(
 /// A refund's status, as Stripe moved it (`failed` releases its amount for another refund).
 async fn apply_refund(
     conn: &mut AnyConnection,
-    store: &StoreId,
+    store: Option<&StoreId>,
     refund: &Value,
 ) -> Result<(), HandlerError> {
     if let (Some(id), Some(status)) = (refund["id"].as_str(), refund["status"].as_str()) {

@@ -1,0 +1,356 @@
+//! The `order_transfers` and `transfer_reversals` tables: a multi-vendor order's transfer per
+//! split, and the reversals its refunds call for.
+//!
+//! Each row is saved before Stripe is called and names its own Stripe idempotency key, so a
+//! duplicated event, a sweep, a re-check, a crash or a second process makes the same request
+//! under the same key, never a second transfer. A row is claimed (its `attempted_at` moved)
+//! before each call, so one process at a time asks.
+
+use sqlx::{AnyConnection, FromRow};
+
+use super::orders::{NewSplit, OrderRow};
+use super::{now_ms, Db, Result};
+use crate::domain::split::reversal_targets;
+use crate::domain::{OrderId, StoreId};
+
+#[derive(Debug, Clone, FromRow)]
+pub struct TransferRow {
+    pub order_id: String,
+    pub store_id: String,
+    pub position: i64,
+    pub account_id: String,
+    pub amount: i64,
+    pub description: Option<String>,
+    pub stripe_transfer_id: Option<String>,
+    /// `pending`, `created` or `failed`.
+    pub status: String,
+    pub amount_reversed: i64,
+    pub failure_message: Option<String>,
+    pub first_attempt_at: Option<i64>,
+    pub attempted_at: Option<i64>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+const COLUMNS: &str = "order_id, store_id, position, account_id, amount, description, stripe_transfer_id, \
+    status, amount_reversed, failure_message, first_attempt_at, attempted_at, created_at, updated_at";
+
+/// A transfer due, with what its request needs from the order.
+#[derive(Debug, Clone, FromRow)]
+pub struct DueTransfer {
+    pub order_id: String,
+    pub store_id: String,
+    pub account_id: String,
+    pub amount: i64,
+    pub description: Option<String>,
+    pub first_attempt_at: Option<i64>,
+    pub currency: String,
+    pub latest_charge: String,
+}
+
+#[derive(Debug, Clone, FromRow)]
+pub struct ReversalRow {
+    pub order_id: String,
+    pub store_id: String,
+    pub refunded_to: i64,
+    pub amount: i64,
+    pub stripe_reversal_id: Option<String>,
+    /// `pending`, `succeeded` or `failed`.
+    pub status: String,
+    pub failure_message: Option<String>,
+    pub first_attempt_at: Option<i64>,
+    pub attempted_at: Option<i64>,
+    pub created_at: i64,
+}
+
+/// A reversal due, with the transfer it reverses.
+#[derive(Debug, Clone, FromRow)]
+pub struct DueReversal {
+    pub order_id: String,
+    pub store_id: String,
+    pub refunded_to: i64,
+    pub amount: i64,
+    pub first_attempt_at: Option<i64>,
+    pub stripe_transfer_id: String,
+}
+
+pub(super) async fn insert(
+    conn: &mut AnyConnection,
+    order: &OrderId,
+    position: i64,
+    split: &NewSplit<'_>,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO order_transfers (order_id, store_id, position, account_id, amount, description, \
+           status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, 'pending', $7, $7)",
+    )
+    .bind(order.as_str())
+    .bind(split.store.as_str())
+    .bind(position)
+    .bind(split.account_id)
+    .bind(split.amount)
+    .bind(split.description)
+    .bind(now)
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
+/// An order's transfers, in the order of its splits.
+pub async fn for_order(conn: &mut AnyConnection, order: &str) -> Result<Vec<TransferRow>> {
+    let sql = format!("SELECT {COLUMNS} FROM order_transfers WHERE order_id = $1 ORDER BY position");
+    Ok(sqlx::query_as::<_, TransferRow>(&sql)
+        .bind(order)
+        .fetch_all(conn)
+        .await?)
+}
+
+/// Transfers of paid orders not made yet and not being made (no claim younger than `lease_ms`).
+pub async fn due(db: &Db, lease_ms: i64, limit: i64) -> Result<Vec<DueTransfer>> {
+    Ok(sqlx::query_as::<_, DueTransfer>(
+        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.first_attempt_at, \
+           o.currency, o.latest_charge \
+         FROM order_transfers t JOIN orders o ON o.id = t.order_id \
+         WHERE t.status = 'pending' AND (t.attempted_at IS NULL OR t.attempted_at < $1) \
+           AND o.paid = 1 AND o.latest_charge IS NOT NULL \
+         ORDER BY t.created_at LIMIT $2",
+    )
+    .bind(now_ms() - lease_ms)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// One order's transfers that are due (see `due`).
+pub async fn due_for_order(db: &Db, order: &OrderId, lease_ms: i64) -> Result<Vec<DueTransfer>> {
+    Ok(sqlx::query_as::<_, DueTransfer>(
+        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.first_attempt_at, \
+           o.currency, o.latest_charge \
+         FROM order_transfers t JOIN orders o ON o.id = t.order_id \
+         WHERE t.order_id = $1 AND t.status = 'pending' \
+           AND (t.attempted_at IS NULL OR t.attempted_at < $2) \
+           AND o.paid = 1 AND o.latest_charge IS NOT NULL ORDER BY t.position",
+    )
+    .bind(order.as_str())
+    .bind(now_ms() - lease_ms)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Takes the transfer for one attempt, if no one holds a claim younger than `lease_ms`.
+pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE order_transfers SET attempted_at = $1, first_attempt_at = COALESCE(first_attempt_at, $1) \
+         WHERE order_id = $2 AND store_id = $3 AND status = 'pending' \
+           AND (attempted_at IS NULL OR attempted_at < $4)",
+    )
+    .bind(now)
+    .bind(order)
+    .bind(store)
+    .bind(now - lease_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records Stripe's answer: the transfer it made (`created`), or its refusal (`failed`). A
+/// transfer already recorded keeps its first answer. True if this call recorded it.
+pub async fn finish(
+    conn: &mut AnyConnection,
+    order: &str,
+    store: &str,
+    made: std::result::Result<(&str, i64), &str>,
+) -> Result<bool> {
+    let (stripe_id, status, reversed, failure) = match made {
+        Ok((id, reversed)) => (Some(id), "created", reversed, None),
+        Err(message) => (None, "failed", 0, Some(message)),
+    };
+    let done = sqlx::query(
+        "UPDATE order_transfers SET stripe_transfer_id = $1, status = $2, amount_reversed = $3, \
+           failure_message = $4, updated_at = $5 \
+         WHERE order_id = $6 AND store_id = $7 AND status = 'pending'",
+    )
+    .bind(stripe_id)
+    .bind(status)
+    .bind(reversed)
+    .bind(failure)
+    .bind(now_ms())
+    .bind(order)
+    .bind(store)
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// What Stripe says a transfer has had reversed (from an answer or a `transfer.*` event):
+/// only ever grows. The order it belongs to, if it is one of Bursar's.
+pub async fn learn_reversed(
+    conn: &mut AnyConnection,
+    stripe_transfer: &str,
+    amount_reversed: i64,
+) -> Result<Option<String>> {
+    let order: Option<String> = sqlx::query_scalar(
+        "UPDATE order_transfers SET amount_reversed = $1, updated_at = $2 \
+         WHERE stripe_transfer_id = $3 AND amount_reversed < $1 RETURNING order_id",
+    )
+    .bind(amount_reversed)
+    .bind(now_ms())
+    .bind(stripe_transfer)
+    .fetch_optional(conn)
+    .await?;
+    Ok(order)
+}
+
+/// Asks again for what Stripe refused (an operator's re-check, after fixing the cause).
+pub async fn retry_failed(db: &Db, order: &OrderId) -> Result<()> {
+    let mut tx = db.begin_write().await?;
+    for table in ["order_transfers", "transfer_reversals"] {
+        sqlx::query(&format!(
+            "UPDATE {table} SET status = 'pending', failure_message = NULL, attempted_at = NULL \
+             WHERE order_id = $1 AND status = 'failed'"
+        ))
+        .bind(order.as_str())
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Plans the reversals a larger refunded amount calls for, in the transaction that merged it
+/// (under the order's row lock): each split's share of what is now refunded, less what was
+/// planned for it before. Only Stripe's refunded amount drives it, so a refund made anywhere
+/// (the API, the Dashboard) reverses the vendors' part once.
+pub async fn plan_reversals(conn: &mut AnyConnection, order: &OrderRow) -> Result<()> {
+    let transfers = for_order(&mut *conn, &order.id).await?;
+    let splits: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
+    let targets = reversal_targets(order.amount, order.amount_refunded, &splits);
+    let now = now_ms();
+    for (t, target) in transfers.iter().zip(targets) {
+        let planned: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0) FROM transfer_reversals WHERE order_id = $1 AND store_id = $2",
+        )
+        .bind(&t.order_id)
+        .bind(&t.store_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        let amount = target - planned;
+        if amount <= 0 {
+            continue;
+        }
+        sqlx::query(
+            "INSERT INTO transfer_reversals (order_id, store_id, refunded_to, amount, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'pending', $5) ON CONFLICT DO NOTHING",
+        )
+        .bind(&t.order_id)
+        .bind(&t.store_id)
+        .bind(order.amount_refunded)
+        .bind(amount)
+        .bind(now)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(())
+}
+
+/// An order's planned reversals, oldest first.
+pub async fn reversals_of(conn: &mut AnyConnection, order: &str) -> Result<Vec<ReversalRow>> {
+    Ok(sqlx::query_as::<_, ReversalRow>(
+        "SELECT order_id, store_id, refunded_to, amount, stripe_reversal_id, status, failure_message, \
+           first_attempt_at, attempted_at, created_at \
+         FROM transfer_reversals WHERE order_id = $1 ORDER BY refunded_to, store_id",
+    )
+    .bind(order)
+    .fetch_all(conn)
+    .await?)
+}
+
+/// Reversals planned whose transfer exists, not made yet and not being made.
+pub async fn due_reversals(
+    db: &Db,
+    order: Option<&OrderId>,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<DueReversal>> {
+    Ok(sqlx::query_as::<_, DueReversal>(
+        "SELECT r.order_id, r.store_id, r.refunded_to, r.amount, r.first_attempt_at, t.stripe_transfer_id \
+         FROM transfer_reversals r JOIN order_transfers t \
+           ON t.order_id = r.order_id AND t.store_id = r.store_id \
+         WHERE r.status = 'pending' AND (r.attempted_at IS NULL OR r.attempted_at < $1) \
+           AND t.stripe_transfer_id IS NOT NULL AND ($2 = '' OR r.order_id = $2) \
+         ORDER BY r.created_at LIMIT $3",
+    )
+    .bind(now_ms() - lease_ms)
+    .bind(order.map(OrderId::as_str).unwrap_or(""))
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+pub async fn claim_reversal(db: &Db, r: &DueReversal, lease_ms: i64) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let now = now_ms();
+    let done = sqlx::query(
+        "UPDATE transfer_reversals SET attempted_at = $1, first_attempt_at = COALESCE(first_attempt_at, $1) \
+         WHERE order_id = $2 AND store_id = $3 AND refunded_to = $4 AND status = 'pending' \
+           AND (attempted_at IS NULL OR attempted_at < $5)",
+    )
+    .bind(now)
+    .bind(&r.order_id)
+    .bind(&r.store_id)
+    .bind(r.refunded_to)
+    .bind(now - lease_ms)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Records Stripe's answer to a reversal: made (`succeeded`; the transfer's reversed amount
+/// grows to what its reversals add up to), or refused (`failed`).
+pub async fn finish_reversal(
+    conn: &mut AnyConnection,
+    r: &DueReversal,
+    made: std::result::Result<&str, &str>,
+) -> Result<()> {
+    let (stripe_id, status, failure) = match made {
+        Ok(id) => (Some(id), "succeeded", None),
+        Err(message) => (None, "failed", Some(message)),
+    };
+    sqlx::query(
+        "UPDATE transfer_reversals SET stripe_reversal_id = $1, status = $2, failure_message = $3 \
+         WHERE order_id = $4 AND store_id = $5 AND refunded_to = $6 AND status = 'pending'",
+    )
+    .bind(stripe_id)
+    .bind(status)
+    .bind(failure)
+    .bind(&r.order_id)
+    .bind(&r.store_id)
+    .bind(r.refunded_to)
+    .execute(&mut *conn)
+    .await?;
+    if made.is_ok() {
+        let reversed: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(amount), 0) FROM transfer_reversals \
+             WHERE order_id = $1 AND store_id = $2 AND status = 'succeeded'",
+        )
+        .bind(&r.order_id)
+        .bind(&r.store_id)
+        .fetch_one(&mut *conn)
+        .await?;
+        learn_reversed(conn, &r.stripe_transfer_id, reversed).await?;
+    }
+    Ok(())
+}
+
+/// The stores a multi-vendor order has splits for (its notification's and list's owners).
+pub async fn stores_of(conn: &mut AnyConnection, order: &str) -> Result<Vec<StoreId>> {
+    let ids: Vec<String> =
+        sqlx::query_scalar("SELECT store_id FROM order_transfers WHERE order_id = $1 ORDER BY position")
+            .bind(order)
+            .fetch_all(conn)
+            .await?;
+    Ok(ids.iter().filter_map(|s| StoreId::parse(s).ok()).collect())
+}

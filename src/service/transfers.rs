@@ -1,0 +1,333 @@
+//! A multi-vendor order's money movement (separate charges and transfers): once Stripe says
+//! the order is paid, one transfer per split from the order's charge; once Stripe says more of
+//! it was refunded, each split's share reversed.
+//!
+//! Every transfer and reversal is a row saved before Stripe is called, and its Stripe
+//! idempotency key is derived from that row (`bursar:transfer:<order>:<store>`,
+//! `bursar:transfer_reversal:<order>:<store>:<refunded level>`). A row is claimed before each
+//! call, so duplicated events, the worker, a re-check, a crash and other processes all make the
+//! one request under the one key. Past Stripe's key window the key no longer guards, so an
+//! attempt that old looks for what it made (by the order's `transfer_group`, or the transfer's
+//! reversals) before asking again.
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sqlx::AnyConnection;
+use tokio_util::sync::CancellationToken;
+
+use super::{notifications, Result, Services};
+use crate::db::transfers::{DueReversal, DueTransfer, TransferRow};
+use crate::db::{self, now_ms};
+use crate::domain::OrderId;
+use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
+
+/// A split of a multi-vendor order and its transfer to the store's account.
+#[derive(Debug, Serialize, utoipa::ToSchema)]
+pub struct TransferView {
+    pub store_id: String,
+    /// The store's split, in the currency's smallest unit.
+    pub amount: i64,
+    pub description: Option<String>,
+    /// Stripe's transfer (`tr_…`), once made.
+    pub transfer: Option<String>,
+    /// `pending` (waiting for the payment, or being made), `created`, `partially_reversed`,
+    /// `reversed`, or `failed` (Stripe refused: `failure_message` says why; a sync asks again).
+    pub status: String,
+    /// How much of the transfer has been reversed, as Stripe counts it.
+    pub reversed_amount: i64,
+    pub failure_message: Option<String>,
+}
+
+impl From<TransferRow> for TransferView {
+    fn from(t: TransferRow) -> Self {
+        let status = match t.status.as_str() {
+            "created" if t.amount_reversed >= t.amount => "reversed",
+            "created" if t.amount_reversed > 0 => "partially_reversed",
+            other => other,
+        };
+        TransferView {
+            status: status.to_owned(),
+            store_id: t.store_id,
+            amount: t.amount,
+            description: t.description,
+            transfer: t.stripe_transfer_id,
+            reversed_amount: t.amount_reversed,
+            failure_message: t.failure_message,
+        }
+    }
+}
+
+/// How long a claim holds a row: longer than a call to Stripe with its retries.
+const LEASE_MS: i64 = 120_000;
+
+/// An attempt older than this may have outlived its Stripe idempotency key (24 h, less a
+/// margin): what it made is looked for before asking again.
+const KEY_TRUSTED_MS: i64 = 23 * 3600 * 1000;
+
+/// How often the worker looks for transfers and reversals that are due.
+const POLL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// Makes what is due until `stop`.
+pub async fn run(s: Services, stop: CancellationToken) {
+    let mut tick = tokio::time::interval(POLL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tick.tick() => {
+                if let Err(e) = settle_due(&s, None).await {
+                    tracing::warn!(error = %e, "transfers: a round failed; the next one retries");
+                }
+            }
+        }
+    }
+}
+
+/// Makes the transfers and reversals that are due (of one order, or all), each under its
+/// claim. Returns how many Stripe answered.
+pub async fn settle_due(s: &Services, order: Option<&OrderId>) -> Result<usize> {
+    let transfers = match order {
+        Some(id) => db::transfers::due_for_order(&s.db, id, LEASE_MS).await?,
+        None => db::transfers::due(&s.db, LEASE_MS, 50).await?,
+    };
+    let mut answered = 0;
+    for t in transfers {
+        match make_transfer(s, &t).await {
+            Ok(true) => answered += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(order = %t.order_id, store = %t.store_id, error = %e, "transfer not made yet; retried later")
+            }
+        }
+    }
+    for r in db::transfers::due_reversals(&s.db, order, LEASE_MS, 50).await? {
+        match reverse(s, &r).await {
+            Ok(true) => answered += 1,
+            Ok(false) => {}
+            Err(e) => {
+                tracing::warn!(order = %r.order_id, store = %r.store_id, error = %e, "reversal not made yet; retried later")
+            }
+        }
+    }
+    Ok(answered)
+}
+
+/// One order's due transfers and reversals, now (a re-check's follow-up).
+pub async fn settle_order(s: &Services, id: &OrderId) -> Result<()> {
+    settle_due(s, Some(id)).await.map(|_| ())
+}
+
+#[derive(Deserialize)]
+struct StripeTransfer {
+    id: String,
+    #[serde(default)]
+    amount_reversed: i64,
+}
+
+/// Makes one split's transfer. False if another holds its claim.
+async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
+    if !db::transfers::claim(&s.db, &t.order_id, &t.store_id, LEASE_MS).await? {
+        return Ok(false);
+    }
+    if t.first_attempt_at.is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS) {
+        if let Some(made) = find_transfer(s, t).await? {
+            tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, "transfer found at Stripe: its answer had been lost");
+            record_transfer(s, t, Ok((&made.id, made.amount_reversed))).await?;
+            return Ok(true);
+        }
+    }
+    let mut form: Vec<(String, String)> = vec![
+        ("amount".into(), t.amount.to_string()),
+        ("currency".into(), t.currency.clone()),
+        ("destination".into(), t.account_id.clone()),
+        ("source_transaction".into(), t.latest_charge.clone()),
+        ("transfer_group".into(), t.order_id.clone()),
+        ("metadata[bursar_order_id]".into(), t.order_id.clone()),
+        ("metadata[bursar_store_id]".into(), t.store_id.clone()),
+    ];
+    if let Some(d) = &t.description {
+        form.push(("description".into(), d.clone()));
+    }
+    let key = IdempotencyKey::new("transfer", &format!("{}:{}", t.order_id, t.store_id));
+    match s
+        .stripe
+        .post::<StripeTransfer>(AccountScope::Platform, "/v1/transfers", &form, &key)
+        .await
+    {
+        Ok(made) => {
+            tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, amount = t.amount, "transfer created");
+            record_transfer(s, t, Ok((&made.id, made.amount_reversed))).await?;
+            Ok(true)
+        }
+        Err(e) if refused(&e) => {
+            tracing::warn!(order = %t.order_id, store = %t.store_id, error = %e, "Stripe refused the transfer");
+            record_transfer(s, t, Err(&e.to_string())).await?;
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Stripe said no, so under this key it made nothing (a key still in use, a rate limit and
+/// Stripe's own failures are no answer).
+fn refused(e: &StripeError) -> bool {
+    matches!(e, StripeError::Api { status, .. } if *status < 500 && *status != 429 && *status != 409)
+}
+
+/// The transfer an earlier attempt made, found by the order's group and its metadata.
+async fn find_transfer(s: &Services, t: &DueTransfer) -> Result<Option<StripeTransfer>> {
+    let list: Value = s
+        .stripe
+        .get(
+            AccountScope::Platform,
+            &format!("/v1/transfers?transfer_group={}&limit=100", t.order_id),
+        )
+        .await?;
+    let found = list["data"].as_array().into_iter().flatten().find(|tr| {
+        tr["metadata"]["bursar_order_id"] == t.order_id.as_str()
+            && tr["metadata"]["bursar_store_id"] == t.store_id.as_str()
+    });
+    Ok(found.and_then(|tr| serde_json::from_value(tr.clone()).ok()))
+}
+
+/// Records Stripe's answer (see `recorded`).
+async fn record_transfer(
+    s: &Services,
+    t: &DueTransfer,
+    made: std::result::Result<(&str, i64), &str>,
+) -> Result<()> {
+    let mut tx = s.db.begin_write().await?;
+    recorded(s, &mut tx, &t.order_id, &t.store_id, made).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Records a split's transfer under the order's row lock, in `conn`'s transaction; the answer
+/// that completes the order's transfers tells the platform `order.transferred`, once.
+async fn recorded(
+    s: &Services,
+    conn: &mut AnyConnection,
+    order: &str,
+    store: &str,
+    made: std::result::Result<(&str, i64), &str>,
+) -> Result<()> {
+    let Some(row) = db::orders::lock(&mut *conn, order).await? else {
+        return Ok(());
+    };
+    let first = db::transfers::finish(&mut *conn, order, store, made).await?;
+    let all = db::transfers::for_order(&mut *conn, order).await?;
+    if first && made.is_ok() && all.iter().all(|x| x.status == "created") {
+        notifications::order_told(s, conn, row, "order.transferred").await?;
+    }
+    Ok(())
+}
+
+/// A transfer as Stripe's event describes it.
+pub struct Made<'a> {
+    pub order: &'a str,
+    pub store: &'a str,
+    pub transfer: &'a str,
+    pub destination: &'a str,
+    pub amount: i64,
+    pub source: &'a str,
+    pub reversed: i64,
+}
+
+/// Adopts a transfer Stripe made for a split still waiting for its answer (the answer was
+/// lost): only if it is that split's transfer exactly.
+pub async fn adopt(s: &Services, conn: &mut AnyConnection, m: &Made<'_>) -> Result<()> {
+    let Ok(order) = OrderId::parse(m.order) else {
+        return Ok(());
+    };
+    let Some(row) = db::orders::get_in(&mut *conn, &order).await? else {
+        return Ok(());
+    };
+    let split = db::transfers::for_order(&mut *conn, m.order)
+        .await?
+        .into_iter()
+        .find(|t| t.store_id == m.store);
+    let matches = split.is_some_and(|t| {
+        t.stripe_transfer_id.is_none()
+            && t.account_id == m.destination
+            && t.amount == m.amount
+            && row.latest_charge.as_deref() == Some(m.source)
+    });
+    if matches {
+        tracing::info!(order = m.order, store = m.store, transfer = m.transfer, "transfer adopted from Stripe's event: its answer had been lost");
+        recorded(s, conn, m.order, m.store, Ok((m.transfer, m.reversed))).await?;
+    }
+    Ok(())
+}
+
+#[derive(Deserialize)]
+struct StripeReversal {
+    id: String,
+}
+
+/// Makes one planned reversal. False if another holds its claim.
+async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
+    if !db::transfers::claim_reversal(&s.db, r, LEASE_MS).await? {
+        return Ok(false);
+    }
+    let level = r.refunded_to.to_string();
+    if r.first_attempt_at.is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS) {
+        let list: Value = s
+            .stripe
+            .get(
+                AccountScope::Platform,
+                &format!("/v1/transfers/{}/reversals?limit=100", r.stripe_transfer_id),
+            )
+            .await?;
+        let found = list["data"].as_array().into_iter().flatten().find(|x| {
+            x["metadata"]["bursar_order_id"] == r.order_id.as_str()
+                && x["metadata"]["bursar_refunded_to"] == level.as_str()
+        });
+        if let Some(id) = found.and_then(|x| x["id"].as_str()) {
+            record_reversal(s, r, Ok(id)).await?;
+            return Ok(true);
+        }
+    }
+    let form: Vec<(String, String)> = vec![
+        ("amount".into(), r.amount.to_string()),
+        ("metadata[bursar_order_id]".into(), r.order_id.clone()),
+        ("metadata[bursar_store_id]".into(), r.store_id.clone()),
+        ("metadata[bursar_refunded_to]".into(), level.clone()),
+    ];
+    let key = IdempotencyKey::new(
+        "transfer_reversal",
+        &format!("{}:{}:{level}", r.order_id, r.store_id),
+    );
+    match s
+        .stripe
+        .post::<StripeReversal>(
+            AccountScope::Platform,
+            &format!("/v1/transfers/{}/reversals", r.stripe_transfer_id),
+            &form,
+            &key,
+        )
+        .await
+    {
+        Ok(made) => {
+            tracing::info!(order = %r.order_id, store = %r.store_id, reversal = %made.id, amount = r.amount, "transfer reversed");
+            record_reversal(s, r, Ok(&made.id)).await?;
+            Ok(true)
+        }
+        Err(e) if refused(&e) => {
+            tracing::warn!(order = %r.order_id, store = %r.store_id, error = %e, "Stripe refused the reversal");
+            record_reversal(s, r, Err(&e.to_string())).await?;
+            Ok(true)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+async fn record_reversal(
+    s: &Services,
+    r: &DueReversal,
+    made: std::result::Result<&str, &str>,
+) -> Result<()> {
+    let mut tx = s.db.begin_write().await?;
+    db::transfers::finish_reversal(&mut tx, r, made).await?;
+    tx.commit().await?;
+    Ok(())
+}
