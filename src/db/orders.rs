@@ -318,8 +318,9 @@ pub async fn by_platform_charge(
     conn: &mut AnyConnection,
     charge: &str,
 ) -> Result<Option<OrderRow>> {
-    let sql =
-        format!("SELECT {COLUMNS} FROM orders WHERE charge_type <> 'direct' AND latest_charge = $1");
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE charge_type <> 'direct' AND latest_charge = $1"
+    );
     Ok(sqlx::query_as::<_, OrderRow>(&sql)
         .bind(charge)
         .fetch_optional(conn)

@@ -99,7 +99,8 @@ pub(super) async fn insert(
 
 /// An order's transfers, in the order of its splits.
 pub async fn for_order(conn: &mut AnyConnection, order: &str) -> Result<Vec<TransferRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM order_transfers WHERE order_id = $1 ORDER BY position");
+    let sql =
+        format!("SELECT {COLUMNS} FROM order_transfers WHERE order_id = $1 ORDER BY position");
     Ok(sqlx::query_as::<_, TransferRow>(&sql)
         .bind(order)
         .fetch_all(conn)
@@ -231,7 +232,7 @@ pub async fn plan_reversals(conn: &mut AnyConnection, order: &OrderRow) -> Resul
     let now = now_ms();
     for (t, target) in transfers.iter().zip(targets) {
         let planned: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM transfer_reversals WHERE order_id = $1 AND store_id = $2",
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals WHERE order_id = $1 AND store_id = $2",
         )
         .bind(&t.order_id)
         .bind(&t.store_id)
@@ -333,7 +334,7 @@ pub async fn finish_reversal(
     .await?;
     if made.is_ok() {
         let reversed: i64 = sqlx::query_scalar(
-            "SELECT COALESCE(SUM(amount), 0) FROM transfer_reversals \
+            "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals \
              WHERE order_id = $1 AND store_id = $2 AND status = 'succeeded'",
         )
         .bind(&r.order_id)
@@ -347,10 +348,11 @@ pub async fn finish_reversal(
 
 /// The stores a multi-vendor order has splits for (its notification's and list's owners).
 pub async fn stores_of(conn: &mut AnyConnection, order: &str) -> Result<Vec<StoreId>> {
-    let ids: Vec<String> =
-        sqlx::query_scalar("SELECT store_id FROM order_transfers WHERE order_id = $1 ORDER BY position")
-            .bind(order)
-            .fetch_all(conn)
-            .await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT store_id FROM order_transfers WHERE order_id = $1 ORDER BY position",
+    )
+    .bind(order)
+    .fetch_all(conn)
+    .await?;
     Ok(ids.iter().filter_map(|s| StoreId::parse(s).ok()).collect())
 }

@@ -92,14 +92,20 @@ mod tests {
 
     #[test]
     fn a_full_refund_reverses_every_split_whole() {
-        assert_eq!(reversal_targets(10_000, 10_000, &[3333, 3333, 3000]), vec![3333, 3333, 3000]);
+        assert_eq!(
+            reversal_targets(10_000, 10_000, &[3333, 3333, 3000]),
+            vec![3333, 3333, 3000]
+        );
         assert_eq!(reversal_targets(999, 999, &[500, 499]), vec![500, 499]);
     }
 
     #[test]
     fn a_partial_refund_is_shared_pro_rata_and_sums_to_the_vendors_part() {
         // 6000 and 3000 of 10000 (the platform keeps 1000): a 5000 refund reverses 3000 + 1500.
-        assert_eq!(reversal_targets(10_000, 5000, &[6000, 3000]), vec![3000, 1500]);
+        assert_eq!(
+            reversal_targets(10_000, 5000, &[6000, 3000]),
+            vec![3000, 1500]
+        );
         // Rounding: 1/3 of 100 among three equal splits of 33 (the platform keeps 1).
         let t = reversal_targets(100, 50, &[33, 33, 33]);
         assert_eq!(t.iter().sum::<i64>(), 50);
@@ -114,14 +120,20 @@ mod tests {
             let t = reversal_targets(amount, refunded, &splits);
             let sum: i64 = t.iter().sum();
             let exact = refunded as f64 * splits.iter().sum::<i64>() as f64 / amount as f64;
-            assert!((sum as f64 - exact).abs() <= 0.5 + 1e-9, "{refunded}: {sum} vs {exact}");
+            assert!(
+                (sum as f64 - exact).abs() <= 0.5 + 1e-9,
+                "{refunded}: {sum} vs {exact}"
+            );
             assert!(t.iter().zip(&splits).all(|(x, s)| x <= s));
         }
     }
 
     #[test]
     fn charge_types_parse_and_say_where_they_live() {
-        assert_eq!(ChargeType::parse_for_store("destination").unwrap(), ChargeType::Destination);
+        assert_eq!(
+            ChargeType::parse_for_store("destination").unwrap(),
+            ChargeType::Destination
+        );
         assert!(ChargeType::parse_for_store("separate").is_err());
         assert!(ChargeType::from_stored("separate").on_platform());
         assert!(!ChargeType::from_stored("direct").on_platform());

@@ -120,7 +120,10 @@ pub async fn page(State(state): State<AppState>, Path(token): Path<String>) -> R
             .await
             .map(|st| st.name)
             .unwrap_or_default(),
-        _ => order.description.clone().unwrap_or_else(|| "your order".into()),
+        _ => order
+            .description
+            .clone()
+            .unwrap_or_else(|| "your order".into()),
     };
     let html = CheckoutPage {
         store_name: &store_name,

@@ -93,7 +93,11 @@ pub async fn create(
                 });
             }
         }
-        if split.description.as_ref().is_some_and(|d| d.chars().count() > 1000) {
+        if split
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
             return Err(invalid(format!(
                 "splits[{i}].description must be at most 1000 characters"
             )));
@@ -114,7 +118,10 @@ pub async fn create(
         .filter(|d| !d.trim().is_empty())
         .map(|d| {
             if d.chars().count() > 1000 {
-                Err(Invalid::new("description", "must be at most 1000 characters"))
+                Err(Invalid::new(
+                    "description",
+                    "must be at most 1000 characters",
+                ))
             } else {
                 Ok(d)
             }
@@ -150,7 +157,9 @@ pub async fn create(
         connections.push(receiving(s, i, store, mode.as_str()).await?);
     }
     let order = match existing {
-        Some(o) if o.payment_intent_id.is_some() => return orders::get(s, &OrderId::parse(&o.id)?).await,
+        Some(o) if o.payment_intent_id.is_some() => {
+            return orders::get(s, &OrderId::parse(&o.id)?).await
+        }
         Some(o) => o,
         None => {
             let id = OrderId::generate();

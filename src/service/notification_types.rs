@@ -235,7 +235,12 @@ fn multi_vendor_order() -> Value {
         on_behalf_of: false,
         transfers: Some(vec![
             split(STORE, 6000, "tr_1QbS2aB7WZ01zgkWq3LmT8xV", "Ceramic mug"),
-            split("st_01jdz8y7b2d4f6h8j0m2p4r6t8", 3000, "tr_1QbS2aB7WZ01zgkWx9PqR2sD", "Tea towel"),
+            split(
+                "st_01jdz8y7b2d4f6h8j0m2p4r6t8",
+                3000,
+                "tr_1QbS2aB7WZ01zgkWx9PqR2sD",
+                "Tea towel",
+            ),
         ]),
         amount: 10000,
         currency: "usd".into(),

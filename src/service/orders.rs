@@ -412,7 +412,10 @@ pub(super) async fn create_payment_intent(
     match order.charge_type() {
         ChargeType::Direct => {}
         ChargeType::Destination => {
-            form.push(("transfer_data[destination]".into(), order.account_id.clone()));
+            form.push((
+                "transfer_data[destination]".into(),
+                order.account_id.clone(),
+            ));
             if order.on_behalf_of != 0 {
                 form.push(("on_behalf_of".into(), order.account_id.clone()));
             }
@@ -495,7 +498,12 @@ pub async fn list(s: &Services, store: &StoreId, cursor: Option<&str>, limit: i6
             .filter(|t| t.store_id == store.as_str())
             .collect();
         let own = row.store_id.as_deref() == Some(store.as_str());
-        data.push(view(s, row, connection.as_ref().filter(|_| own), transfers)?);
+        data.push(view(
+            s,
+            row,
+            connection.as_ref().filter(|_| own),
+            transfers,
+        )?);
     }
     let next_cursor = more.then(|| data.last().map(|o| o.id.clone())).flatten();
     Ok(Page { data, next_cursor })

@@ -57,8 +57,14 @@ impl From<TransferRow> for TransferView {
     }
 }
 
-/// How long a claim holds a row: longer than a call to Stripe with its retries.
-const LEASE_MS: i64 = 120_000;
+/// How long a claim holds a row: longer than a call to Stripe with all its retries, so a
+/// claim is only ever taken over from a process that stopped.
+fn lease_ms(s: &Services) -> i64 {
+    let c = &s.config.stripe;
+    let tries = i64::from(c.max_retries) + 1;
+    let backoff = c.retry_base.as_millis() as i64 * (1_i64 << c.max_retries.min(10));
+    tries * c.timeout.as_millis() as i64 + 2 * backoff + 5_000
+}
 
 /// An attempt older than this may have outlived its Stripe idempotency key (24 h, less a
 /// margin): what it made is looked for before asking again.
@@ -87,8 +93,8 @@ pub async fn run(s: Services, stop: CancellationToken) {
 /// claim. Returns how many Stripe answered.
 pub async fn settle_due(s: &Services, order: Option<&OrderId>) -> Result<usize> {
     let transfers = match order {
-        Some(id) => db::transfers::due_for_order(&s.db, id, LEASE_MS).await?,
-        None => db::transfers::due(&s.db, LEASE_MS, 50).await?,
+        Some(id) => db::transfers::due_for_order(&s.db, id, lease_ms(s)).await?,
+        None => db::transfers::due(&s.db, lease_ms(s), 50).await?,
     };
     let mut answered = 0;
     for t in transfers {
@@ -100,7 +106,7 @@ pub async fn settle_due(s: &Services, order: Option<&OrderId>) -> Result<usize> 
             }
         }
     }
-    for r in db::transfers::due_reversals(&s.db, order, LEASE_MS, 50).await? {
+    for r in db::transfers::due_reversals(&s.db, order, lease_ms(s), 50).await? {
         match reverse(s, &r).await {
             Ok(true) => answered += 1,
             Ok(false) => {}
@@ -126,10 +132,12 @@ struct StripeTransfer {
 
 /// Makes one split's transfer. False if another holds its claim.
 async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
-    if !db::transfers::claim(&s.db, &t.order_id, &t.store_id, LEASE_MS).await? {
+    if !db::transfers::claim(&s.db, &t.order_id, &t.store_id, lease_ms(s)).await? {
         return Ok(false);
     }
-    if t.first_attempt_at.is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS) {
+    if t.first_attempt_at
+        .is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS)
+    {
         if let Some(made) = find_transfer(s, t).await? {
             tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, "transfer found at Stripe: its answer had been lost");
             record_transfer(s, t, Ok((&made.id, made.amount_reversed))).await?;
@@ -253,7 +261,12 @@ pub async fn adopt(s: &Services, conn: &mut AnyConnection, m: &Made<'_>) -> Resu
             && row.latest_charge.as_deref() == Some(m.source)
     });
     if matches {
-        tracing::info!(order = m.order, store = m.store, transfer = m.transfer, "transfer adopted from Stripe's event: its answer had been lost");
+        tracing::info!(
+            order = m.order,
+            store = m.store,
+            transfer = m.transfer,
+            "transfer adopted from Stripe's event: its answer had been lost"
+        );
         recorded(s, conn, m.order, m.store, Ok((m.transfer, m.reversed))).await?;
     }
     Ok(())
@@ -266,11 +279,13 @@ struct StripeReversal {
 
 /// Makes one planned reversal. False if another holds its claim.
 async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
-    if !db::transfers::claim_reversal(&s.db, r, LEASE_MS).await? {
+    if !db::transfers::claim_reversal(&s.db, r, lease_ms(s)).await? {
         return Ok(false);
     }
     let level = r.refunded_to.to_string();
-    if r.first_attempt_at.is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS) {
+    if r.first_attempt_at
+        .is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS)
+    {
         let list: Value = s
             .stripe
             .get(

@@ -12,6 +12,7 @@ mod connections;
 mod crash;
 mod limits;
 mod localstripe;
+mod marketplace;
 mod money;
 mod notifications;
 mod onboarding;

@@ -471,6 +471,17 @@ impl StripeSim {
             .count()
     }
 
+    /// Every object of a type across all accounts, as Stripe holds it now.
+    pub fn objects(&self, object_type: &str) -> Vec<Value> {
+        self.sim
+            .lock()
+            .objects
+            .values()
+            .filter(|o| o["object"] == object_type)
+            .cloned()
+            .collect()
+    }
+
     /// What a customer paying in the browser does (Stripe.js confirming PaymentIntent
     /// `payment_intent` with `card`), without a key: the charge is made (or declined) and the
     /// events delivered (`charge.succeeded` + `payment_intent.succeeded`, or `charge.failed` +

@@ -1,0 +1,526 @@
+//! Marketplace money movement end to end against the local Stripe: destination charges paid
+//! through the platform endpoint, multi-vendor orders with exactly one transfer per split
+//! whatever is repeated or lost, pro-rata reversals on refunds, and the checks before Stripe.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{json, Value};
+use stripe_sim::{Card, Fault};
+
+use crate::onboarding::oauth_store;
+use crate::orders::{keys_store, order};
+use crate::support::{error_code, log_errors, TestApp, RETURN_PREFIX};
+
+/// A store onboarded as an Express account, finished at Stripe (so it takes charges).
+async fn express_store(app: &TestApp) -> (String, String) {
+    let store = app.create_store("Express vendor").await;
+    let r = app
+        .api(Method::POST, &format!("/api/v1/stores/{store}/onboarding"))
+        .json(&json!({"type": "express", "return_url": format!("{RETURN_PREFIX}/done")}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", log_errors());
+    let account = r.json::<Value>().await.unwrap()["account_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    app.sim.complete_onboarding(&account).await;
+    app.drain().await;
+    assert_eq!(app.account(&store).await["charges_enabled"], true);
+    (store, account)
+}
+
+async fn post(app: &TestApp, path: &str, body: Value) -> reqwest::Response {
+    app.api(Method::POST, path)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Waits until the order satisfies `done` (the transfer worker runs on its own).
+async fn order_until(app: &TestApp, id: &str, done: impl Fn(&Value) -> bool) -> Value {
+    let mut last = Value::Null;
+    for _ in 0..300 {
+        app.drain().await;
+        last = order(app, id).await;
+        if done(&last) {
+            return last;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the order never got there: {last}\n{}", log_errors());
+}
+
+fn transfers_made(o: &Value) -> bool {
+    o["transfers"]
+        .as_array()
+        .is_some_and(|t| t.iter().all(|t| t["status"] != "pending"))
+}
+
+/// The transfers the local Stripe holds for an order, by store, with their amounts.
+fn sim_transfers(app: &TestApp, order: &str) -> Vec<Value> {
+    let mut out: Vec<Value> = app
+        .sim
+        .objects("transfer")
+        .into_iter()
+        .filter(|t| t["transfer_group"] == order)
+        .collect();
+    out.sort_by_key(|t| t["amount"].as_i64());
+    out
+}
+
+#[tokio::test]
+async fn a_destination_order_is_paid_through_the_platform_endpoint_and_its_refund_reverses_transfer_and_fee(
+) {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (store, account) = express_store(&app).await;
+    let r = post(
+        &app,
+        &format!("/api/v1/stores/{store}/orders"),
+        json!({"amount": 10000, "currency": "usd", "application_fee_amount": 800, "on_behalf_of": true}),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let o: Value = r.json().await.unwrap();
+    // Express defaults to a destination charge: on the platform, confirmed with its key alone.
+    assert_eq!(o["charge_type"], "destination");
+    assert!(o["stripe_account"].is_null(), "{o}");
+    assert_eq!(
+        o["publishable_key"],
+        app.sim.platform_publishable_key.as_str()
+    );
+    let created = &app.sim.requests("/v1/payment_intents")[0];
+    assert!(created.stripe_account.is_none());
+    let dest = format!("transfer_data%5Bdestination%5D={account}");
+    assert!(created.body.contains(&dest), "{}", created.body);
+    assert!(created.body.contains("application_fee_amount=800"));
+    assert!(created.body.contains(&format!("on_behalf_of={account}")));
+
+    // The hosted page confirms with the platform's key and no connected account.
+    let page = reqwest::get(o["checkout_url"].as_str().unwrap())
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains(app.sim.platform_publishable_key.as_str()));
+    assert!(!page.contains(&account), "no connected account on the page");
+    let id = o["id"].as_str().unwrap();
+    let event = app
+        .sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    app.drain().await;
+    let paid = order(&app, id).await;
+    assert_eq!(paid["status"], "paid", "{paid}");
+    assert_eq!(paid["status_source"], "webhook");
+    // The event came through the platform endpoint, not the Connect one.
+    let deliveries: Vec<_> = app
+        .sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.event_id == event)
+        .collect();
+    assert!(
+        deliveries.iter().any(|d| !d.connect && d.status == 200),
+        "{deliveries:?}"
+    );
+
+    let r = post(&app, &format!("/api/v1/orders/{id}/refunds"), json!({})).await;
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let refund = &app.sim.requests("/v1/refunds")[0];
+    assert!(refund.stripe_account.is_none());
+    assert!(
+        refund.body.contains("reverse_transfer=true"),
+        "{}",
+        refund.body
+    );
+    assert!(refund.body.contains("refund_application_fee=true"));
+    let pi = app
+        .sim
+        .payment_intent(o["payment_intent"].as_str().unwrap())
+        .unwrap();
+    let (_, charge) = app
+        .sim
+        .object(pi["latest_charge"].as_str().unwrap())
+        .unwrap();
+    let (_, transfer) = app
+        .sim
+        .object(charge["transfer"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(transfer["amount"], 9200);
+    assert_eq!(transfer["amount_reversed"], 9200, "{transfer}");
+    app.drain().await;
+    assert_eq!(order(&app, id).await["status"], "refunded");
+}
+
+#[tokio::test]
+async fn a_multi_vendor_order_makes_one_transfer_per_split_and_refunds_reverse_them_pro_rata() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (a, account_a) = oauth_store(&app).await;
+    let (b, account_b) = oauth_store(&app).await;
+    let body = json!({
+        "amount": 10000, "currency": "usd", "description": "Cart 7",
+        "splits": [
+            {"store_id": a, "amount": 6000, "description": "Mug"},
+            {"store_id": b, "amount": 3000},
+        ],
+    });
+    let r = app
+        .api(Method::POST, "/api/v1/orders")
+        .header("Idempotency-Key", "cart-7")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    assert_eq!(o["charge_type"], "separate");
+    assert!(o["store_id"].is_null());
+    assert_eq!(o["transfers"][0]["status"], "pending");
+    let created = app.sim.requests("/v1/payment_intents");
+    assert_eq!(created.len(), 1);
+    assert!(created[0].stripe_account.is_none());
+    assert!(created[0].body.contains(&format!("transfer_group={id}")));
+    // The same request again is the same order; another body under the key is refused.
+    let again: Value = app
+        .api(Method::POST, "/api/v1/orders")
+        .header("Idempotency-Key", "cart-7")
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(again["id"], id.as_str());
+    let other = app
+        .api(Method::POST, "/api/v1/orders")
+        .header("Idempotency-Key", "cart-7")
+        .json(
+            &json!({"amount": 10001, "currency": "usd", "splits": [{"store_id": a, "amount": 1}]}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(other).await.0, 409);
+    assert_eq!(app.sim.requests("/v1/payment_intents").len(), 1);
+
+    let pi = o["payment_intent"].as_str().unwrap();
+    let event = app.sim.pay(pi, Card::Visa).await;
+    // Duplicated and repeated: the event twice more, a re-check and the sweep meanwhile.
+    app.sim.redeliver(&event).await;
+    let sync = post(&app, &format!("/api/v1/orders/{id}/sync"), json!({})).await;
+    assert_eq!(sync.status(), 200);
+    app.sim.redeliver(&event).await;
+    bursar::service::orders::sweep(&app.services, Duration::ZERO)
+        .await
+        .unwrap();
+    let done = order_until(&app, &id, transfers_made).await;
+    assert_eq!(done["status"], "paid");
+    let charge = app.sim.payment_intent(pi).unwrap()["latest_charge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let made = sim_transfers(&app, &id);
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(made[0]["amount"], 3000);
+    assert_eq!(made[0]["destination"], account_b.id.as_str());
+    assert_eq!(made[1]["amount"], 6000);
+    assert_eq!(made[1]["destination"], account_a.id.as_str());
+    assert!(made
+        .iter()
+        .all(|t| t["source_transaction"] == charge.as_str()));
+    let keys: Vec<_> = app
+        .sim
+        .requests("/v1/transfers")
+        .into_iter()
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    assert!(
+        keys.contains(&format!("bursar:transfer:{id}:{a}")),
+        "{keys:?}"
+    );
+    assert_eq!(done["transfers"][0]["store_id"], a.as_str());
+    assert_eq!(done["transfers"][0]["status"], "created");
+    assert_eq!(done["transfers"][0]["transfer"], made[1]["id"]);
+
+    // Each store's list shows the order with its own split only.
+    let listed = app.get_json(&format!("/api/v1/stores/{b}/orders")).await;
+    let mine = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["id"] == id.as_str())
+        .expect("the order is in the store's list")
+        .clone();
+    assert_eq!(mine["transfers"].as_array().unwrap().len(), 1);
+    assert_eq!(mine["transfers"][0]["store_id"], b.as_str());
+    assert_eq!(mine["transfers"][0]["amount"], 3000);
+
+    // A partial refund of 5000: the vendors' part is 9/10 of it, shared 6:3.
+    let r = post(
+        &app,
+        &format!("/api/v1/orders/{id}/refunds"),
+        json!({"amount": 5000}),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let half = order_until(&app, &id, |o| {
+        o["transfers"][1]["reversed_amount"] == 1500 && o["transfers"][0]["reversed_amount"] == 3000
+    })
+    .await;
+    assert_eq!(half["status"], "partially_refunded");
+    assert_eq!(half["transfers"][0]["status"], "partially_reversed");
+    // The rest: every transfer reversed whole, and nothing more.
+    let r = post(&app, &format!("/api/v1/orders/{id}/refunds"), json!({})).await;
+    assert_eq!(r.status(), 201);
+    let full = order_until(&app, &id, |o| {
+        o["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "reversed")
+    })
+    .await;
+    assert_eq!(full["status"], "refunded");
+    let made = sim_transfers(&app, &id);
+    assert_eq!(made[0]["amount_reversed"], 3000);
+    assert_eq!(made[1]["amount_reversed"], 6000);
+    // Repeated events and re-checks reverse nothing more.
+    post(&app, &format!("/api/v1/orders/{id}/sync"), json!({})).await;
+    app.sim.redeliver(&event).await;
+    app.drain().await;
+    let reversals: usize = made
+        .iter()
+        .map(|t| {
+            let path = format!("/v1/transfers/{}/reversals", t["id"].as_str().unwrap());
+            app.sim.requests(&path).len()
+        })
+        .sum();
+    assert_eq!(reversals, 4);
+}
+
+#[tokio::test]
+async fn lost_answers_from_stripe_still_make_one_transfer_per_split() {
+    let app = TestApp::spawn_with(&[("BURSAR_STRIPE_TIMEOUT_SECS", "1")]).await;
+    app.register_endpoints();
+    let (a, _) = oauth_store(&app).await;
+    let (b, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        "/api/v1/orders",
+        json!({"amount": 5000, "currency": "eur", "splits": [
+            {"store_id": a, "amount": 2000}, {"store_id": b, "amount": 2500}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    // Stripe makes each transfer, but its answers are lost (many times over).
+    app.sim
+        .fail(Method::POST, "/v1/transfers", Fault::AfterCommit(500), 8);
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let done = order_until(&app, &id, transfers_made).await;
+    assert!(
+        done["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "created"),
+        "{done}"
+    );
+    assert_eq!(sim_transfers(&app, &id).len(), 2);
+}
+
+#[tokio::test]
+async fn bad_multi_vendor_orders_are_refused_before_stripe() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (connected, _) = oauth_store(&app).await;
+    let (keys, _) = keys_store(&app).await;
+    let unconnected = app.create_store("No account").await;
+    let split = |store: &str, amount: i64| json!({"store_id": store, "amount": amount});
+    let cases = [
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&keys, 1000)]}),
+            400,
+            "split_store_not_connect",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split("st_01jdz0000000000000000000000", 1000)]}),
+            400,
+            "unknown_store",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&unconnected, 1000)]}),
+            409,
+            "store_not_connected",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&connected, 5001)]}),
+            400,
+            "splits_exceed_amount",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&connected, 0)]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&connected, -5)]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [{"store_id": connected, "amount": 100, "currency": "eur"}]}),
+            400,
+            "currency_mismatch",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&connected, 1), split(&connected, 1)]}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": []}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"amount": 5000, "currency": "usd", "splits": [split(&connected, 1)], "extra": 1}),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (body, status, code) in cases {
+        let r = post(&app, "/api/v1/orders", body.clone()).await;
+        let (got, got_code, message) = error_code(r).await;
+        assert_eq!(
+            (got, got_code.as_str()),
+            (status, code),
+            "{body}: {message}"
+        );
+    }
+    // Without an API key nothing is made either.
+    let r = app
+        .anon(Method::POST, "/api/v1/orders")
+        .json(&json!({"amount": 5000, "currency": "usd", "splits": [split(&connected, 1)]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    // A keys store refuses a destination charge, saying why.
+    let r = post(
+        &app,
+        &format!("/api/v1/stores/{keys}/orders"),
+        json!({"amount": 5000, "currency": "usd", "charge_type": "destination"}),
+    )
+    .await;
+    let (status, code, _) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (400, "destination_needs_connect"));
+    assert!(app.sim.requests("/v1/payment_intents").is_empty());
+    assert!(app.sim.requests("/v1/transfers").is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kill_9_between_the_payment_and_the_transfers_still_makes_one_transfer_per_split() {
+    let mut app = TestApp::spawn_with(&[("BURSAR_STRIPE_TIMEOUT_SECS", "1")]).await;
+    app.register_endpoints();
+    let (a, _) = oauth_store(&app).await;
+    let (b, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        "/api/v1/orders",
+        json!({"amount": 9000, "currency": "usd", "splits": [
+            {"store_id": a, "amount": 4000}, {"store_id": b, "amount": 4000}]}),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    app.stop().await;
+
+    // The real binary on the same database; Stripe cannot make transfers for now.
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = app.env.clone();
+    env.remove("BURSAR_PUBLIC_URL");
+    let server = crate::support::spawn_server(&env, dir.path(), &[]);
+    app.sim.register_endpoint(
+        &format!("{}/webhooks/stripe", server.url),
+        crate::support::PLATFORM_SECRET,
+        false,
+    );
+    app.sim.fail(
+        Method::POST,
+        "/v1/transfers",
+        Fault::StatusNoRetry(503),
+        10_000,
+    );
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let client = reqwest::Client::new();
+    let get_order = |url: String| {
+        let (client, key, id) = (client.clone(), app.api_key.clone(), id.clone());
+        async move {
+            client
+                .get(format!("{url}/api/v1/orders/{id}"))
+                .bearer_auth(key)
+                .send()
+                .await
+                .unwrap()
+                .json::<Value>()
+                .await
+                .unwrap()
+        }
+    };
+    // Paid, and the transfers asked for (and not made): then the process dies.
+    for _ in 0..200 {
+        if get_order(server.url.clone()).await["status"] == "paid"
+            && !app.sim.requests("/v1/transfers").is_empty()
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        !app.sim.requests("/v1/transfers").is_empty(),
+        "{}",
+        log_errors()
+    );
+    let mut server = server;
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert!(app.sim.objects("transfer").is_empty());
+
+    app.sim.clear_faults();
+    let restarted = crate::support::spawn_server(&env, dir.path(), &[]);
+    let mut last = Value::Null;
+    for _ in 0..600 {
+        last = get_order(restarted.url.clone()).await;
+        if transfers_made(&last) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        last["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "created"),
+        "{last}"
+    );
+    let made = sim_transfers(&app, &id);
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert!(made.iter().all(|t| t["amount"] == 4000));
+}
