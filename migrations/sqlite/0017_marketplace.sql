@@ -106,8 +106,12 @@ CREATE TABLE order_transfers (
     account_id TEXT NOT NULL,
     amount BIGINT NOT NULL,
     description TEXT,
+    -- What the transfer moves: the split less what refunds before it reversed (set at its
+    -- first attempt, so every retry asks for the same).
+    sent_amount BIGINT,
     stripe_transfer_id TEXT,
-    -- 'pending' (not made yet), 'created', 'failed' (Stripe refused; a sync asks again).
+    -- 'pending' (not made yet), 'created', 'canceled' (refunded whole before it was made),
+    -- 'failed' (Stripe refused; a sync asks again).
     status TEXT NOT NULL,
     -- What Stripe says has been reversed (its `amount_reversed`).
     amount_reversed BIGINT NOT NULL DEFAULT 0,
@@ -130,7 +134,7 @@ CREATE TABLE transfer_reversals (
     refunded_to BIGINT NOT NULL,
     amount BIGINT NOT NULL,
     stripe_reversal_id TEXT,
-    -- 'pending', 'succeeded', 'failed'.
+    -- 'pending', 'succeeded', 'netted' (taken off the transfer before it was made), 'failed'.
     status TEXT NOT NULL,
     failure_message TEXT,
     first_attempt_at BIGINT,

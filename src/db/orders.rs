@@ -429,7 +429,8 @@ pub async fn merge_facts(
     let after = sqlx::query_as::<_, OrderRow>(&format!(
         "UPDATE orders SET paid = $1, amount_refunded = $2, disputed = $3, dispute_status = $4, dispute_at = $5, \
            dispute_seq = $6, canceled = $7, failure_code = $8, failure_message = $9, failure_at = $10, \
-           failure_seq = $11, status = $12, latest_charge = COALESCE($13, latest_charge), \
+           failure_seq = $11, status = $12, \
+           latest_charge = CASE WHEN paid = 1 AND latest_charge IS NOT NULL THEN latest_charge ELSE COALESCE($13, latest_charge) END, \
            status_source = CASE WHEN $14 = 1 THEN $15 ELSE status_source END, \
            synced_at = CASE WHEN $15 = 'sync' THEN $16 ELSE synced_at END, updated_at = $16 \
          WHERE id = $17 RETURNING {COLUMNS}"

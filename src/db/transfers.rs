@@ -10,7 +10,7 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::orders::{NewSplit, OrderRow};
 use super::{now_ms, Db, Result};
-use crate::domain::split::reversal_targets;
+use crate::domain::split::reversal_increments;
 use crate::domain::{OrderId, StoreId};
 
 #[derive(Debug, Clone, FromRow)]
@@ -21,8 +21,10 @@ pub struct TransferRow {
     pub account_id: String,
     pub amount: i64,
     pub description: Option<String>,
+    /// The split less what refunds before the transfer reversed (set at its first attempt).
+    pub sent_amount: Option<i64>,
     pub stripe_transfer_id: Option<String>,
-    /// `pending`, `created` or `failed`.
+    /// `pending`, `created`, `canceled` or `failed`.
     pub status: String,
     pub amount_reversed: i64,
     pub failure_message: Option<String>,
@@ -32,7 +34,7 @@ pub struct TransferRow {
     pub updated_at: i64,
 }
 
-const COLUMNS: &str = "order_id, store_id, position, account_id, amount, description, stripe_transfer_id, \
+const COLUMNS: &str = "order_id, store_id, position, account_id, amount, description, sent_amount, stripe_transfer_id, \
     status, amount_reversed, failure_message, first_attempt_at, attempted_at, created_at, updated_at";
 
 /// A transfer due, with what its request needs from the order.
@@ -139,11 +141,14 @@ pub async fn due_for_order(db: &Db, order: &OrderId, lease_ms: i64) -> Result<Ve
     .await?)
 }
 
-/// Takes the transfer for one attempt, if no one holds a claim younger than `lease_ms`.
-pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<bool> {
-    let _turn = db.write_turn().await;
+/// Takes the transfer for one attempt, if no one holds a claim younger than `lease_ms`; the
+/// amount to ask Stripe for. At the first claim, reversals refunds already planned for the
+/// split are taken off it (`netted`), so a refund before the transfer never leaves it larger
+/// than what is owed; every later attempt asks for that same amount.
+pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<Option<i64>> {
+    let mut tx = db.begin_write().await?;
     let now = now_ms();
-    let done = sqlx::query(
+    let taken = sqlx::query(
         "UPDATE order_transfers SET attempted_at = $1, first_attempt_at = COALESCE(first_attempt_at, $1) \
          WHERE order_id = $2 AND store_id = $3 AND status = 'pending' \
            AND (attempted_at IS NULL OR attempted_at < $4)",
@@ -152,12 +157,56 @@ pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<b
     .bind(order)
     .bind(store)
     .bind(now - lease_ms)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    if taken.rows_affected() != 1 {
+        tx.rollback().await?;
+        return Ok(None);
+    }
+    let (amount, sent): (i64, Option<i64>) = sqlx::query_as(
+        "SELECT amount, sent_amount FROM order_transfers WHERE order_id = $1 AND store_id = $2",
+    )
+    .bind(order)
+    .bind(store)
+    .fetch_one(&mut *tx)
+    .await?;
+    let sent = match sent {
+        Some(sent) => sent,
+        None => {
+            let netted: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals \
+                 WHERE order_id = $1 AND store_id = $2 AND status = 'pending'",
+            )
+            .bind(order)
+            .bind(store)
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "UPDATE transfer_reversals SET status = 'netted' \
+                 WHERE order_id = $1 AND store_id = $2 AND status = 'pending'",
+            )
+            .bind(order)
+            .bind(store)
+            .execute(&mut *tx)
+            .await?;
+            let sent = (amount - netted).max(0);
+            sqlx::query(
+                "UPDATE order_transfers SET sent_amount = $1 WHERE order_id = $2 AND store_id = $3",
+            )
+            .bind(sent)
+            .bind(order)
+            .bind(store)
+            .execute(&mut *tx)
+            .await?;
+            sent
+        }
+    };
+    tx.commit().await?;
+    Ok(Some(sent))
 }
 
-/// Records Stripe's answer: the transfer it made (`created`), or its refusal (`failed`). A
+/// Records Stripe's answer: the transfer it made (`created`), or its refusal (`failed`); an
+/// empty id records that nothing was left to send (`canceled`: refunded whole first). A
 /// transfer already recorded keeps its first answer. True if this call recorded it.
 pub async fn finish(
     conn: &mut AnyConnection,
@@ -166,6 +215,7 @@ pub async fn finish(
     made: std::result::Result<(&str, i64), &str>,
 ) -> Result<bool> {
     let (stripe_id, status, reversed, failure) = match made {
+        Ok(("", _)) => (None, "canceled", 0, None),
         Ok((id, reversed)) => (Some(id), "created", reversed, None),
         Err(message) => (None, "failed", 0, Some(message)),
     };
@@ -227,18 +277,21 @@ pub async fn retry_failed(db: &Db, order: &OrderId) -> Result<()> {
 /// (the API, the Dashboard) reverses the vendors' part once.
 pub async fn plan_reversals(conn: &mut AnyConnection, order: &OrderRow) -> Result<()> {
     let transfers = for_order(&mut *conn, &order.id).await?;
-    let splits: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
-    let targets = reversal_targets(order.amount, order.amount_refunded, &splits);
-    let now = now_ms();
-    for (t, target) in transfers.iter().zip(targets) {
-        let planned: i64 = sqlx::query_scalar(
+    let mut planned = Vec::with_capacity(transfers.len());
+    for t in &transfers {
+        let sum: i64 = sqlx::query_scalar(
             "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals WHERE order_id = $1 AND store_id = $2",
         )
         .bind(&t.order_id)
         .bind(&t.store_id)
         .fetch_one(&mut *conn)
         .await?;
-        let amount = target - planned;
+        planned.push(sum);
+    }
+    let splits: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
+    let more = reversal_increments(order.amount, order.amount_refunded, &splits, &planned);
+    let now = now_ms();
+    for (t, amount) in transfers.iter().zip(more) {
         if amount <= 0 {
             continue;
         }

@@ -48,39 +48,54 @@ impl ChargeType {
     }
 }
 
-/// How much of each split's transfer should be reversed once `refunded` of an order of
-/// `amount` has been refunded: each split's share of the refund, rounded down, with the units
-/// left by rounding given to the largest remainders (ties to the earlier split), so the sum is
-/// the refund less the platform's share, rounded to the nearest unit. A full refund reverses
-/// every split whole.
-pub fn reversal_targets(amount: i64, refunded: i64, splits: &[i64]) -> Vec<i64> {
-    if amount <= 0 {
-        return vec![0; splits.len()];
+/// What each split's transfer must have reversed in addition to `planned` (what earlier
+/// refunds already reversed, per split) once `refunded` of an order of `amount` has been
+/// refunded. The vendors' part of the refund, rounded to the nearest unit, less what is already
+/// planned, is shared out by each split's gap to its exact share (largest first, ties to the
+/// earlier split), never past the split. So what is reversed per split only grows, never goes
+/// beyond the vendors' part of what was refunded, and a full refund reverses every split whole.
+pub fn reversal_increments(
+    amount: i64,
+    refunded: i64,
+    splits: &[i64],
+    planned: &[i64],
+) -> Vec<i64> {
+    let mut out = vec![0; splits.len()];
+    if amount <= 0 || splits.len() != planned.len() {
+        return out;
     }
-    let refunded = refunded.clamp(0, amount) as i128;
     let amount_w = amount as i128;
-    let shares: Vec<(i128, i128)> = splits
-        .iter()
-        .map(|&s| {
-            let exact = refunded * s as i128;
-            (exact / amount_w, exact % amount_w)
-        })
-        .collect();
+    let refunded = refunded.clamp(0, amount) as i128;
     let total: i128 = splits.iter().map(|&s| s as i128).sum();
-    // Round half up: the refund's vendor part, in whole units.
+    // Round half up: the vendors' part of what is refunded, in whole units.
     let wanted = (2 * refunded * total + amount_w) / (2 * amount_w);
-    let floors: i128 = shares.iter().map(|(f, _)| f).sum();
-    let mut left = (wanted - floors).max(0);
+    let already: i128 = planned.iter().map(|&p| p as i128).sum();
+    let mut left = wanted - already;
+    if left <= 0 {
+        return out;
+    }
+    // Each split's gap to its exact share, scaled by `amount` to stay in integers.
+    let gap = |i: usize| refunded * splits[i] as i128 - planned[i] as i128 * amount_w;
+    let room = |i: usize, given: i64| (splits[i] - planned[i] - given).max(0) as i128;
     let mut order: Vec<usize> = (0..splits.len()).collect();
-    order.sort_by(|&a, &b| shares[b].1.cmp(&shares[a].1).then(a.cmp(&b)));
-    let mut out: Vec<i64> = shares.iter().map(|(f, _)| *f as i64).collect();
-    for i in order {
-        if left == 0 {
-            break;
+    order.sort_by(|&a, &b| gap(b).cmp(&gap(a)).then(a.cmp(&b)));
+    // Whole units of each gap first, then one unit at a time to the largest gaps.
+    for &i in &order {
+        let whole = (gap(i) / amount_w).max(0).min(room(i, out[i])).min(left);
+        out[i] += whole as i64;
+        left -= whole;
+    }
+    while left > 0 {
+        let mut gave = false;
+        for &i in &order {
+            if left > 0 && room(i, out[i]) > 0 {
+                out[i] += 1;
+                left -= 1;
+                gave = true;
+            }
         }
-        if shares[i].1 > 0 && out[i] < splits[i] {
-            out[i] += 1;
-            left -= 1;
+        if !gave {
+            break;
         }
     }
     out
@@ -90,42 +105,59 @@ pub fn reversal_targets(amount: i64, refunded: i64, splits: &[i64]) -> Vec<i64> 
 mod tests {
     use super::*;
 
+    /// Plans refund after refund, as `plan_reversals` does; the per-split totals.
+    fn plan(amount: i64, splits: &[i64], levels: &[i64]) -> Vec<i64> {
+        let mut planned = vec![0; splits.len()];
+        for &refunded in levels {
+            let add = reversal_increments(amount, refunded, splits, &planned);
+            assert!(add.iter().all(|&a| a >= 0), "{add:?}");
+            for (p, a) in planned.iter_mut().zip(add) {
+                *p += a;
+            }
+        }
+        planned
+    }
+
     #[test]
     fn a_full_refund_reverses_every_split_whole() {
         assert_eq!(
-            reversal_targets(10_000, 10_000, &[3333, 3333, 3000]),
+            plan(10_000, &[3333, 3333, 3000], &[10_000]),
             vec![3333, 3333, 3000]
         );
-        assert_eq!(reversal_targets(999, 999, &[500, 499]), vec![500, 499]);
+        assert_eq!(plan(999, &[500, 499], &[1, 7, 500, 999]), vec![500, 499]);
     }
 
     #[test]
     fn a_partial_refund_is_shared_pro_rata_and_sums_to_the_vendors_part() {
         // 6000 and 3000 of 10000 (the platform keeps 1000): a 5000 refund reverses 3000 + 1500.
-        assert_eq!(
-            reversal_targets(10_000, 5000, &[6000, 3000]),
-            vec![3000, 1500]
-        );
-        // Rounding: 1/3 of 100 among three equal splits of 33 (the platform keeps 1).
-        let t = reversal_targets(100, 50, &[33, 33, 33]);
+        assert_eq!(plan(10_000, &[6000, 3000], &[5000]), vec![3000, 1500]);
+        let t = plan(100, &[33, 33, 33], &[50]);
         assert_eq!(t.iter().sum::<i64>(), 50);
         assert!(t.iter().all(|&x| x == 16 || x == 17), "{t:?}");
     }
 
     #[test]
-    fn at_every_level_the_vendors_part_is_within_half_a_unit() {
+    fn a_growing_refund_never_reverses_more_than_the_vendors_part() {
+        // Largest remainders alone would give [2,2,1] at 5 and [3,3,0] at 6: 7 reversed of 6.
+        assert_eq!(plan(100, &[45, 45, 10], &[5, 6]).iter().sum::<i64>(), 6);
         let splits = [1234, 2345, 3456, 7];
         let amount = 7500;
-        for refunded in 0..=amount {
-            let t = reversal_targets(amount, refunded, &splits);
-            let sum: i64 = t.iter().sum();
-            let exact = refunded as f64 * splits.iter().sum::<i64>() as f64 / amount as f64;
+        let vendors: i64 = splits.iter().sum();
+        let mut planned = vec![0; splits.len()];
+        for refunded in (0..=amount).step_by(7).chain([amount]) {
+            let add = reversal_increments(amount, refunded, &splits, &planned);
+            for (p, a) in planned.iter_mut().zip(add) {
+                *p += a;
+            }
+            let sum: i64 = planned.iter().sum();
+            let exact = refunded as f64 * vendors as f64 / amount as f64;
             assert!(
                 (sum as f64 - exact).abs() <= 0.5 + 1e-9,
                 "{refunded}: {sum} vs {exact}"
             );
-            assert!(t.iter().zip(&splits).all(|(x, s)| x <= s));
+            assert!(planned.iter().zip(&splits).all(|(p, s)| p <= s));
         }
+        assert_eq!(planned, splits.to_vec());
     }
 
     #[test]

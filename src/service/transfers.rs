@@ -31,7 +31,8 @@ pub struct TransferView {
     /// Stripe's transfer (`tr_…`), once made.
     pub transfer: Option<String>,
     /// `pending` (waiting for the payment, or being made), `created`, `partially_reversed`,
-    /// `reversed`, or `failed` (Stripe refused: `failure_message` says why; a sync asks again).
+    /// `reversed`, `canceled` (refunded whole before it was made: nothing sent), or `failed`
+    /// (Stripe refused: `failure_message` says why; a sync asks again).
     pub status: String,
     /// How much of the transfer has been reversed, as Stripe counts it.
     pub reversed_amount: i64,
@@ -40,9 +41,11 @@ pub struct TransferView {
 
 impl From<TransferRow> for TransferView {
     fn from(t: TransferRow) -> Self {
+        // What refunds took off before the transfer was made counts as reversed.
+        let reversed = t.amount_reversed + t.sent_amount.map_or(0, |sent| t.amount - sent);
         let status = match t.status.as_str() {
-            "created" if t.amount_reversed >= t.amount => "reversed",
-            "created" if t.amount_reversed > 0 => "partially_reversed",
+            "created" if reversed >= t.amount => "reversed",
+            "created" if reversed > 0 => "partially_reversed",
             other => other,
         };
         TransferView {
@@ -51,7 +54,7 @@ impl From<TransferRow> for TransferView {
             amount: t.amount,
             description: t.description,
             transfer: t.stripe_transfer_id,
-            reversed_amount: t.amount_reversed,
+            reversed_amount: reversed,
             failure_message: t.failure_message,
         }
     }
@@ -132,8 +135,14 @@ struct StripeTransfer {
 
 /// Makes one split's transfer. False if another holds its claim.
 async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
-    if !db::transfers::claim(&s.db, &t.order_id, &t.store_id, lease_ms(s)).await? {
+    let Some(amount) = db::transfers::claim(&s.db, &t.order_id, &t.store_id, lease_ms(s)).await?
+    else {
         return Ok(false);
+    };
+    if amount == 0 {
+        tracing::info!(order = %t.order_id, store = %t.store_id, "the split was refunded whole before its transfer: nothing to send");
+        record_transfer(s, t, Ok(("", 0))).await?;
+        return Ok(true);
     }
     if t.first_attempt_at
         .is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS)
@@ -145,7 +154,7 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
         }
     }
     let mut form: Vec<(String, String)> = vec![
-        ("amount".into(), t.amount.to_string()),
+        ("amount".into(), amount.to_string()),
         ("currency".into(), t.currency.clone()),
         ("destination".into(), t.account_id.clone()),
         ("source_transaction".into(), t.latest_charge.clone()),
@@ -163,7 +172,7 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
         .await
     {
         Ok(made) => {
-            tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, amount = t.amount, "transfer created");
+            tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, amount, "transfer created");
             record_transfer(s, t, Ok((&made.id, made.amount_reversed))).await?;
             Ok(true)
         }
@@ -176,10 +185,15 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
     }
 }
 
-/// Stripe said no, so under this key it made nothing (a key still in use, a rate limit and
-/// Stripe's own failures are no answer).
+/// Stripe said no, so under this key it made nothing. A key still in use, a rate limit,
+/// Stripe's own failures and an idempotency error (the key was used with other parameters:
+/// what it made is unknown) are no answer.
 fn refused(e: &StripeError) -> bool {
-    matches!(e, StripeError::Api { status, .. } if *status < 500 && *status != 429 && *status != 409)
+    match e {
+        StripeError::Api { kind, .. } if kind.as_deref() == Some("idempotency_error") => false,
+        StripeError::Api { status, .. } => *status < 500 && *status != 429 && *status != 409,
+        _ => false,
+    }
 }
 
 /// The transfer an earlier attempt made, found by the order's group and its metadata.
@@ -224,7 +238,8 @@ async fn recorded(
     };
     let first = db::transfers::finish(&mut *conn, order, store, made).await?;
     let all = db::transfers::for_order(&mut *conn, order).await?;
-    if first && made.is_ok() && all.iter().all(|x| x.status == "created") {
+    let settled = |x: &TransferRow| x.status == "created" || x.status == "canceled";
+    if first && made.is_ok() && all.iter().all(settled) {
         notifications::order_told(s, conn, row, "order.transferred").await?;
     }
     Ok(())
@@ -257,7 +272,7 @@ pub async fn adopt(s: &Services, conn: &mut AnyConnection, m: &Made<'_>) -> Resu
     let matches = split.is_some_and(|t| {
         t.stripe_transfer_id.is_none()
             && t.account_id == m.destination
-            && t.amount == m.amount
+            && t.sent_amount.unwrap_or(t.amount) == m.amount
             && row.latest_charge.as_deref() == Some(m.source)
     });
     if matches {

@@ -524,3 +524,70 @@ async fn a_kill_9_between_the_payment_and_the_transfers_still_makes_one_transfer
     assert_eq!(made.len(), 2, "{made:?}");
     assert!(made.iter().all(|t| t["amount"] == 4000));
 }
+
+#[tokio::test]
+async fn a_refund_before_the_transfers_are_made_is_taken_off_them_first() {
+    let app = TestApp::spawn().await;
+    // Only the Connect endpoint: the platform's payment events do not reach Bursar, so it
+    // learns of the payment and the refund together, from a re-check.
+    app.sim.register_endpoint(
+        &format!("{}/webhooks/stripe/connect", app.url),
+        crate::support::CONNECT_SECRET,
+        true,
+    );
+    let (a, _) = oauth_store(&app).await;
+    let (b, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        "/api/v1/orders",
+        json!({"amount": 10000, "currency": "usd", "splits": [
+            {"store_id": a, "amount": 6000}, {"store_id": b, "amount": 3000}]}),
+    )
+    .await;
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    let pi = o["payment_intent"].as_str().unwrap();
+    app.sim.pay(pi, Card::Visa).await;
+    // Half refunded in the Dashboard before Bursar made any transfer.
+    let refunded = reqwest::Client::new()
+        .post(format!("{}/v1/refunds", app.sim.url))
+        .bearer_auth(&app.sim.platform_key)
+        .form(&[("payment_intent", pi), ("amount", "5000")])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refunded.status(), 200);
+    let r = post(&app, &format!("/api/v1/orders/{id}/sync"), json!({})).await;
+    assert_eq!(r.status(), 200, "{}", log_errors());
+    let done = order_until(&app, &id, transfers_made).await;
+    // Each vendor is sent what it is still owed: its split less its share of the refund.
+    let made = sim_transfers(&app, &id);
+    assert_eq!(made.len(), 2, "{made:?}");
+    assert_eq!(
+        (made[0]["amount"].clone(), made[1]["amount"].clone()),
+        (json!(1500), json!(3000))
+    );
+    assert_eq!(
+        done["transfers"][0]["status"], "partially_reversed",
+        "{done}"
+    );
+    assert_eq!(done["transfers"][0]["reversed_amount"], 3000);
+    // The rest refunded: what was sent is reversed whole, nothing more.
+    let r = post(&app, &format!("/api/v1/orders/{id}/refunds"), json!({})).await;
+    assert_eq!(r.status(), 201);
+    post(&app, &format!("/api/v1/orders/{id}/sync"), json!({})).await;
+    let full = order_until(&app, &id, |o| {
+        o["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|t| t["status"] == "reversed")
+    })
+    .await;
+    assert_eq!(full["transfers"][1]["reversed_amount"], 3000);
+    let made = sim_transfers(&app, &id);
+    assert!(
+        made.iter().all(|t| t["amount_reversed"] == t["amount"]),
+        "{made:?}"
+    );
+}

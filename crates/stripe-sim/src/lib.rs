@@ -28,6 +28,7 @@
 
 mod accounts;
 mod auth;
+mod balances;
 mod billing;
 mod browser;
 mod catalog;
@@ -471,6 +472,19 @@ impl StripeSim {
             .count()
     }
 
+    /// What `account` holds now, per currency (see `balances`).
+    pub fn available(&self, account: &str) -> std::collections::BTreeMap<String, i64> {
+        balances::available(&self.sim.lock(), account)
+    }
+
+    /// The bank's answer to payout `payout` of `account`: paid, or failed with `failure` (a
+    /// Stripe failure code). Emits `payout.updated` and `payout.paid|failed`; the payout.
+    pub async fn settle_payout(&self, account: &str, payout: &str, failure: Option<&str>) -> Value {
+        balances::settle(&self.sim, account, payout, failure)
+            .await
+            .unwrap_or_else(|e| panic!("stripe-sim: cannot settle the payout: {e}"))
+    }
+
     /// Every object of a type across all accounts, as Stripe holds it now.
     pub fn objects(&self, object_type: &str) -> Vec<Value> {
         self.sim
@@ -649,6 +663,7 @@ fn router(sim: Arc<Sim>) -> Router {
         .merge(billing::routes())
         .merge(catalog::routes())
         .merge(transfers::routes())
+        .merge(balances::routes())
         .merge(checkout::routes())
         .merge(onboarding::routes())
         .merge(oauth::routes())

@@ -12,17 +12,15 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::HeaderMap;
 use axum::routing::{get, MethodRouter};
 use axum::Router;
-use serde_json::{json, Value};
+use serde_json::Value;
 
 use crate::auth::{authenticate, Caller, STRIPE_ACCOUNT};
-use crate::fixtures;
 use crate::http::{ok, ApiError, ApiResult, Form};
 use crate::params;
 use crate::state::{Sim, State as SimState, PLATFORM_ACCOUNT};
 
 pub(crate) fn routes() -> Router<Arc<Sim>> {
     Router::new()
-        .route("/v1/payouts/{id}", owned("payout"))
         .route("/v1/charges/{id}", owned("charge"))
         .route("/v1/application_fees/{id}", owned("application_fee"))
         .route("/v1/events/{id}", get(event))
@@ -206,9 +204,7 @@ async fn balance(State(sim): State<Arc<Sim>>, headers: HeaderMap) -> ApiResult {
         return ok(b.clone());
     }
     let live = state.accounts.get(&owner).map_or(sim.live(), |a| a.live);
-    let mut b = fixtures::required("balance");
-    b["livemode"] = json!(live);
-    ok(b)
+    ok(crate::balances::balance(&state, &owner, live))
 }
 
 /// The account a request acts on: the key's own, or the one `Stripe-Account` names.

@@ -277,3 +277,65 @@ async fn a_destination_refund_reverses_the_transfer_in_proportion() {
         (Some(4000), Some(true))
     );
 }
+
+#[tokio::test]
+async fn balances_move_with_charges_transfers_and_refunds_and_payouts_are_paid_from_them() {
+    let sim = StripeSim::start().await;
+    let vendor = sim.add_account(false);
+    let charge = paid_platform_charge(
+        &sim,
+        &[
+            ("transfer_data[destination]", &vendor.id),
+            ("application_fee_amount", "200"),
+        ],
+    )
+    .await;
+    assert_eq!(sim.available(&vendor.id).get("usd"), Some(&4000));
+    // The platform kept its fee.
+    assert_eq!(sim.available("acct_platform").get("usd"), Some(&200));
+    let as_vendor = |method, path: &str| {
+        call(&sim, &sim.platform_key, method, path).header("Stripe-Account", vendor.id.clone())
+    };
+    let (status, balance) = send(as_vendor(Method::GET, "/v1/balance")).await;
+    assert_eq!(status, 200);
+    assert_eq!(balance["available"][0]["amount"], 4000, "{balance}");
+    // A refund that reverses the transfer takes the vendor's share back.
+    let (status, _) = send(
+        call(&sim, &sim.platform_key, Method::POST, "/v1/refunds").form(&[
+            ("charge", charge["id"].as_str().unwrap()),
+            ("amount", "2100"),
+            ("reverse_transfer", "true"),
+        ]),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(sim.available(&vendor.id).get("usd"), Some(&2000));
+    // A payout beyond the balance is refused; one within it is made, then fails at the bank.
+    let (status, err) = send(
+        as_vendor(Method::POST, "/v1/payouts").form(&[("amount", "2001"), ("currency", "usd")]),
+    )
+    .await;
+    assert_eq!(
+        (status, err["error"]["code"].as_str()),
+        (400, Some("balance_insufficient"))
+    );
+    let (status, payout) = send(
+        as_vendor(Method::POST, "/v1/payouts").form(&[("amount", "1500"), ("currency", "usd")]),
+    )
+    .await;
+    assert_eq!(
+        (status, payout["status"].as_str()),
+        (200, Some("pending")),
+        "{payout}"
+    );
+    assert_eq!(sim.available(&vendor.id).get("usd"), Some(&500));
+    let id = payout["id"].as_str().unwrap();
+    let failed = sim
+        .settle_payout(&vendor.id, id, Some("account_closed"))
+        .await;
+    assert_eq!(failed["status"], "failed");
+    assert_eq!(failed["failure_code"], "account_closed");
+    assert_eq!(sim.available(&vendor.id).get("usd"), Some(&2000));
+    let (status, fetched) = send(as_vendor(Method::GET, &format!("/v1/payouts/{id}"))).await;
+    assert_eq!((status, fetched["status"].as_str()), (200, Some("failed")));
+}
