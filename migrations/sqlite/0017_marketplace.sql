@@ -116,6 +116,9 @@ CREATE TABLE order_transfers (
     -- What Stripe says has been reversed (its `amount_reversed`).
     amount_reversed BIGINT NOT NULL DEFAULT 0,
     failure_message TEXT,
+    -- Bumped when a refused transfer is asked for again: Stripe keeps a refusal for its key
+    -- (refused, it made nothing under it), so a new request needs a new key.
+    key_generation BIGINT NOT NULL DEFAULT 0,
     first_attempt_at BIGINT,
     attempted_at BIGINT,
     created_at BIGINT NOT NULL,
@@ -137,6 +140,7 @@ CREATE TABLE transfer_reversals (
     -- 'pending', 'succeeded', 'netted' (taken off the transfer before it was made), 'failed'.
     status TEXT NOT NULL,
     failure_message TEXT,
+    key_generation BIGINT NOT NULL DEFAULT 0,
     first_attempt_at BIGINT,
     attempted_at BIGINT,
     created_at BIGINT NOT NULL,
@@ -144,3 +148,21 @@ CREATE TABLE transfer_reversals (
     FOREIGN KEY (order_id, store_id) REFERENCES order_transfers(order_id, store_id) ON DELETE CASCADE
 );
 CREATE INDEX transfer_reversals_due ON transfer_reversals (status, attempted_at);
+
+-- A store's payouts, as Stripe's `payout.*` events describe them (each payout's newest state).
+CREATE TABLE payouts (
+    store_id TEXT NOT NULL REFERENCES stores(id) ON DELETE CASCADE,
+    payout_id TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    currency TEXT NOT NULL,
+    -- 'pending', 'in_transit', 'paid', 'failed' or 'canceled'.
+    status TEXT NOT NULL,
+    arrival_date BIGINT,
+    failure_code TEXT,
+    failure_message TEXT,
+    -- Stripe's `created` (unix seconds).
+    created BIGINT NOT NULL,
+    updated_at BIGINT NOT NULL,
+    PRIMARY KEY (store_id, payout_id)
+);
+CREATE INDEX payouts_store ON payouts (store_id, created, payout_id);

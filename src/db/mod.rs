@@ -20,6 +20,7 @@ pub mod inbox;
 pub mod notifications;
 pub mod operator;
 pub mod orders;
+pub mod payouts;
 pub mod pg_inbox;
 pub mod secrets;
 pub mod settings;

@@ -45,6 +45,7 @@ pub struct DueTransfer {
     pub account_id: String,
     pub amount: i64,
     pub description: Option<String>,
+    pub key_generation: i64,
     pub first_attempt_at: Option<i64>,
     pub currency: String,
     pub latest_charge: String,
@@ -72,6 +73,7 @@ pub struct DueReversal {
     pub store_id: String,
     pub refunded_to: i64,
     pub amount: i64,
+    pub key_generation: i64,
     pub first_attempt_at: Option<i64>,
     pub stripe_transfer_id: String,
 }
@@ -112,7 +114,7 @@ pub async fn for_order(conn: &mut AnyConnection, order: &str) -> Result<Vec<Tran
 /// Transfers of paid orders not made yet and not being made (no claim younger than `lease_ms`).
 pub async fn due(db: &Db, lease_ms: i64, limit: i64) -> Result<Vec<DueTransfer>> {
     Ok(sqlx::query_as::<_, DueTransfer>(
-        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.first_attempt_at, \
+        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.key_generation, t.first_attempt_at, \
            o.currency, o.latest_charge \
          FROM order_transfers t JOIN orders o ON o.id = t.order_id \
          WHERE t.status = 'pending' AND (t.attempted_at IS NULL OR t.attempted_at < $1) \
@@ -128,7 +130,7 @@ pub async fn due(db: &Db, lease_ms: i64, limit: i64) -> Result<Vec<DueTransfer>>
 /// One order's transfers that are due (see `due`).
 pub async fn due_for_order(db: &Db, order: &OrderId, lease_ms: i64) -> Result<Vec<DueTransfer>> {
     Ok(sqlx::query_as::<_, DueTransfer>(
-        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.first_attempt_at, \
+        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.key_generation, t.first_attempt_at, \
            o.currency, o.latest_charge \
          FROM order_transfers t JOIN orders o ON o.id = t.order_id \
          WHERE t.order_id = $1 AND t.status = 'pending' \
@@ -173,14 +175,6 @@ pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<O
     let sent = match sent {
         Some(sent) => sent,
         None => {
-            let netted: i64 = sqlx::query_scalar(
-                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals \
-                 WHERE order_id = $1 AND store_id = $2 AND status = 'pending'",
-            )
-            .bind(order)
-            .bind(store)
-            .fetch_one(&mut *tx)
-            .await?;
             sqlx::query(
                 "UPDATE transfer_reversals SET status = 'netted' \
                  WHERE order_id = $1 AND store_id = $2 AND status = 'pending'",
@@ -188,6 +182,15 @@ pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<O
             .bind(order)
             .bind(store)
             .execute(&mut *tx)
+            .await?;
+            // Everything taken off so far (a transfer asked for again after a refusal nets anew).
+            let netted: i64 = sqlx::query_scalar(
+                "SELECT CAST(COALESCE(SUM(amount), 0) AS BIGINT) FROM transfer_reversals \
+                 WHERE order_id = $1 AND store_id = $2 AND status = 'netted'",
+            )
+            .bind(order)
+            .bind(store)
+            .fetch_one(&mut *tx)
             .await?;
             let sent = (amount - netted).max(0);
             sqlx::query(
@@ -255,18 +258,27 @@ pub async fn learn_reversed(
     Ok(order)
 }
 
-/// Asks again for what Stripe refused (an operator's re-check, after fixing the cause).
+/// Asks again for what Stripe refused (an operator's re-check, after fixing the cause), under
+/// a new key: Stripe answers a key it refused with the same refusal, and made nothing under it.
+/// A transfer is netted anew against refunds made meanwhile.
 pub async fn retry_failed(db: &Db, order: &OrderId) -> Result<()> {
     let mut tx = db.begin_write().await?;
-    for table in ["order_transfers", "transfer_reversals"] {
-        sqlx::query(&format!(
-            "UPDATE {table} SET status = 'pending', failure_message = NULL, attempted_at = NULL \
-             WHERE order_id = $1 AND status = 'failed'"
-        ))
-        .bind(order.as_str())
-        .execute(&mut *tx)
-        .await?;
-    }
+    sqlx::query(
+        "UPDATE order_transfers SET status = 'pending', failure_message = NULL, attempted_at = NULL, \
+           first_attempt_at = NULL, sent_amount = NULL, key_generation = key_generation + 1 \
+         WHERE order_id = $1 AND status = 'failed'",
+    )
+    .bind(order.as_str())
+    .execute(&mut *tx)
+    .await?;
+    sqlx::query(
+        "UPDATE transfer_reversals SET status = 'pending', failure_message = NULL, attempted_at = NULL, \
+           first_attempt_at = NULL, key_generation = key_generation + 1 \
+         WHERE order_id = $1 AND status = 'failed'",
+    )
+    .bind(order.as_str())
+    .execute(&mut *tx)
+    .await?;
     tx.commit().await?;
     Ok(())
 }
@@ -330,7 +342,7 @@ pub async fn due_reversals(
     limit: i64,
 ) -> Result<Vec<DueReversal>> {
     Ok(sqlx::query_as::<_, DueReversal>(
-        "SELECT r.order_id, r.store_id, r.refunded_to, r.amount, r.first_attempt_at, t.stripe_transfer_id \
+        "SELECT r.order_id, r.store_id, r.refunded_to, r.amount, r.key_generation, r.first_attempt_at, t.stripe_transfer_id \
          FROM transfer_reversals r JOIN order_transfers t \
            ON t.order_id = r.order_id AND t.store_id = r.store_id \
          WHERE r.status = 'pending' AND (r.attempted_at IS NULL OR r.attempted_at < $1) \

@@ -149,6 +149,8 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(orders::get))
         .routes(routes!(orders::sync))
         .routes(routes!(orders::refund))
+        .routes(routes!(payouts::balance))
+        .routes(routes!(payouts::list))
         .routes(routes!(
             subscription::put,
             subscription::get,

@@ -307,6 +307,7 @@ fn payout(event_type: &str) -> Value {
         arrival_date: Some(CREATED - 3600),
         failure_code: failed.then(|| "account_closed".into()),
         failure_message: failed.then(|| "The bank account has been closed.".into()),
+        created: Some(CREATED - 2 * 86_400),
     })
 }
 

@@ -165,7 +165,10 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
     if let Some(d) = &t.description {
         form.push(("description".into(), d.clone()));
     }
-    let key = IdempotencyKey::new("transfer", &format!("{}:{}", t.order_id, t.store_id));
+    let key = IdempotencyKey::new(
+        "transfer",
+        &generation(format!("{}:{}", t.order_id, t.store_id), t.key_generation),
+    );
     match s
         .stripe
         .post::<StripeTransfer>(AccountScope::Platform, "/v1/transfers", &form, &key)
@@ -182,6 +185,15 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
             Ok(true)
         }
         Err(e) => Err(e.into()),
+    }
+}
+
+/// A row's key: its own, or after `n` refusals asked again, its `n`th successor.
+fn generation(base: String, n: i64) -> String {
+    if n == 0 {
+        base
+    } else {
+        format!("{base}:{n}")
     }
 }
 
@@ -325,7 +337,10 @@ async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
     ];
     let key = IdempotencyKey::new(
         "transfer_reversal",
-        &format!("{}:{}:{level}", r.order_id, r.store_id),
+        &generation(
+            format!("{}:{}:{level}", r.order_id, r.store_id),
+            r.key_generation,
+        ),
     );
     match s
         .stripe

@@ -591,3 +591,220 @@ async fn a_refund_before_the_transfers_are_made_is_taken_off_them_first() {
         "{made:?}"
     );
 }
+
+/// A payout the vendor's account makes at Stripe (as its Dashboard or schedule would).
+async fn payout(app: &TestApp, account: &str, amount: i64) -> String {
+    let r = reqwest::Client::new()
+        .post(format!("{}/v1/payouts", app.sim.url))
+        .bearer_auth(&app.sim.platform_key)
+        .header("Stripe-Account", account)
+        .form(&[("amount", amount.to_string()), ("currency", "usd".into())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn a_vendor_sees_its_live_balance_and_its_payouts_with_their_failures() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (store, account) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        &format!("/api/v1/stores/{store}/orders"),
+        json!({"amount": 5000, "currency": "usd", "application_fee_amount": 250}),
+    )
+    .await;
+    let o: Value = r.json().await.unwrap();
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let balance = app
+        .get_json(&format!("/api/v1/stores/{store}/balance"))
+        .await;
+    assert_eq!(
+        balance["available"],
+        json!([{"amount": 4750, "currency": "usd"}]),
+        "{balance}"
+    );
+    assert_eq!(balance["store_id"], store.as_str());
+    let balance_calls = app.sim.requests("/v1/balance");
+    assert_eq!(
+        balance_calls.last().unwrap().stripe_account.as_deref(),
+        Some(account.id.as_str())
+    );
+
+    let failed = payout(&app, &account.id, 1000).await;
+    let paid = payout(&app, &account.id, 2000).await;
+    app.drain().await;
+    let list = app
+        .get_json(&format!("/api/v1/stores/{store}/payouts"))
+        .await;
+    assert_eq!(list["data"].as_array().unwrap().len(), 2, "{list}");
+    assert!(list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|p| p["status"] == "pending"));
+    app.sim
+        .settle_payout(&account.id, &failed, Some("account_closed"))
+        .await;
+    app.sim.settle_payout(&account.id, &paid, None).await;
+    app.drain().await;
+    // A late `payout.created` moves nothing back.
+    let created: Vec<String> = app
+        .sim
+        .deliveries()
+        .into_iter()
+        .filter(|d| d.event_type == "payout.created")
+        .map(|d| d.event_id)
+        .collect();
+    for e in &created {
+        app.sim.redeliver(e).await;
+    }
+    app.drain().await;
+    let first = app
+        .get_json(&format!("/api/v1/stores/{store}/payouts?limit=1"))
+        .await;
+    let cursor = first["next_cursor"]
+        .as_str()
+        .expect("a second page")
+        .to_owned();
+    let second = app
+        .get_json(&format!(
+            "/api/v1/stores/{store}/payouts?limit=1&cursor={cursor}"
+        ))
+        .await;
+    assert!(second["next_cursor"].is_null(), "{second}");
+    let all: Vec<Value> = [first, second]
+        .iter()
+        .flat_map(|p| p["data"].as_array().unwrap().clone())
+        .collect();
+    let by_id = |id: &str| all.iter().find(|p| p["id"] == id).unwrap().clone();
+    let f = by_id(&failed);
+    assert_eq!(
+        (f["status"].as_str(), f["failure_code"].as_str()),
+        (Some("failed"), Some("account_closed")),
+        "{f}"
+    );
+    assert_eq!(f["amount"], 1000);
+    assert!(f["failure_message"].as_str().unwrap().contains("closed"));
+    assert!(f["arrival_date"].as_i64().is_some());
+    assert_eq!(by_id(&paid)["status"], "paid");
+    assert_eq!(
+        app.account(&store).await["last_payout_failure"]["failure_code"],
+        "account_closed"
+    );
+    // The failed payout's money is back in the balance.
+    let balance = app
+        .get_json(&format!("/api/v1/stores/{store}/balance"))
+        .await;
+    assert_eq!(balance["available"][0]["amount"], 2750);
+}
+
+#[tokio::test]
+async fn balance_and_payouts_refuse_bad_input() {
+    let app = TestApp::spawn().await;
+    let unconnected = app.create_store("No account").await;
+    let cases = [
+        (
+            format!("/api/v1/stores/{unconnected}/balance"),
+            409,
+            "store_not_connected",
+        ),
+        (
+            "/api/v1/stores/st_01jdz0000000000000000000000/balance".to_owned(),
+            404,
+            "not_found",
+        ),
+        (
+            "/api/v1/stores/st_01jdz0000000000000000000000/payouts".to_owned(),
+            404,
+            "not_found",
+        ),
+        (
+            format!("/api/v1/stores/{unconnected}/payouts?cursor=nope"),
+            400,
+            "invalid_cursor",
+        ),
+        (
+            format!("/api/v1/stores/{unconnected}/payouts?limit=0"),
+            400,
+            "invalid_request",
+        ),
+    ];
+    for (path, status, code) in cases {
+        let r = app.api(Method::GET, &path).send().await.unwrap();
+        let (got, got_code, message) = error_code(r).await;
+        assert_eq!(
+            (got, got_code.as_str()),
+            (status, code),
+            "{path}: {message}"
+        );
+    }
+    let empty = app
+        .get_json(&format!("/api/v1/stores/{unconnected}/payouts"))
+        .await;
+    assert_eq!(empty["data"], json!([]));
+    let r = app
+        .anon(
+            Method::GET,
+            &format!("/api/v1/stores/{unconnected}/balance"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+}
+
+#[tokio::test]
+async fn a_transfer_stripe_refused_is_asked_again_under_a_new_key_on_sync() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (a, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        "/api/v1/orders",
+        json!({"amount": 5000, "currency": "usd", "splits": [{"store_id": a, "amount": 4000}]}),
+    )
+    .await;
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    app.sim.fail(
+        Method::POST,
+        "/v1/transfers",
+        Fault::Message(
+            400,
+            "This account cannot currently make live transfers.".into(),
+        ),
+        1,
+    );
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let failed = order_until(&app, &id, transfers_made).await;
+    assert_eq!(failed["transfers"][0]["status"], "failed", "{failed}");
+    assert!(failed["transfers"][0]["failure_message"]
+        .as_str()
+        .unwrap()
+        .contains("cannot currently make live transfers"));
+    assert!(sim_transfers(&app, &id).is_empty());
+    // The operator fixed the account; a re-check asks again, under the key's successor.
+    let r = post(&app, &format!("/api/v1/orders/{id}/sync"), json!({})).await;
+    assert_eq!(r.status(), 200);
+    let done = order_until(&app, &id, |o| o["transfers"][0]["status"] == "created").await;
+    assert_eq!(done["transfers"][0]["failure_message"], Value::Null);
+    assert_eq!(sim_transfers(&app, &id).len(), 1);
+    let keys: Vec<_> = app
+        .sim
+        .requests("/v1/transfers")
+        .into_iter()
+        .filter_map(|r| r.idempotency_key)
+        .collect();
+    assert_eq!(keys.last().unwrap(), &format!("bursar:transfer:{id}:{a}:1"));
+}

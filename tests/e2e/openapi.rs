@@ -343,6 +343,10 @@ async fn every_route_is_documented_and_answers_as_documented() {
     t.expect(t.api(Method::GET, &s("/orders")), 200).await;
     t.expect(t.api(Method::GET, &s("/orders?limit=0")), 400)
         .await;
+    t.expect(t.api(Method::GET, &s("/balance")), 200).await;
+    t.expect(t.api(Method::GET, &s("/payouts")), 200).await;
+    t.expect(t.api(Method::GET, &s("/payouts?cursor=nope")), 400)
+        .await;
     // A multi-vendor order cannot split to a keys store (its account is its own).
     t.expect(
         t.api(Method::POST, "/api/v1/orders").json(&json!({

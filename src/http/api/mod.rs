@@ -8,6 +8,7 @@ pub mod events;
 pub mod notifications;
 pub mod onboarding;
 pub mod orders;
+pub mod payouts;
 pub mod stores;
 pub mod subscription;
 

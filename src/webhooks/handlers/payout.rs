@@ -1,5 +1,6 @@
-//! `payout.paid|failed`: a failure is kept as the store's last payout failure (newest event
-//! wins), and each payout's newest state is told to the platform's app.
+//! `payout.created|updated|paid|failed|canceled`: each payout's newest state is kept (the
+//! store's payout list) and, when it is paid or failed, told to the platform's app; a failure
+//! is also kept as the store's last payout failure (newest event wins).
 //!
 //! The store's own failure record is the merchant's business, so a `keys` store's
 //! merchant-signed event sets it as sent. What the platform is told is Bursar's word, so such
@@ -17,8 +18,11 @@ use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayoutEvent {
+    /// `payout.created|updated`: the payout as the event's object says.
+    Changed,
     Paid,
     Failed,
+    Canceled,
 }
 
 /// A merchant-signed event's payout as Stripe holds it, or its own payload when Stripe has no
@@ -47,22 +51,20 @@ pub async fn apply(
     if ev.merchant_signed && !confirmed {
         return Ok(());
     }
-    // A confirmed payout is told as Stripe holds it when the event arrived.
-    let (told, at) = if confirmed {
-        let told = match payout["status"].as_str() {
-            Some("paid") => PayoutEvent::Paid,
-            Some("failed") => PayoutEvent::Failed,
-            _ => return Ok(()),
-        };
-        (told, ev.received)
-    } else {
-        (kind, ev.created)
+    // A confirmed payout is recorded as Stripe holds it when the event arrived; otherwise the
+    // event's type says where it got to.
+    let status = match (confirmed, kind) {
+        (false, PayoutEvent::Paid) => "paid",
+        (false, PayoutEvent::Failed) => "failed",
+        (false, PayoutEvent::Canceled) => "canceled",
+        _ => payout["status"].as_str().unwrap_or("pending"),
     };
+    let at = if confirmed { ev.received } else { ev.created };
     let Some(id) = payout["id"].as_str() else {
         return Ok(());
     };
-    // Each payout's newest state only: a `paid` arriving after the `failed` it preceded
-    // tells nothing.
+    // Each payout's newest event only: a `created` arriving after the `paid` it preceded
+    // records and tells nothing.
     if !watermarks::advance(
         &mut *conn,
         &ev.watermark_owner(store),
@@ -74,12 +76,17 @@ pub async fn apply(
     {
         return Ok(());
     }
-    let event_type = match told {
-        PayoutEvent::Paid => "store.payout_paid",
-        PayoutEvent::Failed => "store.payout_failed",
+    let mut view = PayoutView::from_stripe(store, payout);
+    view.status = status.to_owned();
+    let changed = db::payouts::record(&mut *conn, &view.row(payout["created"].as_i64())).await?;
+    let event_type = match status {
+        "paid" => "store.payout_paid",
+        "failed" => "store.payout_failed",
+        _ => return Ok(()),
     };
-    let view = PayoutView::from_stripe(store, payout);
-    notifications::emit(conn, event_type, Some(store.as_str()), &view).await?;
+    if changed {
+        notifications::emit(conn, event_type, Some(store.as_str()), &view).await?;
+    }
     Ok(())
 }
 
