@@ -160,6 +160,9 @@ pub struct LiveObjects {
     /// Orders Stripe may still settle, newest first (at most a few named).
     pub unsettled_orders: Vec<String>,
     pub pending_refunds: i64,
+    /// Transfers (or their reversals) of paid multi-vendor orders to or from this store's
+    /// account that Stripe has not made yet.
+    pub pending_transfers: i64,
 }
 
 /// What the store holds that is live: a vendor subscription not ended, a connection not
@@ -198,11 +201,20 @@ pub async fn live_objects(
     .bind(id.as_str())
     .fetch_one(&mut *conn)
     .await?;
+    let pending_transfers = sqlx::query_scalar::<_, i64>(
+        "SELECT (SELECT COUNT(*) FROM order_transfers t JOIN orders o ON o.id = t.order_id \
+                 WHERE t.store_id = $1 AND t.status = 'pending' AND o.paid = 1) \
+              + (SELECT COUNT(*) FROM transfer_reversals WHERE store_id = $1 AND status = 'pending')",
+    )
+    .bind(id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
     Ok(LiveObjects {
         subscription,
         connection,
         unsettled_orders,
         pending_refunds,
+        pending_transfers,
     })
 }
 
@@ -212,5 +224,6 @@ impl LiveObjects {
             && self.connection.is_none()
             && self.unsettled_orders.is_empty()
             && self.pending_refunds == 0
+            && self.pending_transfers == 0
     }
 }

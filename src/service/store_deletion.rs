@@ -35,6 +35,15 @@ pub async fn delete(s: &Services, id: &StoreId, force: bool) -> Result<()> {
                 ),
             });
         }
+        if live.pending_transfers > 0 {
+            return Err(ServiceError::Conflict {
+                code: "transfers_pending",
+                message: format!(
+                    "{} transfer(s) or reversal(s) of multi-vendor orders with this store are not made at Stripe yet; delete it once they are",
+                    live.pending_transfers
+                ),
+            });
+        }
         billing::end_for_deletion(s, id).await?;
         orders::cancel_unsettled(s, id, since).await?;
         if live.connection.is_some() {
@@ -92,6 +101,12 @@ fn describe(live: &LiveObjects) -> String {
         parts.push(format!(
             "{} refund(s) Stripe has not settled",
             live.pending_refunds
+        ));
+    }
+    if live.pending_transfers > 0 {
+        parts.push(format!(
+            "{} transfer(s) or reversal(s) of multi-vendor orders not made yet",
+            live.pending_transfers
         ));
     }
     parts.join(", ")
