@@ -6,6 +6,10 @@ ALTER TABLE orders ALTER COLUMN store_id DROP NOT NULL;
 -- or 'separate' (on the platform; Bursar transfers each split).
 ALTER TABLE orders ADD COLUMN charge_type TEXT NOT NULL DEFAULT 'direct';
 ALTER TABLE orders ADD COLUMN on_behalf_of BIGINT NOT NULL DEFAULT 0;
+-- The platform's application fee on the charge, and how much of it Stripe says was refunded
+-- (from `application_fee.*` events).
+ALTER TABLE orders ADD COLUMN application_fee_id TEXT;
+ALTER TABLE orders ADD COLUMN application_fee_refunded BIGINT NOT NULL DEFAULT 0;
 -- A platform order's Idempotency-Key and PaymentIntent are the platform's, unique among its own.
 CREATE UNIQUE INDEX orders_platform_request ON orders (request_key) WHERE store_id IS NULL;
 CREATE UNIQUE INDEX orders_platform_payment_intent ON orders (payment_intent_id) WHERE charge_type <> 'direct';

@@ -44,7 +44,11 @@ CREATE TABLE orders_new (
     -- 'direct' (on the store's account), 'destination' (on the platform, transferred by Stripe)
     -- or 'separate' (on the platform; Bursar transfers each split).
     charge_type TEXT NOT NULL DEFAULT 'direct',
-    on_behalf_of BIGINT NOT NULL DEFAULT 0
+    on_behalf_of BIGINT NOT NULL DEFAULT 0,
+    -- The platform's application fee on the charge, and how much of it Stripe says was refunded
+    -- (from `application_fee.*` events).
+    application_fee_id TEXT,
+    application_fee_refunded BIGINT NOT NULL DEFAULT 0
 );
 INSERT INTO orders_new (id, store_id, connection_kind, account_id, mode, amount, currency, description,
     customer_id, application_fee_amount, metadata, request_key, payment_intent_id, checkout_session_id,

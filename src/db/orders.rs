@@ -48,13 +48,15 @@ pub struct OrderRow {
     /// `direct`, `destination` or `separate` (see `domain::split::ChargeType`).
     pub charge_type: String,
     pub on_behalf_of: i64,
+    pub application_fee_id: Option<String>,
+    pub application_fee_refunded: i64,
 }
 
 const COLUMNS: &str = "id, store_id, connection_kind, account_id, mode, amount, currency, description, \
     customer_id, application_fee_amount, metadata, payment_intent_id, checkout_session_id, client_secret_enc, latest_charge, \
     paid, amount_refunded, disputed, dispute_status, dispute_at, dispute_seq, canceled, failure_code, \
     failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash, return_url, \
-    charge_type, on_behalf_of";
+    charge_type, on_behalf_of, application_fee_id, application_fee_refunded";
 
 impl OrderRow {
     pub fn charge_type(&self) -> ChargeType {
@@ -325,6 +327,32 @@ pub async fn by_platform_charge(
         .bind(charge)
         .fetch_optional(conn)
         .await?)
+}
+
+/// Records what an `application_fee.*` event says of the platform's fee on the order paid
+/// through `payment_intent` (a direct charge of `account`, or a destination charge to it): the
+/// fee, and the most of it refunded. The order it belongs to, if any.
+pub async fn learn_application_fee(
+    conn: &mut AnyConnection,
+    account: &str,
+    payment_intent: &str,
+    fee: &str,
+    refunded: i64,
+) -> Result<Option<String>> {
+    Ok(sqlx::query_scalar(
+        "UPDATE orders SET application_fee_id = $1, \
+           application_fee_refunded = CASE WHEN application_fee_refunded < $2 THEN $2 ELSE application_fee_refunded END, \
+           updated_at = $3 \
+         WHERE account_id = $4 AND payment_intent_id = $5 AND application_fee_amount IS NOT NULL \
+         RETURNING id",
+    )
+    .bind(fee)
+    .bind(refunded)
+    .bind(now_ms())
+    .bind(account)
+    .bind(payment_intent)
+    .fetch_optional(conn)
+    .await?)
 }
 
 pub async fn set_checkout_session(db: &Db, id: &OrderId, session: &str) -> Result<()> {

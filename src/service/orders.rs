@@ -70,6 +70,10 @@ pub struct OrderView {
     pub description: Option<String>,
     pub customer_id: Option<String>,
     pub application_fee_amount: Option<i64>,
+    /// The platform's fee at Stripe (`fee_…`), once Stripe reported it.
+    pub application_fee: Option<String>,
+    /// How much of the platform's fee Stripe has refunded (a refund returns it in proportion).
+    pub application_fee_refunded: i64,
     pub metadata: Value,
     pub status: String,
     /// What last moved the status: `webhook`, `reconcile` (an event fetched by `bursar
@@ -173,6 +177,8 @@ fn view(
         description: row.description,
         customer_id: row.customer_id,
         application_fee_amount: row.application_fee_amount,
+        application_fee: row.application_fee_id,
+        application_fee_refunded: row.application_fee_refunded,
         status: row.status,
         status_source: row.status_source,
         amount_refunded: row.amount_refunded,

@@ -11,7 +11,7 @@ use sqlx::AnyConnection;
 use super::handlers::billing::{self, BillingEvent};
 use super::handlers::payment::{self, PaymentEvent};
 use super::handlers::payout::{self, PayoutEvent};
-use super::handlers::{account, balance, customer, transfer};
+use super::handlers::{account, application_fee, balance, customer, transfer};
 use crate::db::DbError;
 use crate::domain::StoreId;
 use crate::service::{ServiceError, Services};
@@ -64,6 +64,8 @@ pub enum Handler {
     Billing(BillingEvent),
     /// `transfer.*` on the platform: a multi-vendor order's transfers.
     Transfer,
+    /// `application_fee.*` on the platform: the platform's fee on an order's charge.
+    ApplicationFee,
 }
 
 /// What the platform's own endpoint must enable: vendor billing on the platform account, and
@@ -87,6 +89,8 @@ pub const PLATFORM_EVENTS: &[&str] = &[
     "transfer.created",
     "transfer.updated",
     "transfer.reversed",
+    "application_fee.created",
+    "application_fee.refunded",
 ];
 
 /// What a connected account's events Bursar applies; also what a `keys` store's own endpoint
@@ -165,6 +169,7 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         "account.external_account.updated" => Handler::ExternalAccountUpdated,
         "person.updated" => Handler::PersonUpdated,
         "transfer.created" | "transfer.updated" | "transfer.reversed" => Handler::Transfer,
+        "application_fee.created" | "application_fee.refunded" => Handler::ApplicationFee,
         _ => return None,
     })
 }
@@ -219,6 +224,7 @@ impl Handler {
             | Handler::ExternalAccountUpdated
             | Handler::PersonUpdated => true,
             Handler::Payment(_) | Handler::Payout(_) => ev.merchant_signed,
+            Handler::ApplicationFee => true,
             _ => false,
         }
     }
@@ -231,6 +237,7 @@ impl Handler {
             Handler::PersonUpdated => account::load_for_person(s, ev).await,
             Handler::Payment(kind) if ev.merchant_signed => payment::confirm(s, ev, kind).await,
             Handler::Payout(_) => payout::load(s, ev).await,
+            Handler::ApplicationFee => application_fee::load(s, ev).await,
             _ => Ok(Loaded::Object(ev.object.clone())),
         }
     }
@@ -242,7 +249,7 @@ impl Handler {
         match self {
             // Vendor billing lives on the platform account: only the platform endpoint speaks
             // for it (a store's own endpoint is signed with a secret its merchant knows).
-            Handler::Billing(_) | Handler::Transfer => !store && !account,
+            Handler::Billing(_) | Handler::Transfer | Handler::ApplicationFee => !store && !account,
             _ if store => true,
             // Payments on the platform itself: destination and multi-vendor orders.
             Handler::Payment(_) => !account,
@@ -280,6 +287,7 @@ impl Handler {
                     payment::apply(s, conn, None, ev, object, kind, confirmed).await
                 }
                 Handler::Transfer => transfer::apply(s, conn, object).await,
+                Handler::ApplicationFee => application_fee::apply(conn, object).await,
                 _ => billing::apply(conn, ev, object, BillingEvent::CustomerDeleted).await,
             };
         };
@@ -298,7 +306,7 @@ impl Handler {
             }
             Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
             // Answered above, before a store is needed.
-            Handler::Billing(_) | Handler::Transfer => Ok(()),
+            Handler::Billing(_) | Handler::Transfer | Handler::ApplicationFee => Ok(()),
         }
     }
 }
@@ -321,7 +329,10 @@ mod tests {
     fn only_the_platforms_own_objects_are_kept_without_a_store() {
         for e in PLATFORM_EVENTS.iter().chain(ACCOUNT_EVENTS) {
             let h = handler_for(e).unwrap();
-            let billing = matches!(h, Handler::Billing(_) | Handler::Transfer);
+            let billing = matches!(
+                h,
+                Handler::Billing(_) | Handler::Transfer | Handler::ApplicationFee
+            );
             assert_eq!(h.has_effects(true, true), !billing, "{e} routed to a store");
             let platform = matches!(
                 h,
@@ -329,6 +340,7 @@ mod tests {
                     | Handler::Customer(true)
                     | Handler::Payment(_)
                     | Handler::Transfer
+                    | Handler::ApplicationFee
             );
             assert_eq!(h.has_effects(false, false), platform, "{e} on the platform");
             assert!(!h.has_effects(false, true), "{e} of an unconnected account");

@@ -808,3 +808,42 @@ async fn a_transfer_stripe_refused_is_asked_again_under_a_new_key_on_sync() {
         .collect();
     assert_eq!(keys.last().unwrap(), &format!("bursar:transfer:{id}:{a}:1"));
 }
+
+#[tokio::test]
+async fn the_platforms_fee_and_its_refund_are_recorded_on_a_direct_order() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (store, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        &format!("/api/v1/stores/{store}/orders"),
+        json!({"amount": 4000, "currency": "usd", "application_fee_amount": 400}),
+    )
+    .await;
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    assert_eq!(o["charge_type"], "direct");
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    app.drain().await;
+    let paid = order(&app, &id).await;
+    let fee = paid["application_fee"]
+        .as_str()
+        .expect("the fee is recorded")
+        .to_owned();
+    assert!(fee.starts_with("fee_"), "{paid}");
+    assert_eq!(paid["application_fee_refunded"], 0);
+    // Half refunded: Stripe returns half the fee, and says so on the platform endpoint.
+    let r = post(
+        &app,
+        &format!("/api/v1/orders/{id}/refunds"),
+        json!({"amount": 2000}),
+    )
+    .await;
+    assert_eq!(r.status(), 201);
+    app.drain().await;
+    let half = order(&app, &id).await;
+    assert_eq!(half["application_fee_refunded"], 200, "{half}");
+    assert_eq!(half["status"], "partially_refunded");
+}

@@ -1,6 +1,7 @@
 //! One module per Stripe object family.
 
 pub mod account;
+pub mod application_fee;
 pub mod balance;
 pub mod billing;
 mod confirm;
