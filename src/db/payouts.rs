@@ -22,12 +22,14 @@ pub struct PayoutRow {
 const COLUMNS: &str = "store_id, payout_id, amount, currency, status, arrival_date, failure_code, \
     failure_message, created, updated_at";
 
-/// How far along a payout is: a later state never gives way to an earlier one.
+/// How far along a payout is: a later state never gives way to an earlier one. A paid payout
+/// can still fail (the bank returns it), never the reverse.
 fn rank(status: &str) -> u8 {
     match status {
         "pending" => 0,
         "in_transit" => 1,
-        _ => 2,
+        "paid" => 2,
+        _ => 3,
     }
 }
 

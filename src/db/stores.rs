@@ -161,8 +161,10 @@ pub struct LiveObjects {
     pub unsettled_orders: Vec<String>,
     pub pending_refunds: i64,
     /// Transfers (or their reversals) of paid multi-vendor orders to or from this store's
-    /// account that Stripe has not made yet.
+    /// account that Stripe has not made yet (or refused).
     pub pending_transfers: i64,
+    /// Splits for this store in multi-vendor orders not paid (nor closed) yet.
+    pub unpaid_splits: i64,
 }
 
 /// What the store holds that is live: a vendor subscription not ended, a connection not
@@ -201,10 +203,22 @@ pub async fn live_objects(
     .bind(id.as_str())
     .fetch_one(&mut *conn)
     .await?;
+    // A reversal counts once its transfer exists (before, it is the transfer that is owed).
     let pending_transfers = sqlx::query_scalar::<_, i64>(
         "SELECT (SELECT COUNT(*) FROM order_transfers t JOIN orders o ON o.id = t.order_id \
-                 WHERE t.store_id = $1 AND t.status = 'pending' AND o.paid = 1) \
-              + (SELECT COUNT(*) FROM transfer_reversals WHERE store_id = $1 AND status = 'pending')",
+                 WHERE t.store_id = $1 AND t.status IN ('pending', 'failed') AND o.paid = 1) \
+              + (SELECT COUNT(*) FROM transfer_reversals r JOIN order_transfers t \
+                   ON t.order_id = r.order_id AND t.store_id = r.store_id \
+                 WHERE r.store_id = $1 AND r.status IN ('pending', 'failed') \
+                   AND t.stripe_transfer_id IS NOT NULL)",
+    )
+    .bind(id.as_str())
+    .fetch_one(&mut *conn)
+    .await?;
+    let unpaid_splits = sqlx::query_scalar::<_, i64>(
+        "SELECT COUNT(*) FROM order_transfers t JOIN orders o ON o.id = t.order_id \
+         WHERE t.store_id = $1 AND t.status IN ('pending', 'failed') AND o.paid = 0 \
+           AND o.status IN ('pending', 'failed')",
     )
     .bind(id.as_str())
     .fetch_one(&mut *conn)
@@ -215,6 +229,7 @@ pub async fn live_objects(
         unsettled_orders,
         pending_refunds,
         pending_transfers,
+        unpaid_splits,
     })
 }
 
@@ -225,5 +240,6 @@ impl LiveObjects {
             && self.unsettled_orders.is_empty()
             && self.pending_refunds == 0
             && self.pending_transfers == 0
+            && self.unpaid_splits == 0
     }
 }

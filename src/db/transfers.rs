@@ -37,7 +37,8 @@ pub struct TransferRow {
 const COLUMNS: &str = "order_id, store_id, position, account_id, amount, description, sent_amount, stripe_transfer_id, \
     status, amount_reversed, failure_message, first_attempt_at, attempted_at, created_at, updated_at";
 
-/// A transfer due, with what its request needs from the order.
+/// A transfer due, with what its request needs from the order (the attempt's own key
+/// generation and amount come from its claim).
 #[derive(Debug, Clone, FromRow)]
 pub struct DueTransfer {
     pub order_id: String,
@@ -45,8 +46,6 @@ pub struct DueTransfer {
     pub account_id: String,
     pub amount: i64,
     pub description: Option<String>,
-    pub key_generation: i64,
-    pub first_attempt_at: Option<i64>,
     pub currency: String,
     pub latest_charge: String,
 }
@@ -73,8 +72,6 @@ pub struct DueReversal {
     pub store_id: String,
     pub refunded_to: i64,
     pub amount: i64,
-    pub key_generation: i64,
-    pub first_attempt_at: Option<i64>,
     pub stripe_transfer_id: String,
 }
 
@@ -114,7 +111,7 @@ pub async fn for_order(conn: &mut AnyConnection, order: &str) -> Result<Vec<Tran
 /// Transfers of paid orders not made yet and not being made (no claim younger than `lease_ms`).
 pub async fn due(db: &Db, lease_ms: i64, limit: i64) -> Result<Vec<DueTransfer>> {
     Ok(sqlx::query_as::<_, DueTransfer>(
-        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.key_generation, t.first_attempt_at, \
+        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, \
            o.currency, o.latest_charge \
          FROM order_transfers t JOIN orders o ON o.id = t.order_id \
          WHERE t.status = 'pending' AND (t.attempted_at IS NULL OR t.attempted_at < $1) \
@@ -130,7 +127,7 @@ pub async fn due(db: &Db, lease_ms: i64, limit: i64) -> Result<Vec<DueTransfer>>
 /// One order's transfers that are due (see `due`).
 pub async fn due_for_order(db: &Db, order: &OrderId, lease_ms: i64) -> Result<Vec<DueTransfer>> {
     Ok(sqlx::query_as::<_, DueTransfer>(
-        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, t.key_generation, t.first_attempt_at, \
+        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, \
            o.currency, o.latest_charge \
          FROM order_transfers t JOIN orders o ON o.id = t.order_id \
          WHERE t.order_id = $1 AND t.status = 'pending' \
@@ -147,7 +144,7 @@ pub async fn due_for_order(db: &Db, order: &OrderId, lease_ms: i64) -> Result<Ve
 /// amount to ask Stripe for. At the first claim, reversals refunds already planned for the
 /// split are taken off it (`netted`), so a refund before the transfer never leaves it larger
 /// than what is owed; every later attempt asks for that same amount.
-pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<Option<i64>> {
+pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<Option<Claim>> {
     let mut tx = db.begin_write().await?;
     let now = now_ms();
     let taken = sqlx::query(
@@ -165,13 +162,15 @@ pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<O
         tx.rollback().await?;
         return Ok(None);
     }
-    let (amount, sent): (i64, Option<i64>) = sqlx::query_as(
-        "SELECT amount, sent_amount FROM order_transfers WHERE order_id = $1 AND store_id = $2",
-    )
-    .bind(order)
-    .bind(store)
-    .fetch_one(&mut *tx)
-    .await?;
+    let (amount, sent, generation, first_attempt_at): (i64, Option<i64>, i64, i64) =
+        sqlx::query_as(
+            "SELECT amount, sent_amount, key_generation, first_attempt_at FROM order_transfers \
+         WHERE order_id = $1 AND store_id = $2",
+        )
+        .bind(order)
+        .bind(store)
+        .fetch_one(&mut *tx)
+        .await?;
     let sent = match sent {
         Some(sent) => sent,
         None => {
@@ -205,7 +204,39 @@ pub async fn claim(db: &Db, order: &str, store: &str, lease_ms: i64) -> Result<O
         }
     };
     tx.commit().await?;
-    Ok(Some(sent))
+    Ok(Some(Claim {
+        amount: sent,
+        generation,
+        first_attempt_at,
+    }))
+}
+
+/// What one claimed attempt asks for, read under its claim (never from an older read).
+#[derive(Debug, Clone, Copy)]
+pub struct Claim {
+    pub amount: i64,
+    /// The key generation the attempt asks under; only its answer is recorded.
+    pub generation: i64,
+    pub first_attempt_at: i64,
+}
+
+/// Whose answer is being recorded: one attempt's (under its key generation), or Stripe's own
+/// word that the object exists (found in a list, or told by an event), which settles a row
+/// still waiting or refused, whatever its generation.
+#[derive(Debug, Clone, Copy)]
+pub enum Answer {
+    Attempt(i64),
+    Found,
+}
+
+impl Answer {
+    /// The generation bound in SQL: -1 for `Found`.
+    fn bound(self) -> i64 {
+        match self {
+            Answer::Attempt(g) => g,
+            Answer::Found => -1,
+        }
+    }
 }
 
 /// Records Stripe's answer: the transfer it made (`created`), or its refusal (`failed`); an
@@ -215,6 +246,7 @@ pub async fn finish(
     conn: &mut AnyConnection,
     order: &str,
     store: &str,
+    by: Answer,
     made: std::result::Result<(&str, i64), &str>,
 ) -> Result<bool> {
     let (stripe_id, status, reversed, failure) = match made {
@@ -225,7 +257,8 @@ pub async fn finish(
     let done = sqlx::query(
         "UPDATE order_transfers SET stripe_transfer_id = $1, status = $2, amount_reversed = $3, \
            failure_message = $4, updated_at = $5 \
-         WHERE order_id = $6 AND store_id = $7 AND status = 'pending'",
+         WHERE order_id = $6 AND store_id = $7 AND stripe_transfer_id IS NULL \
+           AND ((status = 'pending' AND key_generation = $8) OR ($8 = -1 AND status IN ('pending', 'failed')))",
     )
     .bind(stripe_id)
     .bind(status)
@@ -234,6 +267,7 @@ pub async fn finish(
     .bind(now_ms())
     .bind(order)
     .bind(store)
+    .bind(by.bound())
     .execute(conn)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -258,29 +292,78 @@ pub async fn learn_reversed(
     Ok(order)
 }
 
-/// Asks again for what Stripe refused (an operator's re-check, after fixing the cause), under
+/// An order's transfers Stripe refused.
+pub async fn refused_transfers(db: &Db, order: &OrderId) -> Result<Vec<TransferRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM order_transfers WHERE order_id = $1 AND status = 'failed' ORDER BY position"
+    );
+    Ok(sqlx::query_as::<_, TransferRow>(&sql)
+        .bind(order.as_str())
+        .fetch_all(db.pool())
+        .await?)
+}
+
+/// An order's reversals Stripe refused, with their transfer.
+pub async fn refused_reversals(db: &Db, order: &OrderId) -> Result<Vec<DueReversal>> {
+    Ok(sqlx::query_as::<_, DueReversal>(
+        "SELECT r.order_id, r.store_id, r.refunded_to, r.amount, t.stripe_transfer_id \
+         FROM transfer_reversals r JOIN order_transfers t \
+           ON t.order_id = r.order_id AND t.store_id = r.store_id \
+         WHERE r.order_id = $1 AND r.status = 'failed' AND t.stripe_transfer_id IS NOT NULL",
+    )
+    .bind(order.as_str())
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// Asks again for a transfer Stripe refused (and that Stripe was just seen not to hold), under
 /// a new key: Stripe answers a key it refused with the same refusal, and made nothing under it.
-/// A transfer is netted anew against refunds made meanwhile.
-pub async fn retry_failed(db: &Db, order: &OrderId) -> Result<()> {
-    let mut tx = db.begin_write().await?;
+/// It is netted anew against refunds made meanwhile.
+pub async fn retry_transfer(db: &Db, order: &str, store: &str) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query(
         "UPDATE order_transfers SET status = 'pending', failure_message = NULL, attempted_at = NULL, \
            first_attempt_at = NULL, sent_amount = NULL, key_generation = key_generation + 1 \
-         WHERE order_id = $1 AND status = 'failed'",
+         WHERE order_id = $1 AND store_id = $2 AND status = 'failed'",
     )
-    .bind(order.as_str())
-    .execute(&mut *tx)
+    .bind(order)
+    .bind(store)
+    .execute(db.pool())
     .await?;
+    Ok(())
+}
+
+/// As `retry_transfer`, for a refused reversal.
+pub async fn retry_reversal(db: &Db, r: &DueReversal) -> Result<()> {
+    let _turn = db.write_turn().await;
     sqlx::query(
         "UPDATE transfer_reversals SET status = 'pending', failure_message = NULL, attempted_at = NULL, \
            first_attempt_at = NULL, key_generation = key_generation + 1 \
-         WHERE order_id = $1 AND status = 'failed'",
+         WHERE order_id = $1 AND store_id = $2 AND refunded_to = $3 AND status = 'failed'",
     )
-    .bind(order.as_str())
-    .execute(&mut *tx)
+    .bind(&r.order_id)
+    .bind(&r.store_id)
+    .bind(r.refunded_to)
+    .execute(db.pool())
     .await?;
-    tx.commit().await?;
     Ok(())
+}
+
+/// Cancels a deleted store's splits of orders not paid yet: if such an order is paid later,
+/// nothing is transferred to the store (the operator forced its deletion), and its split stays
+/// with the platform.
+pub async fn cancel_unpaid_splits(conn: &mut AnyConnection, store: &StoreId) -> Result<u64> {
+    let done = sqlx::query(
+        "UPDATE order_transfers SET status = 'canceled', \
+           failure_message = 'the store was deleted before the order was paid', updated_at = $1 \
+         WHERE store_id = $2 AND status IN ('pending', 'failed') AND stripe_transfer_id IS NULL \
+           AND order_id IN (SELECT id FROM orders WHERE paid = 0)",
+    )
+    .bind(now_ms())
+    .bind(store.as_str())
+    .execute(conn)
+    .await?;
+    Ok(done.rows_affected())
 }
 
 /// Plans the reversals a larger refunded amount calls for, in the transaction that merged it
@@ -342,7 +425,7 @@ pub async fn due_reversals(
     limit: i64,
 ) -> Result<Vec<DueReversal>> {
     Ok(sqlx::query_as::<_, DueReversal>(
-        "SELECT r.order_id, r.store_id, r.refunded_to, r.amount, r.key_generation, r.first_attempt_at, t.stripe_transfer_id \
+        "SELECT r.order_id, r.store_id, r.refunded_to, r.amount, t.stripe_transfer_id \
          FROM transfer_reversals r JOIN order_transfers t \
            ON t.order_id = r.order_id AND t.store_id = r.store_id \
          WHERE r.status = 'pending' AND (r.attempted_at IS NULL OR r.attempted_at < $1) \
@@ -356,22 +439,29 @@ pub async fn due_reversals(
     .await?)
 }
 
-pub async fn claim_reversal(db: &Db, r: &DueReversal, lease_ms: i64) -> Result<bool> {
+/// Takes a reversal for one attempt, if no one holds a claim younger than `lease_ms`: its key
+/// generation and first attempt, read under the claim.
+pub async fn claim_reversal(db: &Db, r: &DueReversal, lease_ms: i64) -> Result<Option<Claim>> {
     let _turn = db.write_turn().await;
     let now = now_ms();
-    let done = sqlx::query(
+    let taken: Option<(i64, i64)> = sqlx::query_as(
         "UPDATE transfer_reversals SET attempted_at = $1, first_attempt_at = COALESCE(first_attempt_at, $1) \
          WHERE order_id = $2 AND store_id = $3 AND refunded_to = $4 AND status = 'pending' \
-           AND (attempted_at IS NULL OR attempted_at < $5)",
+           AND (attempted_at IS NULL OR attempted_at < $5) \
+         RETURNING key_generation, first_attempt_at",
     )
     .bind(now)
     .bind(&r.order_id)
     .bind(&r.store_id)
     .bind(r.refunded_to)
     .bind(now - lease_ms)
-    .execute(db.pool())
+    .fetch_optional(db.pool())
     .await?;
-    Ok(done.rows_affected() == 1)
+    Ok(taken.map(|(generation, first_attempt_at)| Claim {
+        amount: r.amount,
+        generation,
+        first_attempt_at,
+    }))
 }
 
 /// Records Stripe's answer to a reversal: made (`succeeded`; the transfer's reversed amount
@@ -379,6 +469,7 @@ pub async fn claim_reversal(db: &Db, r: &DueReversal, lease_ms: i64) -> Result<b
 pub async fn finish_reversal(
     conn: &mut AnyConnection,
     r: &DueReversal,
+    by: Answer,
     made: std::result::Result<&str, &str>,
 ) -> Result<()> {
     let (stripe_id, status, failure) = match made {
@@ -387,7 +478,8 @@ pub async fn finish_reversal(
     };
     sqlx::query(
         "UPDATE transfer_reversals SET stripe_reversal_id = $1, status = $2, failure_message = $3 \
-         WHERE order_id = $4 AND store_id = $5 AND refunded_to = $6 AND status = 'pending'",
+         WHERE order_id = $4 AND store_id = $5 AND refunded_to = $6 AND stripe_reversal_id IS NULL \
+           AND ((status = 'pending' AND key_generation = $7) OR ($7 = -1 AND status IN ('pending', 'failed')))",
     )
     .bind(stripe_id)
     .bind(status)
@@ -395,6 +487,7 @@ pub async fn finish_reversal(
     .bind(&r.order_id)
     .bind(&r.store_id)
     .bind(r.refunded_to)
+    .bind(by.bound())
     .execute(&mut *conn)
     .await?;
     if made.is_ok() {

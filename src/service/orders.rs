@@ -580,7 +580,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
     if row.charge_type() == ChargeType::Separate {
         // A re-check also finishes the money movement Stripe's answer calls for, and asks
         // again for what Stripe refused before.
-        db::transfers::retry_failed(&s.db, id).await?;
+        super::transfers::retry_refused(s, id).await?;
         super::transfers::settle_order(s, id).await?;
     }
     get(s, id).await

@@ -46,6 +46,12 @@ pub async fn delete(s: &Services, id: &StoreId, force: bool) -> Result<()> {
         }
         billing::end_for_deletion(s, id).await?;
         orders::cancel_unsettled(s, id, since).await?;
+        if live.unpaid_splits > 0 {
+            let mut tx = s.db.begin_write().await?;
+            let canceled = db::transfers::cancel_unpaid_splits(&mut tx, id).await?;
+            tx.commit().await?;
+            tracing::info!(store = %id, canceled, "splits of unpaid multi-vendor orders canceled: the platform keeps them if those orders are paid");
+        }
         if live.connection.is_some() {
             super::webhook_endpoints::disconnect(s, id).await?;
         }
@@ -107,6 +113,12 @@ fn describe(live: &LiveObjects) -> String {
         parts.push(format!(
             "{} transfer(s) or reversal(s) of multi-vendor orders not made yet",
             live.pending_transfers
+        ));
+    }
+    if live.unpaid_splits > 0 {
+        parts.push(format!(
+            "{} split(s) in multi-vendor orders not paid yet",
+            live.unpaid_splits
         ));
     }
     parts.join(", ")

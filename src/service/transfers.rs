@@ -16,7 +16,7 @@ use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 
 use super::{notifications, Result, Services};
-use crate::db::transfers::{DueReversal, DueTransfer, TransferRow};
+use crate::db::transfers::{Answer, DueReversal, DueTransfer, TransferRow};
 use crate::db::{self, now_ms};
 use crate::domain::OrderId;
 use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
@@ -135,21 +135,20 @@ struct StripeTransfer {
 
 /// Makes one split's transfer. False if another holds its claim.
 async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
-    let Some(amount) = db::transfers::claim(&s.db, &t.order_id, &t.store_id, lease_ms(s)).await?
+    let Some(claim) = db::transfers::claim(&s.db, &t.order_id, &t.store_id, lease_ms(s)).await?
     else {
         return Ok(false);
     };
+    let (amount, by) = (claim.amount, Answer::Attempt(claim.generation));
     if amount == 0 {
         tracing::info!(order = %t.order_id, store = %t.store_id, "the split was refunded whole before its transfer: nothing to send");
-        record_transfer(s, t, Ok(("", 0))).await?;
+        record_transfer(s, t, by, Ok(("", 0))).await?;
         return Ok(true);
     }
-    if t.first_attempt_at
-        .is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS)
-    {
-        if let Some(made) = find_transfer(s, t).await? {
+    if now_ms() - claim.first_attempt_at > KEY_TRUSTED_MS {
+        if let Some(made) = find_transfer(s, &t.order_id, &t.store_id).await? {
             tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, "transfer found at Stripe: its answer had been lost");
-            record_transfer(s, t, Ok((&made.id, made.amount_reversed))).await?;
+            record_transfer(s, t, Answer::Found, Ok((&made.id, made.amount_reversed))).await?;
             return Ok(true);
         }
     }
@@ -167,7 +166,7 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
     }
     let key = IdempotencyKey::new(
         "transfer",
-        &generation(format!("{}:{}", t.order_id, t.store_id), t.key_generation),
+        &generation(format!("{}:{}", t.order_id, t.store_id), claim.generation),
     );
     match s
         .stripe
@@ -176,12 +175,12 @@ async fn make_transfer(s: &Services, t: &DueTransfer) -> Result<bool> {
     {
         Ok(made) => {
             tracing::info!(order = %t.order_id, store = %t.store_id, transfer = %made.id, amount, "transfer created");
-            record_transfer(s, t, Ok((&made.id, made.amount_reversed))).await?;
+            record_transfer(s, t, by, Ok((&made.id, made.amount_reversed))).await?;
             Ok(true)
         }
         Err(e) if refused(&e) => {
             tracing::warn!(order = %t.order_id, store = %t.store_id, error = %e, "Stripe refused the transfer");
-            record_transfer(s, t, Err(&e.to_string())).await?;
+            record_transfer(s, t, by, Err(&e.to_string())).await?;
             Ok(true)
         }
         Err(e) => Err(e.into()),
@@ -197,41 +196,85 @@ fn generation(base: String, n: i64) -> String {
     }
 }
 
-/// Stripe said no, so under this key it made nothing. A key still in use, a rate limit,
-/// Stripe's own failures and an idempotency error (the key was used with other parameters:
-/// what it made is unknown) are no answer.
+/// Stripe said no, so under this key it made nothing: a 4xx in Stripe's own error envelope.
+/// A key still in use, a rate limit, a timeout, Stripe's own failures, an idempotency error
+/// (the key was used with other parameters: what it made is unknown) and any answer not in
+/// Stripe's shape (a proxy's, say) are no answer.
 fn refused(e: &StripeError) -> bool {
     match e {
-        StripeError::Api { kind, .. } if kind.as_deref() == Some("idempotency_error") => false,
-        StripeError::Api { status, .. } => *status < 500 && *status != 429 && *status != 409,
+        StripeError::Api {
+            status,
+            kind: Some(kind),
+            ..
+        } => kind != "idempotency_error" && *status < 500 && ![408, 409, 429].contains(status),
         _ => false,
     }
 }
 
 /// The transfer an earlier attempt made, found by the order's group and its metadata.
-async fn find_transfer(s: &Services, t: &DueTransfer) -> Result<Option<StripeTransfer>> {
+async fn find_transfer(s: &Services, order: &str, store: &str) -> Result<Option<StripeTransfer>> {
     let list: Value = s
         .stripe
         .get(
             AccountScope::Platform,
-            &format!("/v1/transfers?transfer_group={}&limit=100", t.order_id),
+            &format!("/v1/transfers?transfer_group={order}&limit=100"),
         )
         .await?;
     let found = list["data"].as_array().into_iter().flatten().find(|tr| {
-        tr["metadata"]["bursar_order_id"] == t.order_id.as_str()
-            && tr["metadata"]["bursar_store_id"] == t.store_id.as_str()
+        tr["metadata"]["bursar_order_id"] == order && tr["metadata"]["bursar_store_id"] == store
     });
     Ok(found.and_then(|tr| serde_json::from_value(tr.clone()).ok()))
+}
+
+/// The reversal an earlier attempt made, found among the transfer's by its metadata.
+async fn find_reversal(s: &Services, r: &DueReversal) -> Result<Option<String>> {
+    let list: Value = s
+        .stripe
+        .get(
+            AccountScope::Platform,
+            &format!("/v1/transfers/{}/reversals?limit=100", r.stripe_transfer_id),
+        )
+        .await?;
+    let level = r.refunded_to.to_string();
+    let found = list["data"].as_array().into_iter().flatten().find(|x| {
+        x["metadata"]["bursar_order_id"] == r.order_id.as_str()
+            && x["metadata"]["bursar_refunded_to"] == level.as_str()
+    });
+    Ok(found.and_then(|x| x["id"].as_str().map(str::to_owned)))
+}
+
+/// Before asking again for what Stripe refused (an operator's re-check, the cause fixed): what
+/// Stripe holds after all is recorded; the rest is asked for again under a new key.
+pub async fn retry_refused(s: &Services, order: &OrderId) -> Result<()> {
+    for t in db::transfers::refused_transfers(&s.db, order).await? {
+        match find_transfer(s, &t.order_id, &t.store_id).await? {
+            Some(made) => {
+                let mut tx = s.db.begin_write().await?;
+                let found = Ok((made.id.as_str(), made.amount_reversed));
+                recorded(s, &mut tx, &t.order_id, &t.store_id, Answer::Found, found).await?;
+                tx.commit().await?;
+            }
+            None => db::transfers::retry_transfer(&s.db, &t.order_id, &t.store_id).await?,
+        }
+    }
+    for r in db::transfers::refused_reversals(&s.db, order).await? {
+        match find_reversal(s, &r).await? {
+            Some(id) => record_reversal(s, &r, Answer::Found, Ok(&id)).await?,
+            None => db::transfers::retry_reversal(&s.db, &r).await?,
+        }
+    }
+    Ok(())
 }
 
 /// Records Stripe's answer (see `recorded`).
 async fn record_transfer(
     s: &Services,
     t: &DueTransfer,
+    by: Answer,
     made: std::result::Result<(&str, i64), &str>,
 ) -> Result<()> {
     let mut tx = s.db.begin_write().await?;
-    recorded(s, &mut tx, &t.order_id, &t.store_id, made).await?;
+    recorded(s, &mut tx, &t.order_id, &t.store_id, by, made).await?;
     tx.commit().await?;
     Ok(())
 }
@@ -243,12 +286,13 @@ async fn recorded(
     conn: &mut AnyConnection,
     order: &str,
     store: &str,
+    by: Answer,
     made: std::result::Result<(&str, i64), &str>,
 ) -> Result<()> {
     let Some(row) = db::orders::lock(&mut *conn, order).await? else {
         return Ok(());
     };
-    let first = db::transfers::finish(&mut *conn, order, store, made).await?;
+    let first = db::transfers::finish(&mut *conn, order, store, by, made).await?;
     let all = db::transfers::for_order(&mut *conn, order).await?;
     let settled = |x: &TransferRow| x.status == "created" || x.status == "canceled";
     if first && made.is_ok() && all.iter().all(settled) {
@@ -294,7 +338,8 @@ pub async fn adopt(s: &Services, conn: &mut AnyConnection, m: &Made<'_>) -> Resu
             transfer = m.transfer,
             "transfer adopted from Stripe's event: its answer had been lost"
         );
-        recorded(s, conn, m.order, m.store, Ok((m.transfer, m.reversed))).await?;
+        let found = Ok((m.transfer, m.reversed));
+        recorded(s, conn, m.order, m.store, Answer::Found, found).await?;
     }
     Ok(())
 }
@@ -306,26 +351,14 @@ struct StripeReversal {
 
 /// Makes one planned reversal. False if another holds its claim.
 async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
-    if !db::transfers::claim_reversal(&s.db, r, lease_ms(s)).await? {
+    let Some(claim) = db::transfers::claim_reversal(&s.db, r, lease_ms(s)).await? else {
         return Ok(false);
-    }
+    };
+    let by = Answer::Attempt(claim.generation);
     let level = r.refunded_to.to_string();
-    if r.first_attempt_at
-        .is_some_and(|at| now_ms() - at > KEY_TRUSTED_MS)
-    {
-        let list: Value = s
-            .stripe
-            .get(
-                AccountScope::Platform,
-                &format!("/v1/transfers/{}/reversals?limit=100", r.stripe_transfer_id),
-            )
-            .await?;
-        let found = list["data"].as_array().into_iter().flatten().find(|x| {
-            x["metadata"]["bursar_order_id"] == r.order_id.as_str()
-                && x["metadata"]["bursar_refunded_to"] == level.as_str()
-        });
-        if let Some(id) = found.and_then(|x| x["id"].as_str()) {
-            record_reversal(s, r, Ok(id)).await?;
+    if now_ms() - claim.first_attempt_at > KEY_TRUSTED_MS {
+        if let Some(id) = find_reversal(s, r).await? {
+            record_reversal(s, r, Answer::Found, Ok(&id)).await?;
             return Ok(true);
         }
     }
@@ -339,7 +372,7 @@ async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
         "transfer_reversal",
         &generation(
             format!("{}:{}:{level}", r.order_id, r.store_id),
-            r.key_generation,
+            claim.generation,
         ),
     );
     match s
@@ -354,12 +387,12 @@ async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
     {
         Ok(made) => {
             tracing::info!(order = %r.order_id, store = %r.store_id, reversal = %made.id, amount = r.amount, "transfer reversed");
-            record_reversal(s, r, Ok(&made.id)).await?;
+            record_reversal(s, r, by, Ok(&made.id)).await?;
             Ok(true)
         }
         Err(e) if refused(&e) => {
             tracing::warn!(order = %r.order_id, store = %r.store_id, error = %e, "Stripe refused the reversal");
-            record_reversal(s, r, Err(&e.to_string())).await?;
+            record_reversal(s, r, by, Err(&e.to_string())).await?;
             Ok(true)
         }
         Err(e) => Err(e.into()),
@@ -369,10 +402,47 @@ async fn reverse(s: &Services, r: &DueReversal) -> Result<bool> {
 async fn record_reversal(
     s: &Services,
     r: &DueReversal,
+    by: Answer,
     made: std::result::Result<&str, &str>,
 ) -> Result<()> {
     let mut tx = s.db.begin_write().await?;
-    db::transfers::finish_reversal(&mut tx, r, made).await?;
+    db::transfers::finish_reversal(&mut tx, r, by, made).await?;
     tx.commit().await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn api(status: u16, kind: Option<&str>) -> StripeError {
+        StripeError::Api {
+            status,
+            kind: kind.map(str::to_owned),
+            code: None,
+            message: "no".into(),
+        }
+    }
+
+    #[test]
+    fn only_stripes_own_refusal_counts_as_nothing_made() {
+        assert!(refused(&api(400, Some("invalid_request_error"))));
+        assert!(refused(&api(402, Some("card_error"))));
+        // No answer: what Stripe did under the key is unknown.
+        assert!(!refused(&api(400, Some("idempotency_error"))));
+        assert!(
+            !refused(&api(400, None)),
+            "a 4xx not in Stripe's shape (a proxy's)"
+        );
+        for status in [408, 409, 429, 500, 503] {
+            assert!(!refused(&api(status, Some("api_error"))), "{status}");
+        }
+        assert!(!refused(&StripeError::Network("reset".into())));
+    }
+
+    #[test]
+    fn a_key_keeps_its_name_until_asked_again() {
+        assert_eq!(generation("ord_1:st_1".into(), 0), "ord_1:st_1");
+        assert_eq!(generation("ord_1:st_1".into(), 2), "ord_1:st_1:2");
+    }
 }

@@ -847,3 +847,87 @@ async fn the_platforms_fee_and_its_refund_are_recorded_on_a_direct_order() {
     assert_eq!(half["application_fee_refunded"], 200, "{half}");
     assert_eq!(half["status"], "partially_refunded");
 }
+
+#[tokio::test]
+async fn a_store_owed_a_split_is_deleted_only_by_force_which_cancels_its_unpaid_splits() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (a, _) = oauth_store(&app).await;
+    let (b, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        "/api/v1/orders",
+        json!({"amount": 5000, "currency": "usd", "splits": [
+            {"store_id": a, "amount": 2000}, {"store_id": b, "amount": 2000}]}),
+    )
+    .await;
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    let delete = |force: bool| {
+        let path = format!(
+            "/api/v1/stores/{a}{}",
+            if force { "?force=true" } else { "" }
+        );
+        app.api(Method::DELETE, &path).send()
+    };
+    let (status, code, message) = error_code(delete(false).await.unwrap()).await;
+    assert_eq!((status, code.as_str()), (409, "store_has_live_objects"));
+    assert!(
+        message.contains("split(s) in multi-vendor orders not paid yet"),
+        "{message}"
+    );
+    let r = delete(true).await.unwrap();
+    assert_eq!(r.status(), 200, "{}", log_errors());
+    // Paid afterwards: only the remaining store is transferred to; the platform keeps the rest.
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let done = order_until(&app, &id, transfers_made).await;
+    assert_eq!(done["transfers"][0]["status"], "canceled", "{done}");
+    assert_eq!(done["transfers"][1]["status"], "created");
+    let made = sim_transfers(&app, &id);
+    assert_eq!(made.len(), 1);
+    assert_eq!(made[0]["amount"], 2000);
+}
+
+#[tokio::test]
+async fn a_store_with_a_transfer_not_made_yet_is_not_deleted_even_by_force() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (a, _) = oauth_store(&app).await;
+    let r = post(
+        &app,
+        "/api/v1/orders",
+        json!({"amount": 5000, "currency": "usd", "splits": [{"store_id": a, "amount": 2000}]}),
+    )
+    .await;
+    let o: Value = r.json().await.unwrap();
+    let id = o["id"].as_str().unwrap().to_owned();
+    app.sim.fail(
+        Method::POST,
+        "/v1/transfers",
+        Fault::Message(400, "Your destination account needs to have at least one of the following capabilities enabled: transfers".into()),
+        1,
+    );
+    app.sim
+        .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+        .await;
+    let failed = order_until(&app, &id, transfers_made).await;
+    assert_eq!(failed["transfers"][0]["status"], "failed");
+    let r = app
+        .api(Method::DELETE, &format!("/api/v1/stores/{a}?force=true"))
+        .send()
+        .await
+        .unwrap();
+    let (status, code, _) = error_code(r).await;
+    assert_eq!((status, code.as_str()), (409, "transfers_pending"));
+    // Asked again and made, the store can go.
+    post(&app, &format!("/api/v1/orders/{id}/sync"), json!({})).await;
+    order_until(&app, &id, |o| o["transfers"][0]["status"] == "created").await;
+    let r = app
+        .api(Method::DELETE, &format!("/api/v1/stores/{a}?force=true"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200, "{}", log_errors());
+}

@@ -59,7 +59,12 @@ pub async fn apply(
         (false, PayoutEvent::Canceled) => "canceled",
         _ => payout["status"].as_str().unwrap_or("pending"),
     };
-    let at = if confirmed { ev.received } else { ev.created };
+    // A confirmed payout is Stripe's word as of when it was fetched (now), not as of the event.
+    let at = if confirmed {
+        crate::db::now_ms() / 1000
+    } else {
+        ev.created
+    };
     let Some(id) = payout["id"].as_str() else {
         return Ok(());
     };
