@@ -6,6 +6,9 @@ ALTER TABLE orders ALTER COLUMN store_id DROP NOT NULL;
 -- or 'separate' (on the platform; Bursar transfers each split).
 ALTER TABLE orders ADD COLUMN charge_type TEXT NOT NULL DEFAULT 'direct';
 ALTER TABLE orders ADD COLUMN on_behalf_of BIGINT NOT NULL DEFAULT 0;
+-- A destination charge's `transfer_data[amount]`: what the store gets (the platform keeps the
+-- rest), instead of an application fee.
+ALTER TABLE orders ADD COLUMN transfer_amount BIGINT;
 -- The platform's application fee on the charge, and how much of it Stripe says was refunded
 -- (from `application_fee.*` events).
 ALTER TABLE orders ADD COLUMN application_fee_id TEXT;

@@ -45,6 +45,9 @@ CREATE TABLE orders_new (
     -- or 'separate' (on the platform; Bursar transfers each split).
     charge_type TEXT NOT NULL DEFAULT 'direct',
     on_behalf_of BIGINT NOT NULL DEFAULT 0,
+    -- A destination charge's `transfer_data[amount]`: what the store gets (the platform keeps
+    -- the rest), instead of an application fee.
+    transfer_amount BIGINT,
     -- The platform's application fee on the charge, and how much of it Stripe says was refunded
     -- (from `application_fee.*` events).
     application_fee_id TEXT,

@@ -48,6 +48,7 @@ pub struct OrderRow {
     /// `direct`, `destination` or `separate` (see `domain::split::ChargeType`).
     pub charge_type: String,
     pub on_behalf_of: i64,
+    pub transfer_amount: Option<i64>,
     pub application_fee_id: Option<String>,
     pub application_fee_refunded: i64,
 }
@@ -56,7 +57,7 @@ const COLUMNS: &str = "id, store_id, connection_kind, account_id, mode, amount, 
     customer_id, application_fee_amount, metadata, payment_intent_id, checkout_session_id, client_secret_enc, latest_charge, \
     paid, amount_refunded, disputed, dispute_status, dispute_at, dispute_seq, canceled, failure_code, \
     failure_message, failure_at, failure_seq, status, status_source, synced_at, created_at, updated_at, request_hash, return_url, \
-    charge_type, on_behalf_of, application_fee_id, application_fee_refunded";
+    charge_type, on_behalf_of, transfer_amount, application_fee_id, application_fee_refunded";
 
 impl OrderRow {
     pub fn charge_type(&self) -> ChargeType {
@@ -102,6 +103,8 @@ pub struct NewOrder<'a> {
     pub checkout: bool,
     pub charge_type: ChargeType,
     pub on_behalf_of: bool,
+    /// A destination charge's `transfer_data[amount]`.
+    pub transfer_amount: Option<i64>,
     /// A multi-vendor order's splits, saved with it (each one's transfer key exists before
     /// the payment does).
     pub splits: &'a [NewSplit<'a>],
@@ -133,8 +136,8 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
     let sql = format!(
         "INSERT INTO orders (id, store_id, connection_kind, account_id, mode, amount, currency, description, \
            customer_id, application_fee_amount, metadata, request_key, request_hash, checkout_session_id, status, created_at, updated_at, return_url, \
-           charge_type, on_behalf_of) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15, $16, $17, $18) RETURNING {COLUMNS}"
+           charge_type, on_behalf_of, transfer_amount) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, 'pending', $15, $15, $16, $17, $18, $19) RETURNING {COLUMNS}"
     );
     let row = sqlx::query_as::<_, OrderRow>(&sql)
         .bind(o.id.as_str())
@@ -155,6 +158,7 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
         .bind(o.return_url)
         .bind(o.charge_type.as_str())
         .bind(flag(o.on_behalf_of))
+        .bind(o.transfer_amount)
         .fetch_one(&mut *tx)
         .await?;
     for (position, split) in o.splits.iter().enumerate() {
@@ -771,6 +775,7 @@ mod tests {
                 checkout: false,
                 charge_type: ChargeType::Direct,
                 on_behalf_of: false,
+                transfer_amount: None,
                 splits: &[],
             },
         )

@@ -143,6 +143,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
             // Checkout Sessions are made in the store's account (Stripe hosts its page).
             charge_type: crate::domain::split::ChargeType::Direct,
             on_behalf_of: false,
+            transfer_amount: None,
             splits: &[],
         },
     )

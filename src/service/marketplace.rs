@@ -194,6 +194,7 @@ pub async fn create(
                     checkout: false,
                     charge_type: ChargeType::Separate,
                     on_behalf_of: false,
+                    transfer_amount: None,
                     splits: &splits,
                 },
             )

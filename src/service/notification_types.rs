@@ -188,6 +188,7 @@ fn order(event_type: &str) -> Value {
         store_id: Some(STORE.into()),
         charge_type: "direct".into(),
         on_behalf_of: false,
+        transfer_amount: None,
         transfers: None,
         amount: 4200,
         currency: "usd".into(),
@@ -235,6 +236,7 @@ fn multi_vendor_order() -> Value {
         store_id: None,
         charge_type: "separate".into(),
         on_behalf_of: false,
+        transfer_amount: None,
         transfers: Some(vec![
             split(STORE, 6000, "tr_1QbS2aB7WZ01zgkWq3LmT8xV", "Ceramic mug"),
             split(

@@ -52,6 +52,9 @@ pub struct OrderInput {
     /// A destination charge made on the connected account's behalf (its statement descriptor,
     /// its country's rules).
     pub on_behalf_of: Option<bool>,
+    /// A destination charge's part for the store (`transfer_data[amount]`); the platform keeps
+    /// the rest. Instead of `application_fee_amount`.
+    pub transfer_amount: Option<i64>,
 }
 
 #[derive(Debug, Serialize, utoipa::ToSchema)]
@@ -65,6 +68,8 @@ pub struct OrderView {
     pub charge_type: String,
     /// A destination charge made on the connected account's behalf.
     pub on_behalf_of: bool,
+    /// A destination charge's part for the store, when set instead of an application fee.
+    pub transfer_amount: Option<i64>,
     pub amount: i64,
     pub currency: String,
     pub description: Option<String>,
@@ -161,6 +166,7 @@ fn view(
             .then(|| transfers.into_iter().map(TransferView::from).collect()),
         charge_type: charge_type.as_str().to_owned(),
         on_behalf_of: row.on_behalf_of != 0,
+        transfer_amount: row.transfer_amount,
         checkout_url: row
             .payment_intent_id
             .as_ref()
@@ -307,6 +313,25 @@ pub async fn create(
     if on_behalf_of && charge_type != ChargeType::Destination {
         return Err(Invalid::new("on_behalf_of", "applies only to a destination charge").into());
     }
+    if let Some(part) = input.transfer_amount {
+        if charge_type != ChargeType::Destination {
+            return Err(
+                Invalid::new("transfer_amount", "applies only to a destination charge").into(),
+            );
+        }
+        if fee.is_some() {
+            return Err(Invalid::new(
+                "transfer_amount",
+                "give either application_fee_amount or transfer_amount: the platform keeps what is not transferred",
+            )
+            .into());
+        }
+        if part <= 0 || part > amount {
+            return Err(
+                Invalid::new("transfer_amount", "must be positive and at most the amount").into(),
+            );
+        }
+    }
     if charge_type == ChargeType::Destination && input.customer_id.is_some() {
         return Err(ServiceError::Refused {
             code: "customer_not_on_platform",
@@ -345,6 +370,7 @@ pub async fn create(
                     checkout: false,
                     charge_type,
                     on_behalf_of,
+                    transfer_amount: input.transfer_amount,
                     splits: &[],
                 },
             )
@@ -422,6 +448,9 @@ pub(super) async fn create_payment_intent(
                 "transfer_data[destination]".into(),
                 order.account_id.clone(),
             ));
+            if let Some(part) = order.transfer_amount {
+                form.push(("transfer_data[amount]".into(), part.to_string()));
+            }
             if order.on_behalf_of != 0 {
                 form.push(("on_behalf_of".into(), order.account_id.clone()));
             }

@@ -931,3 +931,169 @@ async fn a_store_with_a_transfer_not_made_yet_is_not_deleted_even_by_force() {
         .unwrap();
     assert_eq!(r.status(), 200, "{}", log_errors());
 }
+
+/// On the PostgreSQL run: three processes on one database, each with its transfer worker and
+/// each receiving Stripe's events, make exactly one transfer per split and one reversal per
+/// split and refund.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_processes_on_one_postgresql_make_one_transfer_per_split() {
+    if std::env::var("BURSAR_TEST_DATABASE_URL").is_err() {
+        return; // the SQLite run: one process per database
+    }
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(oauth_store(&app).await.0);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = app.env.clone();
+    env.remove("BURSAR_PUBLIC_URL");
+    let others: Vec<_> = (0..2)
+        .map(|_| crate::support::spawn_server(&env, dir.path(), &[]))
+        .collect();
+    for other in &others {
+        app.sim.register_endpoint(
+            &format!("{}/webhooks/stripe", other.url),
+            crate::support::PLATFORM_SECRET,
+            false,
+        );
+    }
+    // Slow transfers, so the processes' rounds overlap.
+    app.sim.fail(
+        Method::POST,
+        "/v1/transfers",
+        Fault::Delay(Duration::from_millis(150)),
+        1000,
+    );
+    let mut orders = Vec::new();
+    for i in 0..4 {
+        let splits: Vec<Value> = stores
+            .iter()
+            .map(|s| json!({"store_id": s, "amount": 1000 + i}))
+            .collect();
+        let r = post(
+            &app,
+            "/api/v1/orders",
+            json!({"amount": 4000, "currency": "usd", "splits": splits}),
+        )
+        .await;
+        assert_eq!(r.status(), 201, "{}", log_errors());
+        let o: Value = r.json().await.unwrap();
+        app.sim
+            .pay(o["payment_intent"].as_str().unwrap(), Card::Visa)
+            .await;
+        orders.push(o["id"].as_str().unwrap().to_owned());
+    }
+    for id in &orders {
+        order_until(&app, id, |o| {
+            o["transfers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["status"] == "created")
+        })
+        .await;
+        let r = post(
+            &app,
+            &format!("/api/v1/orders/{id}/refunds"),
+            json!({"amount": 2000}),
+        )
+        .await;
+        assert_eq!(r.status(), 201);
+    }
+    for id in &orders {
+        let o = order_until(&app, id, |o| {
+            o["transfers"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .all(|t| t["reversed_amount"] != 0)
+        })
+        .await;
+        let made = sim_transfers(&app, id);
+        assert_eq!(made.len(), 3, "{made:?}");
+        let reversed: i64 = made
+            .iter()
+            .map(|t| t["amount_reversed"].as_i64().unwrap())
+            .sum();
+        // Half refunded: half of each split, rounded to the vendors' part of 2000 of 4000.
+        let splits: i64 = o["transfers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["amount"].as_i64().unwrap())
+            .sum();
+        assert_eq!(reversed, (splits + 1) / 2, "{o}");
+        for t in &made {
+            let path = format!("/v1/transfers/{}/reversals", t["id"].as_str().unwrap());
+            let posts = app.sim.requests(&path);
+            let keys: std::collections::HashSet<_> = posts
+                .iter()
+                .filter_map(|r| r.idempotency_key.clone())
+                .collect();
+            assert_eq!(
+                keys.len(),
+                1,
+                "one reversal key per split and refund: {keys:?}"
+            );
+        }
+    }
+    assert_eq!(app.sim.objects("transfer").len(), orders.len() * 3);
+    drop(others);
+}
+
+#[tokio::test]
+async fn a_destination_charge_may_name_the_stores_part_instead_of_a_fee() {
+    let app = TestApp::spawn().await;
+    app.register_endpoints();
+    let (store, _) = express_store(&app).await;
+    let path = format!("/api/v1/stores/{store}/orders");
+    for (body, field) in [
+        (
+            json!({"amount": 10000, "currency": "usd", "transfer_amount": 7000, "application_fee_amount": 100}),
+            "transfer_amount",
+        ),
+        (
+            json!({"amount": 10000, "currency": "usd", "transfer_amount": 10001}),
+            "transfer_amount",
+        ),
+        (
+            json!({"amount": 10000, "currency": "usd", "transfer_amount": 7000, "charge_type": "direct"}),
+            "transfer_amount",
+        ),
+    ] {
+        let (status, code, message) = error_code(post(&app, &path, body).await).await;
+        assert_eq!(
+            (status, code.as_str()),
+            (400, "invalid_request"),
+            "{message}"
+        );
+        assert!(message.contains(field), "{message}");
+    }
+    assert!(app.sim.requests("/v1/payment_intents").is_empty());
+    let r = post(
+        &app,
+        &path,
+        json!({"amount": 10000, "currency": "usd", "transfer_amount": 7000}),
+    )
+    .await;
+    assert_eq!(r.status(), 201, "{}", log_errors());
+    let o: Value = r.json().await.unwrap();
+    assert_eq!(o["transfer_amount"], 7000);
+    assert!(app.sim.requests("/v1/payment_intents")[0]
+        .body
+        .contains("transfer_data%5Bamount%5D=7000"));
+    let pi = o["payment_intent"].as_str().unwrap();
+    app.sim.pay(pi, Card::Visa).await;
+    let charge = app.sim.payment_intent(pi).unwrap()["latest_charge"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (_, charge) = app.sim.object(&charge).unwrap();
+    let (_, transfer) = app
+        .sim
+        .object(charge["transfer"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(transfer["amount"], 7000);
+}

@@ -381,11 +381,29 @@ fn create_locked(
                     .code("resource_missing")
                     .param("transfer_data[destination]"));
             }
-            json!({ "destination": d })
+            match params::positive(form, "transfer_data[amount]")? {
+                Some(part) if part > amount => {
+                    return Err(ApiError::invalid(format!(
+                        "The transfer amount ({part}) must be less than or equal to the PaymentIntent's amount ({amount})."
+                    ))
+                    .param("transfer_data[amount]"))
+                }
+                Some(part) => json!({ "destination": d, "amount": part }),
+                None => json!({ "destination": d }),
+            }
+        }
+        None if form.get("transfer_data[amount]").is_some() => {
+            return Err(ApiError::missing("transfer_data[destination]"))
         }
         None => Value::Null,
     };
     let fee = params::non_negative(form, "application_fee_amount")?;
+    if fee.is_some() && !transfer_data["amount"].is_null() {
+        return Err(ApiError::invalid(
+            "You cannot set both application_fee_amount and transfer_data[amount]: the platform keeps what is not transferred.",
+        )
+        .param("application_fee_amount"));
+    }
     if fee.is_some() && !acting.as_platform && transfer_data.is_null() {
         return Err(ApiError::invalid(
             "Can only apply an application_fee_amount when the PaymentIntent is attempting a \
@@ -842,10 +860,13 @@ pub(crate) fn confirm_locked(
         {
             let gross = pi["amount"].as_i64().unwrap_or(0);
             let fee = pi["application_fee_amount"].as_i64().unwrap_or(0);
+            let part = pi["transfer_data"]["amount"]
+                .as_i64()
+                .unwrap_or(gross - fee);
             let transfer = crate::transfers::make(
                 state,
                 crate::transfers::NewTransfer {
-                    amount: gross - fee,
+                    amount: part,
                     currency: pi["currency"].as_str().unwrap_or("usd").to_owned(),
                     destination: destination.to_owned(),
                     source_transaction: Some(charge_id.clone()),

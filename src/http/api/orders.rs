@@ -42,6 +42,9 @@ pub struct OrderIn {
     charge_type: Option<String>,
     /// For a destination charge: made on the connected account's behalf.
     on_behalf_of: Option<bool>,
+    /// For a destination charge: the store's part (`transfer_data[amount]`), instead of
+    /// `application_fee_amount`; the platform keeps the rest.
+    transfer_amount: Option<i64>,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
@@ -101,6 +104,7 @@ pub async fn create(
         return_url: input.return_url,
         charge_type: input.charge_type,
         on_behalf_of: input.on_behalf_of,
+        transfer_amount: input.transfer_amount,
     };
     let key = request_key.map(|Extension(k)| k);
     let order = orders::create(&state.services, &store_id(&id)?, input, key.as_ref()).await?;
