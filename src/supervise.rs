@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::db::now_ms;
+use crate::clock::now_ms;
 
 /// What `/healthz` knows of one background task: whether it runs and when it last looped.
 #[derive(Debug, Default)]

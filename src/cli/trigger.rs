@@ -41,7 +41,7 @@ pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
         anyhow::anyhow!(
             "unknown event type `{}`; known: {}",
             args.event,
-            fixtures::EVENT_TYPES.join(", ")
+            crate::stripe::events::handled().join(", ")
         )
     })?;
     let base = args

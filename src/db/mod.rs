@@ -441,13 +441,7 @@ fn describe_connect_error(e: &sqlx::Error, url: &str) -> String {
     }
 }
 
-/// Unix milliseconds, the one timestamp format of every table.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
+pub use crate::clock::now_ms;
 
 pub(crate) fn flag(b: bool) -> i64 {
     i64::from(b)

@@ -3,6 +3,7 @@
 
 use sqlx::{AnyConnection, FromRow};
 
+use super::transfers::NewSplit;
 use super::{flag, now_ms, Db, Result};
 use crate::domain::order::{OrderFacts, Stamped};
 use crate::domain::split::ChargeType;
@@ -108,13 +109,6 @@ pub struct NewOrder<'a> {
     /// A multi-vendor order's splits, saved with it (each one's transfer key exists before
     /// the payment does).
     pub splits: &'a [NewSplit<'a>],
-}
-
-pub struct NewSplit<'a> {
-    pub store: &'a StoreId,
-    pub account_id: &'a str,
-    pub amount: i64,
-    pub description: Option<&'a str>,
 }
 
 /// Saves a new order (and its splits) before Stripe is called, so its id (and so the Stripe
@@ -488,7 +482,13 @@ pub async fn merge_facts(
     .await?;
     if after.charge_type() == ChargeType::Separate && after.amount_refunded > order.amount_refunded
     {
-        super::transfers::plan_reversals(&mut *conn, &after).await?;
+        super::transfers::plan_reversals(
+            &mut *conn,
+            &after.id,
+            after.amount,
+            after.amount_refunded,
+        )
+        .await?;
     }
     let told = moved
         || match status {

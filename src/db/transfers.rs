@@ -8,10 +8,17 @@
 
 use sqlx::{AnyConnection, FromRow};
 
-use super::orders::{NewSplit, OrderRow};
 use super::{now_ms, Db, Result};
 use crate::domain::split::reversal_increments;
 use crate::domain::{OrderId, StoreId};
+
+/// A split of a new multi-vendor order, saved with it.
+pub struct NewSplit<'a> {
+    pub store: &'a StoreId,
+    pub account_id: &'a str,
+    pub amount: i64,
+    pub description: Option<&'a str>,
+}
 
 #[derive(Debug, Clone, FromRow)]
 pub struct TransferRow {
@@ -370,8 +377,13 @@ pub async fn cancel_unpaid_splits(conn: &mut AnyConnection, store: &StoreId) -> 
 /// (under the order's row lock): each split's share of what is now refunded, less what was
 /// planned for it before. Only Stripe's refunded amount drives it, so a refund made anywhere
 /// (the API, the Dashboard) reverses the vendors' part once.
-pub async fn plan_reversals(conn: &mut AnyConnection, order: &OrderRow) -> Result<()> {
-    let transfers = for_order(&mut *conn, &order.id).await?;
+pub async fn plan_reversals(
+    conn: &mut AnyConnection,
+    order: &str,
+    order_amount: i64,
+    refunded: i64,
+) -> Result<()> {
+    let transfers = for_order(&mut *conn, order).await?;
     let mut planned = Vec::with_capacity(transfers.len());
     for t in &transfers {
         let sum: i64 = sqlx::query_scalar(
@@ -384,7 +396,7 @@ pub async fn plan_reversals(conn: &mut AnyConnection, order: &OrderRow) -> Resul
         planned.push(sum);
     }
     let splits: Vec<i64> = transfers.iter().map(|t| t.amount).collect();
-    let more = reversal_increments(order.amount, order.amount_refunded, &splits, &planned);
+    let more = reversal_increments(order_amount, refunded, &splits, &planned);
     let now = now_ms();
     for (t, amount) in transfers.iter().zip(more) {
         if amount <= 0 {
@@ -396,7 +408,7 @@ pub async fn plan_reversals(conn: &mut AnyConnection, order: &OrderRow) -> Resul
         )
         .bind(&t.order_id)
         .bind(&t.store_id)
-        .bind(order.amount_refunded)
+        .bind(refunded)
         .bind(amount)
         .bind(now)
         .execute(&mut *conn)

@@ -13,7 +13,8 @@ use super::pages::{message, render};
 use super::AppState;
 use crate::domain::order::Currency;
 use crate::domain::{OrderId, StoreId};
-use crate::service::orders::{self, OrderView};
+use crate::service::order_view::OrderView;
+use crate::service::orders;
 use crate::service::{links, stores, Services};
 
 pub const SCRIPT: &str = include_str!("../../assets/checkout.js");

@@ -20,7 +20,7 @@ use crate::service::billing::SubscriptionView;
 use crate::service::connections::AccountView;
 use crate::service::customers::CustomerView;
 use crate::service::notification_types::{example_body, KINDS};
-use crate::service::orders::OrderView;
+use crate::service::order_view::OrderView;
 use crate::service::payouts::PayoutView;
 
 #[derive(utoipa::OpenApi)]

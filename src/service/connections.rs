@@ -11,7 +11,7 @@ use crate::db::{
 };
 use crate::domain::keys::parse_webhook_secret;
 use crate::domain::{AccountId, KeyKind, PublishableKey, SecretKey, StoreId};
-use crate::stripe::AccountScope;
+use crate::stripe::{AccountScope, StripeError};
 use crate::vault::Binding;
 
 pub const SECRET_KEY_FIELD: &str = "secret_key";
@@ -280,7 +280,7 @@ pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
             row.account_id.as_deref(),
             row.deauthorized,
         ) {
-            super::onboarding::deauthorize(s, account).await?;
+            deauthorize(s, account).await?;
             tracing::info!(store = %store, account, "connected account deauthorized at Stripe");
         }
     }
@@ -445,6 +445,39 @@ pub fn account_view(store: &StoreId, row: Option<ConnectionRow>) -> AccountView 
             deauthorized: r.deauthorized != 0,
             synced: r.account_synced_at.map(|t| t / 1000),
         },
+    }
+}
+
+/// Deauthorizes a Standard connection at Stripe. An account Stripe no longer links to the
+/// platform is already what we want.
+async fn deauthorize(s: &Services, account: &str) -> Result<()> {
+    let client_id = s
+        .config
+        .stripe
+        .client_id
+        .as_deref()
+        .ok_or_else(|| ServiceError::Refused {
+            code: "connect_not_configured",
+            message:
+                "STRIPE_CLIENT_ID is not configured, so a Standard account cannot be deauthorized"
+                    .into(),
+        })?;
+    let form = vec![
+        ("client_id".to_owned(), client_id.to_owned()),
+        ("stripe_user_id".to_owned(), account.to_owned()),
+    ];
+    match s
+        .stripe
+        .post_oauth::<serde_json::Value>("/oauth/deauthorize", &form, true)
+        .await
+    {
+        Ok(_) => Ok(()),
+        Err(StripeError::Api { code, message, .. })
+            if code.as_deref() == Some("invalid_client") && message.contains("No such user") =>
+        {
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
     }
 }
 

@@ -7,9 +7,11 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use super::orders::{self, create_payment_intent, key_reused, OrderScope, OrderView};
+use super::order_view::OrderView;
+use super::orders::{self, create_payment_intent, key_reused, OrderScope};
 use super::{Result, ServiceError};
-use crate::db::orders::{NewOrder, NewSplit};
+use crate::db::orders::NewOrder;
+use crate::db::transfers::NewSplit;
 use crate::db::{self, connections::ConnectionRow};
 use crate::domain::order::{parse_amount, Currency};
 use crate::domain::split::ChargeType;

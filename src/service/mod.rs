@@ -21,6 +21,7 @@ pub mod marketplace;
 pub mod notification_types;
 pub mod notifications;
 pub mod onboarding;
+pub mod order_view;
 pub mod orders;
 pub mod payouts;
 pub mod reconcile;

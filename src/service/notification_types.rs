@@ -9,9 +9,8 @@ use serde_json::{json, Value};
 use super::billing::SubscriptionView;
 use super::connections::AccountView;
 use super::customers::CustomerView;
-use super::orders::OrderView;
+use super::order_view::{OrderView, TransferView};
 use super::payouts::PayoutView;
-use super::transfers::TransferView;
 use crate::domain::subscription::VendorStatus;
 
 /// The API view a notification carries.

@@ -10,10 +10,9 @@ use crate::db::notifications::{
     self as outbox, AttemptRow, EndpointChange, EndpointRow, LogFilter, NewEndpoint,
     NotificationRow,
 };
-use crate::db::orders::{Merged, OrderRow};
-use crate::db::{self, now_ms};
-use crate::domain::notification::{order_event, EventFilter};
-use crate::domain::{EndpointId, Invalid, NotificationId, StoreId};
+use crate::db::now_ms;
+use crate::domain::notification::EventFilter;
+use crate::domain::{EndpointId, Invalid, NotificationId};
 use crate::outbound::guard::{self, Policy};
 use crate::outbound::sign;
 use crate::vault::Binding;
@@ -210,43 +209,6 @@ pub fn signing_secrets(s: &Services, row: &EndpointRow) -> Result<Vec<SecretStri
         }
     }
     Ok(out)
-}
-
-/// After an order merge inside `conn`'s transaction: if what the platform is told of the
-/// order changed (`Merged::told`), the notification is written in that same transaction.
-pub async fn order_merged(
-    s: &Services,
-    conn: &mut AnyConnection,
-    merged: Option<Merged>,
-) -> Result<()> {
-    let Some(Merged {
-        order, told: true, ..
-    }) = merged
-    else {
-        return Ok(());
-    };
-    let Some(event_type) = order_event(&order.status) else {
-        return Ok(());
-    };
-    order_told(s, conn, order, event_type).await
-}
-
-/// Writes `event_type` about `order` (its API view, transfers included) in `conn`'s
-/// transaction. A multi-vendor order is the platform's: it names no store.
-pub(super) async fn order_told(
-    s: &Services,
-    conn: &mut AnyConnection,
-    order: OrderRow,
-    event_type: &str,
-) -> Result<()> {
-    let store = order.store_id.as_deref().map(StoreId::parse).transpose()?;
-    let connection = match &store {
-        Some(store) => db::connections::get(&mut *conn, store).await?,
-        None => None,
-    };
-    let transfers = super::orders::transfers_of(&mut *conn, &order).await?;
-    let view = super::orders::notification_view(s, order, connection.as_ref(), transfers)?;
-    emit(conn, event_type, store.as_ref().map(StoreId::as_str), &view).await
 }
 
 /// Writes `event_type` about `object` for every subscribed endpoint, in `conn`'s transaction.

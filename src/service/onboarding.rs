@@ -513,31 +513,6 @@ pub async fn oauth_callback(s: &Services, p: CallbackParams) -> Result<Callback>
     })
 }
 
-/// Deauthorizes a Standard connection at Stripe. An account Stripe no longer links to the
-/// platform is already what we want.
-pub async fn deauthorize(s: &Services, account: &str) -> Result<()> {
-    let client_id = s
-        .config
-        .stripe
-        .client_id
-        .as_deref()
-        .ok_or_else(|| not_configured("STRIPE_CLIENT_ID"))?;
-    let form = form(&[("client_id", client_id), ("stripe_user_id", account)]);
-    match s
-        .stripe
-        .post_oauth::<Value>("/oauth/deauthorize", &form, true)
-        .await
-    {
-        Ok(_) => Ok(()),
-        Err(StripeError::Api { code, message, .. })
-            if code.as_deref() == Some("invalid_client") && message.contains("No such user") =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
-
 #[derive(Debug, Serialize, utoipa::ToSchema)]
 pub struct LoginLinkView {
     pub object: &'static str,

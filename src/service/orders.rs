@@ -9,34 +9,21 @@
 
 use std::collections::BTreeMap;
 
-use secrecy::{ExposeSecret, SecretString};
+use secrecy::SecretString;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use super::connections::{store_scope, StoreScope};
-use super::transfers::TransferView;
+use super::order_view::{client_secret_binding, transfers_of, view, OrderView};
 use super::{stores, Result, ServiceError, Services};
 use crate::db::connections::ConnectionRow;
 use crate::db::orders::{NewOrder, OrderRow, RefundRow};
-use crate::db::transfers::TransferRow;
 use crate::db::{self, now_ms};
 use crate::domain::order::{parse_amount, Currency, OrderFacts, Stamped};
 use crate::domain::split::ChargeType;
 use crate::domain::store::Metadata;
 use crate::domain::{Invalid, OrderId, RefundId, RequestKey, StoreId};
 use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
-use crate::vault::Binding;
-
-fn client_secret_binding(order: &str) -> Binding<'_> {
-    Binding {
-        table: "orders",
-        row: order,
-        field: CLIENT_SECRET_FIELD,
-    }
-}
-
-/// The vault field of an order's sealed PaymentIntent client secret (`db::secrets` lists it).
-pub const CLIENT_SECRET_FIELD: &str = "client_secret";
 
 pub struct OrderInput {
     pub amount: i64,
@@ -55,144 +42,6 @@ pub struct OrderInput {
     /// A destination charge's part for the store (`transfer_data[amount]`); the platform keeps
     /// the rest. Instead of `application_fee_amount`.
     pub transfer_amount: Option<i64>,
-}
-
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct OrderView {
-    pub id: String,
-    pub object: &'static str,
-    /// The store whose order it is; null for a multi-vendor order (see `transfers`).
-    pub store_id: Option<String>,
-    /// `direct` (on the store's account), `destination` (on the platform, Stripe transfers the
-    /// store's share) or `separate` (a multi-vendor order: on the platform, one transfer per split).
-    pub charge_type: String,
-    /// A destination charge made on the connected account's behalf.
-    pub on_behalf_of: bool,
-    /// A destination charge's part for the store, when set instead of an application fee.
-    pub transfer_amount: Option<i64>,
-    pub amount: i64,
-    pub currency: String,
-    pub description: Option<String>,
-    pub customer_id: Option<String>,
-    pub application_fee_amount: Option<i64>,
-    /// The platform's fee at Stripe (`fee_…`), once Stripe reported it.
-    pub application_fee: Option<String>,
-    /// How much of the platform's fee Stripe has refunded (a refund returns it in proportion).
-    pub application_fee_refunded: i64,
-    pub metadata: Value,
-    pub status: String,
-    /// What last moved the status: `webhook`, `reconcile` (an event fetched by `bursar
-    /// reconcile`) or `sync` (a re-check at Stripe).
-    pub status_source: Option<String>,
-    pub amount_refunded: i64,
-    pub failure: Option<Value>,
-    pub dispute_status: Option<String>,
-    pub payment_intent: Option<String>,
-    /// For Stripe.js on the platform's own page: confirm with this and `publishable_key`
-    /// (and `stripe_account` for a connected account's direct charge).
-    pub client_secret: Option<String>,
-    pub publishable_key: Option<String>,
-    pub stripe_account: Option<String>,
-    /// Bursar's hosted payment page for this order (valid a day).
-    pub checkout_url: Option<String>,
-    /// Where the hosted payment page's result offers the buyer a way back to the shop.
-    pub return_url: Option<String>,
-    /// When Bursar last re-checked the order at Stripe (unix seconds).
-    pub synced_at: Option<i64>,
-    /// A multi-vendor order's split per store and its transfer (in a store's order list, that
-    /// store's split only); null for other orders.
-    pub transfers: Option<Vec<TransferView>>,
-    pub livemode: bool,
-    pub created: i64,
-}
-
-/// The order as notifications carry it: the API's view without the client secret (a
-/// notification is kept and re-sent; it need not hold what can confirm a payment).
-pub(super) fn notification_view(
-    s: &Services,
-    row: OrderRow,
-    connection: Option<&ConnectionRow>,
-    transfers: Vec<TransferRow>,
-) -> Result<OrderView> {
-    let row = OrderRow {
-        client_secret_enc: None,
-        ..row
-    };
-    view(s, row, connection, transfers)
-}
-
-/// A multi-vendor order's transfers (none for other orders), read in `conn`.
-pub(super) async fn transfers_of(
-    conn: &mut sqlx::AnyConnection,
-    row: &OrderRow,
-) -> Result<Vec<TransferRow>> {
-    if row.charge_type() != ChargeType::Separate {
-        return Ok(Vec::new());
-    }
-    Ok(db::transfers::for_order(conn, &row.id).await?)
-}
-
-/// The API's view of an order. A client secret the configured keys cannot open is an error
-/// (the operator must restore the key), never a silent null.
-fn view(
-    s: &Services,
-    row: OrderRow,
-    connection: Option<&ConnectionRow>,
-    transfers: Vec<TransferRow>,
-) -> Result<OrderView> {
-    let client_secret = row
-        .client_secret_enc
-        .as_deref()
-        .map(|enc| s.vault.open(enc, client_secret_binding(&row.id)))
-        .transpose()?
-        .map(|c| c.expose_secret().to_owned());
-    let charge_type = row.charge_type();
-    // The platform's key confirms a connected account's direct charge (with `stripe_account`)
-    // and every charge on the platform itself; a keys store's own key confirms its charges.
-    let connect = row.connection_kind == "connect";
-    let publishable_key = if connect || charge_type.on_platform() {
-        s.config.stripe.publishable_key.clone()
-    } else {
-        connection.and_then(|c| c.publishable_key.clone())
-    };
-    Ok(OrderView {
-        failure: row
-            .failure_code
-            .as_ref()
-            .map(|code| serde_json::json!({ "code": code, "message": row.failure_message })),
-        metadata: serde_json::from_str(&row.metadata).unwrap_or_default(),
-        stripe_account: (connect && !charge_type.on_platform()).then(|| row.account_id.clone()),
-        transfers: (charge_type == ChargeType::Separate)
-            .then(|| transfers.into_iter().map(TransferView::from).collect()),
-        charge_type: charge_type.as_str().to_owned(),
-        on_behalf_of: row.on_behalf_of != 0,
-        transfer_amount: row.transfer_amount,
-        checkout_url: row
-            .payment_intent_id
-            .as_ref()
-            .map(|_| super::links::checkout_url(s, &row.id, row.created_at / 1000)),
-        synced_at: row.synced_at.map(|t| t / 1000),
-        return_url: row.return_url.clone(),
-        livemode: row.mode == "live",
-        created: row.created_at / 1000,
-        id: row.id,
-        object: "order",
-        store_id: row.store_id,
-        amount: row.amount,
-        currency: row.currency,
-        description: row.description,
-        customer_id: row.customer_id,
-        application_fee_amount: row.application_fee_amount,
-        application_fee: row.application_fee_id,
-        application_fee_refunded: row.application_fee_refunded,
-        status: row.status,
-        status_source: row.status_source,
-        amount_refunded: row.amount_refunded,
-        dispute_status: row.dispute_status,
-        payment_intent: row.payment_intent_id,
-        client_secret,
-        publishable_key,
-    })
 }
 
 /// The same `Idempotency-Key` sent with another request than the one it first came with.
@@ -562,7 +411,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
             };
             let mut tx = s.db.begin_write().await?;
             let merged = db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
-            super::notifications::order_merged(s, &mut tx, merged).await?;
+            super::order_view::order_merged(s, &mut tx, merged).await?;
             tx.commit().await?;
             return get(s, id).await;
         }
@@ -579,7 +428,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
             }
             let merged =
                 db::orders::merge_facts(&mut tx, id.as_str(), &facts, None, "sync").await?;
-            super::notifications::order_merged(s, &mut tx, merged).await?;
+            super::order_view::order_merged(s, &mut tx, merged).await?;
             tx.commit().await?;
             return get(s, id).await;
         }
@@ -604,7 +453,7 @@ pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {
     let mut tx = s.db.begin_write().await?;
     let merged =
         db::orders::merge_facts(&mut tx, id.as_str(), &facts, charge_id.as_deref(), "sync").await?;
-    super::notifications::order_merged(s, &mut tx, merged).await?;
+    super::order_view::order_merged(s, &mut tx, merged).await?;
     tx.commit().await?;
     if row.charge_type() == ChargeType::Separate {
         // A re-check also finishes the money movement Stripe's answer calls for, and asks
@@ -691,7 +540,7 @@ pub async fn cancel_unsettled(s: &Services, store: &StoreId, since_ms: i64) -> R
                 let mut tx = s.db.begin_write().await?;
                 let merged =
                     db::orders::merge_facts(&mut tx, &row.id, &facts, None, "sync").await?;
-                super::notifications::order_merged(s, &mut tx, merged).await?;
+                super::order_view::order_merged(s, &mut tx, merged).await?;
                 tx.commit().await?;
             }
             Err(StripeError::Api { status, .. }) if status < 500 && status != 429 => {

@@ -13,8 +13,8 @@ use crate::db::inbox::{self, NewEvent};
 use crate::db::{self, now_ms};
 use crate::domain::{AccountId, StoreId};
 use crate::stripe::event::Envelope;
+use crate::stripe::events::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
 use crate::stripe::AccountScope;
-use crate::webhooks::registry::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
 
 /// Stripe keeps events for 30 days.
 pub const RETENTION_SECS: i64 = 30 * 86_400;

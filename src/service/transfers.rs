@@ -10,55 +10,16 @@
 //! attempt that old looks for what it made (by the order's `transfer_group`, or the transfer's
 //! reversals) before asking again.
 
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::Value;
 use sqlx::AnyConnection;
 use tokio_util::sync::CancellationToken;
 
-use super::{notifications, Result, Services};
+use super::{Result, Services};
 use crate::db::transfers::{Answer, DueReversal, DueTransfer, TransferRow};
 use crate::db::{self, now_ms};
 use crate::domain::OrderId;
 use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
-
-/// A split of a multi-vendor order and its transfer to the store's account.
-#[derive(Debug, Serialize, utoipa::ToSchema)]
-pub struct TransferView {
-    pub store_id: String,
-    /// The store's split, in the currency's smallest unit.
-    pub amount: i64,
-    pub description: Option<String>,
-    /// Stripe's transfer (`tr_…`), once made.
-    pub transfer: Option<String>,
-    /// `pending` (waiting for the payment, or being made), `created`, `partially_reversed`,
-    /// `reversed`, `canceled` (refunded whole before it was made: nothing sent), or `failed`
-    /// (Stripe refused: `failure_message` says why; a sync asks again).
-    pub status: String,
-    /// How much of the transfer has been reversed, as Stripe counts it.
-    pub reversed_amount: i64,
-    pub failure_message: Option<String>,
-}
-
-impl From<TransferRow> for TransferView {
-    fn from(t: TransferRow) -> Self {
-        // What refunds took off before the transfer was made counts as reversed.
-        let reversed = t.amount_reversed + t.sent_amount.map_or(0, |sent| t.amount - sent);
-        let status = match t.status.as_str() {
-            "created" if reversed >= t.amount => "reversed",
-            "created" if reversed > 0 => "partially_reversed",
-            other => other,
-        };
-        TransferView {
-            status: status.to_owned(),
-            store_id: t.store_id,
-            amount: t.amount,
-            description: t.description,
-            transfer: t.stripe_transfer_id,
-            reversed_amount: reversed,
-            failure_message: t.failure_message,
-        }
-    }
-}
 
 /// How long a claim holds a row: longer than a call to Stripe with all its retries, so a
 /// claim is only ever taken over from a process that stopped.
@@ -296,7 +257,7 @@ async fn recorded(
     let all = db::transfers::for_order(&mut *conn, order).await?;
     let settled = |x: &TransferRow| x.status == "created" || x.status == "canceled";
     if first && made.is_ok() && all.iter().all(settled) {
-        notifications::order_told(s, conn, row, "order.transferred").await?;
+        super::order_view::order_told(s, conn, row, "order.transferred").await?;
     }
     Ok(())
 }

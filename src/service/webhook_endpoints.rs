@@ -16,9 +16,9 @@ use super::connections::{self, StoreScope};
 use super::{Result, ServiceError, Services};
 use crate::db;
 use crate::domain::StoreId;
+use crate::stripe::events::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
 use crate::stripe::{AccountScope, IdempotencyKey, STRIPE_VERSION};
 use crate::vault::Binding;
-use crate::webhooks::registry::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
 
 /// Stripe's limit of webhook endpoints per account.
 pub const MAX_ENDPOINTS: usize = 16;

@@ -2,8 +2,10 @@
 //! (event type → handler) and the handlers themselves.
 
 pub mod doors;
+pub mod event;
 pub mod handlers;
 pub mod ingest;
 pub mod registry;
 
-pub use registry::{handler_for, Handler, HandlerError, Incoming};
+pub use event::{HandlerError, Incoming};
+pub use registry::{handler_for, Handler};

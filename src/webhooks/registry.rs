@@ -5,47 +5,14 @@
 //! a slow Stripe never holds the database's write lock); `apply` writes the effects inside the
 //! worker's transaction, in which the event is also marked applied.
 
-use serde_json::Value;
 use sqlx::AnyConnection;
 
 use super::handlers::billing::{self, BillingEvent};
 use super::handlers::payment::{self, PaymentEvent};
 use super::handlers::payout::{self, PayoutEvent};
 use super::handlers::{account, application_fee, balance, customer, transfer};
-use crate::db::DbError;
-use crate::domain::StoreId;
-use crate::service::{ServiceError, Services};
-
-/// A stored event, parsed, with the store it was routed to.
-#[derive(Debug)]
-pub struct Incoming {
-    pub seq: i64,
-    pub event_id: String,
-    pub event_type: String,
-    pub created: i64,
-    /// When Bursar stored it (unix seconds).
-    pub received: i64,
-    pub livemode: bool,
-    pub account: Option<String>,
-    pub store: Option<StoreId>,
-    /// Came through a door whose signing secret the store's merchant knows (a `keys` store's
-    /// own endpoint): its payload is the merchant's word, not Stripe's, until Stripe confirms it.
-    pub merchant_signed: bool,
-    /// How it reached the inbox: `webhook`, or `reconcile` (fetched from Stripe's event list).
-    pub via: &'static str,
-    pub object: Value,
-}
-
-impl Incoming {
-    /// Whose watermarks this event is compared against: the store's, per account, so a store
-    /// that moves to another account starts clean instead of inheriting the old one's.
-    pub fn watermark_owner(&self, store: &StoreId) -> String {
-        match &self.account {
-            Some(account) => format!("{store}/{account}"),
-            None => store.to_string(),
-        }
-    }
-}
+use crate::service::Services;
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handler {
@@ -66,69 +33,6 @@ pub enum Handler {
     Transfer,
     /// `application_fee.*` on the platform: the platform's fee on an order's charge.
     ApplicationFee,
-}
-
-/// What the platform's own endpoint must enable: vendor billing on the platform account, and
-/// the payments made on it (destination and multi-vendor orders) with their transfers.
-pub const PLATFORM_EVENTS: &[&str] = &[
-    "customer.subscription.created",
-    "customer.subscription.updated",
-    "customer.subscription.deleted",
-    "invoice.paid",
-    "invoice.payment_failed",
-    "invoice.payment_action_required",
-    "customer.updated",
-    "customer.deleted",
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "charge.refunded",
-    "charge.refund.updated",
-    "charge.dispute.created",
-    "charge.dispute.closed",
-    "transfer.created",
-    "transfer.updated",
-    "transfer.reversed",
-    "application_fee.created",
-    "application_fee.refunded",
-];
-
-/// What a connected account's events Bursar applies; also what a `keys` store's own endpoint
-/// must enable (less the deauthorization, which only a platform hears of).
-pub const ACCOUNT_EVENTS: &[&str] = &[
-    "account.updated",
-    "account.application.deauthorized",
-    "account.external_account.updated",
-    "person.updated",
-    "payout.created",
-    "payout.updated",
-    "payout.paid",
-    "payout.failed",
-    "payout.canceled",
-    "balance.available",
-    "payment_intent.succeeded",
-    "payment_intent.payment_failed",
-    "payment_intent.canceled",
-    "charge.refunded",
-    "charge.refund.updated",
-    "charge.dispute.created",
-    "charge.dispute.closed",
-    "checkout.session.completed",
-    "checkout.session.async_payment_succeeded",
-    "checkout.session.async_payment_failed",
-    "checkout.session.expired",
-    "customer.created",
-    "customer.updated",
-    "customer.deleted",
-];
-
-/// The events a store's own endpoint enables.
-pub fn store_events() -> Vec<&'static str> {
-    ACCOUNT_EVENTS
-        .iter()
-        .copied()
-        .filter(|e| *e != "account.application.deauthorized")
-        .collect()
 }
 
 pub fn handler_for(event_type: &str) -> Option<Handler> {
@@ -172,45 +76,6 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         "application_fee.created" | "application_fee.refunded" => Handler::ApplicationFee,
         _ => return None,
     })
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum HandlerError {
-    /// Worth another try later (Stripe unavailable, database busy).
-    #[error("{0}")]
-    Transient(String),
-    #[error(transparent)]
-    Db(#[from] DbError),
-}
-
-impl From<ServiceError> for HandlerError {
-    fn from(e: ServiceError) -> Self {
-        HandlerError::Transient(format!("{e}: {}", source_chain(&e)))
-    }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = String::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(&s.to_string());
-        cur = s.source();
-        if cur.is_some() {
-            out.push_str(": ");
-        }
-    }
-    out
-}
-
-/// What `load` prepared for `apply`.
-#[derive(Debug)]
-pub enum Loaded {
-    Nothing,
-    /// The object to apply: the event's own, or one fetched from Stripe.
-    Object(Value),
-    /// The event's object as Stripe holds it now, fetched in the event's scope to confirm a
-    /// merchant-signed event: applied for what it says, the event's type adding nothing.
-    Confirmed(Value),
 }
 
 impl Handler {
@@ -314,6 +179,7 @@ impl Handler {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stripe::events::{ACCOUNT_EVENTS, PLATFORM_EVENTS};
 
     #[test]
     fn every_subscribed_event_has_a_handler() {

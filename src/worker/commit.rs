@@ -15,7 +15,8 @@ use crate::db::{self, now_ms, DbError, Engine, WriteTx};
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
 use crate::supervise::panic_message;
-use crate::webhooks::registry::{Handler, HandlerError, Incoming, Loaded};
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
+use crate::webhooks::registry::Handler;
 
 /// Commits a batch's events. The effect-free outcomes (`Step::Finish`) go to the inbox's
 /// writer (SQLite's inbox thread, to join its next commit; PostgreSQL's inbox connections, one

@@ -19,7 +19,8 @@ use crate::db::inbox::EventRow;
 use crate::domain::StoreId;
 use crate::service::Services;
 use crate::supervise::panic_message;
-use crate::webhooks::registry::{Handler, Incoming};
+use crate::webhooks::event::Incoming;
+use crate::webhooks::registry::Handler;
 
 /// How many events may wait on Stripe at once.
 const SLOTS: usize = 16;

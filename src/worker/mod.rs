@@ -20,7 +20,8 @@ use crate::db::DbError;
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
 use crate::supervise::Liveness;
-use crate::webhooks::registry::{Handler, Incoming, Loaded};
+use crate::webhooks::event::{Incoming, Loaded};
+use crate::webhooks::registry::Handler;
 
 mod commit;
 mod loads;

@@ -10,7 +10,8 @@ use crate::db::connections::ConnectionRow;
 use crate::db::inbox::{EventRow, Outcome};
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
-use crate::webhooks::registry::{handler_for, Incoming, Loaded};
+use crate::webhooks::event::{Incoming, Loaded};
+use crate::webhooks::registry::handler_for;
 
 /// What the worker reads of a stored payload.
 #[derive(serde::Deserialize)]

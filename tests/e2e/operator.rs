@@ -93,7 +93,7 @@ async fn webhooks_setup_makes_each_endpoint_once_and_its_secrets_verify() {
         assert_eq!(e["api_version"], bursar::stripe::STRIPE_VERSION);
         assert_eq!(e["status"], "enabled");
     }
-    use bursar::webhooks::registry::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
+    use bursar::stripe::events::{store_events, ACCOUNT_EVENTS, PLATFORM_EVENTS};
     assert_eq!(platform["owner"], PLATFORM_ACCOUNT);
     assert_eq!(platform["connect"], false);
     assert_eq!(events_of(&platform), sorted(PLATFORM_EVENTS));

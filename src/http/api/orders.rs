@@ -14,7 +14,8 @@ use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
 use crate::service::marketplace::{self, MultiVendorInput, SplitInput};
-use crate::service::orders::{self, OrderInput, OrderView, RefundView};
+use crate::service::order_view::OrderView;
+use crate::service::orders::{self, OrderInput, RefundView};
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| ApiError::not_found("order"))

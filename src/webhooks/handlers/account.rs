@@ -14,7 +14,7 @@ use crate::service::notifications;
 use crate::service::onboarding::v2_account_state;
 use crate::service::Services;
 use crate::stripe::AccountScope;
-use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
 pub async fn load_updated(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
     // An event about another account must never touch this store.

@@ -13,7 +13,7 @@ use crate::db;
 use crate::domain::AccountId;
 use crate::service::Services;
 use crate::stripe::AccountScope;
-use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
 fn id_of(v: &Value) -> Option<&str> {
     v.as_str()

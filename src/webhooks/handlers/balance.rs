@@ -5,7 +5,7 @@ use sqlx::AnyConnection;
 
 use crate::db::{self, connections::JsonColumn, watermarks};
 use crate::domain::StoreId;
-use crate::webhooks::registry::{HandlerError, Incoming};
+use crate::webhooks::event::{HandlerError, Incoming};
 
 pub async fn apply_available(
     conn: &mut AnyConnection,

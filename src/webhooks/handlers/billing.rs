@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 use crate::db::{self, vendor_subscriptions};
 use crate::domain::subscription::SubscriptionFacts;
 use crate::service::billing::{invoice_error, subscription_facts, vendor_status_moved};
-use crate::webhooks::registry::{HandlerError, Incoming};
+use crate::webhooks::event::{HandlerError, Incoming};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum BillingEvent {

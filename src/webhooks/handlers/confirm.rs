@@ -6,7 +6,7 @@ use serde_json::Value;
 use crate::db;
 use crate::service::connections::store_scope;
 use crate::service::Services;
-use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
 /// Fetches the event's object at `path(id)`. An object Stripe does not know in that account
 /// confirms nothing; a Stripe that cannot answer is a failed attempt, retried later.

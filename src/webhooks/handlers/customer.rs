@@ -9,7 +9,7 @@ use crate::db;
 use crate::domain::StoreId;
 use crate::service::customers::CustomerView;
 use crate::service::notifications;
-use crate::webhooks::registry::{HandlerError, Incoming};
+use crate::webhooks::event::{HandlerError, Incoming};
 
 pub async fn apply(
     conn: &mut AnyConnection,

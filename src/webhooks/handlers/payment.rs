@@ -15,8 +15,8 @@ use crate::db;
 use crate::domain::order::{OrderFacts, Stamped};
 use crate::domain::StoreId;
 use crate::service::orders::{charge_facts, checkout_session_facts, payment_intent_facts};
-use crate::service::{notifications, Services};
-use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
+use crate::service::{order_view, Services};
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PaymentEvent {
@@ -148,7 +148,7 @@ pub async fn apply(
         return Ok(());
     }
     let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, charge, ev.via).await?;
-    notifications::order_merged(s, conn, merged).await?;
+    order_view::order_merged(s, conn, merged).await?;
     Ok(())
 }
 
@@ -183,7 +183,7 @@ async fn apply_checkout_session(
     };
     let facts = checkout_session_facts(session, event, at);
     let merged = db::orders::merge_facts(&mut *conn, &order.id, &facts, None, ev.via).await?;
-    notifications::order_merged(s, conn, merged).await?;
+    order_view::order_merged(s, conn, merged).await?;
     Ok(())
 }
 

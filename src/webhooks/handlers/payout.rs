@@ -14,7 +14,7 @@ use crate::db::{self, connections::JsonColumn, watermarks};
 use crate::domain::StoreId;
 use crate::service::payouts::PayoutView;
 use crate::service::{notifications, Services};
-use crate::webhooks::registry::{HandlerError, Incoming, Loaded};
+use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PayoutEvent {

@@ -8,7 +8,7 @@ use sqlx::AnyConnection;
 
 use crate::db;
 use crate::service::{transfers, Services};
-use crate::webhooks::registry::HandlerError;
+use crate::webhooks::event::HandlerError;
 
 pub async fn apply(
     s: &Services,
