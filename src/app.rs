@@ -98,7 +98,7 @@ impl App {
                     &live,
                     stop.clone(),
                     Backoff::default(),
-                    || crate::service::orders::run_sweeper(s.clone(), stop.clone()),
+                    || crate::service::sweeper::run(s.clone(), stop.clone()),
                 )
                 .await
             }

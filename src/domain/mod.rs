@@ -5,6 +5,7 @@ pub mod keys;
 pub mod mode;
 pub mod notification;
 pub mod order;
+pub mod payment_facts;
 pub mod request_key;
 pub mod split;
 pub mod store;

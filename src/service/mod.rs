@@ -25,10 +25,12 @@ pub mod order_view;
 pub mod orders;
 pub mod payouts;
 pub mod reconcile;
+pub mod refunds;
 pub mod secrets;
 pub mod status;
 pub mod store_deletion;
 pub mod stores;
+pub mod sweeper;
 pub mod transfers;
 pub mod webhook_endpoints;
 

@@ -6,6 +6,7 @@ use serde_json::Value;
 use crate::db::DbError;
 use crate::domain::StoreId;
 use crate::service::ServiceError;
+use crate::stripe::StripeError;
 
 /// A stored event, parsed, with the store it was routed to.
 #[derive(Debug)]
@@ -38,32 +39,45 @@ impl Incoming {
     }
 }
 
+/// Why a handler could not apply an event. Each variant keeps its cause (`source`); `describe`
+/// gives the whole chain, as the event's recorded error.
 #[derive(Debug, thiserror::Error)]
 pub enum HandlerError {
-    /// Worth another try later (Stripe unavailable, database busy).
-    #[error("{0}")]
-    Transient(String),
+    /// Stripe could not answer (unavailable, rate limited, timed out): worth another try.
+    #[error("Stripe: {0}")]
+    Stripe(#[from] StripeError),
+    /// A service the handler used failed (Stripe, the vault, the database behind it).
+    #[error(transparent)]
+    Service(#[from] ServiceError),
+    /// The event's object is not what its type promises.
+    #[error("the {what} object does not parse")]
+    Malformed {
+        what: &'static str,
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The handler panicked; the panic's message.
+    #[error("handler panicked: {0}")]
+    Panicked(String),
     #[error(transparent)]
     Db(#[from] DbError),
 }
 
-impl From<ServiceError> for HandlerError {
-    fn from(e: ServiceError) -> Self {
-        HandlerError::Transient(format!("{e}: {}", source_chain(&e)))
-    }
-}
-
-fn source_chain(e: &dyn std::error::Error) -> String {
-    let mut out = String::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(&s.to_string());
-        cur = s.source();
-        if cur.is_some() {
-            out.push_str(": ");
+impl HandlerError {
+    /// The error and every cause under it, `: `-joined.
+    pub fn describe(&self) -> String {
+        let mut out = self.to_string();
+        let mut cur = std::error::Error::source(self);
+        while let Some(cause) = cur {
+            let text = cause.to_string();
+            if !out.ends_with(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cur = cause.source();
         }
+        out
     }
-    out
 }
 
 /// What `load` prepared for `apply`.
@@ -75,4 +89,33 @@ pub enum Loaded {
     /// The event's object as Stripe holds it now, fetched in the event's scope to confirm a
     /// merchant-signed event: applied for what it says, the event's type adding nothing.
     Confirmed(Value),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_handler_error_describes_its_whole_cause() {
+        let e = HandlerError::from(ServiceError::StripeUnavailable(StripeError::Network(
+            "connection reset".into(),
+        )));
+        assert!(std::error::Error::source(&e).is_some() || e.to_string().contains("reset"));
+        assert!(
+            e.describe().contains("connection reset"),
+            "{}",
+            e.describe()
+        );
+        let source = serde_json::from_str::<Value>("{").unwrap_err();
+        let e = HandlerError::Malformed {
+            what: "account",
+            source,
+        };
+        let text = e.describe();
+        assert!(
+            text.starts_with("the account object does not parse: "),
+            "{text}"
+        );
+        assert!(text.contains("EOF"), "{text}");
+    }
 }

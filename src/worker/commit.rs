@@ -135,7 +135,7 @@ async fn commit_one(
         Err(e) => {
             tx.rollback().await?;
             let mut tx = s.db.begin_apply().await?;
-            fail(s, &mut tx, token, row, &e.to_string()).await?;
+            fail(s, &mut tx, token, row, &e.describe()).await?;
             Ok(tx.commit().await?)
         }
     }
@@ -210,10 +210,7 @@ async fn apply(
         .await
     {
         Ok(result) => result,
-        Err(panic) => Err(HandlerError::Transient(format!(
-            "handler panicked: {}",
-            panic_message(panic)
-        ))),
+        Err(panic) => Err(HandlerError::Panicked(panic_message(panic))),
     }
 }
 
@@ -259,7 +256,7 @@ async fn record(
             let store = incoming.store.as_ref().map(StoreId::as_str);
             if inbox::finish(&mut **tx, row.seq, token, Outcome::Applied, store, None).await? {
                 if let Err(e) = apply(s, *handler, tx, incoming, loaded).await {
-                    *step = Step::Fail(e.to_string());
+                    *step = Step::Fail(e.describe());
                     return Err(e);
                 }
             }

@@ -111,7 +111,7 @@ async fn load(s: &Services, handler: Handler, incoming: Incoming, per_event: Dur
             incoming,
             loaded,
         },
-        Ok(Ok(Err(e))) => Step::Fail(e.to_string()),
+        Ok(Ok(Err(e))) => Step::Fail(e.describe()),
         Ok(Err(panic)) => Step::Fail(format!("handler panicked: {}", panic_message(panic))),
         Err(_) => Step::Fail(format!(
             "not done within {} s (a slow Stripe call); will retry",

@@ -15,7 +15,8 @@ use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
 use crate::service::marketplace::{self, MultiVendorInput, SplitInput};
 use crate::service::order_view::OrderView;
-use crate::service::orders::{self, OrderInput, RefundView};
+use crate::service::orders::{self, OrderInput};
+use crate::service::refunds::{self, RefundView};
 
 fn order_id(raw: &str) -> Result<OrderId, ApiError> {
     OrderId::parse(raw).map_err(|_| ApiError::not_found("order"))
@@ -240,7 +241,7 @@ pub async fn refund(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::bad_request("invalid_json", format!("malformed JSON: {e}")))?
     };
-    let refund = orders::refund(
+    let refund = refunds::refund(
         &state.services,
         &order_id(&id)?,
         input.amount,

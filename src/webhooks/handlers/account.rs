@@ -41,11 +41,7 @@ async fn load_account(
     let Some((_, scope)) = store_credentials(s, ev, account).await? else {
         return Ok(Loaded::Nothing);
     };
-    let fresh: Value = s
-        .stripe
-        .get(scope.scope(), "/v1/account")
-        .await
-        .map_err(|e| HandlerError::Transient(e.to_string()))?;
+    let fresh: Value = s.stripe.get(scope.scope(), "/v1/account").await?;
     Ok(Loaded::Object(fresh))
 }
 
@@ -90,8 +86,7 @@ pub async fn load_external_account(s: &Services, ev: &Incoming) -> Result<Loaded
             scope.scope(),
             &format!("/v1/accounts/{account}/external_accounts/{id}"),
         )
-        .await
-        .map_err(|e| HandlerError::Transient(e.to_string()))?;
+        .await?;
     Ok(Loaded::Object(fresh))
 }
 
@@ -128,8 +123,11 @@ pub async fn apply_updated(
     ev: &Incoming,
     object: &Value,
 ) -> Result<(), HandlerError> {
-    let account: StripeAccount = serde_json::from_value(object.clone())
-        .map_err(|e| HandlerError::Transient(format!("account object: {e}")))?;
+    let account: StripeAccount =
+        serde_json::from_value(object.clone()).map_err(|source| HandlerError::Malformed {
+            what: "account",
+            source,
+        })?;
     // The worker has checked (in this transaction) that the store still holds `ev.account`;
     // what Stripe returned must be that same account.
     if ev.account.as_deref().is_some_and(|a| a != account.id) {
@@ -171,15 +169,13 @@ pub async fn load_v2(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError
     if row.deauthorized != 0 || row.account_id.as_deref() != Some(account.as_str()) {
         return Ok(Loaded::Nothing);
     }
-    let transient = |e: crate::stripe::StripeError| HandlerError::Transient(e.to_string());
     let event: Value = s
         .stripe
         .get(
             AccountScope::Platform,
             &format!("/v2/core/events/{}", ev.event_id),
         )
-        .await
-        .map_err(transient)?;
+        .await?;
     let related = event["related_object"]["id"].as_str();
     if related != Some(account.as_str()) {
         return Ok(Loaded::Nothing);
@@ -192,8 +188,7 @@ pub async fn load_v2(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError
                 "/v2/core/accounts/{account}?include=configuration.merchant&include=requirements"
             ),
         )
-        .await
-        .map_err(transient)?;
+        .await?;
     Ok(Loaded::Object(fresh))
 }
 

@@ -52,7 +52,7 @@ pub async fn load(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError> {
                 }
             }
             Err(e) if e.is_not_found() => {}
-            Err(e) => return Err(HandlerError::Transient(e.to_string())),
+            Err(e) => return Err(e.into()),
         }
     }
     Ok(Loaded::Nothing)

@@ -32,6 +32,6 @@ pub async fn at_stripe(
             tracing::warn!(store = %store, event = %ev.event_id, object = id, "a merchant-signed event names an object Stripe does not have; nothing applied");
             Ok(Loaded::Nothing)
         }
-        Err(e) => Err(HandlerError::Transient(e.to_string())),
+        Err(e) => Err(e.into()),
     }
 }

@@ -13,8 +13,8 @@ use sqlx::AnyConnection;
 
 use crate::db;
 use crate::domain::order::{OrderFacts, Stamped};
+use crate::domain::payment_facts::{charge_facts, checkout_session_facts, payment_intent_facts};
 use crate::domain::StoreId;
-use crate::service::orders::{charge_facts, checkout_session_facts, payment_intent_facts};
 use crate::service::{order_view, Services};
 use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 
