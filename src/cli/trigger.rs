@@ -62,7 +62,7 @@ pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
                 None => {
                     let account = db::connections::get(s.db.pool(), &store).await?;
                     return Err(match account {
-                        Some(c) if c.kind == "connect" => anyhow::anyhow!(
+                        Some(c) if c.is_connect() => anyhow::anyhow!(
                             "store {store} is connected through Connect: its events come to the Connect endpoint; send one with `--account {}`",
                             c.account_id.as_deref().unwrap_or("acct_…")
                         ),

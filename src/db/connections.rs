@@ -4,12 +4,14 @@
 use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use super::{flag, now_ms, Db, Engine, Result};
+use crate::domain::connection::ConnectionKind;
 use crate::domain::{AccountId, KeyKind, Mode, StoreId};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct ConnectionRow {
     pub store_id: String,
-    pub kind: String,
+    #[sqlx(try_from = "String")]
+    pub kind: ConnectionKind,
     /// `standard`, `express` or `v2` on `connect` connections.
     pub connect_type: Option<String>,
     pub mode: String,
@@ -32,6 +34,14 @@ pub struct ConnectionRow {
 }
 
 impl ConnectionRow {
+    pub fn is_connect(&self) -> bool {
+        self.kind == ConnectionKind::Connect
+    }
+
+    pub fn is_deauthorized(&self) -> bool {
+        self.deauthorized != 0
+    }
+
     pub fn mode(&self) -> Mode {
         Mode::parse(&self.mode).unwrap_or(Mode::Test)
     }

@@ -1,5 +1,6 @@
 //! Types and rules of the business, free of I/O. Nothing here imports another module of ours.
 
+pub mod connection;
 pub mod ids;
 pub mod keys;
 pub mod mode;

@@ -238,7 +238,7 @@ pub async fn connect_form(
 async fn already_connected(state: &AppState, store: &StoreId) -> Result<bool, Response> {
     crate::db::connections::get(state.services.db.pool(), store)
         .await
-        .map(|c| c.is_some_and(|c| c.deauthorized == 0))
+        .map(|c| c.is_some_and(|c| !c.is_deauthorized()))
         .map_err(|_| unavailable())
 }
 

@@ -101,7 +101,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
     let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
     let connection = chargeable(s, store).await?;
     super::billing::may_sell(s, store).await?;
-    let connect = connection.kind == "connect";
+    let connect = connection.is_connect();
     if let Some(fee) = input.application_fee_amount {
         if !connect {
             return Err(ServiceError::Refused {
@@ -128,7 +128,7 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
         &NewOrder {
             id: &id,
             store: Some(store),
-            connection_kind: &connection.kind,
+            connection_kind: connection.kind.as_str(),
             account_id: &account,
             mode: &connection.mode,
             amount,

@@ -9,6 +9,7 @@ use crate::config::KeyPolicy;
 use crate::db::{
     self, connections::AccountState, connections::ConnectionRow, connections::NewKeys,
 };
+use crate::domain::connection::ConnectionKind;
 use crate::domain::keys::parse_webhook_secret;
 use crate::domain::{AccountId, KeyKind, PublishableKey, SecretKey, StoreId};
 use crate::stripe::{AccountScope, StripeError};
@@ -96,7 +97,7 @@ impl WebhookState {
 
 impl ConnectionView {
     fn new(s: &Services, row: ConnectionRow, warnings: Vec<String>) -> Self {
-        let webhook = if row.kind == "connect" || row.webhook_secret_enc.is_some() {
+        let webhook = if row.is_connect() || row.webhook_secret_enc.is_some() {
             WebhookState {
                 status: "ready",
                 reason: None,
@@ -118,7 +119,7 @@ impl ConnectionView {
             ),
             store_id: row.store_id,
             object: "connection",
-            kind: row.kind,
+            kind: row.kind.to_string(),
             mode: row.mode,
             account_id: row.account_id,
             key_kind: row.key_kind,
@@ -257,7 +258,7 @@ pub async fn is_connected(s: &Services, store: &StoreId) -> Result<Option<bool>>
         return Ok(None);
     }
     let row = db::connections::get(s.db.pool(), store).await?;
-    Ok(Some(row.is_some_and(|r| r.deauthorized == 0)))
+    Ok(Some(row.is_some_and(|r| !r.is_deauthorized())))
 }
 
 /// The store's connection as the API shows it.
@@ -274,11 +275,11 @@ pub async fn connection(s: &Services, store: &StoreId) -> Result<ConnectionView>
 pub async fn disconnect(s: &Services, store: &StoreId) -> Result<()> {
     stores::require(s, store).await?;
     if let Some(row) = db::connections::get(s.db.pool(), store).await? {
-        if let ("connect", Some("standard"), Some(account), 0) = (
-            row.kind.as_str(),
+        if let (ConnectionKind::Connect, Some("standard"), Some(account), false) = (
+            row.kind,
             row.connect_type.as_deref(),
             row.account_id.as_deref(),
-            row.deauthorized,
+            row.is_deauthorized(),
         ) {
             deauthorize(s, account).await?;
             tracing::info!(store = %store, account, "connected account deauthorized at Stripe");
@@ -306,7 +307,7 @@ pub async fn tell_connected(
     after: &ConnectionRow,
 ) -> Result<()> {
     let same = before.is_some_and(|b| {
-        b.deauthorized == 0
+        !b.is_deauthorized()
             && b.kind == after.kind
             && b.mode == after.mode
             && b.account_id == after.account_id
@@ -360,15 +361,17 @@ impl StoreScope {
 
 /// A deauthorized connection has no credentials: nothing is ever fetched for it again.
 pub fn store_scope(s: &Services, store: &StoreId, row: &ConnectionRow) -> Result<StoreScope> {
-    if row.deauthorized != 0 {
+    if row.is_deauthorized() {
         return Err(ServiceError::Refused {
             code: "deauthorized",
             message: "the connected account has deauthorized the platform".into(),
         });
     }
-    match (row.kind.as_str(), &row.account_id, &row.secret_key_enc) {
-        ("connect", Some(account), _) => Ok(StoreScope::Connected(AccountId::parse(account)?)),
-        ("keys", _, Some(enc)) => Ok(StoreScope::OwnKey(
+    match (row.kind, &row.account_id, &row.secret_key_enc) {
+        (ConnectionKind::Connect, Some(account), _) => {
+            Ok(StoreScope::Connected(AccountId::parse(account)?))
+        }
+        (ConnectionKind::Keys, _, Some(enc)) => Ok(StoreScope::OwnKey(
             s.vault.open(enc, binding(store, SECRET_KEY_FIELD))?,
         )),
         _ => Err(ServiceError::Refused {
@@ -430,19 +433,19 @@ pub fn account_view(store: &StoreId, row: Option<ConnectionRow>) -> AccountView 
         Some(r) => AccountView {
             store_id: r.store_id.clone(),
             object: "account_status",
-            connected: r.deauthorized == 0,
+            connected: !r.is_deauthorized(),
+            deauthorized: r.is_deauthorized(),
             requirements: json(&r.requirements),
             last_payout_failure: json(&r.last_payout_failure),
             balance: json(&r.balance),
             external_account: json(&r.external_account),
-            kind: Some(r.kind),
+            kind: Some(r.kind.to_string()),
             connect_type: r.connect_type,
             mode: Some(r.mode),
             account_id: r.account_id,
             charges_enabled: r.charges_enabled != 0,
             payouts_enabled: r.payouts_enabled != 0,
             details_submitted: r.details_submitted != 0,
-            deauthorized: r.deauthorized != 0,
             synced: r.account_synced_at.map(|t| t / 1000),
         },
     }

@@ -129,13 +129,13 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
         if only.is_none() {
             targets.push(Target::Platform);
         }
-        if (only.is_none() && connect_platform) || rows.iter().any(|r| r.kind == "connect") {
+        if (only.is_none() && connect_platform) || rows.iter().any(|r| r.is_connect()) {
             targets.push(Target::Connect);
         }
     }
     for row in &rows {
         let store = StoreId::parse(&row.store_id)?;
-        if row.kind != "keys" {
+        if row.is_connect() {
             continue;
         }
         let label = format!("store {store} key");

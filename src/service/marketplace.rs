@@ -237,7 +237,7 @@ async fn receiving(s: &Services, i: usize, store: &StoreId, mode: &str) -> Resul
             format!("splits[{i}]: the store {store} has no Stripe connection"),
         ));
     };
-    if c.kind != "connect" || c.account_id.is_none() {
+    if !c.is_connect() || c.account_id.is_none() {
         return Err(ServiceError::Refused {
             code: "split_store_not_connect",
             message: format!(
@@ -245,7 +245,7 @@ async fn receiving(s: &Services, i: usize, store: &StoreId, mode: &str) -> Resul
             ),
         });
     }
-    if c.deauthorized != 0 {
+    if c.is_deauthorized() {
         return Err(conflict(
             "store_deauthorized",
             format!("splits[{i}]: the store {store}'s account has deauthorized the platform"),

@@ -93,14 +93,14 @@ pub async fn start(
     // An active connection is replaced only by finishing the same onboarding again (an Express
     // or v2 account whose link expired); anything else must be disconnected first.
     let resumable = existing.as_ref().and_then(|c| {
-        (c.kind == "connect"
-            && c.deauthorized == 0
+        (c.is_connect()
+            && !c.is_deauthorized()
             && c.connect_type.as_deref() == Some(input.kind.as_str())
             && input.kind != OnboardingType::Standard)
             .then(|| c.account_id.clone())
             .flatten()
     });
-    if existing.as_ref().is_some_and(|c| c.deauthorized == 0) && resumable.is_none() {
+    if existing.as_ref().is_some_and(|c| !c.is_deauthorized()) && resumable.is_none() {
         return Err(ServiceError::Conflict {
             code: "already_connected",
             message: "the store already has a Stripe connection; disconnect it first".into(),
@@ -526,8 +526,8 @@ pub async fn login_link(s: &Services, store: &StoreId) -> Result<LoginLinkView> 
     let row = db::connections::get(s.db.pool(), store).await?;
     let account = match row {
         Some(r)
-            if r.kind == "connect"
-                && r.deauthorized == 0
+            if r.is_connect()
+                && !r.is_deauthorized()
                 && r.connect_type.as_deref() == Some("express") =>
         {
             AccountId::parse(r.account_id.as_deref().unwrap_or_default())?

@@ -19,6 +19,7 @@ use super::{stores, Result, ServiceError, Services};
 use crate::db::connections::ConnectionRow;
 use crate::db::orders::{NewOrder, OrderRow};
 use crate::db::{self, now_ms};
+use crate::domain::connection::ConnectionKind;
 use crate::domain::order::{parse_amount, Currency, OrderFacts};
 use crate::domain::payment_facts::{charge_facts, checkout_session_facts, payment_intent_facts};
 use crate::domain::split::ChargeType;
@@ -65,7 +66,7 @@ pub(super) async fn chargeable(s: &Services, store: &StoreId) -> Result<Connecti
     let row = db::connections::get(s.db.pool(), store)
         .await?
         .ok_or_else(|| conflict("store_not_connected", "the store has no Stripe connection"))?;
-    if row.deauthorized != 0 {
+    if row.is_deauthorized() {
         return Err(conflict(
             "store_deauthorized",
             "the store's connected account has deauthorized the platform",
@@ -145,7 +146,7 @@ pub async fn create(
         .transpose()?;
     let connection = chargeable(s, store).await?;
     super::billing::may_sell(s, store).await?;
-    let connect = connection.kind == "connect";
+    let connect = connection.is_connect();
     if fee.is_some() && !connect {
         return Err(ServiceError::Refused {
             code: "application_fee_not_allowed",
@@ -206,7 +207,7 @@ pub async fn create(
                 &NewOrder {
                     id: &id,
                     store: Some(store),
-                    connection_kind: &connection.kind,
+                    connection_kind: connection.kind.as_str(),
                     account_id: &account,
                     mode: &connection.mode,
                     amount,
@@ -244,8 +245,8 @@ pub async fn create(
 /// Stripe's guidance: the platform answers for Express and v2 accounts' payments (destination
 /// charges); a Standard account takes its own (direct charges).
 fn default_charge_type(connection: &ConnectionRow) -> ChargeType {
-    match (connection.kind.as_str(), connection.connect_type.as_deref()) {
-        ("connect", Some("express" | "v2")) => ChargeType::Destination,
+    match (connection.kind, connection.connect_type.as_deref()) {
+        (ConnectionKind::Connect, Some("express" | "v2")) => ChargeType::Destination,
         _ => ChargeType::Direct,
     }
 }

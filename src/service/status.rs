@@ -34,21 +34,21 @@ pub struct InternalStatus {
 pub async fn internal(s: &Services, store: &StoreId) -> Result<InternalStatus> {
     stores::require(s, store).await?;
     let row = db::connections::get(s.db.pool(), store).await?;
-    let connected = row.as_ref().is_some_and(|r| r.deauthorized == 0);
+    let connected = row.as_ref().is_some_and(|r| !r.is_deauthorized());
     Ok(InternalStatus {
         public: PublicStatus {
             store_id: store.to_string(),
             has_stripe: connected,
             is_live_mode: connected && row.as_ref().is_some_and(|r| r.mode().is_live()),
         },
-        kind: row.as_ref().map(|r| r.kind.clone()),
+        kind: row.as_ref().map(|r| r.kind.to_string()),
         account_id: row.as_ref().and_then(|r| r.account_id.clone()),
         key_kind: row.as_ref().and_then(|r| r.key_kind.clone()),
         publishable_key: row.as_ref().and_then(|r| r.publishable_key.clone()),
         has_webhook_secret: row.as_ref().is_some_and(|r| r.webhook_secret_enc.is_some()),
         charges_enabled: row.as_ref().is_some_and(|r| r.charges_enabled != 0),
         payouts_enabled: row.as_ref().is_some_and(|r| r.payouts_enabled != 0),
-        deauthorized: row.as_ref().is_some_and(|r| r.deauthorized != 0),
+        deauthorized: row.as_ref().is_some_and(|r| r.is_deauthorized()),
         connected_at: row.as_ref().map(|r| r.created_at / 1000),
     })
 }

@@ -155,14 +155,14 @@ pub async fn connect_keys(
     let before = db::connections::get(s.db.pool(), store).await?;
     let new_account = |view: &connections::ConnectionView| {
         before.as_ref().is_some_and(|b| {
-            b.kind == "keys"
+            !b.is_connect()
                 && (b.account_id.as_deref() != view.account_id.as_deref() || b.mode != view.mode)
         })
     };
     // The endpoint in the previous account (or mode) is removed with the previous key, which
     // the connection no longer holds once the new keys are saved.
     let previous = match &before {
-        Some(b) if b.kind == "keys" => {
+        Some(b) if !b.is_connect() => {
             let target = Target::Store(store.clone());
             match (
                 db::operator::endpoint(&s.db, &target.name()).await?,
@@ -211,7 +211,7 @@ pub async fn all_targets(s: &Services) -> Result<Vec<Target>> {
         targets.push(Target::Connect);
     }
     for row in rows {
-        if row.kind == "keys" {
+        if !row.is_connect() {
             targets.push(Target::Store(StoreId::parse(&row.store_id)?));
         }
     }
@@ -220,7 +220,7 @@ pub async fn all_targets(s: &Services) -> Result<Vec<Target>> {
 
 /// Whether the platform needs a Connect endpoint.
 pub fn uses_connect(s: &Services, rows: &[db::connections::ConnectionRow]) -> bool {
-    s.config.stripe.client_id.is_some() || rows.iter().any(|r| r.kind == "connect")
+    s.config.stripe.client_id.is_some() || rows.iter().any(|r| r.is_connect())
 }
 
 /// Every endpoint of the account `owner` opens, newest first.

@@ -58,7 +58,7 @@ async fn store_credentials(
         return Ok(None);
     };
     // Deauthorized is final: nothing is fetched for that account again.
-    if row.deauthorized != 0 || account.is_none() || account != row.account_id.as_deref() {
+    if row.is_deauthorized() || account.is_none() || account != row.account_id.as_deref() {
         return Ok(None);
     }
     let scope = store_scope(s, store, &row)?;
@@ -166,7 +166,7 @@ pub async fn load_v2(s: &Services, ev: &Incoming) -> Result<Loaded, HandlerError
     let Some(row) = db::connections::get(s.db.pool(), store).await? else {
         return Ok(Loaded::Nothing);
     };
-    if row.deauthorized != 0 || row.account_id.as_deref() != Some(account.as_str()) {
+    if row.is_deauthorized() || row.account_id.as_deref() != Some(account.as_str()) {
         return Ok(Loaded::Nothing);
     }
     let event: Value = s
