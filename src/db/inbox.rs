@@ -411,16 +411,16 @@ pub struct Finish {
     pub note: Option<String>,
 }
 
-/// True when the inbox's writer also writes effect-free outcomes (`finish_apart`); else they
+/// True when the inbox's writer also writes effect-free outcomes (`finish_through_writer`); else they
 /// go in the worker's own transaction.
-pub fn finishes_apart(db: &Db) -> bool {
+pub fn writer_finishes_outcomes(db: &Db) -> bool {
     db.sqlite_inbox().is_some() || db.pg_inbox().is_some()
 }
 
 /// Writes effect-free outcomes of events claimed under `token` through the inbox's writer
 /// (SQLite: in the inbox thread's next commit; PostgreSQL: one statement); returns how many
 /// were still ours.
-pub async fn finish_apart(db: &Db, token: &str, finishes: Vec<Finish>) -> Result<usize> {
+pub async fn finish_through_writer(db: &Db, token: &str, finishes: Vec<Finish>) -> Result<usize> {
     if finishes.is_empty() {
         return Ok(0);
     }

@@ -25,8 +25,10 @@ pub enum Handler {
     Payout(PayoutEvent),
     BalanceAvailable,
     Payment(PaymentEvent),
-    /// `customer.*`; true for `customer.deleted`.
-    Customer(bool),
+    /// `customer.created|updated`.
+    CustomerChanged,
+    /// `customer.deleted`.
+    CustomerDeleted,
     /// Vendor billing on the platform account (subscriptions and invoices).
     Billing(BillingEvent),
     /// `transfer.*` on the platform: a multi-vendor order's transfers.
@@ -60,7 +62,7 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         | "checkout.session.async_payment_succeeded"
         | "checkout.session.async_payment_failed"
         | "checkout.session.expired" => Handler::Payment(PaymentEvent::CheckoutSession),
-        "customer.created" | "customer.updated" => Handler::Customer(false),
+        "customer.created" | "customer.updated" => Handler::CustomerChanged,
         "customer.subscription.created" | "customer.subscription.updated" => {
             Handler::Billing(BillingEvent::SubscriptionChanged)
         }
@@ -69,7 +71,7 @@ pub fn handler_for(event_type: &str) -> Option<Handler> {
         "invoice.paid" | "invoice.payment_succeeded" => Handler::Billing(BillingEvent::InvoicePaid),
         "invoice.payment_failed" => Handler::Billing(BillingEvent::InvoicePaymentFailed),
         "invoice.payment_action_required" => Handler::Billing(BillingEvent::InvoiceActionRequired),
-        "customer.deleted" => Handler::Customer(true),
+        "customer.deleted" => Handler::CustomerDeleted,
         "account.external_account.updated" => Handler::ExternalAccountUpdated,
         "person.updated" => Handler::PersonUpdated,
         "transfer.created" | "transfer.updated" | "transfer.reversed" => Handler::Transfer,
@@ -119,7 +121,7 @@ impl Handler {
             // Payments on the platform itself: destination and multi-vendor orders.
             Handler::Payment(_) => !account,
             // A platform-scope customer is a vendor's customer record on the platform account.
-            Handler::Customer(true) => !account,
+            Handler::CustomerDeleted => !account,
             // Every other handler keeps a store's state.
             _ => false,
         }
@@ -169,7 +171,8 @@ impl Handler {
             Handler::Payment(kind) => {
                 payment::apply(s, conn, Some(store), ev, object, kind, confirmed).await
             }
-            Handler::Customer(deleted) => customer::apply(conn, store, ev, object, deleted).await,
+            Handler::CustomerChanged => customer::apply(conn, store, ev, object, false).await,
+            Handler::CustomerDeleted => customer::apply(conn, store, ev, object, true).await,
             // Answered above, before a store is needed.
             Handler::Billing(_) | Handler::Transfer | Handler::ApplicationFee => Ok(()),
         }
@@ -203,7 +206,7 @@ mod tests {
             let platform = matches!(
                 h,
                 Handler::Billing(_)
-                    | Handler::Customer(true)
+                    | Handler::CustomerDeleted
                     | Handler::Payment(_)
                     | Handler::Transfer
                     | Handler::ApplicationFee

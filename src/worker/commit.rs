@@ -22,11 +22,11 @@ use crate::webhooks::registry::Handler;
 /// writer (SQLite's inbox thread, to join its next commit; PostgreSQL's inbox connections, one
 /// statement), while the others are applied here.
 pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> Result<(), DbError> {
-    let apart = inbox::finishes_apart(&s.db);
+    let by_writer = inbox::writer_finishes_outcomes(&s.db);
     let (finishes, mut rest): (Vec<_>, Vec<_>) = items
         .into_iter()
-        .partition(|(_, step)| apart && matches!(step, Step::Finish { .. }));
-    let finished = inbox::finish_apart(&s.db, token, as_finishes(finishes));
+        .partition(|(_, step)| by_writer && matches!(step, Step::Finish { .. }));
+    let finished = inbox::finish_through_writer(&s.db, token, as_finishes(finishes));
     let (finished, applied) = tokio::join!(finished, commit_together(s, token, &mut rest));
     finished?;
     applied

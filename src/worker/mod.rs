@@ -47,7 +47,7 @@ pub async fn run(
     let loads = Loads::new(shutdown.clone());
     let mut polled = tokio::time::Instant::now();
     // True when the table may hold due events now: a claim found some, or `stored` rang.
-    let mut look = true;
+    let mut table_may_hold_due = true;
     loop {
         live.beat();
         if shutdown.is_cancelled() {
@@ -56,10 +56,10 @@ pub async fn run(
         let fresh = handoff.take(batch);
         let processed = async {
             let mut n = process_claimed(&s, &loads, handoff.token(), fresh).await?;
-            if look || polled.elapsed() >= poll {
+            if table_may_hold_due || polled.elapsed() >= poll {
                 polled = tokio::time::Instant::now();
                 let claimed = process_batch(&s, &loads).await?;
-                look = claimed > 0;
+                table_may_hold_due = claimed > 0;
                 n += claimed;
             }
             Ok::<_, DbError>(n)
@@ -74,7 +74,7 @@ pub async fn run(
         if !busy {
             tokio::select! {
                 _ = handoff.ready() => {}
-                _ = stored.notified() => look = true,
+                _ = stored.notified() => table_may_hold_due = true,
                 _ = tokio::time::sleep_until(polled + poll) => {}
                 _ = shutdown.cancelled() => break,
             }
