@@ -89,6 +89,18 @@ pub fn parse_amount(field: &'static str, amount: i64, currency: &Currency) -> Re
     Ok(amount)
 }
 
+/// An order's description: none when blank, at most 1000 characters (Stripe's limit).
+pub fn parse_description(description: Option<String>) -> Result<Option<String>, Invalid> {
+    match description {
+        Some(d) if d.trim().is_empty() => Ok(None),
+        Some(d) if d.chars().count() > 1000 => Err(Invalid::new(
+            "description",
+            "must be at most 1000 characters",
+        )),
+        other => Ok(other),
+    }
+}
+
 /// What Stripe has said about an order's payment. Every field only grows under `merge`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrderFacts {
@@ -194,6 +206,15 @@ impl OrderStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_description_is_none_when_blank_and_at_most_1000_characters() {
+        assert_eq!(parse_description(Some("  ".into())), Ok(None));
+        assert_eq!(parse_description(None), Ok(None));
+        assert_eq!(parse_description(Some("Mug".into())), Ok(Some("Mug".into())));
+        assert!(parse_description(Some("é".repeat(1001))).is_err());
+        assert!(parse_description(Some("é".repeat(1000))).is_ok());
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -13,7 +13,7 @@ use super::{Result, ServiceError};
 use crate::db::orders::NewOrder;
 use crate::db::transfers::NewSplit;
 use crate::db::{self, connections::ConnectionRow};
-use crate::domain::order::{parse_amount, Currency};
+use crate::domain::order::{parse_amount, parse_description, Currency};
 use crate::domain::split::ChargeType;
 use crate::domain::store::Metadata;
 use crate::domain::{Invalid, OrderId, RequestKey, StoreId};
@@ -115,20 +115,7 @@ pub async fn create(
             ),
         });
     }
-    let description = input
-        .description
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| {
-            if d.chars().count() > 1000 {
-                Err(Invalid::new(
-                    "description",
-                    "must be at most 1000 characters",
-                ))
-            } else {
-                Ok(d)
-            }
-        })
-        .transpose()?;
+    let description = parse_description(input.description)?;
     if input.customer_id.as_deref().is_some_and(|c| {
         !c.starts_with("cus_")
             || c.len() > 255

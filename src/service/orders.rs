@@ -20,7 +20,7 @@ use crate::db::connections::ConnectionRow;
 use crate::db::orders::{NewOrder, OrderRow};
 use crate::db::{self, now_ms};
 use crate::domain::connection::ConnectionKind;
-use crate::domain::order::{parse_amount, Currency, OrderFacts};
+use crate::domain::order::{parse_amount, parse_description, Currency, OrderFacts};
 use crate::domain::payment_facts::{charge_facts, checkout_session_facts, payment_intent_facts};
 use crate::domain::split::ChargeType;
 use crate::domain::store::Metadata;
@@ -112,20 +112,7 @@ pub async fn create(
             }
         })
         .transpose()?;
-    let description = input
-        .description
-        .filter(|d| !d.trim().is_empty())
-        .map(|d| {
-            if d.chars().count() > 1000 {
-                Err(Invalid::new(
-                    "description",
-                    "must be at most 1000 characters",
-                ))
-            } else {
-                Ok(d)
-            }
-        })
-        .transpose()?;
+    let description = parse_description(input.description)?;
     if input.customer_id.as_deref().is_some_and(|c| {
         !(c.starts_with("cu_") || c.starts_with("cus_"))
             || c.len() > 255
