@@ -197,51 +197,7 @@ impl Config {
                 }
             },
         };
-        let stripe = StripeConfig {
-            secret_key: optional_key(&get, "STRIPE_SECRET_KEY", &["sk_", "rk_"])?,
-            publishable_key: optional_key(&get, "STRIPE_PUBLISHABLE_KEY", &["pk_"])?
-                .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
-            client_id: prefixed(&get, "STRIPE_CLIENT_ID", "ca_")?,
-            account_id: prefixed(&get, "STRIPE_ACCOUNT_ID", "acct_")?,
-            webhook_secrets: secret_list(&get, "STRIPE_WEBHOOK_SECRET")?,
-            connect_webhook_secrets: secret_list(&get, "STRIPE_CONNECT_WEBHOOK_SECRET")?,
-            api_base: parse_stripe_url(
-                "STRIPE_API_BASE",
-                &get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
-            )?,
-            connect_base: parse_stripe_url(
-                "STRIPE_CONNECT_BASE",
-                &get("STRIPE_CONNECT_BASE").unwrap_or_else(|| "https://connect.stripe.com".into()),
-            )?,
-            js_url: parse_stripe_url(
-                "STRIPE_JS_URL",
-                &get("STRIPE_JS_URL").unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
-            )?,
-            max_retries: parse_or(
-                "BURSAR_STRIPE_MAX_RETRIES",
-                get("BURSAR_STRIPE_MAX_RETRIES"),
-                3,
-                |v| parse_range(v, 0, 10),
-            )?,
-            retry_base: Duration::from_millis(
-                parse_or(
-                    "BURSAR_STRIPE_RETRY_BASE_MS",
-                    get("BURSAR_STRIPE_RETRY_BASE_MS"),
-                    500,
-                    parse_u32,
-                )?
-                .into(),
-            ),
-            timeout: Duration::from_secs(
-                parse_or(
-                    "BURSAR_STRIPE_TIMEOUT_SECS",
-                    get("BURSAR_STRIPE_TIMEOUT_SECS"),
-                    30,
-                    |v| parse_range(v, 1, 120),
-                )?
-                .into(),
-            ),
-        };
+        let stripe = stripe_config(&get)?;
         let key_policy = match get("BURSAR_KEY_POLICY").as_deref() {
             None | Some("warn") => KeyPolicy::Warn,
             Some("restricted-only") => KeyPolicy::RestrictedOnly,
@@ -269,84 +225,8 @@ impl Config {
             300,
             |v| parse_range(v, 1, 3600),
         )?;
-        let worker = WorkerConfig {
-            max_attempts: parse_or(
-                "BURSAR_WORKER_MAX_ATTEMPTS",
-                get("BURSAR_WORKER_MAX_ATTEMPTS"),
-                8,
-                parse_positive,
-            )?,
-            retry_base: Duration::from_millis(
-                parse_or(
-                    "BURSAR_WORKER_RETRY_BASE_MS",
-                    get("BURSAR_WORKER_RETRY_BASE_MS"),
-                    2_000,
-                    parse_positive,
-                )?
-                .into(),
-            ),
-            retry_max: Duration::from_secs(
-                parse_or(
-                    "BURSAR_WORKER_RETRY_MAX_SECS",
-                    get("BURSAR_WORKER_RETRY_MAX_SECS"),
-                    3_600,
-                    parse_positive,
-                )?
-                .into(),
-            ),
-            lease: Duration::from_secs(
-                parse_or(
-                    "BURSAR_WORKER_LEASE_SECS",
-                    get("BURSAR_WORKER_LEASE_SECS"),
-                    60,
-                    parse_positive,
-                )?
-                .into(),
-            ),
-            poll_interval: Duration::from_millis(
-                parse_or(
-                    "BURSAR_WORKER_POLL_MS",
-                    get("BURSAR_WORKER_POLL_MS"),
-                    500,
-                    parse_positive,
-                )?
-                .into(),
-            ),
-            batch_size: parse_or(
-                "BURSAR_WORKER_BATCH",
-                get("BURSAR_WORKER_BATCH"),
-                256,
-                |v| parse_range(v, 1, 1000),
-            )?,
-            event_timeout: secs(&get, "BURSAR_WORKER_EVENT_TIMEOUT_SECS", 15, (1, 600))?,
-        };
-        // A claimed event's Stripe calls end within the event timeout; its lease must outlast
-        // that with room for routing and the commit.
-        if worker.lease < worker.event_timeout * 3 {
-            return Err(bad(
-                "BURSAR_WORKER_LEASE_SECS",
-                "must be at least three times BURSAR_WORKER_EVENT_TIMEOUT_SECS",
-            ));
-        }
-        let http = HttpLimits {
-            header_timeout: secs(&get, "BURSAR_HEADER_TIMEOUT_SECS", 10, (1, 300))?,
-            body_timeout: secs(&get, "BURSAR_BODY_TIMEOUT_SECS", 30, (1, 600))?,
-            max_connections: parse_or(
-                "BURSAR_MAX_CONNECTIONS",
-                get("BURSAR_MAX_CONNECTIONS"),
-                1024,
-                |v| parse_range(v, 1, 1_000_000),
-            )? as usize,
-            body_budget: parse_or(
-                "BURSAR_BODY_BUDGET_MB",
-                get("BURSAR_BODY_BUDGET_MB"),
-                64,
-                |v| parse_range(v, 2, 65_536),
-            )? as usize
-                * 1024
-                * 1024,
-            shutdown_grace: secs(&get, "BURSAR_SHUTDOWN_GRACE_SECS", 10, (0, 3600))?,
-        };
+        let worker = worker_config(&get)?;
+        let http = http_limits(&get)?;
         let idempotency_lock = secs(&get, "BURSAR_IDEMPOTENCY_LOCK_SECS", 30, (1, 3600))?;
         let order_sweep_interval = secs(&get, "BURSAR_ORDER_SWEEP_SECS", 60, (1, 86_400))?;
         let order_pending_age = secs(&get, "BURSAR_ORDER_PENDING_SECS", 900, (1, 30 * 86_400))?;
@@ -364,51 +244,7 @@ impl Config {
                 }
             },
         };
-        let notifications = NotificationConfig {
-            allow_http: dev_key_file.is_some(),
-            allow_private: match get("BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS")
-                .as_deref()
-                .map(str::trim)
-            {
-                None | Some("false" | "0") => false,
-                Some("true" | "1") => true,
-                Some(_) => {
-                    return Err(bad(
-                        "BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS",
-                        "must be true or false",
-                    ))
-                }
-            },
-            retry_schedule: {
-                let raw = get("BURSAR_NOTIFICATION_RETRY_SCHEDULE")
-                    .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
-                let parsed: Result<Vec<Duration>, _> = raw
-                    .split(',')
-                    .map(|d| humantime::parse_duration(d.trim()))
-                    .collect();
-                match parsed {
-                    Ok(list) if (1..=20).contains(&list.len()) => list,
-                    _ => {
-                        return Err(bad(
-                            "BURSAR_NOTIFICATION_RETRY_SCHEDULE",
-                            format!("must be 1 to 20 comma-separated durations, the delay before each attempt (default {DEFAULT_RETRY_SCHEDULE})"),
-                        ))
-                    }
-                }
-            },
-            disable_after: match get("BURSAR_NOTIFICATION_DISABLE_AFTER")
-                .as_deref()
-                .map(str::trim)
-            {
-                None => Duration::from_secs(5 * 86_400),
-                Some(v) => humantime::parse_duration(v).map_err(|_| {
-                    bad(
-                        "BURSAR_NOTIFICATION_DISABLE_AFTER",
-                        "must be a duration such as 5d or 12h",
-                    )
-                })?,
-            },
-        };
+        let notifications = notification_config(&get, dev_key_file.is_some())?;
         let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
             Some(v) if v.trim().chars().count() < 32 => {
                 return Err(bad(
@@ -440,6 +276,195 @@ impl Config {
             notifications,
         })
     }
+}
+
+/// The Stripe section: the platform's keys and client id, webhook secrets, where Stripe is,
+/// and how calls to it are retried.
+fn stripe_config(get: &impl Fn(&str) -> Option<String>) -> Result<StripeConfig, ConfigError> {
+    Ok(StripeConfig {
+        secret_key: optional_key(get, "STRIPE_SECRET_KEY", &["sk_", "rk_"])?,
+        publishable_key: optional_key(get, "STRIPE_PUBLISHABLE_KEY", &["pk_"])?
+            .map(|s| secrecy::ExposeSecret::expose_secret(&s).to_owned()),
+        client_id: prefixed(get, "STRIPE_CLIENT_ID", "ca_")?,
+        account_id: prefixed(get, "STRIPE_ACCOUNT_ID", "acct_")?,
+        webhook_secrets: secret_list(get, "STRIPE_WEBHOOK_SECRET")?,
+        connect_webhook_secrets: secret_list(get, "STRIPE_CONNECT_WEBHOOK_SECRET")?,
+        api_base: parse_stripe_url(
+            "STRIPE_API_BASE",
+            &get("STRIPE_API_BASE").unwrap_or_else(|| "https://api.stripe.com".into()),
+        )?,
+        connect_base: parse_stripe_url(
+            "STRIPE_CONNECT_BASE",
+            &get("STRIPE_CONNECT_BASE").unwrap_or_else(|| "https://connect.stripe.com".into()),
+        )?,
+        js_url: parse_stripe_url(
+            "STRIPE_JS_URL",
+            &get("STRIPE_JS_URL").unwrap_or_else(|| "https://js.stripe.com/v3/".into()),
+        )?,
+        max_retries: parse_or(
+            "BURSAR_STRIPE_MAX_RETRIES",
+            get("BURSAR_STRIPE_MAX_RETRIES"),
+            3,
+            |v| parse_range(v, 0, 10),
+        )?,
+        retry_base: Duration::from_millis(
+            parse_or(
+                "BURSAR_STRIPE_RETRY_BASE_MS",
+                get("BURSAR_STRIPE_RETRY_BASE_MS"),
+                500,
+                parse_u32,
+            )?
+            .into(),
+        ),
+        timeout: Duration::from_secs(
+            parse_or(
+                "BURSAR_STRIPE_TIMEOUT_SECS",
+                get("BURSAR_STRIPE_TIMEOUT_SECS"),
+                30,
+                |v| parse_range(v, 1, 120),
+            )?
+            .into(),
+        ),
+    })
+}
+
+/// The inbox worker: retries, leases, polling, batches and each event's deadline.
+fn worker_config(get: &impl Fn(&str) -> Option<String>) -> Result<WorkerConfig, ConfigError> {
+    let worker = WorkerConfig {
+        max_attempts: parse_or(
+            "BURSAR_WORKER_MAX_ATTEMPTS",
+            get("BURSAR_WORKER_MAX_ATTEMPTS"),
+            8,
+            parse_positive,
+        )?,
+        retry_base: Duration::from_millis(
+            parse_or(
+                "BURSAR_WORKER_RETRY_BASE_MS",
+                get("BURSAR_WORKER_RETRY_BASE_MS"),
+                2_000,
+                parse_positive,
+            )?
+            .into(),
+        ),
+        retry_max: Duration::from_secs(
+            parse_or(
+                "BURSAR_WORKER_RETRY_MAX_SECS",
+                get("BURSAR_WORKER_RETRY_MAX_SECS"),
+                3_600,
+                parse_positive,
+            )?
+            .into(),
+        ),
+        lease: Duration::from_secs(
+            parse_or(
+                "BURSAR_WORKER_LEASE_SECS",
+                get("BURSAR_WORKER_LEASE_SECS"),
+                60,
+                parse_positive,
+            )?
+            .into(),
+        ),
+        poll_interval: Duration::from_millis(
+            parse_or(
+                "BURSAR_WORKER_POLL_MS",
+                get("BURSAR_WORKER_POLL_MS"),
+                500,
+                parse_positive,
+            )?
+            .into(),
+        ),
+        batch_size: parse_or(
+            "BURSAR_WORKER_BATCH",
+            get("BURSAR_WORKER_BATCH"),
+            256,
+            |v| parse_range(v, 1, 1000),
+        )?,
+        event_timeout: secs(get, "BURSAR_WORKER_EVENT_TIMEOUT_SECS", 15, (1, 600))?,
+    };
+    // A claimed event's Stripe calls end within the event timeout; its lease must outlast
+    // that with room for routing and the commit.
+    if worker.lease < worker.event_timeout * 3 {
+        return Err(bad(
+            "BURSAR_WORKER_LEASE_SECS",
+            "must be at least three times BURSAR_WORKER_EVENT_TIMEOUT_SECS",
+        ));
+    }
+    Ok(worker)
+}
+
+/// The HTTP server's limits.
+fn http_limits(get: &impl Fn(&str) -> Option<String>) -> Result<HttpLimits, ConfigError> {
+    Ok(HttpLimits {
+        header_timeout: secs(get, "BURSAR_HEADER_TIMEOUT_SECS", 10, (1, 300))?,
+        body_timeout: secs(get, "BURSAR_BODY_TIMEOUT_SECS", 30, (1, 600))?,
+        max_connections: parse_or(
+            "BURSAR_MAX_CONNECTIONS",
+            get("BURSAR_MAX_CONNECTIONS"),
+            1024,
+            |v| parse_range(v, 1, 1_000_000),
+        )? as usize,
+        body_budget: parse_or(
+            "BURSAR_BODY_BUDGET_MB",
+            get("BURSAR_BODY_BUDGET_MB"),
+            64,
+            |v| parse_range(v, 2, 65_536),
+        )? as usize
+            * 1024
+            * 1024,
+        shutdown_grace: secs(get, "BURSAR_SHUTDOWN_GRACE_SECS", 10, (0, 3600))?,
+    })
+}
+
+/// Notifications to the platform's app: which targets are allowed, and the retry schedule.
+fn notification_config(
+    get: &impl Fn(&str) -> Option<String>,
+    dev: bool,
+) -> Result<NotificationConfig, ConfigError> {
+    Ok(NotificationConfig {
+        allow_http: dev,
+        allow_private: match get("BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS")
+            .as_deref()
+            .map(str::trim)
+        {
+            None | Some("false" | "0") => false,
+            Some("true" | "1") => true,
+            Some(_) => {
+                return Err(bad(
+                    "BURSAR_ALLOW_PRIVATE_NOTIFICATION_TARGETS",
+                    "must be true or false",
+                ))
+            }
+        },
+        retry_schedule: {
+            let raw = get("BURSAR_NOTIFICATION_RETRY_SCHEDULE")
+                .unwrap_or_else(|| DEFAULT_RETRY_SCHEDULE.to_owned());
+            let parsed: Result<Vec<Duration>, _> = raw
+                .split(',')
+                .map(|d| humantime::parse_duration(d.trim()))
+                .collect();
+            match parsed {
+                Ok(list) if (1..=20).contains(&list.len()) => list,
+                _ => {
+                    return Err(bad(
+                        "BURSAR_NOTIFICATION_RETRY_SCHEDULE",
+                        format!("must be 1 to 20 comma-separated durations, the delay before each attempt (default {DEFAULT_RETRY_SCHEDULE})"),
+                    ))
+                }
+            }
+        },
+        disable_after: match get("BURSAR_NOTIFICATION_DISABLE_AFTER")
+            .as_deref()
+            .map(str::trim)
+        {
+            None => Duration::from_secs(5 * 86_400),
+            Some(v) => humantime::parse_duration(v).map_err(|_| {
+                bad(
+                    "BURSAR_NOTIFICATION_DISABLE_AFTER",
+                    "must be a duration such as 5d or 12h",
+                )
+            })?,
+        },
+    })
 }
 
 /// Where `bursar serve --dev` keeps its generated master key.

@@ -211,7 +211,10 @@ mod tests {
     fn a_description_is_none_when_blank_and_at_most_1000_characters() {
         assert_eq!(parse_description(Some("  ".into())), Ok(None));
         assert_eq!(parse_description(None), Ok(None));
-        assert_eq!(parse_description(Some("Mug".into())), Ok(Some("Mug".into())));
+        assert_eq!(
+            parse_description(Some("Mug".into())),
+            Ok(Some("Mug".into()))
+        );
         assert!(parse_description(Some("é".repeat(1001))).is_err());
         assert!(parse_description(Some("é".repeat(1000))).is_ok());
     }
