@@ -170,15 +170,6 @@ pub async fn get(db: &Db, id: &OrderId) -> Result<Option<OrderRow>> {
         .await?)
 }
 
-/// The order, read in `conn` (a transaction's own view).
-pub async fn get_in(conn: &mut AnyConnection, id: &OrderId) -> Result<Option<OrderRow>> {
-    let sql = format!("SELECT {COLUMNS} FROM orders WHERE id = $1");
-    Ok(sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(id.as_str())
-        .fetch_optional(conn)
-        .await?)
-}
-
 /// The order, read under its row lock (`FOR UPDATE` on PostgreSQL) in `conn`'s transaction.
 pub async fn lock(conn: &mut AnyConnection, id: &str) -> Result<Option<OrderRow>> {
     let sql = format!(
@@ -329,28 +320,28 @@ pub async fn by_platform_charge(
 
 /// Records what an `application_fee.*` event says of the platform's fee on the order paid
 /// through `payment_intent` (a direct charge of `account`, or a destination charge to it): the
-/// fee, and the most of it refunded. The order it belongs to, if any.
+/// fee, and the most of it refunded.
 pub async fn learn_application_fee(
     conn: &mut AnyConnection,
     account: &str,
     payment_intent: &str,
     fee: &str,
     refunded: i64,
-) -> Result<Option<String>> {
-    Ok(sqlx::query_scalar(
+) -> Result<()> {
+    sqlx::query(
         "UPDATE orders SET application_fee_id = $1, \
            application_fee_refunded = CASE WHEN application_fee_refunded < $2 THEN $2 ELSE application_fee_refunded END, \
            updated_at = $3 \
-         WHERE account_id = $4 AND payment_intent_id = $5 AND application_fee_amount IS NOT NULL \
-         RETURNING id",
+         WHERE account_id = $4 AND payment_intent_id = $5 AND application_fee_amount IS NOT NULL",
     )
     .bind(fee)
     .bind(refunded)
     .bind(now_ms())
     .bind(account)
     .bind(payment_intent)
-    .fetch_optional(conn)
-    .await?)
+    .execute(conn)
+    .await?;
+    Ok(())
 }
 
 pub async fn set_checkout_session(db: &Db, id: &OrderId, session: &str) -> Result<()> {

@@ -6,7 +6,7 @@
 //! under the same key, never a second transfer. A row is claimed (its `attempted_at` moved)
 //! before each call, so one process at a time asks.
 
-use sqlx::{AnyConnection, FromRow};
+use sqlx::{Any, AnyConnection, Executor, FromRow};
 
 use super::{now_ms, Db, Result};
 use crate::domain::split::reversal_increments;
@@ -51,7 +51,6 @@ pub struct DueTransfer {
     pub order_id: String,
     pub store_id: String,
     pub account_id: String,
-    pub amount: i64,
     pub description: Option<String>,
     pub currency: String,
     pub latest_charge: String,
@@ -106,43 +105,36 @@ pub(super) async fn insert(
 }
 
 /// An order's transfers, in the order of its splits.
-pub async fn for_order(conn: &mut AnyConnection, order: &str) -> Result<Vec<TransferRow>> {
+pub async fn for_order<'e>(
+    ex: impl Executor<'e, Database = Any>,
+    order: &str,
+) -> Result<Vec<TransferRow>> {
     let sql =
         format!("SELECT {COLUMNS} FROM order_transfers WHERE order_id = $1 ORDER BY position");
     Ok(sqlx::query_as::<_, TransferRow>(&sql)
         .bind(order)
-        .fetch_all(conn)
+        .fetch_all(ex)
         .await?)
 }
 
-/// Transfers of paid orders not made yet and not being made (no claim younger than `lease_ms`).
-pub async fn due(db: &Db, lease_ms: i64, limit: i64) -> Result<Vec<DueTransfer>> {
+/// Transfers of paid orders (of one order, or all) not made yet and not being made (no claim
+/// younger than `lease_ms`).
+pub async fn due(
+    db: &Db,
+    order: Option<&OrderId>,
+    lease_ms: i64,
+    limit: i64,
+) -> Result<Vec<DueTransfer>> {
     Ok(sqlx::query_as::<_, DueTransfer>(
-        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, \
-           o.currency, o.latest_charge \
+        "SELECT t.order_id, t.store_id, t.account_id, t.description, o.currency, o.latest_charge \
          FROM order_transfers t JOIN orders o ON o.id = t.order_id \
          WHERE t.status = 'pending' AND (t.attempted_at IS NULL OR t.attempted_at < $1) \
-           AND o.paid = 1 AND o.latest_charge IS NOT NULL \
-         ORDER BY t.created_at LIMIT $2",
+           AND o.paid = 1 AND o.latest_charge IS NOT NULL AND ($2 = '' OR t.order_id = $2) \
+         ORDER BY t.created_at, t.position LIMIT $3",
     )
     .bind(now_ms() - lease_ms)
+    .bind(order.map(OrderId::as_str).unwrap_or(""))
     .bind(limit)
-    .fetch_all(db.pool())
-    .await?)
-}
-
-/// One order's transfers that are due (see `due`).
-pub async fn due_for_order(db: &Db, order: &OrderId, lease_ms: i64) -> Result<Vec<DueTransfer>> {
-    Ok(sqlx::query_as::<_, DueTransfer>(
-        "SELECT t.order_id, t.store_id, t.account_id, t.amount, t.description, \
-           o.currency, o.latest_charge \
-         FROM order_transfers t JOIN orders o ON o.id = t.order_id \
-         WHERE t.order_id = $1 AND t.status = 'pending' \
-           AND (t.attempted_at IS NULL OR t.attempted_at < $2) \
-           AND o.paid = 1 AND o.latest_charge IS NOT NULL ORDER BY t.position",
-    )
-    .bind(order.as_str())
-    .bind(now_ms() - lease_ms)
     .fetch_all(db.pool())
     .await?)
 }
@@ -281,22 +273,22 @@ pub async fn finish(
 }
 
 /// What Stripe says a transfer has had reversed (from an answer or a `transfer.*` event):
-/// only ever grows. The order it belongs to, if it is one of Bursar's.
+/// only ever grows.
 pub async fn learn_reversed(
     conn: &mut AnyConnection,
     stripe_transfer: &str,
     amount_reversed: i64,
-) -> Result<Option<String>> {
-    let order: Option<String> = sqlx::query_scalar(
+) -> Result<()> {
+    sqlx::query(
         "UPDATE order_transfers SET amount_reversed = $1, updated_at = $2 \
-         WHERE stripe_transfer_id = $3 AND amount_reversed < $1 RETURNING order_id",
+         WHERE stripe_transfer_id = $3 AND amount_reversed < $1",
     )
     .bind(amount_reversed)
     .bind(now_ms())
     .bind(stripe_transfer)
-    .fetch_optional(conn)
+    .execute(conn)
     .await?;
-    Ok(order)
+    Ok(())
 }
 
 /// An order's transfers Stripe refused.
@@ -417,18 +409,6 @@ pub async fn plan_reversals(
     Ok(())
 }
 
-/// An order's planned reversals, oldest first.
-pub async fn reversals_of(conn: &mut AnyConnection, order: &str) -> Result<Vec<ReversalRow>> {
-    Ok(sqlx::query_as::<_, ReversalRow>(
-        "SELECT order_id, store_id, refunded_to, amount, stripe_reversal_id, status, failure_message, \
-           first_attempt_at, attempted_at, created_at \
-         FROM transfer_reversals WHERE order_id = $1 ORDER BY refunded_to, store_id",
-    )
-    .bind(order)
-    .fetch_all(conn)
-    .await?)
-}
-
 /// Reversals planned whose transfer exists, not made yet and not being made.
 pub async fn due_reversals(
     db: &Db,
@@ -514,15 +494,4 @@ pub async fn finish_reversal(
         learn_reversed(conn, &r.stripe_transfer_id, reversed).await?;
     }
     Ok(())
-}
-
-/// The stores a multi-vendor order has splits for (its notification's and list's owners).
-pub async fn stores_of(conn: &mut AnyConnection, order: &str) -> Result<Vec<StoreId>> {
-    let ids: Vec<String> = sqlx::query_scalar(
-        "SELECT store_id FROM order_transfers WHERE order_id = $1 ORDER BY position",
-    )
-    .bind(order)
-    .fetch_all(conn)
-    .await?;
-    Ok(ids.iter().filter_map(|s| StoreId::parse(s).ok()).collect())
 }

@@ -132,14 +132,14 @@ pub(super) fn notification_view(
 }
 
 /// A multi-vendor order's transfers (none for other orders), read in `conn`.
-pub(super) async fn transfers_of(
-    conn: &mut sqlx::AnyConnection,
+pub(super) async fn transfers_of<'e>(
+    ex: impl sqlx::Executor<'e, Database = sqlx::Any>,
     row: &OrderRow,
 ) -> Result<Vec<TransferRow>> {
     if row.charge_type() != ChargeType::Separate {
         return Ok(Vec::new());
     }
-    Ok(db::transfers::for_order(conn, &row.id).await?)
+    Ok(db::transfers::for_order(ex, &row.id).await?)
 }
 
 /// The API's view of an order. A client secret the configured keys cannot open is an error

@@ -345,8 +345,7 @@ pub async fn get(s: &Services, id: &OrderId) -> Result<OrderView> {
         Some(store) => db::connections::get(s.db.pool(), &StoreId::parse(store)?).await?,
         None => None,
     };
-    let mut conn = s.db.pool().acquire().await.map_err(db::DbError::from)?;
-    let transfers = transfers_of(&mut conn, &row).await?;
+    let transfers = transfers_of(s.db.pool(), &row).await?;
     view(s, row, connection.as_ref(), transfers)
 }
 
@@ -361,11 +360,10 @@ pub async fn list(s: &Services, store: &StoreId, cursor: Option<&str>, limit: i6
     let rows = db::orders::list(&s.db, store, before.as_ref(), limit + 1).await?;
     let connection = db::connections::get(s.db.pool(), store).await?;
     let more = rows.len() as i64 > limit;
-    let mut conn = s.db.pool().acquire().await.map_err(db::DbError::from)?;
     let mut data = Vec::new();
     for row in rows.into_iter().take(limit as usize) {
         // A multi-vendor order shows this store its own split.
-        let transfers = transfers_of(&mut conn, &row)
+        let transfers = transfers_of(s.db.pool(), &row)
             .await?
             .into_iter()
             .filter(|t| t.store_id == store.as_str())

@@ -56,12 +56,8 @@ pub async fn run(s: Services, stop: CancellationToken) {
 /// Makes the transfers and reversals that are due (of one order, or all), each under its
 /// claim. Returns how many Stripe answered.
 pub async fn settle_due(s: &Services, order: Option<&OrderId>) -> Result<usize> {
-    let transfers = match order {
-        Some(id) => db::transfers::due_for_order(&s.db, id, lease_ms(s)).await?,
-        None => db::transfers::due(&s.db, lease_ms(s), 50).await?,
-    };
     let mut answered = 0;
-    for t in transfers {
+    for t in db::transfers::due(&s.db, order, lease_ms(s), 50).await? {
         match make_transfer(s, &t).await {
             Ok(true) => answered += 1,
             Ok(false) => {}
@@ -276,10 +272,9 @@ pub struct Made<'a> {
 /// Adopts a transfer Stripe made for a split still waiting for its answer (the answer was
 /// lost): only if it is that split's transfer exactly.
 pub async fn adopt(s: &Services, conn: &mut AnyConnection, m: &Made<'_>) -> Result<()> {
-    let Ok(order) = OrderId::parse(m.order) else {
-        return Ok(());
-    };
-    let Some(row) = db::orders::get_in(&mut *conn, &order).await? else {
+    // Read under the order's lock, which `recorded` takes again: the match and the record
+    // see the same row.
+    let Some(row) = db::orders::lock(&mut *conn, m.order).await? else {
         return Ok(());
     };
     let split = db::transfers::for_order(&mut *conn, m.order)
