@@ -9,12 +9,11 @@ use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
-use crate::db::handoff::Handoff;
+use crate::db::inbox::Handoff;
 use crate::db::Db;
 use crate::http::{self, AppParts, AppState};
 use crate::service::Services;
 use crate::supervise::{supervise, Backoff, Liveness};
-use crate::webhooks::ingest::Ingest;
 
 pub struct App {
     listener: TcpListener,
@@ -65,7 +64,7 @@ impl App {
             self.services.config.worker.lease,
             stored.clone(),
         );
-        let (ingest, writer) = Ingest::start(self.services.db.clone(), handoff.clone());
+        let (deliveries, writer) = self.services.db.inbox().deliveries(handoff.clone());
         let worker_stop = CancellationToken::new();
         let live = Arc::new(Liveness::default());
         let worker = tokio::spawn({
@@ -144,7 +143,7 @@ impl App {
         });
         let state = AppState::new(AppParts {
             services: self.services.clone(),
-            ingest,
+            deliveries,
             stored,
             worker: live,
             notifier: notifier_live,
@@ -159,7 +158,7 @@ impl App {
         let deadline = began + limits.shutdown_grace;
         let until =
             || deadline.max(tokio::time::Instant::now() + std::time::Duration::from_millis(500));
-        // The router (and every Ingest handle) is gone once the connections are: the writer
+        // The router (and every `Deliveries` handle) is gone once the connections are: the writer
         // drains its queue and ends. Abandoned connections may still hold a handle.
         match tokio::time::timeout_at(until(), writer).await {
             Ok(Err(e)) => tracing::error!(error = %e, "inbox writer ended abnormally"),

@@ -234,7 +234,7 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<()> {
             payload,
         });
         if batch.len() == 1000 || i + 1 == args.events {
-            inbox::insert_batch(&db, std::mem::take(&mut batch)).await?;
+            db.inbox().insert(std::mem::take(&mut batch), None).await?;
         }
     }
     println!(

@@ -14,18 +14,15 @@ pub mod api_keys;
 pub mod connections;
 pub mod customers;
 pub mod grants;
-pub mod handoff;
 pub mod idempotency;
 pub mod inbox;
 pub mod notifications;
 pub mod operator;
 pub mod orders;
 pub mod payouts;
-pub mod pg_inbox;
 pub mod secrets;
 pub mod settings;
 pub mod sqlite_checkpoint;
-pub mod sqlite_inbox;
 pub mod stores;
 pub mod transfers;
 pub mod vendor_subscriptions;
@@ -80,15 +77,13 @@ pub enum Engine {
 pub struct Db {
     pool: AnyPool,
     /// The worker's connections, committing without waiting for the disk (see `connect`).
-    apply_pool: Option<AnyPool>,
+    apply_pool: AnyPool,
     engine: Engine,
     /// SQLite has one writer. Queueing writers here, in order, replaces SQLite's busy handler,
     /// which polls with sleeps of up to 100 ms and so turns lock contention into latency.
     write_lock: Arc<Mutex<()>>,
-    /// SQLite's inbox writes, on their own thread and connection (none on PostgreSQL).
-    sqlite_inbox: Option<Arc<sqlite_inbox::SqliteInbox>>,
-    /// PostgreSQL's inbox writes, on their own connections (none on SQLite).
-    pg_inbox: Option<Arc<pg_inbox::PgInbox>>,
+    /// The webhook inbox's writer for this engine.
+    inbox: inbox::Inbox,
     /// SQLite's WAL checkpoints, on their own thread (with a file; none on PostgreSQL).
     _checkpointer: Option<Arc<sqlite_checkpoint::Checkpointer>>,
 }
@@ -131,6 +126,16 @@ impl Db {
         } else {
             Engine::Postgres
         };
+        // The inbox acknowledges an event once it is on disk: an in-memory database would
+        // lose every acknowledged event with the process.
+        let file = sqlite_path(url).filter(|_| engine == Engine::Sqlite);
+        if engine == Engine::Sqlite && file.is_none() {
+            return Err(DbError::Connect(
+                "a SQLite database must be a file (sqlite://path/to/bursar.db): \
+                 Bursar keeps acknowledged events on disk"
+                    .into(),
+            ));
+        }
         if engine == Engine::Sqlite {
             create_private_sqlite_file(url)?;
         }
@@ -143,15 +148,12 @@ impl Db {
         let options = AnyConnectOptions::from_str(&url)
             .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
         let apply_pool;
-        let mut pg_inbox = None;
-        // With a file, checkpoints are the checkpoint thread's job, not any committer's.
-        let file = sqlite_path(&url).filter(|_| engine == Engine::Sqlite);
-        let checkpoints = if file.is_some() { 0 } else { 1000 };
+        let mut pg = None;
         let pool = match engine {
             Engine::Sqlite => {
                 // WAL lets readers run beside the one writer; FULL fsyncs every commit, which is
                 // what "durable before the 2xx" needs for everything acknowledged to a client.
-                let pool = sqlite_pool(options.clone(), 8, "FULL", checkpoints)
+                let pool = sqlite_pool(options.clone(), 8, "FULL")
                     .await
                     .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?;
                 // The worker's transactions need to be atomic, not durable the moment they
@@ -159,11 +161,9 @@ impl Db {
                 // are simply applied again; and the next FULL commit (the inbox commits under
                 // any load) syncs the WAL, theirs included. So they skip the fsync, and the
                 // inbox writer does not queue behind two fsyncs per worker batch.
-                apply_pool = Some(
-                    sqlite_pool(options, 2, "NORMAL", checkpoints)
-                        .await
-                        .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?,
-                );
+                apply_pool = sqlite_pool(options, 2, "NORMAL")
+                    .await
+                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?;
                 pool
             }
             Engine::Postgres => {
@@ -175,30 +175,29 @@ impl Db {
                     .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?
                     .close()
                     .await?;
-                let pg = sqlx::postgres::PgConnectOptions::from_str(&url)
-                    .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?;
-                pg_inbox = Some(Arc::new(pg_inbox::PgInbox::connect(pg).await?));
+                pg = Some(
+                    sqlx::postgres::PgConnectOptions::from_str(&url)
+                        .map_err(|e| DbError::Connect(format!("invalid URL: {e}")))?,
+                );
                 // The worker's transactions commit without waiting for their WAL flush, for the
                 // reason given for SQLite above: a commit lost to a crash leaves its events
                 // claimed, so they are applied again once the lease runs out, and the next
                 // synchronous commit (the inbox's) flushes the WAL theirs is in.
-                apply_pool = Some(
-                    AnyPoolOptions::new()
-                        .max_connections(4)
-                        .acquire_timeout(Duration::from_secs(10))
-                        // No ping per transaction: one on a broken connection fails its batch,
-                        // which is retried, and the pool drops the connection.
-                        .test_before_acquire(false)
-                        .after_connect(|conn, _| {
-                            Box::pin(async move {
-                                conn.execute("SET synchronous_commit = off").await?;
-                                Ok(())
-                            })
+                apply_pool = AnyPoolOptions::new()
+                    .max_connections(4)
+                    .acquire_timeout(Duration::from_secs(10))
+                    // No ping per transaction: one on a broken connection fails its batch,
+                    // which is retried, and the pool drops the connection.
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute("SET synchronous_commit = off").await?;
+                            Ok(())
                         })
-                        .connect_with(options.clone())
-                        .await
-                        .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?,
-                );
+                    })
+                    .connect_with(options.clone())
+                    .await
+                    .map_err(|e| DbError::Connect(describe_connect_error(&e, &url)))?;
                 AnyPoolOptions::new()
                     .max_connections(16)
                     .acquire_timeout(Duration::from_secs(10))
@@ -208,26 +207,26 @@ impl Db {
             }
         };
         let write_lock = Arc::new(Mutex::new(()));
-        let (sqlite_inbox, checkpointer) = match file {
-            Some(path) => (
-                Some(Arc::new(sqlite_inbox::SqliteInbox::open(
-                    &path,
-                    write_lock.clone(),
-                )?)),
+        let (inbox, checkpointer) = match (file, pg) {
+            (Some(path), _) => (
+                inbox::Inbox::sqlite(&path, write_lock.clone())?,
                 Some(Arc::new(sqlite_checkpoint::Checkpointer::start(
                     &path,
                     write_lock.clone(),
                 )?)),
             ),
-            None => (None, None),
+            (None, Some(pg)) => (
+                inbox::Inbox::postgres(pg, apply_pool.clone(), pool.clone()).await?,
+                None,
+            ),
+            (None, None) => unreachable!("a SQLite URL without a file was refused above"),
         };
         Ok(Self {
             pool,
             apply_pool,
             engine,
             write_lock,
-            sqlite_inbox,
-            pg_inbox,
+            inbox,
             _checkpointer: checkpointer,
         })
     }
@@ -258,12 +257,9 @@ impl Db {
         self.engine
     }
 
-    pub(crate) fn sqlite_inbox(&self) -> Option<&sqlite_inbox::SqliteInbox> {
-        self.sqlite_inbox.as_deref()
-    }
-
-    pub(crate) fn pg_inbox(&self) -> Option<&pg_inbox::PgInbox> {
-        self.pg_inbox.as_deref()
+    /// The webhook inbox's writer: deliveries, claims and effect-free finishes.
+    pub fn inbox(&self) -> &inbox::Inbox {
+        &self.inbox
     }
 
     /// On SQLite, the process's turn to write, for a single-statement write on the shared pool:
@@ -298,47 +294,39 @@ impl Db {
     /// A write transaction for the worker's claims and applies, on a connection that commits
     /// without waiting for the disk (atomic, made durable by the next synchronous commit).
     pub async fn begin_apply(&self) -> Result<WriteTx> {
-        match &self.apply_pool {
-            Some(pool) if self.engine == Engine::Postgres => Ok(WriteTx {
-                tx: pool.begin().await?,
+        match self.engine {
+            Engine::Postgres => Ok(WriteTx {
+                tx: self.apply_pool.begin().await?,
                 _lock: None,
             }),
-            Some(pool) => {
+            Engine::Sqlite => {
                 let lock = self.write_lock.clone().lock_owned().await;
                 Ok(WriteTx {
-                    tx: pool.begin_with("BEGIN IMMEDIATE").await?,
+                    tx: self.apply_pool.begin_with("BEGIN IMMEDIATE").await?,
                     _lock: Some(lock),
                 })
             }
-            None => self.begin_write().await,
         }
     }
 
     pub async fn close(&self) {
-        if let Some(pool) = &self.apply_pool {
-            pool.close().await;
-        }
-        if let Some(inbox) = &self.pg_inbox {
-            inbox.close().await;
-        }
+        self.apply_pool.close().await;
+        self.inbox.close().await;
         self.pool.close().await;
     }
 }
 
-/// A SQLite pool in WAL mode whose connections commit with `synchronous` (FULL or NORMAL) and
-/// checkpoint the WAL past `checkpoints` pages (0: never).
+/// A SQLite pool in WAL mode whose connections commit with `synchronous` (FULL or NORMAL).
 async fn sqlite_pool(
     options: AnyConnectOptions,
     max: u32,
     synchronous: &'static str,
-    checkpoints: u32,
 ) -> std::result::Result<AnyPool, sqlx::Error> {
     AnyPoolOptions::new()
         .max_connections(max)
         .after_connect(move |conn, _| {
             Box::pin(async move {
-                conn.execute(sqlite_pragmas(synchronous, checkpoints).as_str())
-                    .await?;
+                conn.execute(sqlite_pragmas(synchronous).as_str()).await?;
                 Ok(())
             })
         })
@@ -346,15 +334,15 @@ async fn sqlite_pool(
         .await
 }
 
-/// Every SQLite connection's settings: WAL, commits with `synchronous` (FULL or NORMAL), a
-/// checkpoint past `checkpoints` pages (0: never). 16 KB pages (a new database only; an existing
+/// Every SQLite connection's settings: WAL, commits with `synchronous` (FULL or NORMAL), no
+/// checkpoints (they are the checkpoint thread's job, not any committer's). 16 KB pages (a new database only; an existing
 /// one keeps its size): a commit of N 3 KB webhook payloads writes N/5 WAL frames, not N, each a
 /// page and a header written apart, so ingestion makes fewer writes per event.
-pub(crate) fn sqlite_pragmas(synchronous: &str, checkpoints: u32) -> String {
+pub(crate) fn sqlite_pragmas(synchronous: &str) -> String {
     format!(
         "PRAGMA page_size = 16384; PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; \
          PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 10000; PRAGMA temp_store = MEMORY; \
-         PRAGMA wal_autocheckpoint = {checkpoints};"
+         PRAGMA wal_autocheckpoint = 0;"
     )
 }
 

@@ -69,7 +69,7 @@ fn checkpoint(conn: &rusqlite::Connection) -> rusqlite::Result<i64> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::inbox::{insert_batch, NewEvent};
+    use crate::db::inbox::NewEvent;
     use crate::db::Db;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,7 +83,7 @@ mod tests {
             let events = (0..200)
                 .map(|i| NewEvent::platform_balance(format!("evt_{batch}_{i}"), "x".repeat(3000)))
                 .collect();
-            insert_batch(&db, events).await.unwrap();
+            db.inbox().insert(events, None).await.unwrap();
         }
         // The WAL file keeps its largest size; each frame is a page and a 24-byte header.
         let wal = std::fs::metadata(dir.path().join("t.db-wal"))

@@ -16,9 +16,9 @@ use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
+use crate::db::inbox::Deliveries;
 use crate::service::Services;
 use crate::supervise::Liveness;
-use crate::webhooks::ingest::Ingest;
 
 pub mod api;
 pub mod api_docs;
@@ -49,7 +49,7 @@ pub struct AppState(Arc<AppParts>);
 
 pub struct AppParts {
     pub services: Services,
-    pub ingest: Ingest,
+    pub deliveries: Deliveries,
     /// Wakes the worker after something is queued outside the ingest path (a replay).
     pub stored: Arc<tokio::sync::Notify>,
     /// The supervised worker's liveness, for `/healthz`.

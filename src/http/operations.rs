@@ -54,7 +54,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             format!("the notification deliverer is {why}"),
         );
     }
-    if state.ingest.is_closed() {
+    if state.deliveries.is_closed() {
         return unavailable("inbox_down", "the inbox writer has stopped".into());
     }
     let ping = sqlx::query("SELECT 1").execute(state.services.db.pool());

@@ -251,7 +251,7 @@ async fn receive(
         event_type: envelope.event_type,
         payload,
     };
-    match state.ingest.store(event).await {
+    match state.deliveries.deliver(event).await {
         Ok(Inserted::New(_)) => {
             metrics.webhook_received(scope, false);
             Json(WebhookAck {

@@ -291,11 +291,14 @@ async fn feed(
         }
     }
     if !batch.is_empty() {
-        let fed = inbox::insert_batch(&s.db, batch)
-            .await?
-            .iter()
-            .filter(|i| matches!(i, inbox::Inserted::New(_)))
-            .count() as u64;
+        let fed =
+            s.db.inbox()
+                .insert(batch, None)
+                .await?
+                .results
+                .iter()
+                .filter(|i| matches!(i, inbox::Inserted::New(_)))
+                .count() as u64;
         report.missing += fed;
         report.fed += fed;
     }

@@ -4,7 +4,6 @@
 pub mod doors;
 pub mod event;
 pub mod handlers;
-pub mod ingest;
 pub mod registry;
 
 pub use event::{HandlerError, Incoming};

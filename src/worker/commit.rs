@@ -19,14 +19,12 @@ use crate::webhooks::event::{HandlerError, Incoming, Loaded};
 use crate::webhooks::registry::Handler;
 
 /// Commits a batch's events. The effect-free outcomes (`Step::Finish`) go to the inbox's
-/// writer (SQLite's inbox thread, to join its next commit; PostgreSQL's inbox connections, one
-/// statement), while the others are applied here.
+/// writer (see `Inbox::finish`), while the others are applied here.
 pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> Result<(), DbError> {
-    let by_writer = inbox::writer_finishes_outcomes(&s.db);
     let (finishes, mut rest): (Vec<_>, Vec<_>) = items
         .into_iter()
-        .partition(|(_, step)| by_writer && matches!(step, Step::Finish { .. }));
-    let finished = inbox::finish_through_writer(&s.db, token, as_finishes(finishes));
+        .partition(|(_, step)| matches!(step, Step::Finish { .. }));
+    let finished = s.db.inbox().finish(token, as_finishes(finishes));
     let (finished, applied) = tokio::join!(finished, commit_together(s, token, &mut rest));
     finished?;
     applied

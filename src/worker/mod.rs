@@ -14,8 +14,7 @@ use rand::Rng;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::db::handoff::Handoff;
-use crate::db::inbox::{self, Claimed, EventRow, Outcome};
+use crate::db::inbox::{self, Claimed, EventRow, Handoff, Outcome};
 use crate::db::DbError;
 use crate::domain::{Mode, StoreId};
 use crate::service::Services;
@@ -181,13 +180,10 @@ type Item<'a> = (&'a EventRow, Step);
 async fn process_batch(s: &Services, loads: &Arc<Loads>) -> Result<usize, DbError> {
     let token = format!("{:016x}", rand::thread_rng().gen::<u64>());
     let w = &s.config.worker;
-    let claimed = inbox::claim_with_payloads(
-        &s.db,
-        &token,
-        i64::from(w.batch_size),
-        w.lease.as_millis() as i64,
-    )
-    .await?;
+    let claimed =
+        s.db.inbox()
+            .claim(&token, i64::from(w.batch_size), w.lease.as_millis() as i64)
+            .await?;
     process_claimed(s, loads, &token, claimed).await
 }
 

@@ -134,6 +134,8 @@ fn database_start_up_errors_say_what_failed() {
             "postgres://bursar@127.0.0.1:1/bursar".to_owned(),
             "connection refused by 127.0.0.1:1",
         ),
+        // An acknowledged event must outlive the process.
+        ("sqlite::memory:".to_owned(), "must be a file"),
     ];
     for (url, expected) in cases {
         let env: HashMap<String, String> = [

@@ -1,4 +1,4 @@
-//! PostgreSQL's inbox writes: a batch of deliveries is one prepared statement, its columns
+//! PostgreSQL's inbox: a batch of deliveries is one prepared statement, its columns
 //! bound as arrays (`UNNEST`), that inserts the inbox rows and the payloads of the new ones
 //! and commits on its own. Several batches may be in flight at once, each on its own
 //! connection, so PostgreSQL flushes their commits together.
@@ -7,16 +7,23 @@
 //! multi-row `VALUES` has a different statement text for each batch size, so the server would
 //! parse and plan most batches anew. The connections are kept here rather than in a sqlx
 //! pool, which pings a connection each time it is returned (and, by default, taken): two more
-//! round trips per batch than the batch itself.
+//! round trips per batch than the batch itself. Deliveries reach the writer through
+//! `group_commit`; claims run on the worker's pool, as its other transactions do.
+
+mod group_commit;
 
 use std::collections::HashMap;
 use std::sync::Mutex;
 
 use sqlx::postgres::{PgConnectOptions, PgConnection};
-use sqlx::{Connection, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
-use super::inbox::{Finish, InsertedBatch, Lease, NewEvent, NewStatus};
-use super::{now_ms, Result};
+pub(super) use group_commit::{deliver, group_commit, Queue};
+
+use super::claim_sql;
+use super::operator::payloads_on;
+use super::rows::{Claimed, EventRow, Finish, InsertedBatch, Lease, NewEvent, NewStatus};
+use crate::db::{now_ms, Engine, Result};
 
 /// Batches a writer may have in flight: while one waits for its commit's flush, the next is
 /// already being written.
@@ -70,11 +77,15 @@ const FINISH_SETUP: &str =
 type StoredRow = (i64, String, String, Option<String>);
 
 #[derive(Debug)]
-pub struct PgInbox {
+pub struct Writer {
     /// Commits that wait for their WAL flush: the deliveries, answered 2xx once stored.
     inserts: Connections,
     /// Commits that do not: the worker's effect-free outcomes (see `Db::connect`).
     finishes: Connections,
+    /// The worker's pool, whose commits do not wait for the flush either: claims.
+    apply: AnyPool,
+    /// The shared pool: the claimed events' payloads.
+    read: AnyPool,
 }
 
 /// Connections of one kind between uses, set up with `setup` when opened.
@@ -168,9 +179,9 @@ impl<'a> Columns<'a> {
     }
 }
 
-impl PgInbox {
+impl Writer {
     /// Opens the first connection, so a database that cannot be reached fails at start.
-    pub async fn connect(options: PgConnectOptions) -> Result<Self> {
+    pub async fn connect(options: PgConnectOptions, apply: AnyPool, read: AnyPool) -> Result<Self> {
         let inbox = Self {
             // Durable before the 2xx, whatever the server's default.
             inserts: Connections::new(
@@ -179,6 +190,8 @@ impl PgInbox {
                 PIPELINE as usize,
             ),
             finishes: Connections::new(options, FINISH_SETUP, 1),
+            apply,
+            read,
         };
         let first = inbox.inserts.take().await?;
         inbox.inserts.put_back(first, &Ok(()));
@@ -187,7 +200,7 @@ impl PgInbox {
 
     /// Stores a batch in one statement (one commit), the new events claimed under `lease` if
     /// one is given. Returns each delivery's result, in order.
-    pub async fn insert_batch(
+    pub async fn insert(
         &self,
         events: Vec<NewEvent>,
         lease: Option<&Lease>,
@@ -249,6 +262,30 @@ impl PgInbox {
         Ok(done?.rows_affected() as usize)
     }
 
+    /// Claims due events in one transaction on the worker's pool, then reads their payloads.
+    pub async fn claim(&self, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<Claimed>> {
+        let now = now_ms();
+        let mut tx = self.apply.begin().await?;
+        let mut rows = sqlx::query_as::<_, EventRow>(&claim_sql(Engine::Postgres))
+            .bind(token)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        rows.sort_by_key(|r| r.seq);
+        let seqs: Vec<i64> = rows.iter().map(|r| r.seq).collect();
+        let mut payloads = payloads_on(&self.read, Engine::Postgres, &seqs).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| {
+                let p = payloads.remove(&r.seq);
+                (r, p)
+            })
+            .collect())
+    }
+
     pub async fn close(&self) {
         self.inserts.close().await;
         self.finishes.close().await;
@@ -261,17 +298,19 @@ mod tests {
     use crate::db::inbox::{Inserted, Outcome};
     use crate::db::Db;
 
+    /// The PostgreSQL writer behind the database's inbox.
+    fn writer(db: &Db) -> &Writer {
+        match &db.inbox().0 {
+            super::super::Writer::Postgres(w) => w,
+            super::super::Writer::Sqlite(_) => panic!("a PostgreSQL database has its writer"),
+        }
+    }
+
     /// A fresh database on the PostgreSQL run's server; None on the SQLite run.
     async fn fresh() -> Option<Db> {
         let url = std::env::var("BURSAR_TEST_DATABASE_URL").ok()?;
-        let name = format!("bursar_unit_{:016x}", rand::random::<u64>());
-        let mut conn = PgConnection::connect(&url).await.unwrap();
-        conn.execute(format!("CREATE DATABASE {name}").as_str())
-            .await
-            .unwrap();
-        let mut fresh = url::Url::parse(&url).unwrap();
-        fresh.set_path(&name);
-        Some(Db::open(fresh.as_str()).await.unwrap())
+        let url = crate::db::testing::fresh_postgres(&url).await;
+        Some(Db::open(&url).await.unwrap())
     }
 
     fn event(id: &str) -> NewEvent {
@@ -294,22 +333,19 @@ mod tests {
         let Some(db) = fresh().await else {
             return; // the SQLite run: its inbox thread has its own tests
         };
-        let inbox = db.pg_inbox().expect("PostgreSQL has an inbox writer");
+        let inbox = writer(&db);
         let lease = Lease {
             token: "ours".into(),
             until: now_ms() + 60_000,
         };
         let batch = ["evt_a", "evt_b", "evt_a", "evt_c"].map(event).to_vec();
-        let stored = inbox.insert_batch(batch, Some(&lease)).await.unwrap();
+        let stored = inbox.insert(batch, Some(&lease)).await.unwrap();
         let seqs: Vec<i64> = stored.claimed.iter().map(|(r, _)| r.seq).collect();
         assert_eq!(seqs.len(), 3, "three distinct ids, claimed as inserted");
         assert!(
             matches!(stored.results[..], [Inserted::New(a), Inserted::New(b), Inserted::Duplicate, Inserted::New(c)] if [a, b, c] == seqs[..])
         );
-        let again = inbox
-            .insert_batch(vec![event("evt_b")], None)
-            .await
-            .unwrap();
+        let again = inbox.insert(vec![event("evt_b")], None).await.unwrap();
         assert!(matches!(again.results[..], [Inserted::Duplicate]));
         assert_eq!(row(&db, "evt_b").await.3, r#"{"id":"evt_b"}"#);
 
@@ -352,9 +388,9 @@ mod tests {
         let Some(db) = fresh().await else {
             return; // the SQLite run: its finishes are single-row updates by rowid
         };
-        let inbox = db.pg_inbox().unwrap();
+        let inbox = writer(&db);
         let batch = ["evt_a", "evt_b", "evt_c"].map(event).to_vec();
-        inbox.insert_batch(batch, None).await.unwrap();
+        inbox.insert(batch, None).await.unwrap();
         sqlx::query("ANALYZE events")
             .execute(db.pool())
             .await
@@ -380,7 +416,7 @@ mod tests {
     #[tokio::test]
     async fn a_lookup_by_event_id_seeks_the_index_through_every_source() {
         let Some(db) = fresh().await else {
-            return; // the SQLite run: its plan is checked in `sqlite_inbox`
+            return; // the SQLite run: its plan is checked in `inbox::sqlite`
         };
         sqlx::query(
             "INSERT INTO events (source, event_id, event_type, scope, livemode, stripe_created, \
@@ -397,7 +433,10 @@ mod tests {
             .await
             .unwrap();
         for by_source in [false, true] {
-            let sql = format!("EXPLAIN {}", crate::db::inbox::by_event_id_sql(by_source));
+            let sql = format!(
+                "EXPLAIN {}",
+                super::super::operator::by_event_id_sql(by_source)
+            );
             let explain = sqlx::query_scalar::<_, String>(&sql).bind("evt_7");
             let explain = if by_source {
                 explain.bind("connect")

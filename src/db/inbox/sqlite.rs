@@ -1,4 +1,4 @@
-//! SQLite's webhook inbox writes, on a dedicated thread with its own connection and cached
+//! SQLite's inbox: every inbox write, on a dedicated thread with its own connection and cached
 //! prepared statements (rusqlite). Through sqlx every statement is a round trip to sqlx's
 //! connection thread, and statements of varying length are prepared anew; here a batch of
 //! deliveries is one transaction of single-row statements run back to back (one fsync for all).
@@ -19,11 +19,9 @@ use rusqlite::{params, OptionalExtension};
 use tokio::sync::{oneshot, Mutex};
 
 use super::handoff::Handoff;
-use super::inbox::{
-    claim_sql, Claimed, EventRow, Finish, Inserted, InsertedBatch, Lease, NewEvent, NewStatus,
-    MAX_BATCH,
-};
-use super::{now_ms, DbError, Engine, Result};
+use super::rows::{Claimed, EventRow, Finish, Inserted, InsertedBatch, Lease, NewEvent, NewStatus};
+use super::{claim_sql, DeliverError, MAX_BATCH};
+use crate::db::{now_ms, DbError, Engine, Result};
 
 // The statements run for every event. No `RETURNING` on the insert: SQLite buffers a RETURNING
 // statement's rows in a temporary B-tree it opens and closes per statement, a cost paid on every
@@ -72,15 +70,15 @@ enum Job {
 
 /// A worker's claim: up to `limit` due events, for `lease_ms`, under `token`.
 #[derive(Debug)]
-pub struct Claim {
-    pub token: String,
-    pub limit: i64,
-    pub lease_ms: i64,
+struct Claim {
+    token: String,
+    limit: i64,
+    lease_ms: i64,
 }
 
 /// The handle to the inbox thread; the thread ends when the last handle is dropped.
 #[derive(Debug)]
-pub struct SqliteInbox {
+pub struct Thread {
     jobs: mpsc::Sender<Job>,
     running: Arc<AtomicBool>,
 }
@@ -105,14 +103,14 @@ impl Drop for Running {
     }
 }
 
-impl SqliteInbox {
+impl Thread {
     /// Opens the thread's connection to the database file at `path`.
     pub fn open(path: &Path, write_lock: Arc<Mutex<()>>) -> Result<Self> {
         let conn = rusqlite::Connection::open(path).map_err(sqlite)?;
         // The same settings as the pool's connections (WAL, an fsync on every commit, checkpoints
         // left to `sqlite_checkpoint`), and a larger page cache: the right edges of the inbox's
         // B-trees and the due index stay in memory instead of being read back at every commit.
-        let pragmas = super::sqlite_pragmas("FULL", 0);
+        let pragmas = crate::db::sqlite_pragmas("FULL");
         conn.execute_batch(&format!("{pragmas} PRAGMA cache_size = -32768;"))
             .map_err(sqlite)?;
         conn.set_prepared_statement_cache_capacity(16);
@@ -140,38 +138,33 @@ impl SqliteInbox {
         &self,
         event: NewEvent,
         handoff: Arc<Handoff>,
-    ) -> Result<Inserted, Arc<DbError>> {
+    ) -> Result<Inserted, DeliverError> {
         let (reply, answer) = oneshot::channel();
         let job = Job::Deliver(Delivery {
             event,
             handoff,
             reply,
         });
-        self.send(job).map_err(Arc::new)?;
-        answer.await.map_err(|_| Arc::new(stopped()))?
+        self.send(job).map_err(|_| DeliverError::Closed)?;
+        answer
+            .await
+            .map_err(|_| DeliverError::Closed)?
+            .map_err(DeliverError::Db)
     }
 
     /// Writes effect-free outcomes of events claimed under `token`, in the thread's next
-    /// commit; resolves to how many were still ours. Sent at once, so the caller may write
-    /// its other events before it awaits.
-    pub fn finish(
-        &self,
-        token: &str,
-        finishes: Vec<Finish>,
-    ) -> impl std::future::Future<Output = Result<usize>> {
+    /// commit; resolves to how many were still ours.
+    pub async fn finish(&self, token: &str, finishes: Vec<Finish>) -> Result<usize> {
         let (reply, answer) = oneshot::channel();
-        let sent = self.send(Job::Finish(Finishes {
+        self.send(Job::Finish(Finishes {
             token: token.to_owned(),
             finishes,
             reply,
-        }));
-        async move {
-            sent?;
-            answer.await.map_err(|_| stopped())?
-        }
+        }))?;
+        answer.await.map_err(|_| stopped())?
     }
 
-    pub async fn insert_batch(
+    pub async fn insert(
         &self,
         events: Vec<NewEvent>,
         lease: Option<Lease>,
@@ -182,7 +175,12 @@ impl SqliteInbox {
     }
 
     /// Claims due events and reads their payloads: one hand-off for the whole batch.
-    pub async fn claim(&self, claim: Claim) -> Result<Vec<Claimed>> {
+    pub async fn claim(&self, token: &str, limit: i64, lease_ms: i64) -> Result<Vec<Claimed>> {
+        let claim = Claim {
+            token: token.to_owned(),
+            limit,
+            lease_ms,
+        };
         let (reply, answer) = oneshot::channel();
         self.send(Job::Claim(claim, reply))?;
         answer.await.map_err(|_| stopped())?
@@ -602,9 +600,8 @@ mod tests {
             until: now_ms() + 60_000,
         };
         let stored = db
-            .sqlite_inbox()
-            .unwrap()
-            .insert_batch((0..n).map(event).collect(), Some(lease))
+            .inbox()
+            .insert((0..n).map(event).collect(), Some(&lease))
             .await
             .unwrap();
         let seqs: Vec<i64> = stored.claimed.iter().map(|(row, _)| row.seq).collect();
@@ -638,14 +635,14 @@ mod tests {
                 "{sql} builds a temporary B-tree: {ops:?}"
             );
         }
-        let unfinished = crate::db::inbox::unfinished(Engine::Sqlite);
+        let unfinished = super::super::unfinished(Engine::Sqlite);
         let planned = [
             (claim_sql(Engine::Sqlite), "events_due"),
             (
                 format!("SELECT MIN(received_at) FROM events WHERE {unfinished}"),
                 "events_due",
             ),
-            (crate::db::inbox::list_sql(true), "events_store"),
+            (super::super::operator::list_sql(true), "events_store"),
         ];
         for (sql, index) in planned {
             let plan = explain(&format!("EXPLAIN QUERY PLAN {sql}"), 3).join("; ");
@@ -654,7 +651,7 @@ mod tests {
         // A lookup by Stripe event id, with or without its source, seeks the unique index and
         // never reads the whole inbox.
         for by_source in [true, false] {
-            let sql = crate::db::inbox::by_event_id_sql(by_source);
+            let sql = super::super::operator::by_event_id_sql(by_source);
             let plan = explain(&format!("EXPLAIN QUERY PLAN {sql}"), 3).join("; ");
             assert!(!plan.contains("SCAN events"), "{sql}: {plan}");
             assert!(
@@ -729,9 +726,11 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finishes_write_only_the_rows_still_under_their_claim() {
         let (_dir, db, seqs) = claimed(3).await;
-        let thread = db.sqlite_inbox().unwrap();
+        let inbox = db.inbox();
+        let handoff = Handoff::new(4, Duration::from_secs(60), Default::default());
+        let (door, _) = inbox.deliveries(handoff);
 
-        let theirs = thread.finish(
+        let theirs = inbox.finish(
             "theirs",
             vec![finish(seqs[0], Outcome::Applied, None, None)],
         );
@@ -742,21 +741,18 @@ mod tests {
         );
         // A delivery sent at the same time (the two may share a commit): both land.
         let (finished, delivered) = tokio::join!(
-            thread.finish(
+            inbox.finish(
                 "ours",
                 vec![
                     finish(seqs[0], Outcome::Applied, None, None),
                     finish(seqs[1], Outcome::Ignored, Some("st_x"), Some("why")),
                 ],
             ),
-            thread.deliver(
-                event(9),
-                Handoff::new(4, Duration::from_secs(60), Default::default())
-            )
+            door.deliver(event(9))
         );
         assert_eq!(finished.unwrap(), 2);
         assert!(matches!(delivered.unwrap(), Inserted::New(_)));
-        let again = thread.finish("ours", vec![finish(seqs[0], Outcome::Applied, None, None)]);
+        let again = inbox.finish("ours", vec![finish(seqs[0], Outcome::Applied, None, None)]);
         assert_eq!(
             again.await.unwrap(),
             0,
@@ -794,7 +790,6 @@ mod tests {
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn finishes_are_written_when_the_deliveries_beside_them_fail() {
         let (_dir, db, seqs) = claimed(1).await;
-        let thread = db.sqlite_inbox().unwrap();
         let seq = seqs[0];
         // Every delivery from now on fails to store its payload.
         sqlx::query("DROP TABLE event_payloads")
@@ -803,16 +798,14 @@ mod tests {
             .unwrap();
         // Both wait behind the write lock, so they are gathered into one commit.
         let turn = db.write_turn().await;
-        let finished = thread.finish("ours", vec![finish(seq, Outcome::Applied, None, None)]);
-        let other = db.clone();
-        let delivered = tokio::spawn(async move {
-            let handoff = Handoff::new(4, Duration::from_secs(60), Default::default());
-            other
-                .sqlite_inbox()
-                .unwrap()
-                .deliver(event(1), handoff)
-                .await
+        let inbox = db.inbox().clone();
+        let finished = tokio::spawn(async move {
+            let finishes = vec![finish(seq, Outcome::Applied, None, None)];
+            inbox.finish("ours", finishes).await
         });
+        let handoff = Handoff::new(4, Duration::from_secs(60), Default::default());
+        let (door, _) = db.inbox().deliveries(handoff);
+        let delivered = tokio::spawn(async move { door.deliver(event(1)).await });
         tokio::time::sleep(Duration::from_millis(200)).await;
         drop(turn);
         assert!(
@@ -820,7 +813,7 @@ mod tests {
             "the delivery is refused, not acknowledged"
         );
         assert_eq!(
-            finished.await.unwrap(),
+            finished.await.unwrap().unwrap(),
             1,
             "the finish is written all the same"
         );

@@ -11,8 +11,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 
-use super::inbox::{Claimed, Inserted, InsertedBatch, Lease};
-use super::now_ms;
+use super::rows::{Claimed, Inserted, InsertedBatch, Lease};
+use crate::db::now_ms;
 
 #[derive(Debug)]
 pub struct Handoff {
