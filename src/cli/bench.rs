@@ -74,7 +74,7 @@ pub async fn ingest(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     };
     // Signed before the clock starts: the generator's own HMAC work is not in the figures.
     let run_id: u32 = rand::random();
-    let now = crate::db::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     let requests: Arc<Vec<(Bytes, String)>> = Arc::new(
         (0..args.events)
             .map(|i| {
@@ -230,7 +230,7 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<()> {
             store_id: None,
             account_id: None,
             livemode: false,
-            created: crate::db::now_ms() / 1000,
+            created: crate::clock::now_ms() / 1000,
             payload,
         });
         if batch.len() == 1000 || i + 1 == args.events {
@@ -276,7 +276,7 @@ fn event_body(run: u32, i: u64, size: usize) -> String {
     let head = format!(
         r#"{{"id":"evt_bench{run:08x}{i:012}","object":"event","api_version":"{v}","created":{c},"data":{{"object":{{"object":"balance","available":[{{"amount":{i},"currency":"usd","source_types":{{"card":{i}}}}}],"connect_reserved":[{{"amount":0,"currency":"usd"}}],"livemode":false,"pending":[{{"amount":0,"currency":"usd","source_types":{{"card":0}}}}],"bench_padding":""#,
         v = crate::stripe::STRIPE_VERSION,
-        c = crate::db::now_ms() / 1000,
+        c = crate::clock::now_ms() / 1000,
     );
     let tail = r#""}},"livemode":false,"pending_webhooks":1,"request":{"id":null,"idempotency_key":null},"type":"balance.available"}"#;
     let pad = size.saturating_sub(head.len() + tail.len());

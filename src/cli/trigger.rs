@@ -86,7 +86,7 @@ pub async fn run(config: Config, args: TriggerArgs) -> anyhow::Result<()> {
         ),
     };
     let body = serde_json::to_vec(&event)?;
-    let header = signature::sign(&body, secret.expose_secret(), crate::db::now_ms() / 1000);
+    let header = signature::sign(&body, secret.expose_secret(), crate::clock::now_ms() / 1000);
     let response = reqwest::Client::new()
         .post(&url)
         .header("Content-Type", "application/json")

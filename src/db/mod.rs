@@ -249,6 +249,12 @@ impl Db {
         Ok(())
     }
 
+    /// Runs a trivial query: the database answers.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -293,7 +299,7 @@ impl Db {
 
     /// A write transaction for the worker's claims and applies, on a connection that commits
     /// without waiting for the disk (atomic, made durable by the next synchronous commit).
-    pub async fn begin_apply(&self) -> Result<WriteTx> {
+    pub async fn begin_unsynced(&self) -> Result<WriteTx> {
         match self.engine {
             Engine::Postgres => Ok(WriteTx {
                 tx: self.apply_pool.begin().await?,

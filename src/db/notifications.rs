@@ -259,7 +259,7 @@ pub async fn claim_due(
     }
     // Claims and attempts are written without waiting for the disk: one lost to a crash only
     // sends a notification again (at least once, as promised).
-    let mut tx = db.begin_apply().await?;
+    let mut tx = db.begin_unsynced().await?;
     let skip = super::skip_locked(&tx, "n");
     let due: Vec<String> = sqlx::query_scalar(&format!(
         "SELECT n.id FROM notifications n JOIN notification_endpoints e ON e.id = n.endpoint_id \
@@ -331,7 +331,7 @@ pub async fn record_attempt(
     next: Next,
 ) -> Result<bool> {
     let now = now_ms();
-    let mut tx = db.begin_apply().await?;
+    let mut tx = db.begin_unsynced().await?;
     let (status, next_at, delivered) = match next {
         Next::Delivered => ("delivered", n.next_attempt_at, Some(now)),
         Next::RetryAt(at) => ("pending", at, None),
@@ -503,6 +503,18 @@ pub async fn backlog(db: &Db) -> Result<(i64, Option<i64>)> {
         "SELECT COUNT(*), MIN(created_at) FROM notifications WHERE status = 'pending'",
     )
     .fetch_one(db.pool())
+    .await?)
+}
+
+/// Endpoints disabled or failing, by id: id, disabled, why disabled, failing since (unix ms).
+pub async fn troubled_endpoints(
+    db: &Db,
+) -> Result<Vec<(String, i64, Option<String>, Option<i64>)>> {
+    Ok(sqlx::query_as(
+        "SELECT id, disabled, disabled_reason, failing_since FROM notification_endpoints \
+         WHERE disabled = 1 OR failing_since IS NOT NULL ORDER BY id",
+    )
+    .fetch_all(db.pool())
     .await?)
 }
 

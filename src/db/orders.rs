@@ -737,6 +737,18 @@ pub async fn refund_status_from_stripe(
     Ok(())
 }
 
+/// How many orders are still pending that were created before `before` (unix ms), of one
+/// store or of all.
+pub async fn count_pending_before(db: &Db, before: i64, store: Option<&StoreId>) -> Result<i64> {
+    Ok(sqlx::query_scalar(
+        "SELECT COUNT(*) FROM orders WHERE status = 'pending' AND created_at < $1 AND ($2 = '' OR store_id = $2)",
+    )
+    .bind(before)
+    .bind(store.map(|o| o.to_string()).unwrap_or_default())
+    .fetch_one(db.pool())
+    .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use std::sync::Arc;

@@ -158,7 +158,7 @@ pub async fn result(State(state): State<AppState>, Path(token): Path<String>) ->
     // link) reloads it: the store's Stripe rate budget is not the public's.
     let recently = order
         .synced_at
-        .is_some_and(|t| crate::db::now_ms() / 1000 - t < 5);
+        .is_some_and(|t| crate::clock::now_ms() / 1000 - t < 5);
     if matches!(order.status.as_str(), "pending" | "failed") && !recently {
         if let Ok(id) = OrderId::parse(&order.id) {
             match orders::sync(&state.services, &id).await {

@@ -195,10 +195,13 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(webhooks::store))
         .layer(DefaultBodyLimit::max(WEBHOOK_BODY_LIMIT));
     let pages = OpenApiRouter::new()
-        .routes(routes!(pages::connect_form, pages::connect_submit))
-        .routes(routes!(pages::success))
-        .routes(routes!(pages::oauth_callback))
-        .routes(routes!(pages::onboarding_refresh))
+        .routes(routes!(
+            pages::connect::connect_form,
+            pages::connect::connect_submit
+        ))
+        .routes(routes!(pages::connect::success))
+        .routes(routes!(pages::onboarding::oauth_callback))
+        .routes(routes!(pages::onboarding::onboarding_refresh))
         .routes(routes!(pages::stylesheet))
         .routes(routes!(status::public))
         .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));

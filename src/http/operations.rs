@@ -9,7 +9,7 @@ use axum::Json;
 use serde::Serialize;
 
 use super::AppState;
-use crate::service::Services;
+use crate::service::{health, Services};
 
 #[derive(Serialize, utoipa::ToSchema)]
 pub struct Health {
@@ -57,9 +57,8 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     if state.deliveries.is_closed() {
         return unavailable("inbox_down", "the inbox writer has stopped".into());
     }
-    let ping = sqlx::query("SELECT 1").execute(state.services.db.pool());
-    match tokio::time::timeout(Duration::from_secs(2), ping).await {
-        Ok(Ok(_)) => Json(Health {
+    match health::database_answers(&state.services, Duration::from_secs(2)).await {
+        true => Json(Health {
             status: "ok",
             detail: None,
             worker: Some(WorkerHealth {
@@ -67,7 +66,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
             }),
         })
         .into_response(),
-        _ => unavailable(
+        false => unavailable(
             "database_unavailable",
             "the database did not answer within 2 s".into(),
         ),
@@ -85,29 +84,7 @@ fn worker_stale_after(s: &Services) -> Duration {
 #[utoipa::path(get, path = "/metrics", tag = "operations", operation_id = "metrics",
     responses((status = 200, description = "Prometheus text exposition", content_type = "text/plain", body = String)))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let db = &state.services.db;
-    match (
-        crate::db::inbox::status_counts(db).await,
-        crate::db::inbox::oldest_unfinished(db).await,
-    ) {
-        (Ok(counts), Ok(oldest)) => {
-            let lag = oldest.map_or(0, |t| (crate::db::now_ms() - t) / 1000);
-            state.services.metrics.set_inbox(&counts, lag);
-        }
-        (Err(e), _) | (_, Err(e)) => {
-            tracing::warn!(error = %e, "the inbox could not be read for metrics")
-        }
-    }
-    match crate::db::notifications::backlog(db).await {
-        Ok((waiting, oldest)) => {
-            let age = oldest.map_or(0, |t| (crate::db::now_ms() - t) / 1000);
-            state
-                .services
-                .metrics
-                .set_notification_backlog(waiting, age);
-        }
-        Err(e) => tracing::warn!(error = %e, "the outbox could not be read for metrics"),
-    }
+    health::refresh_gauges(&state.services).await;
     (
         [(
             header::CONTENT_TYPE,

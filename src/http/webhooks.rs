@@ -189,7 +189,7 @@ async fn receive(
         .into_response();
     }
     let header = signature.0.as_ref().and_then(|v| v.to_str().ok());
-    let now = crate::db::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     let tolerance = state.services.config.webhook_tolerance;
     let mut verified = signature::verify(header, &body, secrets, tolerance, now);
     let source = door.source();

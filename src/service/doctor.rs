@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::connections::{self, StoreScope};
 use super::webhook_endpoints::{self, Target};
 use super::{secrets, Result, ServiceError, Services};
+use crate::db::connections::ConnectionRow;
 use crate::db::{self, now_ms};
 use crate::domain::StoreId;
 use crate::stripe::AccountScope;
@@ -42,15 +43,48 @@ const SETUP: &str = "run `bursar webhooks setup`";
 
 /// Every check, or those about one store (plus the configuration they stand on).
 pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
-    let mut checks = Vec::new();
-    let platform_live = s
-        .config
+    let mut checks = vec![public_url(s), master_keys(s).await?];
+    let platform = platform_key(s).await;
+    let platform_usable = platform.ok;
+    checks.push(platform);
+    let all = db::connections::all(&s.db).await?;
+    let connect_platform = webhook_endpoints::uses_connect(s, &all);
+    let rows = in_view(s, only, all, &mut checks).await?;
+    let mut targets = Vec::new();
+    if platform_usable {
+        if only.is_none() {
+            targets.push(Target::Platform);
+        }
+        if (only.is_none() && connect_platform) || rows.iter().any(|r| r.is_connect()) {
+            targets.push(Target::Connect);
+        }
+    }
+    for row in rows.iter().filter(|r| !r.is_connect()) {
+        if let Some(store) = store_key(s, row, &mut checks).await? {
+            targets.push(Target::Store(store));
+        }
+    }
+    for target in targets {
+        checks.extend(endpoint(s, &target).await?);
+    }
+    checks.extend(signatures(s, only).await?);
+    checks.push(dead_events(s).await?);
+    checks.push(notification_endpoints(s).await?);
+    checks.push(pending_orders(s, only).await?);
+    Ok(checks)
+}
+
+fn platform_is_live(s: &Services) -> bool {
+    s.config
         .stripe
         .secret_key
         .as_ref()
-        .is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).starts_with("sk_live_"));
+        .is_some_and(|k| secrecy::ExposeSecret::expose_secret(k).starts_with("sk_live_"))
+}
+
+fn public_url(s: &Services) -> Check {
     let public = &s.config.public_url;
-    checks.push(if platform_live && !public.starts_with("https://") {
+    if platform_is_live(s) && !public.starts_with("https://") {
         problem(
             "public URL",
             format!("BURSAR_PUBLIC_URL is {public}; Stripe delivers live events only over HTTPS"),
@@ -58,9 +92,12 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
         )
     } else {
         ok("public URL", format!("BURSAR_PUBLIC_URL is {public}"))
-    });
+    }
+}
+
+async fn master_keys(s: &Services) -> Result<Check> {
     let keys = secrets::check_master_keys(s).await?;
-    checks.push(if keys.is_ok() {
+    Ok(if keys.is_ok() {
         ok("master keys", "every stored secret opens")
     } else {
         problem(
@@ -68,49 +105,48 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
             keys.describe(),
             "put the missing key back in BURSAR_MASTER_KEYS",
         )
-    });
+    })
+}
 
-    let platform_usable = match &s.config.stripe.secret_key {
-        None => {
-            checks.push(problem(
-                "platform key",
-                "STRIPE_SECRET_KEY is not set: Connect, vendor billing and webhook setup need it",
-                "set STRIPE_SECRET_KEY to the platform's secret key",
-            ));
-            false
-        }
-        Some(_) => match s
-            .stripe
-            .get::<Value>(AccountScope::Platform, "/v1/account")
-            .await
-        {
-            Ok(account) => {
-                checks.push(ok(
-                    "platform key",
-                    format!(
-                        "valid, {} mode, account {}",
-                        if platform_live { "live" } else { "test" },
-                        account["id"].as_str().unwrap_or("?")
-                    ),
-                ));
-                true
-            }
-            Err(e) => {
-                checks.push(problem(
-                    "platform key",
-                    format!("Stripe refused STRIPE_SECRET_KEY: {e}"),
-                    "set STRIPE_SECRET_KEY to a valid secret key (Dashboard → Developers → API keys)",
-                ));
-                false
-            }
-        },
-    };
+/// The platform's key, asked of Stripe; `ok` when it can be used for the checks that need it.
+async fn platform_key(s: &Services) -> Check {
+    if s.config.stripe.secret_key.is_none() {
+        return problem(
+            "platform key",
+            "STRIPE_SECRET_KEY is not set: Connect, vendor billing and webhook setup need it",
+            "set STRIPE_SECRET_KEY to the platform's secret key",
+        );
+    }
+    match s
+        .stripe
+        .get::<Value>(AccountScope::Platform, "/v1/account")
+        .await
+    {
+        Ok(account) => ok(
+            "platform key",
+            format!(
+                "valid, {} mode, account {}",
+                if platform_is_live(s) { "live" } else { "test" },
+                account["id"].as_str().unwrap_or("?")
+            ),
+        ),
+        Err(e) => problem(
+            "platform key",
+            format!("Stripe refused STRIPE_SECRET_KEY: {e}"),
+            "set STRIPE_SECRET_KEY to a valid secret key (Dashboard → Developers → API keys)",
+        ),
+    }
+}
 
-    // The endpoints each store needs: the Connect endpoint for connected stores, its own for a
-    // `keys` store; the platform's for vendor billing.
-    let all_rows = db::connections::all(&s.db).await?;
-    let connect_platform = webhook_endpoints::uses_connect(s, &all_rows);
-    let rows: Vec<_> = all_rows
+/// The connections to check: every store's, or `only`'s (which must exist, and is a problem
+/// without one).
+async fn in_view(
+    s: &Services,
+    only: Option<&StoreId>,
+    all: Vec<ConnectionRow>,
+    checks: &mut Vec<Check>,
+) -> Result<Vec<ConnectionRow>> {
+    let rows: Vec<_> = all
         .into_iter()
         .filter(|r| only.is_none_or(|o| o.as_str() == r.store_id))
         .collect();
@@ -124,110 +160,99 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
             ));
         }
     }
-    let mut targets = Vec::new();
-    if platform_usable {
-        if only.is_none() {
-            targets.push(Target::Platform);
-        }
-        if (only.is_none() && connect_platform) || rows.iter().any(|r| r.is_connect()) {
-            targets.push(Target::Connect);
-        }
-    }
-    for row in &rows {
-        let store = StoreId::parse(&row.store_id)?;
-        if row.is_connect() {
-            continue;
-        }
-        let label = format!("store {store} key");
-        let key_ok = match connections::store_scope(s, &store, row) {
-            Ok(scope @ StoreScope::OwnKey(_)) => {
-                match s.stripe.get::<Value>(scope.scope(), "/v1/account").await {
-                    Ok(_) => {
-                        checks.push(ok(label, format!("valid, {} mode", row.mode)));
-                        true
-                    }
-                    Err(e) => {
-                        checks.push(problem(
-                            label,
-                            format!("Stripe refused the store's key: {e}"),
-                            "paste a valid key: PUT /api/v1/stores/{id}/connection/keys or `bursar connect-link`",
-                        ));
-                        false
-                    }
-                }
-            }
-            Ok(StoreScope::Connected(_)) => true,
-            Err(e) => {
-                checks.push(problem(label, e.to_string(), "reconnect the store"));
-                false
-            }
-        };
-        if key_ok {
-            targets.push(Target::Store(store));
-        }
-    }
-    for target in targets {
-        let label = target.describe();
-        match webhook_endpoints::inspect(s, &target).await {
-            Ok(found) if found.is_empty() => checks.push(ok(
-                label,
-                format!(
-                    "exists, enabled, delivers to {}, sends every needed event, secret stored",
-                    target.url(public)
-                ),
-            )),
-            Ok(found) => {
-                for p in found {
-                    checks.push(problem(label.clone(), p, SETUP));
-                }
-            }
-            Err(ServiceError::StripeRefused(e)) | Err(ServiceError::StripeUnavailable(e)) => checks
-                .push(problem(
-                    label,
-                    format!("its endpoints could not be listed: {e}"),
-                    "check the key above",
-                )),
-            Err(e) => return Err(e),
-        }
-    }
+    Ok(rows)
+}
 
-    // A wrong secret is the seeds' most common fault: the door says which, and since when.
+/// A `keys` store's own key, asked of Stripe; the store when its endpoint can be inspected.
+async fn store_key(
+    s: &Services,
+    row: &ConnectionRow,
+    checks: &mut Vec<Check>,
+) -> Result<Option<StoreId>> {
+    let store = StoreId::parse(&row.store_id)?;
+    let label = format!("store {store} key");
+    let check = match connections::store_scope(s, &store, row) {
+        Ok(scope @ StoreScope::OwnKey(_)) => {
+            match s.stripe.get::<Value>(scope.scope(), "/v1/account").await {
+                Ok(_) => ok(label, format!("valid, {} mode", row.mode)),
+                Err(e) => problem(
+                    label,
+                    format!("Stripe refused the store's key: {e}"),
+                    "paste a valid key: PUT /api/v1/stores/{id}/connection/keys or `bursar connect-link`",
+                ),
+            }
+        }
+        Ok(StoreScope::Connected(_)) => return Ok(Some(store)),
+        Err(e) => problem(label, e.to_string(), "reconnect the store"),
+    };
+    let usable = check.ok;
+    checks.push(check);
+    Ok(usable.then_some(store))
+}
+
+/// One endpoint's state at Stripe: ok, or each problem found.
+async fn endpoint(s: &Services, target: &Target) -> Result<Vec<Check>> {
+    let label = target.describe();
+    Ok(match webhook_endpoints::inspect(s, target).await {
+        Ok(found) if found.is_empty() => vec![ok(
+            label,
+            format!(
+                "exists, enabled, delivers to {}, sends every needed event, secret stored",
+                target.url(&s.config.public_url)
+            ),
+        )],
+        Ok(found) => found
+            .into_iter()
+            .map(|p| problem(label.clone(), p, SETUP))
+            .collect(),
+        Err(ServiceError::StripeRefused(e)) | Err(ServiceError::StripeUnavailable(e)) => {
+            vec![problem(
+                label,
+                format!("its endpoints could not be listed: {e}"),
+                "check the key above",
+            )]
+        }
+        Err(e) => return Err(e),
+    })
+}
+
+/// A wrong secret is the seeds' most common fault: the door says which, and since when.
+async fn signatures(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
     let failures = db::operator::signature_failures(&s.db).await?;
-    let mut any_failure = false;
-    for f in failures
+    let checks: Vec<Check> = failures
         .iter()
         .filter(|f| only.is_none_or(|o| f.source == format!("store:{o}") || f.source == "connect"))
-    {
-        any_failure = true;
-        let door = match f.source.as_str() {
-            "platform" => "platform endpoint (/webhooks/stripe)".to_owned(),
-            "connect" => "Connect endpoint (/webhooks/stripe/connect)".to_owned(),
-            other => format!("{} endpoint", other.replace(':', " ")),
-        };
-        checks.push(problem(
-            "webhook signatures",
-            format!(
-                "{door}: {} failed signature verification since {} (last {}: {})",
-                count(f.count, "delivery", "deliveries"),
-                date(f.since),
-                date(f.last_at),
-                f.reason
-            ),
-            "the signing secret Bursar holds is not that endpoint's: run `bursar webhooks setup`, or set the endpoint's secret (STRIPE_WEBHOOK_SECRET, STRIPE_CONNECT_WEBHOOK_SECRET, or the store's webhook-secret)",
-        ));
-    }
-    if !any_failure {
-        checks.push(ok(
+        .map(|f| {
+            let door = match f.source.as_str() {
+                "platform" => "platform endpoint (/webhooks/stripe)".to_owned(),
+                "connect" => "Connect endpoint (/webhooks/stripe/connect)".to_owned(),
+                other => format!("{} endpoint", other.replace(':', " ")),
+            };
+            problem(
+                "webhook signatures",
+                format!(
+                    "{door}: {} failed signature verification since {} (last {}: {})",
+                    count(f.count, "delivery", "deliveries"),
+                    date(f.since),
+                    date(f.last_at),
+                    f.reason
+                ),
+                "the signing secret Bursar holds is not that endpoint's: run `bursar webhooks setup`, or set the endpoint's secret (STRIPE_WEBHOOK_SECRET, STRIPE_CONNECT_WEBHOOK_SECRET, or the store's webhook-secret)",
+            )
+        })
+        .collect();
+    if checks.is_empty() {
+        return Ok(vec![ok(
             "webhook signatures",
             "no failed verification since the last good delivery",
-        ));
+        )]);
     }
+    Ok(checks)
+}
 
-    let dead: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status = 'dead'")
-        .fetch_one(s.db.pool())
-        .await
-        .map_err(db::DbError::from)?;
-    checks.push(if dead == 0 {
+async fn dead_events(s: &Services) -> Result<Check> {
+    let dead = db::inbox::count_with_status(&s.db, "dead").await?;
+    Ok(if dead == 0 {
         ok("dead events", "none")
     } else {
         problem(
@@ -235,36 +260,24 @@ pub async fn run(s: &Services, only: Option<&StoreId>) -> Result<Vec<Check>> {
             format!("{dead} event(s) exhausted their attempts"),
             "see `bursar events list --status dead`, fix the cause, then `bursar events replay ID`",
         )
-    });
+    })
+}
 
-    checks.push(notification_endpoints(s).await?);
-
+/// Orders pending past the sweep's age: their payments' events are not arriving.
+async fn pending_orders(s: &Services, only: Option<&StoreId>) -> Result<Check> {
     let age = s.config.order_pending_age;
     let before = now_ms() - age.as_millis() as i64;
-    let pending: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM orders WHERE status = 'pending' AND created_at < $1 AND ($2 = '' OR store_id = $2)",
-    )
-    .bind(before)
-    .bind(only.map(|o| o.to_string()).unwrap_or_default())
-    .fetch_one(s.db.pool())
-    .await
-    .map_err(db::DbError::from)?;
-    checks.push(if pending == 0 {
-        ok(
-            "pending orders",
-            format!("none pending for over {}", humantime::format_duration(age)),
-        )
+    let pending = db::orders::count_pending_before(&s.db, before, only).await?;
+    let age = humantime::format_duration(age);
+    Ok(if pending == 0 {
+        ok("pending orders", format!("none pending for over {age}"))
     } else {
         problem(
             "pending orders",
-            format!(
-                "{pending} order(s) pending for over {}",
-                humantime::format_duration(age)
-            ),
+            format!("{pending} order(s) pending for over {age}"),
             "check the webhook checks above, then `bursar reconcile --all`",
         )
-    });
-    Ok(checks)
+    })
 }
 
 fn date(unix_ms: i64) -> String {
@@ -274,13 +287,7 @@ fn date(unix_ms: i64) -> String {
 
 /// Notification endpoints that are disabled or failing: the platform's app is not being told.
 async fn notification_endpoints(s: &Services) -> Result<Check> {
-    let rows: Vec<(String, i64, Option<String>, Option<i64>)> = sqlx::query_as(
-        "SELECT id, disabled, disabled_reason, failing_since FROM notification_endpoints \
-         WHERE disabled = 1 OR failing_since IS NOT NULL ORDER BY id",
-    )
-    .fetch_all(s.db.pool())
-    .await
-    .map_err(db::DbError::from)?;
+    let rows = db::notifications::troubled_endpoints(&s.db).await?;
     if rows.is_empty() {
         return Ok(ok("notification endpoints", "none disabled or failing"));
     }

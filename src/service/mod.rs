@@ -16,6 +16,7 @@ pub mod connections;
 pub mod customers;
 pub mod doctor;
 pub mod events;
+pub mod health;
 pub mod links;
 pub mod marketplace;
 pub mod notification_types;

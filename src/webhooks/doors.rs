@@ -24,13 +24,13 @@ const RECORD_EVERY: Duration = Duration::from_secs(1);
 /// The secrets each door tries, configured first: rebuilt when the stored ones are reloaded,
 /// shared by every delivery until then.
 #[derive(Default)]
-struct Stored {
+struct SecretsByDoor {
     platform: Arc<[SecretString]>,
     connect: Arc<[SecretString]>,
     loaded: Option<Instant>,
 }
 
-impl Stored {
+impl SecretsByDoor {
     fn door(&self, connect: bool) -> Arc<[SecretString]> {
         if connect {
             self.connect.clone()
@@ -50,7 +50,7 @@ struct Failures {
 
 #[derive(Default)]
 pub struct Doors {
-    stored: RwLock<Stored>,
+    stored: RwLock<SecretsByDoor>,
     failures: Mutex<Failures>,
 }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 use futures::FutureExt;
 use rand::Rng;
 
-use super::{connection_mismatch, Item, Step};
+use super::{connection_mismatch, Routed, Step};
 use crate::db::inbox::{self, EventRow, Finish, Outcome};
 use crate::db::{self, now_ms, DbError, Engine, WriteTx};
 use crate::domain::{Mode, StoreId};
@@ -20,7 +20,11 @@ use crate::webhooks::registry::Handler;
 
 /// Commits a batch's events. The effect-free outcomes (`Step::Finish`) go to the inbox's
 /// writer (see `Inbox::finish`), while the others are applied here.
-pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> Result<(), DbError> {
+pub(super) async fn commit(
+    s: &Services,
+    token: &str,
+    items: Vec<Routed<'_>>,
+) -> Result<(), DbError> {
     let (finishes, mut rest): (Vec<_>, Vec<_>) = items
         .into_iter()
         .partition(|(_, step)| matches!(step, Step::Finish { .. }));
@@ -30,7 +34,7 @@ pub(super) async fn commit(s: &Services, token: &str, items: Vec<Item<'_>>) -> R
     applied
 }
 
-fn as_finishes(items: Vec<Item<'_>>) -> Vec<Finish> {
+fn as_finishes(items: Vec<Routed<'_>>) -> Vec<Finish> {
     items
         .into_iter()
         .filter_map(|(row, step)| match step {
@@ -51,7 +55,11 @@ fn as_finishes(items: Vec<Item<'_>>) -> Vec<Finish> {
 
 /// Commits a group of events in one transaction; if any effect fails to write, the group is
 /// rolled back and committed event by event.
-async fn commit_together(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result<(), DbError> {
+async fn commit_together(
+    s: &Services,
+    token: &str,
+    items: &mut [Routed<'_>],
+) -> Result<(), DbError> {
     if items.is_empty() {
         return Ok(());
     }
@@ -64,8 +72,12 @@ async fn commit_together(s: &Services, token: &str, items: &mut [Item<'_>]) -> R
     Ok(())
 }
 
-async fn commit_all(s: &Services, token: &str, items: &mut [Item<'_>]) -> Result<(), HandlerError> {
-    let mut tx = s.db.begin_apply().await?;
+async fn commit_all(
+    s: &Services,
+    token: &str,
+    items: &mut [Routed<'_>],
+) -> Result<(), HandlerError> {
+    let mut tx = s.db.begin_unsynced().await?;
     recheck_connections(
         &mut tx,
         s.db.engine(),
@@ -122,7 +134,7 @@ async fn commit_one(
     row: &EventRow,
     step: &mut Step,
 ) -> Result<(), DbError> {
-    let mut tx = s.db.begin_apply().await?;
+    let mut tx = s.db.begin_unsynced().await?;
     let recorded =
         match recheck_connections(&mut tx, s.db.engine(), std::iter::once(&mut *step)).await {
             Ok(()) => record(s, &mut tx, token, row, step).await,
@@ -132,7 +144,7 @@ async fn commit_one(
         Ok(()) => Ok(tx.commit().await?),
         Err(e) => {
             tx.rollback().await?;
-            let mut tx = s.db.begin_apply().await?;
+            let mut tx = s.db.begin_unsynced().await?;
             fail(s, &mut tx, token, row, &e.describe()).await?;
             Ok(tx.commit().await?)
         }

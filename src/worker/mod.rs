@@ -93,7 +93,7 @@ async fn hand_back(s: &Services, handoff: &Handoff) {
     }
     let now = crate::db::now_ms();
     let released = async {
-        let mut tx = s.db.begin_apply().await?;
+        let mut tx = s.db.begin_unsynced().await?;
         let mut released = 0;
         for (row, _) in &left {
             released += usize::from(inbox::release(&mut *tx, handoff.token(), row.seq, now).await?);
@@ -171,7 +171,7 @@ fn connection_mismatch(
 }
 
 /// A claimed event and what to do with it.
-type Item<'a> = (&'a EventRow, Step);
+type Routed<'a> = (&'a EventRow, Step);
 
 /// Claims one batch and processes it; returns the number of events claimed.
 ///

@@ -23,8 +23,8 @@ use std::sync::Arc;
 
 pub use handoff::Handoff;
 pub use operator::{
-    due_now, find_by_event_id, get, list, oldest_unfinished, payloads, replay, status_counts,
-    Filter,
+    count_with_status, due_now, find_by_event_id, get, list, oldest_unfinished, payloads, replay,
+    status_counts, Filter,
 };
 pub use outcomes::{fail, finish, finish_many, release};
 pub use rows::{Claimed, EventRow, Finish, Inserted, InsertedBatch, Lease, NewEvent, Outcome};

@@ -173,3 +173,13 @@ pub async fn status_counts(db: &Db) -> Result<Vec<(String, i64)>> {
     .fetch_all(db.pool())
     .await?)
 }
+
+/// How many events are in `status`.
+pub async fn count_with_status(db: &Db, status: &str) -> Result<i64> {
+    Ok(
+        sqlx::query_scalar("SELECT COUNT(*) FROM events WHERE status = $1")
+            .bind(status)
+            .fetch_one(db.pool())
+            .await?,
+    )
+}

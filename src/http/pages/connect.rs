@@ -1,9 +1,5 @@
-//! The merchant-facing HTML pages: key entry from a signed link (`/stripe/connect`), its success
-//! page, the Connect OAuth callback and Bursar's Account Link refresh URL.
-//!
-//! Server-rendered (askama templates in `templates/`, escaped by default), usable without
-//! JavaScript, served with a strict Content-Security-Policy: no script at all, styles from our
-//! own stylesheet only, forms posting only to Bursar (and the return URL it redirects to).
+//! Key entry from a signed link: the form (`GET /stripe/connect`), its submission, and the
+//! success page a merchant lands on without a return URL.
 
 use askama::Template;
 use axum::extract::{Path, Query, State};
@@ -12,16 +8,15 @@ use axum::response::{IntoResponse, Redirect, Response};
 use secrecy::SecretString;
 use serde::Deserialize;
 
-use super::AppState;
+use super::{link_refused, message, page, unavailable, PageForm};
 use crate::domain::StoreId;
+use crate::http::AppState;
 use crate::service::connections::{self, KeysInput};
 use crate::service::links::{self, ConnectLinkParams, LinkError};
-use crate::service::onboarding::{self, Callback, CallbackParams};
 use crate::service::{stores, webhook_endpoints, ServiceError};
 use crate::stripe::StripeError;
 
 const CSRF_COOKIE: &str = "bursar_csrf";
-pub const STYLESHEET: &str = include_str!("../../assets/pages.css");
 
 #[derive(Template)]
 #[template(path = "connect.html")]
@@ -51,133 +46,6 @@ impl<'a> From<&'a ConnectLinkParams> for HiddenLink<'a> {
             signature: p.signature.as_deref().unwrap_or_default(),
         }
     }
-}
-
-#[derive(Template)]
-#[template(path = "message.html")]
-struct MessagePage<'a> {
-    title: &'a str,
-    message: &'a str,
-    continue_url: Option<&'a str>,
-}
-
-/// A rendered page with the security headers every page carries. `form_target` is the one
-/// origin besides Bursar's a form may end up on (the return URL a POST redirects to: browsers
-/// apply `form-action` to redirects too).
-fn page(status: StatusCode, html: askama::Result<String>, form_target: Option<&str>) -> Response {
-    let form_action = match form_target.and_then(|u| url::Url::parse(u).ok()) {
-        Some(u) => format!("'self' {}", u.origin().ascii_serialization()),
-        None => "'self'".to_owned(),
-    };
-    let csp = format!(
-        "default-src 'none'; style-src 'self'; img-src 'self'; form-action {form_action}; \
-         frame-ancestors 'none'; base-uri 'none'"
-    );
-    render(status, html, &csp)
-}
-
-/// A page with this Content-Security-Policy and the headers every page carries.
-pub fn render(status: StatusCode, html: askama::Result<String>, csp: &str) -> Response {
-    let Ok(html) = html else {
-        tracing::error!("a page template failed to render");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
-    };
-    let mut response = (status, axum::response::Html(html)).into_response();
-    let headers = response.headers_mut();
-    if let Ok(v) = HeaderValue::from_str(csp) {
-        headers.insert(header::CONTENT_SECURITY_POLICY, v);
-    }
-    headers.insert(
-        header::X_CONTENT_TYPE_OPTIONS,
-        HeaderValue::from_static("nosniff"),
-    );
-    headers.insert(
-        header::REFERRER_POLICY,
-        HeaderValue::from_static("no-referrer"),
-    );
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
-    response
-}
-
-pub fn message(
-    status: StatusCode,
-    title: &str,
-    text: &str,
-    continue_url: Option<&str>,
-) -> Response {
-    let html = MessagePage {
-        title,
-        message: text,
-        continue_url,
-    }
-    .render();
-    page(status, html, None)
-}
-
-/// `Form<T>` for the merchant pages: a body that cannot be read gets the pages' own HTML error
-/// (415 for another content type, 400 for a malformed or duplicated field), not a text/plain
-/// one.
-pub struct PageForm<T>(pub T);
-
-impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequest<S> for PageForm<T> {
-    type Rejection = axum::response::Response;
-
-    async fn from_request(req: axum::extract::Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Form::<T>::from_request(req, state).await {
-            Ok(axum::Form(v)) => Ok(PageForm(v)),
-            Err(r) => Err(match r.status() {
-                StatusCode::UNSUPPORTED_MEDIA_TYPE => message(
-                    StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                    "This form cannot be read",
-                    "The form must be sent as application/x-www-form-urlencoded, as the page sends it.",
-                    None,
-                ),
-                StatusCode::PAYLOAD_TOO_LARGE => message(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    "This form is too large",
-                    "The form is larger than this page accepts.",
-                    None,
-                ),
-                _ => message(
-                    StatusCode::BAD_REQUEST,
-                    "This form cannot be read",
-                    "A field of the form is malformed or sent twice. Open the link again and submit the form as it is.",
-                    None,
-                ),
-            }),
-        }
-    }
-}
-
-fn link_refused(e: LinkError) -> Response {
-    let status = match e {
-        LinkError::Unsigned => StatusCode::BAD_REQUEST,
-        _ => StatusCode::FORBIDDEN,
-    };
-    message(status, "This link cannot be used", &e.to_string(), None)
-}
-
-fn unavailable() -> Response {
-    message(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "Something went wrong",
-        "The service could not complete this request; please try again in a moment.",
-        None,
-    )
-}
-
-#[utoipa::path(get, path = "/assets/pages.css", tag = "pages", operation_id = "pages_stylesheet",
-    responses((status = 200, description = "The pages' stylesheet", content_type = "text/css", body = String)))]
-pub async fn stylesheet() -> Response {
-    (
-        [
-            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
-            (header::CACHE_CONTROL, "public, max-age=3600"),
-        ],
-        STYLESHEET,
-    )
-        .into_response()
 }
 
 /// `GET /stripe/connect`: the key-entry form, for a valid signed link only.
@@ -236,9 +104,9 @@ pub async fn connect_form(
 }
 
 async fn already_connected(state: &AppState, store: &StoreId) -> Result<bool, Response> {
-    crate::db::connections::get(state.services.db.pool(), store)
+    connections::is_connected(&state.services, store)
         .await
-        .map(|c| c.is_some_and(|c| !c.is_deauthorized()))
+        .map(|c| c == Some(true))
         .map_err(|_| unavailable())
 }
 
@@ -459,7 +327,7 @@ fn plain_words(e: &ServiceError) -> String {
         (status = 503, description = "The database could not answer", content_type = "text/html", body = String),
     ))]
 pub async fn success(State(state): State<AppState>, Path(store): Path<String>) -> Response {
-    let Ok(store) = crate::domain::StoreId::parse(&store) else {
+    let Ok(store) = StoreId::parse(&store) else {
         return no_such_store();
     };
     match connections::is_connected(&state.services, &store).await {
@@ -489,89 +357,6 @@ fn no_such_store() -> Response {
     )
 }
 
-/// `GET /stripe/oauth/callback`: the end of Standard OAuth.
-#[utoipa::path(get, path = "/oauth/callback", tag = "pages", operation_id = "oauth_callback",
-    params(
-        ("code" = Option<String>, Query, description = "Stripe's authorization code"),
-        ("state" = Option<String>, Query, description = "The state Bursar issued with the authorize URL"),
-        ("error" = Option<String>, Query, description = "Set when the merchant declined"),
-        ("error_description" = Option<String>, Query),
-        ("scope" = Option<String>, Query),
-    ),
-    responses(
-        (status = 303, description = "Connected: on to the onboarding's return URL"),
-        (status = 200, description = "Connected (no return URL) or declined", content_type = "text/html", body = String),
-        (status = 400, description = "The callback is not valid (state, code, mode)", content_type = "text/html", body = String),
-        (status = 409, description = "The store was connected meanwhile", content_type = "text/html", body = String),
-        (status = 503, description = "Stripe or the database could not answer", content_type = "text/html", body = String),
-    ))]
-pub async fn oauth_callback(
-    State(state): State<AppState>,
-    Query(params): Query<CallbackParams>,
-) -> Response {
-    match onboarding::oauth_callback(&state.services, params).await {
-        // Checked when the state was issued, and again now in case the allow-list shrank.
-        Ok(Callback::Connected { return_url })
-            if !return_url.is_empty() && links::check_return_url(&state.services, &return_url).is_ok() =>
-        {
-            Redirect::to(&return_url).into_response()
-        }
-        Ok(Callback::Connected { .. }) => message(
-            StatusCode::OK,
-            "Stripe account connected",
-            "Your Stripe account is connected. You can close this page.",
-            None,
-        ),
-        Ok(Callback::Denied { return_url }) => message(
-            StatusCode::OK,
-            "Stripe account not connected",
-            "You declined to connect your Stripe account, so nothing was changed. You can start again from the platform at any time.",
-            return_url.as_deref().filter(|u| !u.is_empty()),
-        ),
-        Ok(Callback::Refused { status, message: text }) => message(
-            StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_REQUEST),
-            "Stripe account not connected",
-            &text,
-            None,
-        ),
-        Err(e) => {
-            tracing::error!(error = %e, "OAuth callback failed");
-            unavailable()
-        }
-    }
-}
-
-#[derive(Deserialize)]
-pub struct RefreshParams {
-    grant: Option<String>,
-}
-
-/// `GET /stripe/onboarding/refresh`: a fresh Account Link for an expired or used one.
-#[utoipa::path(get, path = "/onboarding/refresh", tag = "pages", operation_id = "onboarding_refresh",
-    params(("grant" = Option<String>, Query, description = "The signed grant in the refresh URL")),
-    responses(
-        (status = 303, description = "On to a fresh Account Link"),
-        (status = 400, description = "The link is not signed", content_type = "text/html", body = String),
-        (status = 403, description = "The grant is expired or altered", content_type = "text/html", body = String),
-        (status = 503, description = "Stripe could not make a link now", content_type = "text/html", body = String),
-    ))]
-pub async fn onboarding_refresh(
-    State(state): State<AppState>,
-    Query(params): Query<RefreshParams>,
-) -> Response {
-    let Some(grant) = params.grant else {
-        return link_refused(LinkError::Unsigned);
-    };
-    match onboarding::refresh(&state.services, &grant).await {
-        Ok(Ok(url)) => Redirect::to(&url).into_response(),
-        Ok(Err(e)) => link_refused(e),
-        Err(e) => {
-            tracing::error!(error = %e, "could not mint a new onboarding link");
-            unavailable()
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -585,17 +370,5 @@ mod tests {
         );
         assert_eq!(cookie(&h, CSRF_COOKIE), Some("tok"));
         assert_eq!(cookie(&h, "bursar"), None);
-    }
-
-    #[test]
-    fn pages_escape_what_they_echo() {
-        let html = MessagePage {
-            title: "t",
-            message: "<script>alert(1)</script>",
-            continue_url: Some("https://x.example/\"><script>"),
-        }
-        .render()
-        .unwrap();
-        assert!(!html.contains("<script>"));
     }
 }
