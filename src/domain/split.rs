@@ -1,7 +1,10 @@
 //! Marketplace money: how an order is charged, and how a refund of a multi-vendor order is
 //! shared out between the vendors' transfers.
 
-use super::Invalid;
+use std::collections::HashSet;
+
+use super::order::Currency;
+use super::{Invalid, StoreId};
 
 /// Whose account the payment is made on, and how the vendor gets its money.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +49,100 @@ impl ChargeType {
     pub fn on_platform(self) -> bool {
         self != Self::Direct
     }
+}
+
+/// The most splits one order may have (each is a transfer to make and keep).
+pub const MAX_SPLITS: usize = 50;
+
+/// A split as the API sends it, before it is parsed.
+#[derive(Debug, Clone)]
+pub struct SplitFields {
+    pub store_id: String,
+    pub amount: i64,
+    pub description: Option<String>,
+    /// If given, must be the order's: a transfer from a charge is in the charge's currency.
+    pub currency: Option<String>,
+}
+
+/// A vendor's part of a multi-vendor order, parsed: a store named once, a positive amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestedSplit {
+    pub store: StoreId,
+    pub amount: i64,
+    pub description: Option<String>,
+}
+
+/// Why the splits of an order cannot be.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SplitsRefused {
+    /// A split is malformed (field `splits`).
+    Invalid(Invalid),
+    /// A split names another currency than the order's.
+    CurrencyMismatch(String),
+    /// The splits add up to more than the order.
+    ExceedAmount(String),
+}
+
+/// Parses the splits of an order of `amount` in `currency`: between one and `MAX_SPLITS`, each
+/// store once, each amount positive, in the order's currency, and no more than the order in all
+/// (the platform keeps the rest).
+pub fn parse_splits(
+    splits: Vec<SplitFields>,
+    amount: i64,
+    currency: &Currency,
+) -> Result<Vec<RequestedSplit>, SplitsRefused> {
+    let invalid = |message: String| SplitsRefused::Invalid(Invalid::new("splits", message));
+    if splits.is_empty() || splits.len() > MAX_SPLITS {
+        return Err(invalid(format!(
+            "must name between 1 and {MAX_SPLITS} stores"
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut total: i64 = 0;
+    let mut parsed = Vec::with_capacity(splits.len());
+    for (i, split) in splits.into_iter().enumerate() {
+        let store = StoreId::parse(&split.store_id)
+            .map_err(|_| invalid(format!("splits[{i}].store_id is not a store id (st_…)")))?;
+        if !seen.insert(store.clone()) {
+            return Err(invalid(format!(
+                "splits[{i}].store_id names a store already split; give each store one split"
+            )));
+        }
+        if split.amount <= 0 {
+            return Err(invalid(format!(
+                "splits[{i}].amount must be a positive integer in the currency's smallest unit"
+            )));
+        }
+        if let Some(c) = &split.currency {
+            if Currency::parse(c).ok().as_ref() != Some(currency) {
+                return Err(SplitsRefused::CurrencyMismatch(format!(
+                    "splits[{i}].currency is {c}, the order is in {}: a transfer from a charge is made in the charge's currency",
+                    currency.as_str()
+                )));
+            }
+        }
+        if split
+            .description
+            .as_ref()
+            .is_some_and(|d| d.chars().count() > 1000)
+        {
+            return Err(invalid(format!(
+                "splits[{i}].description must be at most 1000 characters"
+            )));
+        }
+        total = total.saturating_add(split.amount);
+        parsed.push(RequestedSplit {
+            store,
+            amount: split.amount,
+            description: split.description,
+        });
+    }
+    if total > amount {
+        return Err(SplitsRefused::ExceedAmount(format!(
+            "the splits add up to {total}, more than the order's amount {amount}; the platform keeps amount − Σ splits, which cannot be negative"
+        )));
+    }
+    Ok(parsed)
 }
 
 /// What each split's transfer must have reversed in addition to `planned` (what earlier
@@ -104,6 +201,71 @@ pub fn reversal_increments(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fields(store_id: &str, amount: i64) -> SplitFields {
+        SplitFields {
+            store_id: store_id.into(),
+            amount,
+            description: None,
+            currency: None,
+        }
+    }
+
+    #[test]
+    fn splits_parse_when_each_store_is_named_once_within_the_amount() {
+        let usd = Currency::parse("usd").unwrap();
+        let a = StoreId::generate();
+        let b = StoreId::generate();
+        let parsed = parse_splits(
+            vec![fields(a.as_str(), 600), fields(b.as_str(), 400)],
+            1000,
+            &usd,
+        )
+        .unwrap();
+        assert_eq!(
+            parsed.iter().map(|s| s.amount).collect::<Vec<_>>(),
+            [600, 400]
+        );
+        assert_eq!(parsed[1].store, b);
+    }
+
+    #[test]
+    fn splits_are_refused_for_each_way_they_can_be_wrong() {
+        let usd = Currency::parse("usd").unwrap();
+        let a = StoreId::generate();
+        let b = StoreId::generate();
+        let invalid = |r: Result<_, SplitsRefused>| matches!(r, Err(SplitsRefused::Invalid(_)));
+        assert!(invalid(parse_splits(vec![], 1000, &usd)));
+        assert!(invalid(parse_splits(vec![fields("nope", 1)], 1000, &usd)));
+        assert!(invalid(parse_splits(
+            vec![fields(a.as_str(), 1), fields(a.as_str(), 1)],
+            1000,
+            &usd
+        )));
+        assert!(invalid(parse_splits(
+            vec![fields(a.as_str(), 0)],
+            1000,
+            &usd
+        )));
+        let many = (0..=MAX_SPLITS)
+            .map(|_| fields(StoreId::generate().as_str(), 1))
+            .collect();
+        assert!(invalid(parse_splits(many, 1000, &usd)));
+        let mut eur = fields(a.as_str(), 1);
+        eur.currency = Some("eur".into());
+        assert!(matches!(
+            parse_splits(vec![eur], 1000, &usd),
+            Err(SplitsRefused::CurrencyMismatch(_))
+        ));
+        assert!(matches!(
+            parse_splits(
+                vec![fields(a.as_str(), 600), fields(b.as_str(), 401)],
+                1000,
+                &usd
+            ),
+            Err(SplitsRefused::ExceedAmount(_))
+        ));
+    }
 
     /// Plans refund after refund, as `plan_reversals` does; the per-split totals.
     fn plan(amount: i64, splits: &[i64], levels: &[i64]) -> Vec<i64> {

@@ -88,6 +88,12 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl From<crate::domain::Invalid> for ApiError {
+    fn from(i: crate::domain::Invalid) -> Self {
+        ApiError::from(ServiceError::Invalid(i))
+    }
+}
+
 impl From<ServiceError> for ApiError {
     fn from(e: ServiceError) -> Self {
         match e {

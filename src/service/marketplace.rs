@@ -5,44 +5,32 @@
 //! Everything that can be refused is refused before Stripe is called; the order and its splits
 //! are saved together before the PaymentIntent is asked for, under the order's own key.
 
-use std::collections::{BTreeMap, HashSet};
-
 use super::order_view::OrderView;
 use super::orders::{self, create_payment_intent, key_reused, OrderScope};
 use super::{Result, ServiceError};
 use crate::db::orders::NewOrder;
 use crate::db::transfers::NewSplit;
 use crate::db::{self, connections::ConnectionRow};
-use crate::domain::order::{parse_amount, parse_description, Currency};
-use crate::domain::split::ChargeType;
+use crate::domain::order::Currency;
+use crate::domain::split::{ChargeType, RequestedSplit};
 use crate::domain::store::Metadata;
-use crate::domain::{Invalid, OrderId, RequestKey, StoreId};
+use crate::domain::{OrderId, RequestKey, StoreId};
 use crate::service::Services;
 
-/// The most splits one order may have (each is a transfer to make and keep).
-pub const MAX_SPLITS: usize = 50;
-
-pub struct SplitInput {
-    pub store_id: String,
-    pub amount: i64,
-    pub description: Option<String>,
-    /// If given, must be the order's: a transfer from a charge is in the charge's currency.
-    pub currency: Option<String>,
-}
-
+/// A multi-vendor order as the API asked for it, its fields parsed (`TryFrom` at the edge);
+/// what depends on the stores and the configuration is checked here.
 pub struct MultiVendorInput {
+    /// Positive, and within what Stripe takes in `currency`.
     pub amount: i64,
-    pub currency: String,
-    pub splits: Vec<SplitInput>,
+    pub currency: Currency,
+    /// Each store once, each part positive, no more than `amount` in all.
+    pub splits: Vec<RequestedSplit>,
     pub description: Option<String>,
-    /// A customer of the platform's own account (`cus_…`).
+    /// The shape of a customer of the platform's own account (`cus_…`).
     pub customer_id: Option<String>,
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub metadata: Metadata,
+    /// Checked against the allow-list here.
     pub return_url: Option<String>,
-}
-
-fn invalid(message: String) -> ServiceError {
-    Invalid::new("splits", message).into()
 }
 
 fn conflict(code: &'static str, message: String) -> ServiceError {
@@ -61,73 +49,9 @@ pub async fn create(
         },
         None => None,
     };
-    let currency = Currency::parse(&input.currency)?;
-    let amount = parse_amount("amount", input.amount, &currency)?;
-    if input.splits.is_empty() || input.splits.len() > MAX_SPLITS {
-        return Err(invalid(format!(
-            "must name between 1 and {MAX_SPLITS} stores"
-        )));
-    }
-    let mut seen = HashSet::new();
-    let mut total: i64 = 0;
-    let mut stores = Vec::new();
-    for (i, split) in input.splits.iter().enumerate() {
-        let store = StoreId::parse(&split.store_id)
-            .map_err(|_| invalid(format!("splits[{i}].store_id is not a store id (st_…)")))?;
-        if !seen.insert(store.clone()) {
-            return Err(invalid(format!(
-                "splits[{i}].store_id names a store already split; give each store one split"
-            )));
-        }
-        if split.amount <= 0 {
-            return Err(invalid(format!(
-                "splits[{i}].amount must be a positive integer in the currency's smallest unit"
-            )));
-        }
-        if let Some(c) = &split.currency {
-            if Currency::parse(c).ok().as_ref() != Some(&currency) {
-                return Err(ServiceError::Refused {
-                    code: "currency_mismatch",
-                    message: format!(
-                        "splits[{i}].currency is {c}, the order is in {}: a transfer from a charge is made in the charge's currency",
-                        currency.as_str()
-                    ),
-                });
-            }
-        }
-        if split
-            .description
-            .as_ref()
-            .is_some_and(|d| d.chars().count() > 1000)
-        {
-            return Err(invalid(format!(
-                "splits[{i}].description must be at most 1000 characters"
-            )));
-        }
-        total = total.saturating_add(split.amount);
-        stores.push(store);
-    }
-    if total > amount {
-        return Err(ServiceError::Refused {
-            code: "splits_exceed_amount",
-            message: format!(
-                "the splits add up to {total}, more than the order's amount {amount}; the platform keeps amount − Σ splits, which cannot be negative"
-            ),
-        });
-    }
-    let description = parse_description(input.description)?;
-    if input.customer_id.as_deref().is_some_and(|c| {
-        !c.starts_with("cus_")
-            || c.len() > 255
-            || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    }) {
-        return Err(Invalid::new(
-            "customer_id",
-            "must be a customer of the platform's own account (cus_…)",
-        )
-        .into());
-    }
-    let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
+    let (currency, amount) = (&input.currency, input.amount);
+    let (description, metadata) = (&input.description, &input.metadata);
+    let stores: Vec<&StoreId> = input.splits.iter().map(|s| &s.store).collect();
     let return_url = input
         .return_url
         .as_deref()
@@ -155,10 +79,9 @@ pub async fn create(
             let splits: Vec<NewSplit> = input
                 .splits
                 .iter()
-                .zip(&stores)
                 .zip(&connections)
-                .map(|((split, store), c)| NewSplit {
-                    store,
+                .map(|(split, c)| NewSplit {
+                    store: &split.store,
                     account_id: c.account_id.as_deref().unwrap_or_default(),
                     amount: split.amount,
                     description: split.description.as_deref(),

@@ -20,7 +20,7 @@ use crate::db::connections::ConnectionRow;
 use crate::db::orders::{NewOrder, OrderRow};
 use crate::db::{self, now_ms};
 use crate::domain::connection::ConnectionKind;
-use crate::domain::order::{parse_amount, parse_description, Currency, OrderFacts};
+use crate::domain::order::{Currency, OrderFacts};
 use crate::domain::payment_facts::{charge_facts, checkout_session_facts, payment_intent_facts};
 use crate::domain::split::ChargeType;
 use crate::domain::store::Metadata;
@@ -28,19 +28,22 @@ use crate::domain::{Invalid, OrderId, RequestKey, StoreId};
 use crate::stripe::{AccountScope, IdempotencyKey, StripeError};
 
 pub struct OrderInput {
+    /// Positive, and within what Stripe takes in `currency`.
     pub amount: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub description: Option<String>,
+    /// The shape of a customer id (`cu_…` or `cus_…`); whose it is is checked here.
     pub customer_id: Option<String>,
+    /// At least 0 and less than the amount.
     pub application_fee_amount: Option<i64>,
-    pub metadata: Option<BTreeMap<String, String>>,
+    pub metadata: Metadata,
+    /// Checked against the allow-list here.
     pub return_url: Option<String>,
-    /// `direct` or `destination`; by default destination for Express and v2 accounts, direct
-    /// otherwise.
-    pub charge_type: Option<String>,
+    /// By default destination for Express and v2 accounts, direct otherwise.
+    pub charge_type: Option<ChargeType>,
     /// A destination charge made on the connected account's behalf (its statement descriptor,
     /// its country's rules).
-    pub on_behalf_of: Option<bool>,
+    pub on_behalf_of: bool,
     /// A destination charge's part for the store (`transfer_data[amount]`); the platform keeps
     /// the rest. Instead of `application_fee_amount`.
     pub transfer_amount: Option<i64>,
@@ -97,40 +100,14 @@ pub async fn create(
         },
         None => None,
     };
-    let currency = Currency::parse(&input.currency)?;
-    let amount = parse_amount("amount", input.amount, &currency)?;
-    let fee = input
-        .application_fee_amount
-        .map(|f| {
-            if f < 0 || f >= amount {
-                Err(Invalid::new(
-                    "application_fee_amount",
-                    "must be at least 0 and less than the amount",
-                ))
-            } else {
-                Ok(f)
-            }
-        })
-        .transpose()?;
-    let description = parse_description(input.description)?;
-    if input.customer_id.as_deref().is_some_and(|c| {
-        !(c.starts_with("cu_") || c.starts_with("cus_"))
-            || c.len() > 255
-            || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
-    }) {
-        return Err(Invalid::new("customer_id", "must be a customer id (cu_… or cus_…)").into());
-    }
-    let metadata = Metadata::parse(input.metadata.unwrap_or_default())?;
+    let (currency, amount, fee) = (&input.currency, input.amount, input.application_fee_amount);
+    let (description, metadata) = (input.description, input.metadata);
     let return_url = input
         .return_url
         .as_deref()
         .map(|u| super::links::check_return_url(s, u).map(String::from))
         .transpose()?;
-    let requested = input
-        .charge_type
-        .as_deref()
-        .map(ChargeType::parse_for_store)
-        .transpose()?;
+    let requested = input.charge_type;
     let connection = chargeable(s, store).await?;
     super::billing::may_sell(s, store).await?;
     let connect = connection.is_connect();
@@ -147,7 +124,7 @@ pub async fn create(
             message: "a destination charge is made on the platform and transferred to a connected account; a keys store's account is its own, so its orders are direct charges".into(),
         });
     }
-    let on_behalf_of = input.on_behalf_of.unwrap_or(false);
+    let on_behalf_of = input.on_behalf_of;
     if on_behalf_of && charge_type != ChargeType::Destination {
         return Err(Invalid::new("on_behalf_of", "applies only to a destination charge").into());
     }

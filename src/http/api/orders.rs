@@ -8,12 +8,14 @@ use axum::{Extension, Json};
 use serde::Deserialize;
 
 use super::{limit, store_id, Page, PageQuery};
-use crate::domain::OrderId;
-use crate::domain::RequestKey;
+use crate::domain::order::{parse_amount, parse_description, Currency};
+use crate::domain::split::{parse_splits, ChargeType, SplitFields, SplitsRefused};
+use crate::domain::store::Metadata;
+use crate::domain::{Invalid, OrderId, RequestKey};
 use crate::http::error::{ApiError, ApiResult, ErrorBody};
 use crate::http::extract::{JsonBody, QueryParams};
 use crate::http::AppState;
-use crate::service::marketplace::{self, MultiVendorInput, SplitInput};
+use crate::service::marketplace::{self, MultiVendorInput};
 use crate::service::order_view::OrderView;
 use crate::service::orders::{self, OrderInput};
 use crate::service::refunds::{self, RefundView};
@@ -77,6 +79,100 @@ pub struct MultiVendorOrderIn {
     return_url: Option<String>,
 }
 
+/// A customer id's shape: `prefixes`, then letters, digits and underscores (at most 255).
+fn customer_id(
+    id: Option<String>,
+    prefixes: &[&str],
+    message: &str,
+) -> Result<Option<String>, Invalid> {
+    match id {
+        Some(c)
+            if !prefixes.iter().any(|p| c.starts_with(p))
+                || c.len() > 255
+                || !c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') =>
+        {
+            Err(Invalid::new("customer_id", message))
+        }
+        id => Ok(id),
+    }
+}
+
+impl TryFrom<OrderIn> for OrderInput {
+    type Error = ApiError;
+
+    fn try_from(o: OrderIn) -> Result<Self, ApiError> {
+        let currency = Currency::parse(&o.currency)?;
+        let amount = parse_amount("amount", o.amount, &currency)?;
+        let fee = match o.application_fee_amount {
+            Some(f) if f < 0 || f >= amount => {
+                return Err(Invalid::new(
+                    "application_fee_amount",
+                    "must be at least 0 and less than the amount",
+                )
+                .into())
+            }
+            fee => fee,
+        };
+        Ok(OrderInput {
+            amount,
+            currency,
+            application_fee_amount: fee,
+            description: parse_description(o.description)?,
+            customer_id: customer_id(
+                o.customer_id,
+                &["cu_", "cus_"],
+                "must be a customer id (cu_… or cus_…)",
+            )?,
+            metadata: Metadata::parse(o.metadata.unwrap_or_default())?,
+            return_url: o.return_url,
+            charge_type: o
+                .charge_type
+                .as_deref()
+                .map(ChargeType::parse_for_store)
+                .transpose()?,
+            on_behalf_of: o.on_behalf_of.unwrap_or(false),
+            transfer_amount: o.transfer_amount,
+        })
+    }
+}
+
+impl TryFrom<MultiVendorOrderIn> for MultiVendorInput {
+    type Error = ApiError;
+
+    fn try_from(o: MultiVendorOrderIn) -> Result<Self, ApiError> {
+        let currency = Currency::parse(&o.currency)?;
+        let amount = parse_amount("amount", o.amount, &currency)?;
+        let fields = o
+            .splits
+            .into_iter()
+            .map(|s| SplitFields {
+                store_id: s.store_id,
+                amount: s.amount,
+                description: s.description,
+                currency: s.currency,
+            })
+            .collect();
+        let splits = parse_splits(fields, amount, &currency).map_err(|e| match e {
+            SplitsRefused::Invalid(i) => ApiError::from(i),
+            SplitsRefused::CurrencyMismatch(m) => ApiError::bad_request("currency_mismatch", m),
+            SplitsRefused::ExceedAmount(m) => ApiError::bad_request("splits_exceed_amount", m),
+        })?;
+        Ok(MultiVendorInput {
+            amount,
+            currency,
+            splits,
+            description: parse_description(o.description)?,
+            customer_id: customer_id(
+                o.customer_id,
+                &["cus_"],
+                "must be a customer of the platform's own account (cus_…)",
+            )?,
+            metadata: Metadata::parse(o.metadata.unwrap_or_default())?,
+            return_url: o.return_url,
+        })
+    }
+}
+
 /// Create an order: a PaymentIntent on the store's account, ready for Stripe.js or the hosted
 /// checkout page. Retried with the same `Idempotency-Key`, it never charges twice.
 #[utoipa::path(post, path = "/stores/{id}/orders", tag = "orders", operation_id = "create_order",
@@ -96,20 +192,10 @@ pub async fn create(
     request_key: Option<Extension<RequestKey>>,
     JsonBody(input): JsonBody<OrderIn>,
 ) -> ApiResult<(StatusCode, Json<OrderView>)> {
-    let input = OrderInput {
-        amount: input.amount,
-        currency: input.currency,
-        description: input.description,
-        customer_id: input.customer_id,
-        application_fee_amount: input.application_fee_amount,
-        metadata: input.metadata,
-        return_url: input.return_url,
-        charge_type: input.charge_type,
-        on_behalf_of: input.on_behalf_of,
-        transfer_amount: input.transfer_amount,
-    };
+    let store = store_id(&id)?;
+    let input = OrderInput::try_from(input)?;
     let key = request_key.map(|Extension(k)| k);
-    let order = orders::create(&state.services, &store_id(&id)?, input, key.as_ref()).await?;
+    let order = orders::create(&state.services, &store, input, key.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(order)))
 }
 
@@ -130,24 +216,7 @@ pub async fn create_multi_vendor(
     request_key: Option<Extension<RequestKey>>,
     JsonBody(input): JsonBody<MultiVendorOrderIn>,
 ) -> ApiResult<(StatusCode, Json<OrderView>)> {
-    let input = MultiVendorInput {
-        amount: input.amount,
-        currency: input.currency,
-        splits: input
-            .splits
-            .into_iter()
-            .map(|s| SplitInput {
-                store_id: s.store_id,
-                amount: s.amount,
-                description: s.description,
-                currency: s.currency,
-            })
-            .collect(),
-        description: input.description,
-        customer_id: input.customer_id,
-        metadata: input.metadata,
-        return_url: input.return_url,
-    };
+    let input = MultiVendorInput::try_from(input)?;
     let key = request_key.map(|Extension(k)| k);
     let order = marketplace::create(&state.services, input, key.as_ref()).await?;
     Ok((StatusCode::CREATED, Json(order)))
