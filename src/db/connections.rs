@@ -14,7 +14,8 @@ pub struct ConnectionRow {
     pub kind: ConnectionKind,
     /// `standard`, `express` or `v2` on `connect` connections.
     pub connect_type: Option<String>,
-    pub mode: String,
+    #[sqlx(try_from = "String")]
+    pub mode: Mode,
     pub account_id: Option<String>,
     pub key_kind: Option<String>,
     pub publishable_key: Option<String>,
@@ -43,7 +44,7 @@ impl ConnectionRow {
     }
 
     pub fn mode(&self) -> Mode {
-        Mode::parse(&self.mode).unwrap_or(Mode::Test)
+        self.mode
     }
 }
 

@@ -5,18 +5,20 @@ use sqlx::{AnyConnection, FromRow};
 
 use super::transfers::NewSplit;
 use super::{flag, now_ms, Db, Result};
-use crate::domain::order::{OrderFacts, Stamped};
+use crate::domain::order::{ChargedThrough, OrderFacts, Stamped};
 use crate::domain::split::ChargeType;
-use crate::domain::{request_key, OrderId, RefundId, RequestKey, StoreId};
+use crate::domain::{request_key, Mode, OrderId, RefundId, RequestKey, StoreId};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct OrderRow {
     pub id: String,
     /// None for a multi-vendor order (the platform's; its stores are its transfers').
     pub store_id: Option<String>,
-    pub connection_kind: String,
+    #[sqlx(try_from = "String")]
+    pub connection_kind: ChargedThrough,
     pub account_id: String,
-    pub mode: String,
+    #[sqlx(try_from = "String")]
+    pub mode: Mode,
     pub amount: i64,
     pub currency: String,
     pub description: Option<String>,
@@ -88,9 +90,9 @@ pub struct NewOrder<'a> {
     pub id: &'a OrderId,
     /// None for a multi-vendor order: its `splits` name the stores.
     pub store: Option<&'a StoreId>,
-    pub connection_kind: &'a str,
+    pub connection_kind: ChargedThrough,
     pub account_id: &'a str,
-    pub mode: &'a str,
+    pub mode: Mode,
     pub amount: i64,
     pub currency: &'a str,
     pub description: Option<&'a str>,
@@ -136,9 +138,9 @@ pub async fn insert(db: &Db, o: &NewOrder<'_>) -> Result<Option<OrderRow>> {
     let row = sqlx::query_as::<_, OrderRow>(&sql)
         .bind(o.id.as_str())
         .bind(o.store.map(StoreId::as_str))
-        .bind(o.connection_kind)
+        .bind(o.connection_kind.as_str())
         .bind(o.account_id)
-        .bind(o.mode)
+        .bind(o.mode.as_str())
         .bind(o.amount)
         .bind(o.currency)
         .bind(o.description)
@@ -764,9 +766,9 @@ mod tests {
             &NewOrder {
                 id: &id,
                 store: Some(store),
-                connection_kind: "keys",
+                connection_kind: ChargedThrough::Keys,
                 account_id: "acct_1",
-                mode: "test",
+                mode: Mode::Test,
                 amount: 1000,
                 currency: "usd",
                 description: None,

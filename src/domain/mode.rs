@@ -37,6 +37,14 @@ impl Mode {
     }
 }
 
+impl TryFrom<String> for Mode {
+    type Error = super::Invalid;
+
+    fn try_from(s: String) -> Result<Self, super::Invalid> {
+        Mode::parse(&s).ok_or_else(|| super::Invalid::new("mode", "must be test or live"))
+    }
+}
+
 impl fmt::Display for Mode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

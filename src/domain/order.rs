@@ -101,6 +101,50 @@ pub fn parse_description(description: Option<String>) -> Result<Option<String>, 
     }
 }
 
+/// Whose account an order's PaymentIntent is on: a `keys` store's own, a connected account
+/// (direct or destination charge), or the platform's (a multi-vendor order).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChargedThrough {
+    Keys,
+    Connect,
+    Platform,
+}
+
+impl ChargedThrough {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ChargedThrough::Keys => "keys",
+            ChargedThrough::Connect => "connect",
+            ChargedThrough::Platform => "platform",
+        }
+    }
+}
+
+impl From<super::connection::ConnectionKind> for ChargedThrough {
+    fn from(kind: super::connection::ConnectionKind) -> Self {
+        match kind {
+            super::connection::ConnectionKind::Keys => ChargedThrough::Keys,
+            super::connection::ConnectionKind::Connect => ChargedThrough::Connect,
+        }
+    }
+}
+
+impl TryFrom<String> for ChargedThrough {
+    type Error = Invalid;
+
+    fn try_from(s: String) -> Result<Self, Invalid> {
+        match s.as_str() {
+            "keys" => Ok(ChargedThrough::Keys),
+            "connect" => Ok(ChargedThrough::Connect),
+            "platform" => Ok(ChargedThrough::Platform),
+            _ => Err(Invalid::new(
+                "connection_kind",
+                "must be keys, connect or platform",
+            )),
+        }
+    }
+}
+
 /// What Stripe has said about an order's payment. Every field only grows under `merge`.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct OrderFacts {

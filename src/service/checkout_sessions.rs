@@ -128,9 +128,9 @@ pub async fn create(s: &Services, store: &StoreId, input: SessionInput) -> Resul
         &NewOrder {
             id: &id,
             store: Some(store),
-            connection_kind: connection.kind.as_str(),
+            connection_kind: connection.kind.into(),
             account_id: &account,
-            mode: &connection.mode,
+            mode: connection.mode,
             amount,
             currency: currency.as_str(),
             description: Some("Stripe Checkout"),

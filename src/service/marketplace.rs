@@ -11,10 +11,10 @@ use super::{Result, ServiceError};
 use crate::db::orders::NewOrder;
 use crate::db::transfers::NewSplit;
 use crate::db::{self, connections::ConnectionRow};
-use crate::domain::order::Currency;
+use crate::domain::order::{ChargedThrough, Currency};
 use crate::domain::split::{ChargeType, RequestedSplit};
 use crate::domain::store::Metadata;
-use crate::domain::{OrderId, RequestKey, StoreId};
+use crate::domain::{Mode, OrderId, RequestKey, StoreId};
 use crate::service::Services;
 
 /// A multi-vendor order as the API asked for it, its fields parsed (`TryFrom` at the edge);
@@ -67,7 +67,7 @@ pub async fn create(
         })?;
     let mut connections = Vec::new();
     for (i, store) in stores.iter().enumerate() {
-        connections.push(receiving(s, i, store, mode.as_str()).await?);
+        connections.push(receiving(s, i, store, mode).await?);
     }
     let order = match existing {
         Some(o) if o.payment_intent_id.is_some() => {
@@ -92,9 +92,9 @@ pub async fn create(
                 &NewOrder {
                     id: &id,
                     store: None,
-                    connection_kind: "platform",
+                    connection_kind: ChargedThrough::Platform,
                     account_id: "",
-                    mode: mode.as_str(),
+                    mode,
                     amount,
                     currency: currency.as_str(),
                     description: description.as_deref(),
@@ -134,7 +134,7 @@ pub async fn create(
 /// A split's store, if its account can receive the platform's transfers now: connected through
 /// Connect, not deauthorized, able to take charges (Stripe's transfers capability comes with
 /// it), in the platform key's mode, and not suspended for an unpaid vendor subscription.
-async fn receiving(s: &Services, i: usize, store: &StoreId, mode: &str) -> Result<ConnectionRow> {
+async fn receiving(s: &Services, i: usize, store: &StoreId, mode: Mode) -> Result<ConnectionRow> {
     if db::stores::get(&s.db, store).await?.is_none() {
         return Err(ServiceError::Refused {
             code: "unknown_store",

@@ -13,6 +13,7 @@ use crate::db::orders::{Merged, OrderRow};
 use crate::db::transfers::TransferRow;
 use crate::db::{self};
 use crate::domain::notification::order_event;
+use crate::domain::order::ChargedThrough;
 use crate::domain::split::ChargeType;
 use crate::domain::StoreId;
 use crate::vault::Binding;
@@ -159,7 +160,7 @@ pub(super) fn view(
     let charge_type = row.charge_type();
     // The platform's key confirms a connected account's direct charge (with `stripe_account`)
     // and every charge on the platform itself; a keys store's own key confirms its charges.
-    let connect = row.connection_kind == "connect";
+    let connect = row.connection_kind == ChargedThrough::Connect;
     let publishable_key = if connect || charge_type.on_platform() {
         s.config.stripe.publishable_key.clone()
     } else {
@@ -183,7 +184,7 @@ pub(super) fn view(
             .map(|_| super::links::checkout_url(s, &row.id, row.created_at / 1000)),
         synced_at: row.synced_at.map(|t| t / 1000),
         return_url: row.return_url.clone(),
-        livemode: row.mode == "live",
+        livemode: row.mode.is_live(),
         created: row.created_at / 1000,
         id: row.id,
         object: "order",

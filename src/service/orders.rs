@@ -171,9 +171,9 @@ pub async fn create(
                 &NewOrder {
                     id: &id,
                     store: Some(store),
-                    connection_kind: connection.kind.as_str(),
+                    connection_kind: connection.kind.into(),
                     account_id: &account,
-                    mode: &connection.mode,
+                    mode: connection.mode,
                     amount,
                     currency: currency.as_str(),
                     description: description.as_deref(),

@@ -9,7 +9,7 @@ use super::orders::{conflict, key_reused, order_scope};
 use super::{Result, ServiceError, Services};
 use crate::db::orders::{OrderRow, RefundRow};
 use crate::db::{self, now_ms};
-use crate::domain::order::{parse_amount, Currency};
+use crate::domain::order::{parse_amount, ChargedThrough, Currency};
 use crate::domain::split::ChargeType;
 use crate::domain::{Invalid, OrderId, RefundId, RequestKey};
 use crate::stripe::{IdempotencyKey, StripeError};
@@ -224,7 +224,8 @@ async fn send_refund(s: &Services, order: &OrderRow, row: RefundRow) -> Result<R
             form.push(("refund_application_fee".into(), "true".into()));
         }
         ChargeType::Direct
-            if order.connection_kind == "connect" && order.application_fee_amount.is_some() =>
+            if order.connection_kind == ChargedThrough::Connect
+                && order.application_fee_amount.is_some() =>
         {
             form.push(("refund_application_fee".into(), "true".into()));
         }

@@ -156,7 +156,8 @@ pub async fn connect_keys(
     let new_account = |view: &connections::ConnectionView| {
         before.as_ref().is_some_and(|b| {
             !b.is_connect()
-                && (b.account_id.as_deref() != view.account_id.as_deref() || b.mode != view.mode)
+                && (b.account_id.as_deref() != view.account_id.as_deref()
+                    || b.mode.as_str() != view.mode)
         })
     };
     // The endpoint in the previous account (or mode) is removed with the previous key, which
