@@ -102,6 +102,16 @@ impl App {
                 .await
             }
         });
+        let pruner = tokio::spawn({
+            let (s, stop) = (self.services.clone(), worker_stop.clone());
+            let live = Liveness::default();
+            async move {
+                supervise("pruning", &live, stop.clone(), Backoff::default(), || {
+                    crate::service::retention::run(s.clone(), stop.clone())
+                })
+                .await
+            }
+        });
         let transfers = tokio::spawn({
             let (s, stop) = (self.services.clone(), worker_stop.clone());
             let live = Liveness::default();
@@ -167,6 +177,7 @@ impl App {
         }
         worker_stop.cancel();
         let _ = tokio::time::timeout_at(until(), sweeper).await;
+        let _ = tokio::time::timeout_at(until(), pruner).await;
         let _ = tokio::time::timeout_at(until(), transfers).await;
         let _ = tokio::time::timeout_at(until(), notifier).await;
         if let Some(r) = reconciler {

@@ -119,6 +119,17 @@ pub struct Config {
     /// How often `serve` catches up on events from Stripe's event list (`None`: never).
     pub reconcile_every: Option<Duration>,
     pub notifications: NotificationConfig,
+    pub retention: RetentionConfig,
+}
+
+/// How long finished work is kept, and how often it is pruned.
+#[derive(Clone, Debug)]
+pub struct RetentionConfig {
+    /// A finished event's payload and a delivered notification (`BURSAR_EVENT_RETENTION_DAYS`);
+    /// an event's id is kept three days longer, Stripe's redelivery window.
+    pub events: Duration,
+    /// How often the pruning job runs (`BURSAR_PRUNE_SECS`).
+    pub prune_every: Duration,
 }
 
 /// Notifications to the platform's app.
@@ -245,6 +256,7 @@ impl Config {
             },
         };
         let notifications = notification_config(&get, dev_key_file.is_some())?;
+        let retention = retention_config(&get)?;
         let internal_secret = match get("BURSAR_INTERNAL_SECRET") {
             Some(v) if v.trim().chars().count() < 32 => {
                 return Err(bad(
@@ -274,6 +286,7 @@ impl Config {
             auto_webhook_endpoints,
             reconcile_every,
             notifications,
+            retention,
         })
     }
 }
@@ -503,6 +516,25 @@ fn secs(
 ) -> Result<Duration, ConfigError> {
     let n = parse_or(var, get(var), default, |v| parse_range(v, min, max))?;
     Ok(Duration::from_secs(n.into()))
+}
+
+/// The retention section: days (fractions allowed) of finished events, and the pruning period.
+fn retention_config(get: &impl Fn(&str) -> Option<String>) -> Result<RetentionConfig, ConfigError> {
+    const VAR: &str = "BURSAR_EVENT_RETENTION_DAYS";
+    let days = match get(VAR).as_deref().map(str::trim) {
+        None | Some("") => 30.0,
+        Some(v) => match v.parse::<f64>() {
+            Ok(d) if d > 0.0 && d <= 3650.0 => d,
+            _ => return Err(bad(
+                VAR,
+                "must be a number of days above 0 and at most 3650 (e.g. 30, or 0.5 for 12 hours)",
+            )),
+        },
+    };
+    Ok(RetentionConfig {
+        events: Duration::from_secs_f64(days * 86_400.0),
+        prune_every: secs(get, "BURSAR_PRUNE_SECS", 600, (1, 86_400))?,
+    })
 }
 
 /// A Stripe endpoint: https, or plain http only to this machine (a local emulator in tests),

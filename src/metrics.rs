@@ -21,6 +21,9 @@ pub struct Metrics {
     notification_latency: HistogramVec,
     notification_backlog: IntGauge,
     notification_oldest: IntGauge,
+    table_bytes: IntGaugeVec,
+    oldest_event: IntGauge,
+    oldest_payload: IntGauge,
 }
 
 impl Default for Metrics {
@@ -132,8 +135,49 @@ impl Metrics {
                 )
                 .expect("valid metric"),
             ),
+            table_bytes: register(
+                &registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "table_bytes",
+                        "Bytes each table takes on disk with its indexes, as of the last pruning round ((free): SQLite's pages kept for reuse).",
+                    ),
+                    &["table"],
+                )
+                .expect("valid metric"),
+            ),
+            oldest_event: register(
+                &registry,
+                IntGauge::new(
+                    "oldest_event_age_seconds",
+                    "Age of the oldest event still kept in the inbox (its id answers redeliveries).",
+                )
+                .expect("valid metric"),
+            ),
+            oldest_payload: register(
+                &registry,
+                IntGauge::new(
+                    "oldest_event_payload_age_seconds",
+                    "Age of the oldest event payload still kept (retention plus dead events).",
+                )
+                .expect("valid metric"),
+            ),
             registry,
         }
+    }
+
+    /// Each table's size on disk.
+    pub fn set_table_sizes(&self, sizes: &[(String, i64)]) {
+        self.table_bytes.reset();
+        for (table, bytes) in sizes {
+            self.table_bytes.with_label_values(&[table]).set(*bytes);
+        }
+    }
+
+    /// The ages of the oldest kept event and payload.
+    pub fn set_oldest_kept(&self, event_seconds: i64, payload_seconds: i64) {
+        self.oldest_event.set(event_seconds.max(0));
+        self.oldest_payload.set(payload_seconds.max(0));
     }
 
     /// One notification delivery attempt.

@@ -34,6 +34,13 @@ pub enum EventsCommand {
         #[arg(long)]
         source: Option<String>,
     },
+    /// Give up on a dead event: kept as discarded, never applied, pruned with the others.
+    Discard {
+        id: String,
+        /// Which endpoint's copy, when an evt_ id arrived through several.
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 pub async fn run(config: Config, cmd: EventsCommand) -> anyhow::Result<()> {
@@ -96,6 +103,12 @@ pub async fn run(config: Config, cmd: EventsCommand) -> anyhow::Result<()> {
                 "event {} ({}) is queued again; a running `bursar serve` applies it",
                 e.id, e.event_id
             );
+        }
+        EventsCommand::Discard { id, source } => {
+            let e = events::discard(&s, &id, source.as_deref())
+                .await
+                .map_err(fail)?;
+            println!("event {} ({}) is discarded", e.id, e.event_id);
         }
     }
     Ok(())

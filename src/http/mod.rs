@@ -162,6 +162,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(events::list))
         .routes(routes!(events::get))
         .routes(routes!(events::replay))
+        .routes(routes!(events::discard))
         .routes(routes!(notifications::create, notifications::list))
         .routes(routes!(
             notifications::get,

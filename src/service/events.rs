@@ -1,4 +1,4 @@
-//! The operator's view of the webhook inbox: list, show, replay.
+//! The operator's view of the webhook inbox: list, show, replay, discard.
 
 use serde::Serialize;
 
@@ -61,6 +61,7 @@ pub const STATUSES: &[&str] = &[
     "ignored",
     "unrouted",
     "dead",
+    "discarded",
 ];
 
 pub struct Page {
@@ -96,6 +97,15 @@ pub async fn get(s: &Services, id: &str, source: Option<&str>) -> Result<EventVi
 pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
     let row = find(s, id, source).await?;
     if !db::inbox::replay(&s.db, row.seq).await? {
+        if !db::inbox::has_payload(&s.db, row.seq).await? {
+            return Err(ServiceError::Conflict {
+                code: "payload_pruned",
+                message: format!(
+                    "event {}'s payload was pruned after the retention window (BURSAR_EVENT_RETENTION_DAYS); `bursar reconcile` fetches events Stripe still keeps (30 days)",
+                    row.seq
+                ),
+            });
+        }
         return Err(ServiceError::Conflict {
             code: "event_in_flight",
             message: format!(
@@ -105,6 +115,25 @@ pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<Even
         });
     }
     tracing::info!(seq = row.seq, event = %row.event_id, "event queued for replay");
+    let row = db::inbox::get(&s.db, row.seq)
+        .await?
+        .ok_or(ServiceError::NotFound("event"))?;
+    Ok(EventView::new(row, None))
+}
+
+/// Gives up on a dead event (it stays listed as `discarded`, and is pruned like the others).
+pub async fn discard(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {
+    let row = find(s, id, source).await?;
+    if !db::inbox::discard(&s.db, row.seq).await? {
+        return Err(ServiceError::Conflict {
+            code: "event_not_dead",
+            message: format!(
+                "event {} is {}: only a dead event is discarded (replay one that should be applied)",
+                row.seq, row.status
+            ),
+        });
+    }
+    tracing::info!(seq = row.seq, event = %row.event_id, "dead event discarded");
     let row = db::inbox::get(&s.db, row.seq)
         .await?
         .ok_or(ServiceError::NotFound("event"))?;

@@ -33,4 +33,11 @@ pub async fn refresh_gauges(s: &Services) {
         }
         Err(e) => tracing::warn!(error = %e, "the outbox could not be read for metrics"),
     }
+    match db::inbox::prune::oldest_kept(&s.db).await {
+        Ok((event, payload)) => {
+            let age = |at: Option<i64>| at.map_or(0, |t| (now_ms() - t) / 1000);
+            s.metrics.set_oldest_kept(age(event), age(payload));
+        }
+        Err(e) => tracing::warn!(error = %e, "the inbox's oldest events could not be read"),
+    }
 }

@@ -343,31 +343,43 @@ pub async fn run_periodic(
     stored: std::sync::Arc<tokio::sync::Notify>,
     stop: tokio_util::sync::CancellationToken,
 ) {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(every) => {}
-        }
-        let scopes = match all_scopes(&s).await {
-            Ok(scopes) => scopes,
-            Err(e) => {
-                tracing::warn!(error = %e, "reconcile could not list its scopes; next round retries");
-                continue;
-            }
+    let job = super::jobs::Job {
+        name: "reconcile",
+        period: every,
+        first_after: every,
+    };
+    let round = || {
+        let (s, stored) = (s.clone(), stored.clone());
+        async move { reconcile_all(&s, &stored).await }
+    };
+    super::jobs::every(s.clone(), job, stop, round).await
+}
+
+/// One periodic round: every scope, each on its own (one failing does not stop the others).
+async fn reconcile_all(s: &Services, stored: &tokio::sync::Notify) -> Result<(), String> {
+    let scopes = all_scopes(s)
+        .await
+        .map_err(|e| format!("could not list the scopes: {e}"))?;
+    let mut failed = 0;
+    for scope in scopes {
+        let window = Window {
+            since_secs: None,
+            dry_run: false,
         };
-        for scope in scopes {
-            let window = Window {
-                since_secs: None,
-                dry_run: false,
-            };
-            match run_scope(&s, &scope, window, &mut || {}).await {
-                Ok(r) if r.fed > 0 => {
-                    tracing::warn!(scope = %r.scope, checked = r.checked, fed = r.fed, "reconcile fed events whose webhooks never arrived");
-                    stored.notify_one();
-                }
-                Ok(r) => tracing::debug!(scope = %r.scope, checked = r.checked, "reconciled"),
-                Err(e) => tracing::warn!(scope = %scope.name, error = %e, "reconcile failed"),
+        match run_scope(s, &scope, window, &mut || {}).await {
+            Ok(r) if r.fed > 0 => {
+                tracing::warn!(scope = %r.scope, checked = r.checked, fed = r.fed, "reconcile fed events whose webhooks never arrived");
+                stored.notify_one();
+            }
+            Ok(r) => tracing::debug!(scope = %r.scope, checked = r.checked, "reconciled"),
+            Err(e) => {
+                failed += 1;
+                tracing::warn!(scope = %scope.name, error = %e, "reconcile failed");
             }
         }
+    }
+    match failed {
+        0 => Ok(()),
+        n => Err(format!("{n} scope(s) could not be reconciled")),
     }
 }

@@ -21,6 +21,7 @@ mod operability;
 mod operator;
 mod orders;
 mod pages;
+mod retention;
 mod stores;
 mod tour;
 mod webhooks;

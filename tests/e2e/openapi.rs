@@ -465,6 +465,17 @@ async fn every_route_is_documented_and_answers_as_documented() {
     .await;
     t.expect(t.api(Method::GET, "/api/v1/events/evt_nosuchevent"), 404)
         .await;
+    // Only a dead event is discarded.
+    t.expect(
+        t.api(Method::POST, &format!("/api/v1/events/{event_id}/discard")),
+        409,
+    )
+    .await;
+    t.expect(
+        t.api(Method::POST, "/api/v1/events/evt_nosuchevent/discard"),
+        404,
+    )
+    .await;
 
     // Onboarding another store as Express, and the key-entry pages for a third.
     let express = t

@@ -16,6 +16,7 @@ mod handoff;
 mod operator;
 mod outcomes;
 mod postgres;
+pub mod prune;
 mod rows;
 mod sqlite;
 
@@ -23,8 +24,8 @@ use std::sync::Arc;
 
 pub use handoff::Handoff;
 pub use operator::{
-    count_with_status, due_now, find_by_event_id, get, list, oldest_unfinished, payloads, replay,
-    status_counts, Filter,
+    count_with_status, discard, due_now, find_by_event_id, get, has_payload, list,
+    oldest_unfinished, payloads, replay, status_counts, Filter,
 };
 pub use outcomes::{fail, finish, finish_many, release};
 pub use rows::{Claimed, EventRow, Finish, Inserted, InsertedBatch, Lease, NewEvent, Outcome};

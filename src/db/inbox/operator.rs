@@ -140,18 +140,42 @@ pub(super) fn by_event_id_sql(by_source: bool) -> String {
 }
 
 /// Puts a finished event back in the queue with a fresh retry budget. Events still in
-/// flight (`pending`, `processing`) are left alone and reported as not replayed.
+/// flight (`pending`, `processing`), and those whose payload was pruned, are left alone and
+/// reported as not replayed.
 pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
     let _turn = db.write_turn().await;
     let done = sqlx::query(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, claim_token = NULL \
-         WHERE seq = $2 AND status IN ('applied', 'ignored', 'unrouted', 'retrying', 'dead')",
+         WHERE seq = $2 AND status IN ('applied', 'ignored', 'unrouted', 'retrying', 'dead', 'discarded') \
+         AND EXISTS (SELECT 1 FROM event_payloads p WHERE p.seq = events.seq)",
     )
     .bind(now_ms())
     .bind(seq)
     .execute(db.pool())
     .await?;
     Ok(done.rows_affected() == 1)
+}
+
+/// Gives up on a dead event: it is finished (and pruned with the others) without being
+/// applied. False when the event is not dead.
+pub async fn discard(db: &Db, seq: i64) -> Result<bool> {
+    let _turn = db.write_turn().await;
+    let done = sqlx::query(
+        "UPDATE events SET status = 'discarded', claim_token = NULL WHERE seq = $1 AND status = 'dead'",
+    )
+    .bind(seq)
+    .execute(db.pool())
+    .await?;
+    Ok(done.rows_affected() == 1)
+}
+
+/// Whether the event's payload is still kept.
+pub async fn has_payload(db: &Db, seq: i64) -> Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar("SELECT seq FROM event_payloads WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(db.pool())
+        .await?;
+    Ok(found.is_some())
 }
 
 /// When the oldest event not yet finished was received (unix ms), if any waits.

@@ -93,7 +93,7 @@ pub async fn get(
     responses(
         (status = 200, description = "The event, queued again", body = EventView),
         (status = 404, description = "No such event", body = ErrorBody),
-        (status = 409, description = "The event is being applied now, or the id is ambiguous", body = ErrorBody),
+        (status = 409, description = "The event is being applied now, its payload was pruned (`payload_pruned`), or the id is ambiguous", body = ErrorBody),
     ))]
 pub async fn replay(
     State(state): State<AppState>,
@@ -103,4 +103,23 @@ pub async fn replay(
     let view = events::replay(&state.services, &id, q.source.as_deref()).await?;
     state.stored_notify();
     Ok(Json(view))
+}
+
+/// Give up on a dead event: it is kept as `discarded` (never applied) and pruned with the
+/// finished ones after the retention window.
+#[utoipa::path(post, path = "/events/{id}/discard", tag = "events", operation_id = "discard_event",
+    params(("id" = String, Path, description = "Stripe's event id (`evt_…`) or Bursar's number"), SourceQuery),
+    responses(
+        (status = 200, description = "The event, discarded", body = EventView),
+        (status = 404, description = "No such event", body = ErrorBody),
+        (status = 409, description = "The event is not dead (`event_not_dead`), or the id is ambiguous", body = ErrorBody),
+    ))]
+pub async fn discard(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    QueryParams(q): QueryParams<SourceQuery>,
+) -> ApiResult<Json<EventView>> {
+    Ok(Json(
+        events::discard(&state.services, &id, q.source.as_deref()).await?,
+    ))
 }
