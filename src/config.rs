@@ -126,7 +126,7 @@ pub struct Config {
 #[derive(Clone, Debug)]
 pub struct RetentionConfig {
     /// A finished event's payload and a delivered notification (`BURSAR_EVENT_RETENTION_DAYS`);
-    /// an event's id is kept three days longer, Stripe's redelivery window.
+    /// an event's id as long as Stripe may send it again (`retention::id_horizon`).
     pub events: Duration,
     /// How often the pruning job runs (`BURSAR_PRUNE_SECS`).
     pub prune_every: Duration,

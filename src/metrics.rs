@@ -22,6 +22,8 @@ pub struct Metrics {
     notification_backlog: IntGauge,
     notification_oldest: IntGauge,
     table_bytes: IntGaugeVec,
+    database_bytes: IntGauge,
+    database_free_bytes: IntGauge,
     oldest_event: IntGauge,
     oldest_payload: IntGauge,
 }
@@ -140,9 +142,22 @@ impl Metrics {
                 IntGaugeVec::new(
                     Opts::new(
                         "table_bytes",
-                        "Bytes each table takes on disk with its indexes, as of the last pruning round ((free): SQLite's pages kept for reuse).",
+                        "Bytes each table takes on disk with its indexes (PostgreSQL: at scrape; SQLite: measured daily by the pruning job).",
                     ),
                     &["table"],
+                )
+                .expect("valid metric"),
+            ),
+            database_bytes: register(
+                &registry,
+                IntGauge::new("database_bytes", "The database's size on disk.")
+                    .expect("valid metric"),
+            ),
+            database_free_bytes: register(
+                &registry,
+                IntGauge::new(
+                    "database_free_bytes",
+                    "SQLite: bytes of free pages in the file, written again by new rows before it grows.",
                 )
                 .expect("valid metric"),
             ),
@@ -150,7 +165,7 @@ impl Metrics {
                 &registry,
                 IntGauge::new(
                     "oldest_event_age_seconds",
-                    "Age of the oldest event still kept in the inbox (its id answers redeliveries).",
+                    "Age of the oldest finished event still kept (its id answers Stripe's copies as duplicates).",
                 )
                 .expect("valid metric"),
             ),
@@ -158,7 +173,7 @@ impl Metrics {
                 &registry,
                 IntGauge::new(
                     "oldest_event_payload_age_seconds",
-                    "Age of the oldest event payload still kept (retention plus dead events).",
+                    "Age of the oldest finished event's payload still kept (bounded by the retention window).",
                 )
                 .expect("valid metric"),
             ),
@@ -172,6 +187,12 @@ impl Metrics {
         for (table, bytes) in sizes {
             self.table_bytes.with_label_values(&[table]).set(*bytes);
         }
+    }
+
+    /// The database's size, and its free pages (SQLite).
+    pub fn set_database_bytes(&self, total: i64, free: Option<i64>) {
+        self.database_bytes.set(total);
+        self.database_free_bytes.set(free.unwrap_or(0));
     }
 
     /// The ages of the oldest kept event and payload.

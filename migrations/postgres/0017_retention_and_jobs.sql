@@ -18,7 +18,16 @@ CREATE INDEX notifications_delivered ON notifications (created_at) WHERE status 
 -- change instead of the default 20%, so the space of deleted payloads is reused by new ones
 -- before the tables grow; the inbox is rewritten by every claim, so its rows are vacuumed as
 -- often. Insert-only growth (`event_payloads`) gets its visibility map kept current as well.
-ALTER TABLE events SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
-ALTER TABLE event_payloads SET (autovacuum_vacuum_scale_factor = 0.02, autovacuum_vacuum_insert_scale_factor = 0.02);
+ALTER TABLE events SET (autovacuum_vacuum_scale_factor = 0.02);
+ALTER TABLE event_payloads SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE notifications SET (autovacuum_vacuum_scale_factor = 0.02);
 ALTER TABLE notification_attempts SET (autovacuum_vacuum_scale_factor = 0.02);
+-- The insert threshold exists from PostgreSQL 13; an older server keeps its default.
+DO $$
+BEGIN
+    EXECUTE 'ALTER TABLE event_payloads SET (autovacuum_vacuum_insert_scale_factor = 0.02)';
+    EXECUTE 'ALTER TABLE events SET (autovacuum_vacuum_insert_scale_factor = 0.02)';
+EXCEPTION WHEN OTHERS THEN
+    RAISE NOTICE 'insert-driven autovacuum settings skipped: %', SQLERRM;
+END
+$$;

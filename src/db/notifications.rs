@@ -506,29 +506,22 @@ pub async fn backlog(db: &Db) -> Result<(i64, Option<i64>)> {
     .await?)
 }
 
-/// Deletes delivered notifications made before `cutoff` (unix ms) with their attempts, `chunk`
-/// per statement; failed and held ones stay until they are sent again. How many.
+/// Deletes delivered notifications made before `cutoff` (unix ms), their attempts with them
+/// (`ON DELETE CASCADE`), `chunk` per statement; failed and held ones stay until they are sent
+/// again. The status is checked again on the row itself, so one redelivered meanwhile stays.
 pub async fn prune_delivered(db: &Db, cutoff: i64, chunk: i64) -> Result<u64> {
     let mut deleted = 0;
     loop {
-        let mut tx = db.begin_write().await?;
-        sqlx::query(
-            "DELETE FROM notification_attempts WHERE notification_id IN \
-             (SELECT id FROM notifications WHERE status = 'delivered' AND created_at < $1 ORDER BY created_at LIMIT $2)",
-        )
-        .bind(cutoff)
-        .bind(chunk)
-        .execute(&mut *tx)
-        .await?;
+        let _turn = db.write_turn().await;
         let done = sqlx::query(
-            "DELETE FROM notifications WHERE id IN \
+            "DELETE FROM notifications WHERE status = 'delivered' AND created_at < $1 AND id IN \
              (SELECT id FROM notifications WHERE status = 'delivered' AND created_at < $1 ORDER BY created_at LIMIT $2)",
         )
         .bind(cutoff)
         .bind(chunk)
-        .execute(&mut *tx)
+        .execute(db.pool())
         .await?;
-        tx.commit().await?;
+        drop(_turn);
         deleted += done.rows_affected();
         if done.rows_affected() < chunk as u64 {
             return Ok(deleted);

@@ -33,6 +33,17 @@ pub async fn refresh_gauges(s: &Services) {
         }
         Err(e) => tracing::warn!(error = %e, "the outbox could not be read for metrics"),
     }
+    match db::storage::database_bytes(&s.db).await {
+        Ok((total, free)) => s.metrics.set_database_bytes(total, free),
+        Err(e) => tracing::warn!(error = %e, "the database's size could not be read"),
+    }
+    // Cheap on PostgreSQL, so every process shows them; SQLite's are measured by pruning.
+    if s.db.engine() == db::Engine::Postgres {
+        match db::storage::table_sizes(&s.db).await {
+            Ok(sizes) => s.metrics.set_table_sizes(&sizes),
+            Err(e) => tracing::warn!(error = %e, "table sizes could not be read"),
+        }
+    }
     match db::inbox::prune::oldest_kept(&s.db).await {
         Ok((event, payload)) => {
             let age = |at: Option<i64>| at.map_or(0, |t| (now_ms() - t) / 1000);

@@ -11,7 +11,9 @@ use tokio_util::sync::CancellationToken;
 use super::Services;
 use crate::db;
 
-/// How long a round holds its job without renewing; it renews every third of it.
+/// How long a round holds its job without renewing; it renews every third of it. A process
+/// killed mid-round holds the job this long (the next turn is due at the later of this and the
+/// period).
 const LEASE: Duration = Duration::from_secs(60);
 
 /// A periodic job: its name (its row in `jobs`), its period, and how long after the job is
@@ -74,7 +76,7 @@ where
                 continue;
             }
         }
-        let outcome = renewing(&s, job.name, &owner, round()).await;
+        let outcome = renewing(&s.db, (job.name, &owner, LEASE), &stop, round()).await;
         if let Err(e) = &outcome {
             tracing::warn!(job = job.name, error = %e, "round failed; the next period retries");
         }
@@ -84,31 +86,80 @@ where
     }
 }
 
-/// Runs `round` while renewing the job's lease every third of it.
-async fn renewing<Fut>(s: &Services, job: &str, owner: &str, round: Fut) -> Result<(), String>
+/// Runs `round` while renewing the job's lease every third of it. Both are polled together:
+/// the round may hold the SQLite write lock that a renewal waits for. At `stop` the round is
+/// dropped (every round is safe to cut anywhere: its work is claimed row by row and re-done
+/// by the next).
+async fn renewing<Fut>(
+    db: &db::Db,
+    (job, owner, lease): (&str, &str, Duration),
+    stop: &CancellationToken,
+    round: Fut,
+) -> Result<(), String>
 where
     Fut: Future<Output = Result<(), String>>,
 {
-    tokio::pin!(round);
-    let every = LEASE / 3;
-    let mut renew = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
-    loop {
-        tokio::select! {
-            outcome = &mut round => return outcome,
-            _ = renew.tick() => match db::jobs::renew(&s.db, job, owner, LEASE.as_millis() as i64).await {
+    let renew = async {
+        let every = lease / 3;
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + every, every);
+        loop {
+            tick.tick().await;
+            match db::jobs::renew(db, job, owner, lease.as_millis() as i64).await {
                 Ok(true) => {}
-                // Another process took the job: this round finishes (its work is claimed row by
-                // row, so two rounds at once do nothing twice), the next is theirs.
+                // Another process took the job: this round finishes (two rounds at once do
+                // nothing twice), the next is theirs.
                 Ok(false) => tracing::warn!(job, "the job's lease ran out during a long round"),
                 Err(e) => tracing::warn!(job, error = %e, "could not renew the job's lease"),
-            },
+            }
         }
+    };
+    tokio::select! {
+        outcome = round => outcome,
+        _ = renew => unreachable!("renewing never ends"),
+        _ = stop.cancelled() => Err("stopped by shutdown mid-round".into()),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A round that holds the SQLite write lock while its lease is renewed still ends: the
+    /// renewal waits its turn while the round goes on.
+    #[tokio::test]
+    async fn a_round_holding_the_write_lock_outlives_its_renewals() {
+        let (db, _url, _dir) = crate::db::testing::fresh().await;
+        db::jobs::register(&db, "long", 0).await.unwrap();
+        assert!(db::jobs::take_turn(&db, "long", "me", 60_000, 300)
+            .await
+            .unwrap());
+        let round = async {
+            let turn = db.write_turn().await;
+            tokio::time::sleep(Duration::from_millis(700)).await;
+            drop(turn);
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            Ok(())
+        };
+        let stop = CancellationToken::new();
+        let lease = ("long", "me", Duration::from_millis(300));
+        let ended =
+            tokio::time::timeout(Duration::from_secs(10), renewing(&db, lease, &stop, round)).await;
+        assert_eq!(ended.expect("no deadlock"), Ok(()));
+        // It was renewed meanwhile (taken with a 300 ms lease, renewed after the lock).
+        let rows = db::jobs::list(&db).await.unwrap();
+        let until = rows[0].lease_until.unwrap();
+        assert!(until > rows[0].last_started_at.unwrap() + 300, "{rows:?}");
+    }
+
+    #[tokio::test]
+    async fn a_round_is_cut_at_shutdown() {
+        let (db, _url, _dir) = crate::db::testing::fresh().await;
+        let stop = CancellationToken::new();
+        stop.cancel();
+        let forever = std::future::pending::<Result<(), String>>();
+        let lease = ("t", "me", Duration::from_secs(60));
+        assert!(renewing(&db, lease, &stop, forever).await.is_err());
+    }
 
     #[test]
     fn a_job_is_looked_at_a_few_times_a_period() {

@@ -89,7 +89,7 @@ async fn finished_events_lose_payloads_then_ids_while_dead_ones_wait_for_a_decis
 
     // Past the 30-day window: the payload goes, the id stays.
     age(&app, &id(&old), 31).await;
-    // Past the window and Stripe's three days of redelivery: the row goes too.
+    // Past the 33 days Stripe may send it again: the row goes too.
     age(&app, &id(&older), 34).await;
     age(&app, poison_id, 40).await;
     prune_rounds(&app, 2).await;

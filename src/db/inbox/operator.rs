@@ -143,7 +143,7 @@ pub(super) fn by_event_id_sql(by_source: bool) -> String {
 /// flight (`pending`, `processing`), and those whose payload was pruned, are left alone and
 /// reported as not replayed.
 pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
-    let _turn = db.write_turn().await;
+    let mut tx = db.begin_write().await?;
     let done = sqlx::query(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, claim_token = NULL \
          WHERE seq = $2 AND status IN ('applied', 'ignored', 'unrouted', 'retrying', 'dead', 'discarded') \
@@ -151,9 +151,21 @@ pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
     )
     .bind(now_ms())
     .bind(seq)
-    .execute(db.pool())
+    .execute(&mut *tx)
     .await?;
-    Ok(done.rows_affected() == 1)
+    // On PostgreSQL pruning may have deleted the payload after this statement's snapshot and
+    // before its row lock: read again, as of now, with the event locked.
+    let kept: Option<i64> = sqlx::query_scalar("SELECT seq FROM event_payloads WHERE seq = $1")
+        .bind(seq)
+        .fetch_optional(&mut *tx)
+        .await?;
+    if done.rows_affected() == 1 && kept.is_some() {
+        tx.commit().await?;
+        Ok(true)
+    } else {
+        tx.rollback().await?;
+        Ok(false)
+    }
 }
 
 /// Gives up on a dead event: it is finished (and pruned with the others) without being
