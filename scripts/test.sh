@@ -53,3 +53,6 @@ fi
 
 echo "== tests on PostgreSQL"
 BURSAR_TEST_DATABASE_URL="$pg_url" cargo test --all-targets
+
+echo "== scale-out: three processes on one PostgreSQL, one killed mid-load (small size)"
+BENCH_POSTGRES_URL="$pg_url" BURSAR_BIN=target/debug/bursar bench/scaleout.sh 3000

@@ -23,9 +23,11 @@ use crate::stripe::signature;
 
 #[derive(Debug, Args)]
 pub struct BenchArgs {
-    /// Base URL of the server to load (default: BURSAR_PUBLIC_URL).
+    /// Base URL of a server to load (default: BURSAR_PUBLIC_URL). Repeat it to spread the
+    /// connections over several servers; a connection to one that stops answering moves on
+    /// to the next.
     #[arg(long)]
-    pub url: Option<String>,
+    pub url: Vec<String>,
     #[arg(long, default_value_t = 100_000)]
     pub events: u64,
     #[arg(long, default_value_t = 64)]
@@ -37,6 +39,9 @@ pub struct BenchArgs {
     /// server that stores nothing, such as the ceiling.
     #[arg(long)]
     pub no_wait: bool,
+    /// Write the id of every event that got a 2xx to this file, one per line.
+    #[arg(long)]
+    pub acked: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Args)]
@@ -57,12 +62,15 @@ pub async fn ingest(config: Config, args: BenchArgs) -> anyhow::Result<()> {
         })?
         .expose_secret()
         .to_owned();
-    let url = format!(
-        "{}/webhooks/stripe",
-        args.url
-            .clone()
-            .unwrap_or_else(|| config.public_url.clone())
-            .trim_end_matches('/')
+    let bases = match args.url.is_empty() {
+        true => vec![config.public_url.clone()],
+        false => args.url.clone(),
+    };
+    let targets: Arc<Vec<Target>> = Arc::new(
+        bases
+            .iter()
+            .map(|b| Target::parse(b))
+            .collect::<anyhow::Result<_>>()?,
     );
     let db = match args.no_wait {
         true => None,
@@ -75,40 +83,40 @@ pub async fn ingest(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     // Signed before the clock starts: the generator's own HMAC work is not in the figures.
     let run_id: u32 = rand::random();
     let now = crate::clock::now_ms() / 1000;
+    let mut rng = rand::thread_rng();
     let requests: Arc<Vec<(Bytes, String)>> = Arc::new(
         (0..args.events)
             .map(|i| {
-                let body = event_body(run_id, i, args.size);
+                let body = event_body(run_id, i, args.size, &mut rng);
                 let header = signature::sign(body.as_bytes(), &secret, now);
                 (Bytes::from(body), header)
             })
             .collect(),
     );
-    let authority = url
-        .strip_prefix("http://")
-        .and_then(|rest| rest.split('/').next())
-        .ok_or_else(|| anyhow::anyhow!("--url must be http://host:port"))?
-        .to_owned();
     let next = Arc::new(AtomicU64::new(0));
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for _ in 0..args.concurrency {
-        let (authority, url, next, requests) = (
-            authority.clone(),
-            url.clone(),
-            next.clone(),
-            requests.clone(),
-        );
+    for c in 0..args.concurrency {
+        let (targets, next, requests) = (targets.clone(), next.clone(), requests.clone());
         tasks.push(tokio::spawn(async move {
-            post_all(&authority, &url, &next, &requests).await
+            post_all(&targets, c as usize, &next, &requests).await
         }));
     }
     let mut latencies = Vec::with_capacity(args.events as usize);
+    let mut acked = Vec::with_capacity(args.events as usize);
     let mut failures = 0;
     for t in tasks {
-        let (l, f) = t.await??;
+        let (l, a, f) = t.await?;
         latencies.extend(l);
+        acked.extend(a);
         failures += f;
+    }
+    if let Some(path) = &args.acked {
+        let ids: String = acked
+            .iter()
+            .map(|&i| format!("{}\n", event_id(run_id, i)))
+            .collect();
+        std::fs::write(path, ids)?;
     }
     let elapsed = started.elapsed();
     latencies.sort();
@@ -156,39 +164,78 @@ pub async fn ingest(config: Config, args: BenchArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A server's platform webhook endpoint.
+struct Target {
+    authority: String,
+    path: String,
+}
+
+impl Target {
+    fn parse(base: &str) -> anyhow::Result<Self> {
+        let authority = base
+            .trim_end_matches('/')
+            .strip_prefix("http://")
+            .filter(|rest| !rest.contains('/'))
+            .ok_or_else(|| anyhow::anyhow!("--url must be http://host:port, not {base}"))?;
+        Ok(Self {
+            authority: authority.to_owned(),
+            path: "/webhooks/stripe".into(),
+        })
+    }
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<http_body_util::Full<Bytes>>;
+
+async fn connect(authority: &str) -> anyhow::Result<Sender> {
+    let stream = tokio::net::TcpStream::connect(authority).await?;
+    stream.set_nodelay(true)?;
+    let (s, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    Ok(s)
+}
+
 /// One connection's share of the load: plain HTTP/1.1 keep-alive through hyper's client
 /// connection, the lightest way to drive a server from the same machine (a pooling client such
-/// as reqwest costs several times the CPU per request, which the server then lacks).
+/// as reqwest costs several times the CPU per request, which the server then lacks). Connection
+/// `c` starts on target `c mod n`; when its server fails, it moves to the next. Returns the
+/// latencies and indexes of the acked events, and how many failed.
 async fn post_all(
-    authority: &str,
-    url: &str,
+    targets: &[Target],
+    c: usize,
     next: &AtomicU64,
     requests: &[(Bytes, String)],
-) -> anyhow::Result<(Vec<Duration>, u64)> {
+) -> (Vec<Duration>, Vec<u64>, u64) {
     use http_body_util::{BodyExt, Full};
     let mut latencies = Vec::new();
+    let mut acked = Vec::new();
     let mut failures = 0u64;
-    let mut sender = None;
-    let path = url.split_once(authority).map_or("/", |(_, p)| p).to_owned();
+    let mut sender: Option<Sender> = None;
+    let mut on = c % targets.len();
     loop {
         let i = next.fetch_add(1, Ordering::Relaxed);
         let Some((body, header)) = requests.get(i as usize) else {
             break;
         };
+        let target = &targets[on];
         if sender.is_none() {
-            let stream = tokio::net::TcpStream::connect(authority).await?;
-            stream.set_nodelay(true)?;
-            let (s, conn) =
-                hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
-            tokio::spawn(conn);
-            sender = Some(s);
+            match connect(&target.authority).await {
+                Ok(s) => sender = Some(s),
+                Err(_) => {
+                    failures += 1;
+                    on = (on + 1) % targets.len();
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            }
         }
         let s = sender.as_mut().expect("connected above");
-        let request = hyper::Request::post(&path)
-            .header("Host", authority)
+        let request = hyper::Request::post(&target.path)
+            .header("Host", &target.authority)
             .header("Stripe-Signature", header)
             .header("Content-Type", "application/json")
-            .body(Full::new(body.clone()))?;
+            .body(Full::new(body.clone()))
+            .expect("a valid request");
         let t = Instant::now();
         let ok = match s.send_request(request).await {
             Ok(response) => {
@@ -196,17 +243,19 @@ async fn post_all(
                 response.into_body().collect().await.is_ok() && status.is_success()
             }
             Err(_) => {
-                sender = None; // reconnect for the next one
+                sender = None; // the next one on the next server
+                on = (on + 1) % targets.len();
                 false
             }
         };
         if ok {
             latencies.push(t.elapsed());
+            acked.push(i);
         } else {
             failures += 1;
         }
     }
-    Ok((latencies, failures))
+    (latencies, acked, failures)
 }
 
 /// Preloads the inbox, then lets the worker apply everything, timing only the worker.
@@ -220,11 +269,12 @@ pub async fn apply(config: Config, args: ApplyArgs) -> anyhow::Result<()> {
     let run_id: u32 = rand::random();
     let loading = Instant::now();
     let mut batch = Vec::with_capacity(1000);
+    let mut rng = rand::thread_rng();
     for i in 0..args.events {
-        let payload = event_body(run_id, i, args.size);
+        let payload = event_body(run_id, i, args.size, &mut rng);
         batch.push(NewEvent {
             source: "platform".into(),
-            event_id: format!("evt_bench{run_id:08x}{i:012}"),
+            event_id: event_id(run_id, i),
             event_type: "balance.available".into(),
             scope: "platform",
             store_id: None,
@@ -270,11 +320,17 @@ async fn unfinished_and_total(db: &crate::db::Db) -> anyhow::Result<(i64, i64)> 
     Ok((unfinished, counts.iter().map(|(_, n)| n).sum()))
 }
 
+fn event_id(run: u32, i: u64) -> String {
+    format!("evt_bench{run:08x}{i:012}")
+}
+
 /// A platform `balance.available` event shaped like Stripe's, unique per run and index, padded
-/// to `size` bytes with a `metadata`-like field on the balance object.
-fn event_body(run: u32, i: u64, size: usize) -> String {
+/// to `size` bytes with random letters and digits in a `metadata`-like field on the balance
+/// object (as incompressible as Stripe's own ids and text are).
+fn event_body(run: u32, i: u64, size: usize, rng: &mut impl rand::Rng) -> String {
     let head = format!(
-        r#"{{"id":"evt_bench{run:08x}{i:012}","object":"event","api_version":"{v}","created":{c},"data":{{"object":{{"object":"balance","available":[{{"amount":{i},"currency":"usd","source_types":{{"card":{i}}}}}],"connect_reserved":[{{"amount":0,"currency":"usd"}}],"livemode":false,"pending":[{{"amount":0,"currency":"usd","source_types":{{"card":0}}}}],"bench_padding":""#,
+        r#"{{"id":"{id}","object":"event","api_version":"{v}","created":{c},"data":{{"object":{{"object":"balance","available":[{{"amount":{i},"currency":"usd","source_types":{{"card":{i}}}}}],"connect_reserved":[{{"amount":0,"currency":"usd"}}],"livemode":false,"pending":[{{"amount":0,"currency":"usd","source_types":{{"card":0}}}}],"bench_padding":""#,
+        id = event_id(run, i),
         v = crate::stripe::STRIPE_VERSION,
         c = crate::clock::now_ms() / 1000,
     );
@@ -282,7 +338,7 @@ fn event_body(run: u32, i: u64, size: usize) -> String {
     let pad = size.saturating_sub(head.len() + tail.len());
     let mut body = String::with_capacity(head.len() + pad + tail.len());
     body.push_str(&head);
-    body.extend(std::iter::repeat_n('x', pad));
+    body.extend((0..pad).map(|_| char::from(rng.sample(rand::distributions::Alphanumeric))));
     body.push_str(tail);
     body
 }
@@ -294,7 +350,7 @@ mod tests {
     #[test]
     fn bench_events_are_stripe_events_of_the_asked_size() {
         for size in [0, 1024, 3072, 10_000] {
-            let body = event_body(7, 42, size);
+            let body = event_body(7, 42, size, &mut rand::thread_rng());
             assert!(body.len() >= size && (size < 500 || body.len() == size));
             let e = crate::stripe::event::Envelope::parse(body.as_bytes()).unwrap();
             assert_eq!(e.event_type, "balance.available");
