@@ -1,5 +1,5 @@
 //! Billing on an account (the platform billing its stores): prices, subscriptions with one
-//! item, their invoices, and the hosted invoice page. Time does not pass by itself: tests move
+//! item, and the hosted invoice page (invoices are made and charged in `invoices.rs`). Time does not pass by itself: tests move
 //! a subscription through its life with `StripeSim`'s helpers (`end_trial`, `advance_period`,
 //! `retry_invoice`, `pay_invoice`, `period_end`), the way a Stripe test clock would, and each
 //! delivers the events Stripe sends for that step, awaited.
@@ -18,28 +18,18 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
+use crate::calendar::{add_intervals, period_end_after, DAY};
 use crate::events::{emit_all, previous_attributes, Pending};
 use crate::fixtures;
 use crate::http::{escape, ok, page, ApiError, ApiResult, Form};
-use crate::objects::{acting, expanded, owned};
+use crate::invoices::{attempt, failure_event, new_invoice, price_of, Attempt, CardBehavior};
+use crate::objects::{acting, expanded, owned, store};
 use crate::params::{self, reject_unknown};
-use crate::payments::{create_intent, id, live_customer, NewIntent};
+use crate::payments::{id, live_customer};
 use crate::random;
 use crate::state::{now, Sim, State as SimState};
-
-/// What a customer's default payment method does when an invoice is charged.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub enum CardBehavior {
-    /// The charge succeeds (the default for every customer).
-    #[default]
-    Succeeds,
-    /// The charge is declined (`card_declined`, `generic_decline`).
-    Declines,
-    /// The bank asks for authentication (3D Secure): the PaymentIntent `requires_action`.
-    RequiresAction,
-}
 
 /// Billing settings tests change.
 #[derive(Default)]
@@ -53,11 +43,6 @@ pub(crate) struct Books {
 /// Failed retries after which a subscription is canceled, unless `set_max_retries` says
 /// otherwise.
 pub const DEFAULT_MAX_RETRIES: u32 = 4;
-
-/// Days between Smart Retries, for `next_payment_attempt`.
-const RETRY_DAYS: i64 = 3;
-
-const DAY: i64 = 86_400;
 
 const CREATE_PARAMS: &[&str] = &[
     "customer",
@@ -224,65 +209,6 @@ pub(crate) fn add_price(
 // ---------------------------------------------------------------------------------------------
 // Time
 
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
-fn civil_from_days(z: i64) -> (i64, i64, i64) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    (yoe + era * 400 + i64::from(m <= 2), m, d)
-}
-
-fn add_months(ts: i64, months: i64) -> i64 {
-    let (days, secs) = (ts.div_euclid(DAY), ts.rem_euclid(DAY));
-    let (y, m, d) = civil_from_days(days);
-    let total = y * 12 + (m - 1) + months;
-    let (ny, nm) = (total.div_euclid(12), total.rem_euclid(12) + 1);
-    let last =
-        days_from_civil(ny + i64::from(nm == 12), nm % 12 + 1, 1) - days_from_civil(ny, nm, 1);
-    days_from_civil(ny, nm, d.min(last)) * DAY + secs
-}
-
-/// `anchor` moved on by `n` intervals of `price`'s recurrence (calendar months and years, as
-/// Stripe bills: an anchor on the 31st bills on the last day of shorter months).
-fn add_intervals(anchor: i64, price: &Value, n: i64) -> i64 {
-    let count = price["recurring"]["interval_count"].as_i64().unwrap_or(1) * n;
-    match price["recurring"]["interval"].as_str().unwrap_or("month") {
-        "day" => anchor + count * DAY,
-        "week" => anchor + count * 7 * DAY,
-        "year" => add_months(anchor, 12 * count),
-        _ => add_months(anchor, count),
-    }
-}
-
-/// The end of the period starting at `start`, on the billing cycle of `anchor`.
-fn period_end_after(anchor: i64, price: &Value, start: i64) -> i64 {
-    let mut n = 1;
-    loop {
-        let end = add_intervals(anchor, price, n);
-        if end > start {
-            return end;
-        }
-        n += 1;
-    }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Objects
-
 /// An object of `kind` wherever it lives: (owner, object).
 fn find(state: &SimState, kind: &str, id: &str) -> Option<(String, Value)> {
     state
@@ -290,11 +216,6 @@ fn find(state: &SimState, kind: &str, id: &str) -> Option<(String, Value)> {
         .iter()
         .find(|((_, oid), o)| oid == id && o["object"] == kind)
         .map(|((owner, _), o)| (owner.clone(), o.clone()))
-}
-
-fn store(state: &mut SimState, owner: &str, object: &Value) {
-    let id = object["id"].as_str().unwrap_or_default().to_owned();
-    state.objects.insert((owner.to_owned(), id), object.clone());
 }
 
 /// The legacy `plan` of an item, from its price.
@@ -359,281 +280,11 @@ fn set_period(sub: &mut Value, start: i64, end: i64) {
     }
 }
 
-fn price_of(sub: &Value) -> Value {
-    sub["items"]["data"][0]["price"].clone()
-}
-
 fn behavior(state: &SimState, customer: &Value) -> CardBehavior {
     customer
         .as_str()
         .and_then(|c| state.billing.cards.get(c).copied())
         .unwrap_or_default()
-}
-
-/// A new, finalized (`open`) invoice for `sub`'s item over `start..end`, stored in `owner`.
-fn new_invoice(
-    state: &mut SimState,
-    sim: &Sim,
-    owner: &str,
-    sub: &Value,
-    reason: &str,
-    amount: i64,
-    (start, end): (i64, i64),
-) -> Value {
-    let price = price_of(sub);
-    let currency = price["currency"].as_str().unwrap_or("usd").to_owned();
-    let id = id("in_1");
-    let customer = sub["customer"].as_str().unwrap_or_default();
-    let (email, name) = state
-        .objects
-        .get(&(owner.to_owned(), customer.to_owned()))
-        .map_or((Value::Null, Value::Null), |c| {
-            (c["email"].clone(), c["name"].clone())
-        });
-    let send_invoice = sub["collection_method"] == "send_invoice";
-    let days_until_due = sub["days_until_due"].as_i64().unwrap_or(30);
-    let mut inv = fixtures::required("invoice");
-    let sub_id = sub["id"].clone();
-    let item_id = sub["items"]["data"][0]["id"].clone();
-    let number = format!(
-        "{}-{:04}",
-        random(8).to_uppercase(),
-        state
-            .objects
-            .values()
-            .filter(|o| o["object"] == "invoice")
-            .count()
-            + 1
-    );
-    let t = now();
-    let fields = json!({
-        "id": id,
-        "account_name": null,
-        "amount_due": amount,
-        "amount_overpaid": 0,
-        "amount_paid": 0,
-        "amount_remaining": amount,
-        "attempt_count": 0,
-        "attempted": false,
-        "auto_advance": true,
-        "automatically_finalizes_at": null,
-        "billing_reason": reason,
-        "collection_method": sub["collection_method"],
-        "created": t,
-        "currency": currency,
-        "customer": customer,
-        "customer_email": email,
-        "customer_name": name,
-        "description": null,
-        "due_date": if send_invoice { json!(t + days_until_due * DAY) } else { Value::Null },
-        "effective_at": t,
-        "ending_balance": 0,
-        "from_invoice": null,
-        "hosted_invoice_url": format!("{}/invoice/{id}", sim.url),
-        "invoice_pdf": null,
-        "last_finalization_error": null,
-        "latest_revision": null,
-        "lines": {
-            "object": "list",
-            "data": [{
-                "id": format!("il_1{}", random(23)),
-                "object": "line_item",
-                "amount": amount,
-                "currency": currency,
-                "description": format!(
-                    "1 × {} (at {} / {})",
-                    price["product"].as_str().unwrap_or_default(),
-                    params::money(price["unit_amount"].as_i64().unwrap_or_default(), &currency),
-                    price["recurring"]["interval"].as_str().unwrap_or("month"),
-                ),
-                "discount_amounts": [],
-                "discountable": true,
-                "discounts": [],
-                "invoice": id,
-                "livemode": sim.live(),
-                "metadata": {},
-                "parent": {
-                    "type": "subscription_item_details",
-                    "invoice_item_details": null,
-                    "subscription_item_details": {
-                        "invoice_item": null,
-                        "proration": false,
-                        "proration_details": { "credited_items": null },
-                        "subscription": sub_id,
-                        "subscription_item": item_id,
-                    },
-                },
-                "period": { "start": start, "end": end },
-                "pretax_credit_amounts": [],
-                "pricing": {
-                    "type": "price_details",
-                    "price_details": { "price": price["id"], "product": price["product"] },
-                    "unit_amount_decimal": price["unit_amount_decimal"],
-                },
-                "quantity": 1,
-                "subtotal": amount,
-                "taxes": [],
-            }],
-            "has_more": false,
-            "url": format!("/v1/invoices/{id}/lines"),
-        },
-        "livemode": sim.live(),
-        "metadata": {},
-        "next_payment_attempt": null,
-        "number": number,
-        "parent": {
-            "type": "subscription_details",
-            "quote_details": null,
-            "subscription_details": { "metadata": sub["metadata"], "subscription": sub_id },
-        },
-        "payment_intent": null,
-        "period_end": end,
-        "period_start": start,
-        "receipt_number": null,
-        "shipping_cost": null,
-        "shipping_details": null,
-        "status": "open",
-        "status_transitions": {
-            "finalized_at": t,
-            "marked_uncollectible_at": null,
-            "paid_at": null,
-            "voided_at": null,
-        },
-        "subscription": sub_id,
-        "subtotal": amount,
-        "subtotal_excluding_tax": amount,
-        "test_clock": null,
-        "total": amount,
-        "total_excluding_tax": amount,
-        "total_pretax_credit_amounts": [],
-        "total_taxes": [],
-        "webhooks_delivered_at": t,
-    });
-    for (k, v) in fields.as_object().expect("an object") {
-        inv[k] = v.clone();
-    }
-    if amount == 0 {
-        mark_paid(&mut inv);
-    }
-    store(state, owner, &inv);
-    inv
-}
-
-fn mark_paid(inv: &mut Value) {
-    inv["status"] = json!("paid");
-    inv["amount_paid"] = inv["amount_due"].clone();
-    inv["amount_remaining"] = json!(0);
-    inv["next_payment_attempt"] = Value::Null;
-    inv["status_transitions"]["paid_at"] = json!(now());
-}
-
-/// How one charge of an invoice went.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Attempt {
-    Paid,
-    Failed,
-    ActionRequired,
-}
-
-/// Charges open invoice `inv` of `owner` with `card` (forced success when `card` is `None`:
-/// the customer paying on the hosted page): its PaymentIntent (made on the first attempt) and
-/// the invoice are updated and stored.
-fn attempt(
-    state: &mut SimState,
-    owner: &str,
-    inv: &mut Value,
-    card: Option<CardBehavior>,
-    live: bool,
-) -> Attempt {
-    let mut pi = match inv["payment_intent"]
-        .as_str()
-        .and_then(|p| state.objects.get(&(owner.to_owned(), p.to_owned())))
-    {
-        Some(pi) => pi.clone(),
-        None => {
-            let mut discarded = Vec::new();
-            create_intent(
-                state,
-                owner,
-                NewIntent {
-                    amount: inv["amount_due"].as_i64().unwrap_or_default(),
-                    currency: inv["currency"].as_str().unwrap_or("usd").to_owned(),
-                    description: Some(
-                        if inv["billing_reason"] == "subscription_create" {
-                            "Subscription creation"
-                        } else {
-                            "Subscription update"
-                        }
-                        .into(),
-                    ),
-                    customer: inv["customer"].as_str().map(str::to_owned),
-                    metadata: Map::new(),
-                    application_fee_amount: None,
-                    application: None,
-                    payment_method_types: Some(vec!["card".into()]),
-                    capture_method: "automatic".into(),
-                    receipt_email: None,
-                    transfer_data: Value::Null,
-                    transfer_group: None,
-                    livemode: live,
-                },
-                &mut discarded,
-            )
-        }
-    };
-    let counted = card.is_some();
-    let outcome = match card {
-        None | Some(CardBehavior::Succeeds) => Attempt::Paid,
-        Some(CardBehavior::Declines) => Attempt::Failed,
-        Some(CardBehavior::RequiresAction) => Attempt::ActionRequired,
-    };
-    pi["payment_method"] = json!(format!("pm_1{}", random(23)));
-    pi["next_action"] = Value::Null;
-    pi["last_payment_error"] = Value::Null;
-    match outcome {
-        Attempt::Paid => {
-            pi["status"] = json!("succeeded");
-            pi["amount_received"] = pi["amount"].clone();
-        }
-        Attempt::Failed => {
-            pi["status"] = json!("requires_payment_method");
-            pi["last_payment_error"] = json!({
-                "type": "card_error",
-                "code": "card_declined",
-                "decline_code": "generic_decline",
-                "message": "Your card was declined.",
-                "payment_method": { "id": pi["payment_method"], "object": "payment_method", "type": "card" },
-            });
-        }
-        Attempt::ActionRequired => {
-            pi["status"] = json!("requires_action");
-            pi["next_action"] = json!({
-                "type": "use_stripe_sdk",
-                "use_stripe_sdk": { "type": "three_d_secure_redirect" },
-            });
-        }
-    }
-    inv["payment_intent"] = pi["id"].clone();
-    if counted {
-        inv["attempted"] = json!(true);
-        inv["attempt_count"] = json!(inv["attempt_count"].as_i64().unwrap_or_default() + 1);
-    }
-    if outcome == Attempt::Paid {
-        mark_paid(inv);
-    } else {
-        inv["next_payment_attempt"] = json!(now() + RETRY_DAYS * DAY);
-    }
-    store(state, owner, &pi);
-    store(state, owner, inv);
-    outcome
-}
-
-fn failure_event(outcome: Attempt) -> &'static str {
-    match outcome {
-        Attempt::Paid => "invoice.paid",
-        Attempt::Failed => "invoice.payment_failed",
-        Attempt::ActionRequired => "invoice.payment_action_required",
-    }
 }
 
 /// A new subscription item for `price`.
@@ -1296,25 +947,5 @@ async fn invoice_pay_page(State(sim): State<Arc<Sim>>, Path(id): Path<String>) -
     match paid {
         Ok(_) => invoice_html(&inv, Some("Thanks for your payment.")),
         Err(_) => invoice_html(&inv, None),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn months_are_calendar_months_clamped_to_their_end() {
-        let jan31 = days_from_civil(2025, 1, 31) * DAY + 3600;
-        assert_eq!(civil_from_days(add_months(jan31, 1) / DAY), (2025, 2, 28));
-        assert_eq!(add_months(jan31, 1) % DAY, 3600);
-        assert_eq!(civil_from_days(add_months(jan31, 2) / DAY), (2025, 3, 31));
-        assert_eq!(civil_from_days(add_months(jan31, 13) / DAY), (2026, 2, 28));
-        let price = json!({ "recurring": { "interval": "month", "interval_count": 1 } });
-        let feb28 = add_months(jan31, 1);
-        assert_eq!(
-            civil_from_days(period_end_after(jan31, &price, feb28) / DAY),
-            (2025, 3, 31)
-        );
     }
 }

@@ -13,13 +13,14 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Map, Value};
 
+use crate::cards::Card;
 use crate::events::{emit_all, Pending};
 use crate::fixtures;
 use crate::http::{escape, found, ok, page, ApiError, ApiResult, Form};
 use crate::objects::{acting, expanded, owned};
 use crate::onboarding::valid_url;
 use crate::params::{self, reject_unknown};
-use crate::payments::{confirm_locked, create_intent, live_customer, Card, NewIntent};
+use crate::payments::{confirm_locked, create_intent, live_customer, NewIntent};
 use crate::random;
 use crate::state::{now, Sim, State as SimState};
 

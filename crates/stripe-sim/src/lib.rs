@@ -31,6 +31,8 @@ mod auth;
 mod balances;
 mod billing;
 mod browser;
+mod calendar;
+mod cards;
 mod catalog;
 mod checkout;
 mod conn;
@@ -40,6 +42,7 @@ mod faults;
 pub mod fixtures;
 mod http;
 mod idempotency;
+mod invoices;
 mod oauth;
 mod objects;
 mod onboarding;
@@ -61,11 +64,12 @@ use rand::distributions::Alphanumeric;
 use rand::Rng;
 use serde_json::Value;
 
-pub use billing::{CardBehavior, DEFAULT_MAX_RETRIES};
+pub use billing::DEFAULT_MAX_RETRIES;
 pub use browser::STRIPE_JS_PATH;
+pub use cards::Card;
 pub use events::{sign, Delivery, API_VERSION};
 pub use faults::{Fault, Recorded};
-pub use payments::Card;
+pub use invoices::CardBehavior;
 pub use state::PLATFORM_ACCOUNT;
 
 use events::Endpoint;
@@ -470,6 +474,11 @@ impl StripeSim {
             .values()
             .filter(|o| o["object"] == object_type)
             .count()
+    }
+
+    /// How many accounts the local Stripe holds: the platform's, connected and independent.
+    pub fn account_count(&self) -> usize {
+        self.sim.lock().accounts.len()
     }
 
     /// What `account` holds now, per currency (see `balances`).

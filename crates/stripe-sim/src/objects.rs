@@ -247,3 +247,9 @@ pub(crate) fn newest_first(state: &crate::state::State, owner: &str, object: &st
     });
     all
 }
+
+/// Saves `object` in `owner`'s account, under its id.
+pub(crate) fn store(state: &mut SimState, owner: &str, object: &Value) {
+    let id = object["id"].as_str().unwrap_or_default().to_owned();
+    state.objects.insert((owner.to_owned(), id), object.clone());
+}

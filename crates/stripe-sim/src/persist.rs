@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::billing::CardBehavior;
 use crate::events::Endpoint;
+use crate::invoices::CardBehavior;
 use crate::oauth::Grant;
 use crate::state::{Account, State};
 
