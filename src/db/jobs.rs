@@ -74,17 +74,27 @@ pub async fn renew(db: &Db, job: &str, owner: &str, lease_ms: i64) -> Result<boo
     Ok(done.rows_affected() == 1)
 }
 
-/// Ends `owner`'s round of `job`: the lease is let go, and how it ended is kept.
-pub async fn finish(db: &Db, job: &str, owner: &str, error: Option<&str>) -> Result<()> {
+/// Ends `owner`'s round of `job`: the lease is let go, and how it ended is kept. A round cut
+/// short (`again`) is due again at once, for whichever process looks next.
+pub async fn finish(
+    db: &Db,
+    job: &str,
+    owner: &str,
+    error: Option<&str>,
+    again: bool,
+) -> Result<()> {
     let _turn = db.write_turn().await;
+    let now = now_ms();
     sqlx::query(
-        "UPDATE jobs SET lease_until = NULL, last_finished_at = $1, last_error = $2 \
+        "UPDATE jobs SET lease_until = NULL, last_finished_at = $1, last_error = $2, \
+         next_run_at = CASE WHEN $5 = 1 THEN $1 ELSE next_run_at END \
          WHERE name = $3 AND owner = $4",
     )
-    .bind(now_ms())
+    .bind(now)
     .bind(error)
     .bind(job)
     .bind(owner)
+    .bind(i64::from(again))
     .execute(db.pool())
     .await?;
     Ok(())
@@ -128,7 +138,7 @@ mod tests {
             .unwrap();
         assert!(take_turn(&db, "sweep", "b", 60_000, 30_000).await.unwrap());
         assert!(!renew(&db, "sweep", "a", 30_000).await.unwrap());
-        finish(&db, "sweep", "b", Some("Stripe unavailable"))
+        finish(&db, "sweep", "b", Some("Stripe unavailable"), false)
             .await
             .unwrap();
         let rows = list(&db).await.unwrap();
@@ -138,7 +148,11 @@ mod tests {
         assert_eq!(sweep.owner.as_deref(), Some("b"));
         assert_eq!(sweep.lease_until, None);
         assert_eq!(sweep.last_error.as_deref(), Some("Stripe unavailable"));
-        // Jobs are independent.
+        // A round cut by shutdown leaves the job due at once, for another process.
         assert!(take_turn(&db, "prune", "a", 60_000, 30_000).await.unwrap());
+        finish(&db, "prune", "a", Some("stopped"), true).await.unwrap();
+        assert!(take_turn(&db, "prune", "c", 60_000, 30_000).await.unwrap());
+        // c holds it now.
+        assert!(!take_turn(&db, "prune", "a", 60_000, 30_000).await.unwrap());
     }
 }

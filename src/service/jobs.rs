@@ -77,10 +77,14 @@ where
             }
         }
         let outcome = renewing(&s.db, (job.name, &owner, LEASE), &stop, round()).await;
+        // A round cut by shutdown is due again at once, for another process.
+        let cut = stop.is_cancelled();
         if let Err(e) = &outcome {
             tracing::warn!(job = job.name, error = %e, "round failed; the next period retries");
         }
-        if let Err(e) = db::jobs::finish(&s.db, job.name, &owner, outcome.err().as_deref()).await {
+        let error = outcome.err();
+        let finished = db::jobs::finish(&s.db, job.name, &owner, error.as_deref(), cut);
+        if let Err(e) = finished.await {
             tracing::warn!(job = job.name, error = %e, "could not record the round's end; its lease runs out");
         }
     }

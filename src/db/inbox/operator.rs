@@ -144,6 +144,12 @@ pub(super) fn by_event_id_sql(by_source: bool) -> String {
 /// reported as not replayed.
 pub async fn replay(db: &Db, seq: i64) -> Result<bool> {
     let mut tx = db.begin_write().await?;
+    if db.engine() == crate::db::Engine::Postgres {
+        // The re-read below must see what committed meanwhile, whatever the server's default.
+        sqlx::query("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+            .execute(&mut *tx)
+            .await?;
+    }
     let done = sqlx::query(
         "UPDATE events SET status = 'pending', attempts = 0, next_attempt_at = $1, last_error = NULL, claim_token = NULL \
          WHERE seq = $2 AND status IN ('applied', 'ignored', 'unrouted', 'retrying', 'dead', 'discarded') \

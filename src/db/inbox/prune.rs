@@ -87,9 +87,11 @@ pub async fn oldest_kept(db: &Db) -> Result<(Option<i64>, Option<i64>)> {
     ))
     .fetch_optional(db.pool())
     .await?;
+    // Led by the payloads' key (a join could be planned from the events side, through the
+    // rows whose payloads are already gone): each payload's event is looked up by its key.
     let payload = sqlx::query_scalar(&format!(
-        "SELECT e.received_at FROM event_payloads p JOIN events e ON e.seq = p.seq \
-         WHERE e.status IN {FINISHED} ORDER BY p.seq LIMIT 1"
+        "SELECT r FROM (SELECT (SELECT e.received_at FROM events e WHERE e.seq = p.seq AND e.status IN {FINISHED}) AS r \
+         FROM event_payloads p ORDER BY p.seq) x WHERE r IS NOT NULL LIMIT 1"
     ))
     .fetch_optional(db.pool())
     .await?;
