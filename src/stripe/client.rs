@@ -341,6 +341,15 @@ impl StripeClient {
                         .get("Stripe-Should-Retry")
                         .and_then(|v| v.to_str().ok())
                         .map(|v| v == "true");
+                    // Which limit a 429 met (`global-rate`, `endpoint-concurrency`, …): for
+                    // the operator reading the log; the retry is the same.
+                    if let Some(reason) = response
+                        .headers()
+                        .get("Stripe-Rate-Limited-Reason")
+                        .and_then(|v| v.to_str().ok())
+                    {
+                        tracing::warn!(%method, path, reason, "Stripe rate-limited the call");
+                    }
                     let error = api_error(status, response.text().await.unwrap_or_default());
                     // A call that must not run twice (an OAuth code exchange) is retried
                     // only when Stripe surely did not act on it.

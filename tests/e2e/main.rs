@@ -10,6 +10,7 @@ mod cli;
 mod connected_accounts;
 mod connections;
 mod crash;
+mod faults;
 mod limits;
 mod localstripe;
 mod marketplace;

@@ -27,7 +27,7 @@ async fn create_order(app: &TestApp, store: &str, key: &str, body: Value) -> req
         .unwrap()
 }
 
-async fn paid_order(app: &TestApp, store: &str, amount: i64) -> Value {
+pub async fn paid_order(app: &TestApp, store: &str, amount: i64) -> Value {
     let r = app
         .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
         .json(&json!({ "amount": amount, "currency": "usd" }))

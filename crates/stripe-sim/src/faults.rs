@@ -56,6 +56,8 @@ pub struct Recorded {
     pub idempotency_key: Option<String>,
     /// The raw body (form-encoded for v1 and OAuth, JSON for v2), lossily decoded.
     pub body: String,
+    /// When it arrived (for request rates).
+    pub at: std::time::Instant,
 }
 
 impl Recorded {
@@ -98,6 +100,7 @@ pub(crate) async fn record_and_fault(
         stripe_context: header(&parts.headers, STRIPE_CONTEXT).map(str::to_owned),
         idempotency_key: header(&parts.headers, "Idempotency-Key").map(str::to_owned),
         body: String::from_utf8_lossy(&body).into_owned(),
+        at: std::time::Instant::now(),
     });
     let acting_on = match publishable_in(&parts.headers, parts.uri.query(), &body) {
         Some((key, account)) => publishable(&sim, &key, account.as_deref())
@@ -170,6 +173,13 @@ fn simulated(code: u16, should_retry: Option<&'static str>) -> Response {
         "Simulated failure from the local Stripe server.",
     )
     .into_response();
+    // Stripe says which limit a 429 met; `global-rate` is the per-account request rate.
+    if code == 429 {
+        r.headers_mut().insert(
+            "Stripe-Rate-Limited-Reason",
+            axum::http::HeaderValue::from_static("global-rate"),
+        );
+    }
     if let Some(v) = should_retry {
         r.headers_mut().insert(
             "Stripe-Should-Retry",
