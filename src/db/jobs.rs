@@ -150,7 +150,9 @@ mod tests {
         assert_eq!(sweep.last_error.as_deref(), Some("Stripe unavailable"));
         // A round cut by shutdown leaves the job due at once, for another process.
         assert!(take_turn(&db, "prune", "a", 60_000, 30_000).await.unwrap());
-        finish(&db, "prune", "a", Some("stopped"), true).await.unwrap();
+        finish(&db, "prune", "a", Some("stopped"), true)
+            .await
+            .unwrap();
         assert!(take_turn(&db, "prune", "c", 60_000, 30_000).await.unwrap());
         // c holds it now.
         assert!(!take_turn(&db, "prune", "a", 60_000, 30_000).await.unwrap());
