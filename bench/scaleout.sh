@@ -36,8 +36,13 @@ db_url() {
   [ "$server" != "$base" ] && query="?${server#*\?}"
   echo "${base%/*}/$1$query"
 }
+# Makes database $1 afresh and migrates it; its URL is left in $db.
 fresh_db() {
   PGOPTIONS='--client-min-messages=warning' psql -q "$server" -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" >/dev/null
+  db=$(db_url "$1")
+  BENCH_DATABASE_URL=$db bench_env "$work" "$port"
+  "$BURSAR_BIN" migrate >/dev/null
+  urls=()
 }
 
 # Starts `bursar serve` number $1 on database $2; its pid goes to pids[], its URL to urls[].
@@ -84,11 +89,8 @@ check() {
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/{print $2}') GiB; events: $events; concurrency: $concurrency; 3,072-byte random bodies"
 
 echo "== one process"
-one=$(db_url bursar_scaleout_1)
 fresh_db bursar_scaleout_1
-BENCH_DATABASE_URL=$one bench_env "$work" "$port"
-"$BURSAR_BIN" migrate >/dev/null
-urls=()
+one=$db
 start 0 "$one"
 load "$work/one"
 check "$one" "$work/one" >/dev/null
@@ -96,11 +98,8 @@ IFS='|' read -r acked applied missing twice unapplied < <(tail -n 1 "$work/check
 kill "${pids[@]}"; wait "${pids[@]}" 2>/dev/null || true; pids=()
 
 echo "== three processes, one killed with SIGKILL a third of the way in"
-three=$(db_url bursar_scaleout_3)
 fresh_db bursar_scaleout_3
-BENCH_DATABASE_URL=$three bench_env "$work" "$port"
-"$BURSAR_BIN" migrate >/dev/null
-urls=()
+three=$db
 for n in 1 2 3; do start "$n" "$three"; done
 victim=${pids[0]}
 load "$work/three" &

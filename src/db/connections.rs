@@ -42,10 +42,6 @@ impl ConnectionRow {
     pub fn is_deauthorized(&self) -> bool {
         self.deauthorized != 0
     }
-
-    pub fn mode(&self) -> Mode {
-        self.mode
-    }
 }
 
 const COLUMNS: &str = "store_id, kind, connect_type, mode, account_id, key_kind, publishable_key, secret_key_enc, \

@@ -101,7 +101,7 @@ pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<Even
             return Err(ServiceError::Conflict {
                 code: "payload_pruned",
                 message: format!(
-                    "event {}'s payload was pruned after the retention window (BURSAR_EVENT_RETENTION_DAYS); `bursar reconcile` fetches events Stripe still keeps (30 days)",
+                    "event {}'s payload was pruned after the retention window (BURSAR_EVENT_RETENTION_DAYS): it was finished long ago, and Stripe's Dashboard shows its content for 30 days",
                     row.seq
                 ),
             });
@@ -115,10 +115,7 @@ pub async fn replay(s: &Services, id: &str, source: Option<&str>) -> Result<Even
         });
     }
     tracing::info!(seq = row.seq, event = %row.event_id, "event queued for replay");
-    let row = db::inbox::get(&s.db, row.seq)
-        .await?
-        .ok_or(ServiceError::NotFound("event"))?;
-    Ok(EventView::new(row, None))
+    reread(s, row.seq).await
 }
 
 /// Gives up on a dead event (it stays listed as `discarded`, and is pruned like the others).
@@ -134,7 +131,12 @@ pub async fn discard(s: &Services, id: &str, source: Option<&str>) -> Result<Eve
         });
     }
     tracing::info!(seq = row.seq, event = %row.event_id, "dead event discarded");
-    let row = db::inbox::get(&s.db, row.seq)
+    reread(s, row.seq).await
+}
+
+/// The event as an operator action left it.
+async fn reread(s: &Services, seq: i64) -> Result<EventView> {
+    let row = db::inbox::get(&s.db, seq)
         .await?
         .ok_or(ServiceError::NotFound("event"))?;
     Ok(EventView::new(row, None))

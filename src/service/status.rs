@@ -39,7 +39,7 @@ pub async fn internal(s: &Services, store: &StoreId) -> Result<InternalStatus> {
         public: PublicStatus {
             store_id: store.to_string(),
             has_stripe: connected,
-            is_live_mode: connected && row.as_ref().is_some_and(|r| r.mode().is_live()),
+            is_live_mode: connected && row.as_ref().is_some_and(|r| r.mode.is_live()),
         },
         kind: row.as_ref().map(|r| r.kind.to_string()),
         account_id: row.as_ref().and_then(|r| r.account_id.clone()),

@@ -181,7 +181,7 @@ async fn recheck_connections<'s>(
         db::connections::lock_for_apply(tx, engine, &stores)
             .await?
             .into_iter()
-            .map(|c| (c.store_id.clone(), (c.account_id.clone(), c.mode())))
+            .map(|c| (c.store_id.clone(), (c.account_id.clone(), c.mode)))
             .collect();
     for step in steps.iter_mut() {
         let Step::Apply { incoming, .. } = &**step else {

@@ -88,7 +88,7 @@ pub(super) async fn route(
             // Stripe calls.
             let connection = connections[id.as_str()]
                 .as_ref()
-                .map(|c| (c.account_id.as_deref(), c.mode()));
+                .map(|c| (c.account_id.as_deref(), c.mode));
             if let Some(note) = connection_mismatch(connection, row.account_id.as_deref(), livemode)
             {
                 return finish(Outcome::Ignored, note, store);
