@@ -159,6 +159,7 @@ impl App {
             notifier: notifier_live,
             doors: Default::default(),
             openapi: Default::default(),
+            logins: Default::default(),
         });
         tracing::info!(addr = %self.local_addr(), "listening on {}", self.local_addr());
         let limits = self.services.config.http.clone();

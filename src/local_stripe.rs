@@ -274,6 +274,7 @@ Try it (in another terminal, in this directory; needs curl and jq):
   curl -s {stripe}/v1/payment_intents/$(echo "$ORDER" | jq -r .payment_intent)/confirm \
     -u sk_test_acme12345: -d payment_method=pm_card_visa | jq .status
   curl -s {bursar}/api/v1/orders/$(echo "$ORDER" | jq -r .id) -H "$AUTH" | jq .status   # "paid"
+  # See it in the operator console: open {bursar}/console and sign in with $KEY.
 
 Test cards: 4242 4242 4242 4242 succeeds, 4000 0000 0000 0002 is declined,
 4000 0000 0000 9995 has insufficient funds. The local Stripe's state is kept in {file}.

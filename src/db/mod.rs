@@ -12,6 +12,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 
 pub mod api_keys;
 pub mod connections;
+pub mod console_sessions;
 pub mod customers;
 pub mod grants;
 pub mod idempotency;

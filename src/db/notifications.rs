@@ -175,6 +175,8 @@ pub async fn enqueue(
     );
     let endpoints: Vec<EndpointRow> = sqlx::query_as(&sql).fetch_all(&mut *conn).await?;
     let now = now_ms();
+    // What it is about (an order, a store, a subscription), so an object's page finds its own.
+    let subject = object.get("id").and_then(|v| v.as_str());
     let mut written = 0;
     for e in endpoints.iter().filter(|e| e.filter().matches(event_type)) {
         // The endpoint's row is the sequence: concurrent writers queue on it.
@@ -197,8 +199,8 @@ pub async fn enqueue(
         // is enabled again.
         let status = if e.disabled != 0 { "held" } else { "pending" };
         sqlx::query(
-            "INSERT INTO notifications (id, endpoint_id, seq, event_type, store_id, payload, status, next_attempt_at, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
+            "INSERT INTO notifications (id, endpoint_id, seq, event_type, store_id, payload, status, next_attempt_at, created_at, subject_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, $9)",
         )
         .bind(id.as_str())
         .bind(&e.id)
@@ -208,6 +210,7 @@ pub async fn enqueue(
         .bind(body.to_string())
         .bind(status)
         .bind(now)
+        .bind(subject)
         .execute(&mut *conn)
         .await?;
         written += 1;
@@ -445,6 +448,13 @@ pub async fn log(db: &Db, f: &LogFilter<'_>) -> Result<Vec<(NotificationRow, Vec
         .bind(f.limit)
         .fetch_all(db.pool())
         .await?;
+    with_attempts(db, rows).await
+}
+
+async fn with_attempts(
+    db: &Db,
+    rows: Vec<NotificationRow>,
+) -> Result<Vec<(NotificationRow, Vec<AttemptRow>)>> {
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let attempts: Vec<AttemptRow> = sqlx::query_as(
@@ -457,6 +467,24 @@ pub async fn log(db: &Db, f: &LogFilter<'_>) -> Result<Vec<(NotificationRow, Vec
         out.push((row, attempts));
     }
     Ok(out)
+}
+
+/// The latest `limit` notifications about one object (its `id`), newest first, with attempts.
+pub async fn about(
+    db: &Db,
+    subject: &str,
+    limit: i64,
+) -> Result<Vec<(NotificationRow, Vec<AttemptRow>)>> {
+    let sql = format!(
+        "SELECT {NOTIFICATION_COLUMNS} FROM notifications WHERE subject_id = $1 \
+         ORDER BY id DESC LIMIT $2"
+    );
+    let rows: Vec<NotificationRow> = sqlx::query_as(&sql)
+        .bind(subject)
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?;
+    with_attempts(db, rows).await
 }
 
 pub async fn notification(db: &Db, id: &NotificationId) -> Result<Option<NotificationRow>> {

@@ -237,6 +237,29 @@ pub async fn list(
         .await?)
 }
 
+/// Orders of every store, or of `store` (its split orders included, as `list` has them), in
+/// `status` if given, newest first, before the cursor.
+pub async fn list_filtered(
+    db: &Db,
+    store: Option<&StoreId>,
+    status: Option<&str>,
+    before: Option<&OrderId>,
+    limit: i64,
+) -> Result<Vec<OrderRow>> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM orders WHERE ($1 = '' OR store_id = $1 OR id IN \
+           (SELECT order_id FROM order_transfers WHERE store_id = $1)) \
+           AND ($2 = '' OR status = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
+    );
+    Ok(sqlx::query_as::<_, OrderRow>(&sql)
+        .bind(store.map(StoreId::as_str).unwrap_or(""))
+        .bind(status.unwrap_or(""))
+        .bind(before.map(OrderId::as_str).unwrap_or(""))
+        .bind(limit)
+        .fetch_all(db.pool())
+        .await?)
+}
+
 /// Forgets an order Stripe made nothing for (it refused the creating request).
 pub async fn delete_unstarted(db: &Db, id: &OrderId) -> Result<()> {
     let _turn = db.write_turn().await;
@@ -625,6 +648,16 @@ pub async fn refund_by_request_key(db: &Db, order: &str, key: &str) -> Result<Op
     .bind(order)
     .bind(key)
     .fetch_optional(db.pool())
+    .await?)
+}
+
+/// Every refund of the order, oldest first.
+pub async fn refunds_of(db: &Db, order: &OrderId) -> Result<Vec<RefundRow>> {
+    Ok(sqlx::query_as::<_, RefundRow>(&format!(
+        "SELECT {REFUND_COLUMNS} FROM refunds WHERE order_id = $1 ORDER BY created_at, id"
+    ))
+    .bind(order.as_str())
+    .fetch_all(db.pool())
     .await?)
 }
 

@@ -56,6 +56,41 @@ pub async fn list(db: &Db, after: Option<&StoreId>, limit: i64) -> Result<Vec<St
     .await?)
 }
 
+/// Stores whose name contains `text` (ASCII letters in any case), or whose external id or id
+/// is `text`, in id order after the cursor.
+pub async fn search(
+    db: &Db,
+    text: &str,
+    after: Option<&StoreId>,
+    limit: i64,
+) -> Result<Vec<StoreRow>> {
+    let pattern = format!("%{}%", like_escape(&text.to_ascii_lowercase()));
+    Ok(sqlx::query_as::<_, StoreRow>(
+        "SELECT id, name, external_id, metadata, created_at FROM stores \
+         WHERE id > $1 AND deleted_at IS NULL \
+           AND (LOWER(name) LIKE $2 ESCAPE '\\' OR external_id = $3 OR id = $3) \
+         ORDER BY id LIMIT $4",
+    )
+    .bind(after.map(StoreId::as_str).unwrap_or(""))
+    .bind(pattern)
+    .bind(text)
+    .bind(limit)
+    .fetch_all(db.pool())
+    .await?)
+}
+
+/// `text` matched literally by `LIKE … ESCAPE '\'`.
+pub(crate) fn like_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
 /// What `delete` did.
 #[derive(Debug)]
 pub enum Deleted {
@@ -241,5 +276,16 @@ impl LiveObjects {
             && self.pending_refunds == 0
             && self.pending_transfers == 0
             && self.unpaid_splits == 0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn search_text_is_matched_literally() {
+        assert_eq!(like_escape("50%_off\\"), "50\\%\\_off\\\\");
+        assert_eq!(like_escape("plain"), "plain");
     }
 }

@@ -24,6 +24,7 @@ pub mod api;
 pub mod api_docs;
 pub mod auth;
 pub mod checkout;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod idempotency;
@@ -60,6 +61,8 @@ pub struct AppParts {
     pub doors: Arc<crate::webhooks::doors::Doors>,
     /// The OpenAPI document, serialized once the router that it describes is built.
     pub openapi: Arc<std::sync::OnceLock<Bytes>>,
+    /// Failed console sign-ins per client address.
+    pub logins: console::LoginLimiter,
 }
 
 impl AppState {
@@ -206,6 +209,32 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(pages::stylesheet))
         .routes(routes!(status::public))
         .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
+    let console = OpenApiRouter::new()
+        .routes(routes!(console::overview::overview))
+        .routes(routes!(console::login::form, console::login::submit))
+        .routes(routes!(console::login::logout))
+        .routes(routes!(
+            console::overview::doctor_page,
+            console::overview::doctor_run
+        ))
+        .routes(routes!(console::stores::list))
+        .routes(routes!(console::stores::show))
+        .routes(routes!(console::orders::list))
+        .routes(routes!(console::orders::show))
+        .routes(routes!(console::orders::sync))
+        .routes(routes!(console::refund::refund))
+        .routes(routes!(console::events::list))
+        .routes(routes!(console::events::show))
+        .routes(routes!(console::replay::replay))
+        .routes(routes!(console::replay::replay_all))
+        .routes(routes!(console::notifications::list))
+        .routes(routes!(console::notifications::redeliver))
+        .routes(routes!(console::notifications::enable))
+        .routes(routes!(console::api_keys::list))
+        .routes(routes!(console::api_keys::revoke))
+        .routes(routes!(console::stylesheet))
+        .routes(routes!(console::script))
+        .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
     let checkout = OpenApiRouter::new()
         .routes(routes!(checkout::script))
         .routes(routes!(checkout::page))
@@ -217,6 +246,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(api_docs::index))
         .routes(routes!(api_docs::asset))
         .nest("/checkout", checkout)
+        .nest("/console", console)
         .nest("/stripe", pages)
         .nest("/api/v1", management)
         .nest("/api/internal", internal)

@@ -48,6 +48,7 @@ use crate::service::payouts::PayoutView;
         (name = "internal", description = "For the platform's own services (`X-Internal-Secret`)"),
         (name = "webhooks", description = "Where Stripe delivers events"),
         (name = "pages", description = "Merchant-facing pages and status"),
+        (name = "console", description = "The operator console's HTML pages (signed in with an API key; a session cookie, CSRF tokens on every form)"),
         (name = "operations", description = "Health, metrics and this document"),
     )
 )]

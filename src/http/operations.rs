@@ -46,9 +46,7 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     if let Err(why) = state.worker.check(worker_stale_after(&state.services)) {
         return unavailable("worker_down", format!("the event worker is {why}"));
     }
-    // The deliverer sleeps at most its idle poll between turns; a round sends at most a few
-    // 15 s attempts per endpoint, side by side.
-    if let Err(why) = state.notifier.check(Duration::from_secs(120)) {
+    if let Err(why) = state.notifier.check(NOTIFIER_STALE_AFTER) {
         return unavailable(
             "notifier_down",
             format!("the notification deliverer is {why}"),
@@ -73,10 +71,14 @@ pub async fn healthz(State(state): State<AppState>) -> Response {
     }
 }
 
+/// The deliverer sleeps at most its idle poll between turns; a round sends at most a few 15 s
+/// attempts per endpoint, side by side.
+pub(crate) const NOTIFIER_STALE_AFTER: Duration = Duration::from_secs(120);
+
 /// A turn of the worker's loop is one batch's database work (it never waits on Stripe) plus at
 /// most a poll interval; one that has not come round in a few of those and 30 s for a slow
 /// database is stuck.
-fn worker_stale_after(s: &Services) -> Duration {
+pub(crate) fn worker_stale_after(s: &Services) -> Duration {
     s.config.worker.poll_interval * 4 + Duration::from_secs(30)
 }
 

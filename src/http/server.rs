@@ -56,7 +56,7 @@ where
             permit = connections.clone().acquire_owned() => permit.expect("never closed"),
             _ = shutdown.cancelled() => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
                 Err(e) => {
@@ -68,7 +68,15 @@ where
             },
             _ = shutdown.cancelled() => break,
         };
-        let service = TowerToHyperService::new(app.clone());
+        // The client's address, for what is limited per client (the console's login).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            app.clone(),
+            move |mut req: Request<Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        ));
         let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             if let Err(e) = connection.await {

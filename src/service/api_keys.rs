@@ -76,12 +76,14 @@ pub async fn list(db: &Db) -> Result<Vec<ApiKeyView>> {
         .collect())
 }
 
-/// Revokes a key: from then on it authenticates nothing.
+/// Revokes a key: from then on it authenticates nothing, and its console sessions are over.
 pub async fn revoke(db: &Db, id: &str) -> Result<ApiKeyView> {
     let id = ApiKeyId::parse(id).map_err(|_| ServiceError::NotFound("API key"))?;
     let row = db::api_keys::revoke(db, &id)
         .await?
         .ok_or(ServiceError::NotFound("API key"))?;
-    tracing::info!(key_id = %row.id, "API key revoked");
+    // Sessions also check the key on every request; deleting them keeps none around.
+    let sessions = db::console_sessions::delete_for_key(db, &row.id).await?;
+    tracing::info!(key_id = %row.id, sessions, "API key revoked");
     Ok(row.into())
 }

@@ -84,6 +84,21 @@ pub async fn list(s: &Services, filter: &Filter, before: Option<i64>, limit: i64
     })
 }
 
+/// How many of a store's latest events are searched for those about one of its orders.
+pub const ORDER_EVENT_WINDOW: i64 = 1000;
+
+/// The events among the store's latest `ORDER_EVENT_WINDOW` that name `object` (an order's
+/// PaymentIntent), newest first.
+pub async fn mentioning(s: &Services, store: &str, object: &str) -> Result<Vec<EventView>> {
+    Ok(
+        db::inbox::mentioning(&s.db, store, object, ORDER_EVENT_WINDOW)
+            .await?
+            .into_iter()
+            .map(|r| EventView::new(r, None))
+            .collect(),
+    )
+}
+
 /// Finds an event by Bursar's numeric id or by Stripe's `evt_…` id. The same Stripe id can
 /// arrive through several endpoints (sources); then `source` must say which.
 pub async fn get(s: &Services, id: &str, source: Option<&str>) -> Result<EventView> {

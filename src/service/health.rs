@@ -1,10 +1,11 @@
-//! What `/healthz` and `/metrics` read from the database.
+//! What `/healthz`, `/metrics` and the console's overview read from the database.
 
 use std::time::Duration;
 
-use super::Services;
+use super::{Result, Services};
 use crate::clock::now_ms;
 use crate::db;
+use crate::db::operator::SignatureFailure;
 
 /// Whether the database answers a trivial query within `within`.
 pub async fn database_answers(s: &Services, within: Duration) -> bool {
@@ -51,4 +52,69 @@ pub async fn refresh_gauges(s: &Services) {
         }
         Err(e) => tracing::warn!(error = %e, "the inbox's oldest events could not be read"),
     }
+}
+
+/// The state of the queues, as the operator console's overview shows it.
+pub struct Overview {
+    /// Events per status.
+    pub inbox: Vec<(String, i64)>,
+    /// When the oldest event not yet finished was received (unix ms).
+    pub oldest_unfinished: Option<i64>,
+    pub dead_events: i64,
+    /// Orders pending for longer than the sweep's age (`pending_age`).
+    pub stale_orders: i64,
+    pub pending_age: Duration,
+    /// Notifications waiting to be delivered, and since when the oldest has (unix ms).
+    pub notification_backlog: i64,
+    pub oldest_notification: Option<i64>,
+    pub troubled_endpoints: Vec<TroubledEndpoint>,
+    pub signature_failures: Vec<SignatureFailure>,
+}
+
+/// A notification endpoint that is disabled or failing.
+pub struct TroubledEndpoint {
+    pub id: String,
+    pub disabled: bool,
+    pub reason: Option<String>,
+    /// Since when every delivery has failed (unix ms).
+    pub failing_since: Option<i64>,
+}
+
+/// Reads the overview: counts only, nothing that calls Stripe.
+pub async fn overview(s: &Services) -> Result<Overview> {
+    let inbox = db::inbox::status_counts(&s.db).await?;
+    let dead_events = inbox
+        .iter()
+        .find(|(status, _)| status == "dead")
+        .map_or(0, |(_, n)| *n);
+    let pending_age = s.config.order_pending_age;
+    let before = now_ms() - pending_age.as_millis() as i64;
+    let (notification_backlog, oldest_notification) = db::notifications::backlog(&s.db).await?;
+    let troubled_endpoints = db::notifications::troubled_endpoints(&s.db)
+        .await?
+        .into_iter()
+        .map(|(id, disabled, reason, failing_since)| TroubledEndpoint {
+            id,
+            disabled: disabled != 0,
+            reason,
+            failing_since,
+        })
+        .collect();
+    Ok(Overview {
+        oldest_unfinished: db::inbox::oldest_unfinished(&s.db).await?,
+        stale_orders: db::orders::count_pending_before(&s.db, before, None).await?,
+        signature_failures: signature_failures(s).await?,
+        inbox,
+        dead_events,
+        pending_age,
+        notification_backlog,
+        oldest_notification,
+        troubled_endpoints,
+    })
+}
+
+/// Deliveries refused for their signature, per webhook door (`platform`, `connect`,
+/// `store:<id>`), since each door's last good one.
+pub async fn signature_failures(s: &Services) -> Result<Vec<SignatureFailure>> {
+    Ok(db::operator::signature_failures(&s.db).await?)
 }

@@ -13,6 +13,7 @@ pub mod api_keys;
 pub mod billing;
 pub mod checkout_sessions;
 pub mod connections;
+pub mod console;
 pub mod customers;
 pub mod doctor;
 pub mod events;

@@ -329,6 +329,15 @@ pub async fn log(s: &Services, q: LogQuery) -> Result<(Vec<NotificationView>, Op
     ))
 }
 
+/// The latest notifications about one object (an order, by its id), newest first.
+pub async fn about(s: &Services, subject: &str, limit: i64) -> Result<Vec<NotificationView>> {
+    Ok(outbox::about(&s.db, subject, limit)
+        .await?
+        .into_iter()
+        .map(|(r, a)| notification_view(r, a))
+        .collect())
+}
+
 /// Sends a notification again now (same `webhook-id`).
 pub async fn redeliver(s: &Services, id: &NotificationId) -> Result<NotificationView> {
     if !outbox::redeliver(&s.db, id).await? {

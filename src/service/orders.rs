@@ -357,6 +357,34 @@ pub async fn list(s: &Services, store: &StoreId, cursor: Option<&str>, limit: i6
     Ok(Page { data, next_cursor })
 }
 
+/// Orders of every store, or of one (its split orders included), newest first, in one status
+/// if `status` names it. A multi-vendor order is shown whole, all its transfers with it.
+pub async fn list_filtered(
+    s: &Services,
+    store: Option<&StoreId>,
+    status: Option<&str>,
+    cursor: Option<&str>,
+    limit: i64,
+) -> Result<Page> {
+    if let Some(store) = store {
+        stores::require(s, store).await?;
+    }
+    let before = cursor.map(OrderId::parse).transpose()?;
+    let rows = db::orders::list_filtered(&s.db, store, status, before.as_ref(), limit + 1).await?;
+    let more = rows.len() as i64 > limit;
+    let mut data = Vec::new();
+    for row in rows.into_iter().take(limit as usize) {
+        let connection = match &row.store_id {
+            Some(id) => db::connections::get(s.db.pool(), &StoreId::parse(id)?).await?,
+            None => None,
+        };
+        let transfers = transfers_of(s.db.pool(), &row).await?;
+        data.push(view(s, row, connection.as_ref(), transfers)?);
+    }
+    let next_cursor = more.then(|| data.last().map(|o| o.id.clone())).flatten();
+    Ok(Page { data, next_cursor })
+}
+
 /// Asks Stripe for the order's PaymentIntent (and its charge) in the store's scope and applies
 /// the answer through the same facts as webhooks; `sync` is recorded as the source.
 pub async fn sync(s: &Services, id: &OrderId) -> Result<OrderView> {

@@ -41,6 +41,15 @@ impl From<RefundRow> for RefundView {
     }
 }
 
+/// Every refund asked for on the order, oldest first.
+pub async fn of_order(s: &Services, id: &OrderId) -> Result<Vec<RefundView>> {
+    Ok(db::orders::refunds_of(&s.db, id)
+        .await?
+        .into_iter()
+        .map(RefundView::from)
+        .collect())
+}
+
 const REFUND_REASONS: [&str; 3] = ["duplicate", "fraudulent", "requested_by_customer"];
 
 /// Refunds all that is left, or `amount`. Refused before Stripe is called when the order is not

@@ -89,7 +89,23 @@ pub struct Page {
 }
 
 pub async fn list(s: &Services, after: Option<&StoreId>, limit: i64) -> Result<Page> {
-    let mut rows = db::stores::list(&s.db, after, limit + 1).await?;
+    Ok(page(
+        db::stores::list(&s.db, after, limit + 1).await?,
+        limit,
+    ))
+}
+
+/// Stores whose name contains `text` (ASCII letters in any case), or whose external id or id
+/// is `text`, paged as `list` is.
+pub async fn search(s: &Services, text: &str, after: Option<&StoreId>, limit: i64) -> Result<Page> {
+    Ok(page(
+        db::stores::search(&s.db, text, after, limit + 1).await?,
+        limit,
+    ))
+}
+
+/// A page of at most `limit` of `rows` (read with one more, to know whether more follow).
+fn page(mut rows: Vec<StoreRow>, limit: i64) -> Page {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
     let next_cursor = if more {
@@ -97,8 +113,8 @@ pub async fn list(s: &Services, after: Option<&StoreId>, limit: i64) -> Result<P
     } else {
         None
     };
-    Ok(Page {
+    Page {
         data: rows.into_iter().map(Into::into).collect(),
         next_cursor,
-    })
+    }
 }

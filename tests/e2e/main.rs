@@ -9,6 +9,8 @@ mod checkout_sessions;
 mod cli;
 mod connected_accounts;
 mod connections;
+mod console;
+mod console_browser;
 mod crash;
 mod faults;
 mod limits;

@@ -674,6 +674,61 @@ async fn every_route_is_documented_and_answers_as_documented() {
     t.expect(t.api(Method::DELETE, "/api/v1/api-keys/key_nosuchkey"), 404)
         .await;
 
+    // The operator console: without a session every page and form sends the browser to the
+    // login page; signed in, its pages answer as documented.
+    let console_pages = [
+        "/console",
+        "/console/doctor",
+        "/console/stores",
+        "/console/stores/st_nosuchstore",
+        "/console/orders",
+        "/console/orders/ord_nosuchorder",
+        "/console/events",
+        "/console/events/999999999",
+        "/console/notifications",
+        "/console/api-keys",
+    ];
+    for path in console_pages {
+        t.expect(t.anon(Method::GET, path), 303).await;
+    }
+    for path in [
+        "/console/logout",
+        "/console/doctor",
+        "/console/orders/ord_nosuchorder/sync",
+        "/console/orders/ord_nosuchorder/refund",
+        "/console/events/999999999/replay",
+        "/console/events/replay",
+        "/console/notifications/msg_nosuch/redeliver",
+        "/console/endpoints/ne_nosuch/enable",
+        "/console/api-keys/key_nosuch/revoke",
+    ] {
+        t.expect(t.anon(Method::POST, path), 303).await;
+    }
+    t.expect(t.anon(Method::GET, "/console/login"), 200).await;
+    t.expect(
+        t.anon(Method::POST, "/console/login")
+            .form(&[("api_key", app.api_key.as_str())]),
+        403,
+    )
+    .await;
+    t.expect(t.anon(Method::GET, "/console/assets/console.css"), 200)
+        .await;
+    t.expect(t.anon(Method::GET, "/console/assets/console.js"), 200)
+        .await;
+    let operator = crate::console::Operator::sign_in(&app).await;
+    for path in console_pages {
+        let status = if path.contains("nosuch") || path.ends_with("/999999999") {
+            404
+        } else {
+            200
+        };
+        t.expect(
+            t.anon(Method::GET, path).header("cookie", &operator.cookie),
+            status,
+        )
+        .await;
+    }
+
     let documented: BTreeSet<(String, String)> = t
         .spec
         .paths()

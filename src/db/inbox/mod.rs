@@ -24,7 +24,7 @@ use std::sync::Arc;
 
 pub use handoff::Handoff;
 pub use operator::{
-    count_with_status, discard, due_now, find_by_event_id, get, has_payload, list,
+    count_with_status, discard, due_now, find_by_event_id, get, has_payload, list, mentioning,
     oldest_unfinished, payloads, replay, status_counts, Filter,
 };
 pub use outcomes::{fail, finish, finish_many, release};

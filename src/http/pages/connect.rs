@@ -143,7 +143,7 @@ fn set_csrf_cookie(state: &AppState, response: &mut Response, token: &str) {
 }
 
 /// Reads one cookie. Written by hand: one name in one header does not call for a cookie jar.
-fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
+pub(crate) fn cookie<'h>(headers: &'h HeaderMap, name: &str) -> Option<&'h str> {
     headers
         .get_all(header::COOKIE)
         .iter()

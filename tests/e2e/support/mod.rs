@@ -344,6 +344,44 @@ impl TestApp {
     }
 
     /// Drains until `pred` holds for the event, for states reached only after retry delays.
+    /// A connected store and `n` `account.updated` events about its account that died for real
+    /// (see `dead_events_of`). Returns the store and the events' ids.
+    pub async fn dead_events(&self, n: usize) -> (String, Vec<String>) {
+        let (store, account, secret) = self.connected_store().await;
+        let ids = self.dead_events_of(&store, &account.id, &secret, n).await;
+        (store, ids)
+    }
+
+    /// `n` `account.updated` events about `account`, through `store`'s endpoint, that died for
+    /// real: Stripe refused every re-fetch of the account. The fault is gone afterwards, so a
+    /// replay applies them.
+    pub async fn dead_events_of(
+        &self,
+        store: &str,
+        account: &str,
+        secret: &str,
+        n: usize,
+    ) -> Vec<String> {
+        self.sim.fail(
+            Method::GET,
+            "/v1/account",
+            Fault::Message(400, "No such account".into()),
+            1000,
+        );
+        let mut ids = Vec::new();
+        for _ in 0..n {
+            let e = account_updated(account);
+            let r = self.deliver(&store_path(store), &e, secret).await;
+            assert_eq!(r.status(), 200);
+            ids.push(e["id"].as_str().unwrap().to_owned());
+        }
+        for id in &ids {
+            self.wait_for_event(id, |e| e["status"] == "dead").await;
+        }
+        self.sim.clear_faults();
+        ids
+    }
+
     pub async fn wait_for_event(&self, event_id: &str, pred: impl Fn(&Value) -> bool) -> Value {
         for _ in 0..200 {
             self.drain().await;

@@ -1,0 +1,3 @@
+-- What each notification is about (its object's id), so an order's page lists its own.
+ALTER TABLE notifications ADD COLUMN subject_id TEXT;
+CREATE INDEX notifications_subject ON notifications (subject_id, id) WHERE subject_id IS NOT NULL;

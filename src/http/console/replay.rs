@@ -1,0 +1,206 @@
+//! Replaying events: one, or every event of a list's filter behind a confirmation page that
+//! says how many (`POST /api/v1/events/{id}/replay` for each).
+
+use askama::Template;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+
+use super::events::Checked;
+use super::session::{ConsoleActionForm, ConsoleSession};
+use super::{failed, message, page, Chrome};
+use crate::db::inbox::Filter;
+use crate::http::pages::PageForm;
+use crate::http::AppState;
+use crate::service::events;
+use crate::service::{Result, ServiceError, Services};
+
+/// The most events one bulk replay queues; a larger filter is replayed newest first, a click
+/// at a time.
+const BULK_REPLAY_MAX: usize = 1000;
+
+/// `POST /console/events/{id}/replay`: applies the event again (`POST /api/v1/events/{id}/replay`).
+#[utoipa::path(post, path = "/events/{id}/replay", tag = "console", operation_id = "console_event_replay",
+    params(("id" = String, Path, description = "Bursar's number for the event")),
+    request_body(content = ConsoleActionForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 303, description = "Queued again: back to the event (or, without a session, on to the login page)"),
+        (status = 403, description = "The form's CSRF token is missing or wrong", content_type = "text/html", body = String),
+        (status = 404, description = "No such event", content_type = "text/html", body = String),
+        (status = 409, description = "The event is being applied now, or its payload was pruned", content_type = "text/html", body = String),
+    ))]
+pub async fn replay(
+    State(state): State<AppState>,
+    session: ConsoleSession,
+    Path(id): Path<String>,
+    PageForm(form): PageForm<ConsoleActionForm>,
+) -> Response {
+    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
+        return *r;
+    }
+    match events::replay(&state.services, &id, None).await {
+        Ok(e) => {
+            state.stored_notify();
+            Redirect::to(&format!("/console/events/{}?done=replayed", e.id)).into_response()
+        }
+        Err(e) => failed(session.chrome("events"), e, Some("/console/events")),
+    }
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
+pub struct ConsoleReplayForm {
+    /// The session's CSRF token.
+    csrf_token: Option<String>,
+    /// The list's filter, as on its page.
+    status: Option<String>,
+    #[serde(rename = "type")]
+    event_type: Option<String>,
+    store_id: Option<String>,
+    /// `yes` on the confirmation page's form; otherwise the confirmation page is shown.
+    confirm: Option<String>,
+    /// From the confirmation page: the newest event it counted, and how many. The replay takes
+    /// no event newer, and no more, than the operator saw counted.
+    through: Option<i64>,
+    count: Option<usize>,
+}
+
+#[derive(Template)]
+#[template(path = "console/replay_confirm.html")]
+struct ReplayConfirmPage {
+    chrome: Chrome,
+    status: String,
+    event_type: String,
+    store_id: String,
+    count: usize,
+    /// The newest event counted.
+    through: i64,
+    /// More match than one replay takes.
+    capped: bool,
+    max: usize,
+    back: String,
+}
+
+/// `POST /console/events/replay`: every event of the filter applied again (at most 1000 a
+/// time, newest first), after a confirmation page that says how many.
+#[utoipa::path(post, path = "/events/replay", tag = "console", operation_id = "console_events_replay",
+    request_body(content = ConsoleReplayForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "The confirmation page", content_type = "text/html", body = String),
+        (status = 303, description = "Replayed: back to the list, saying how many (or, without a session, on to the login page)"),
+        (status = 400, description = "An unknown status or a bad store id", content_type = "text/html", body = String),
+        (status = 403, description = "The form's CSRF token is missing or wrong", content_type = "text/html", body = String),
+    ))]
+pub async fn replay_all(
+    State(state): State<AppState>,
+    session: ConsoleSession,
+    PageForm(form): PageForm<ConsoleReplayForm>,
+) -> Response {
+    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
+        return *r;
+    }
+    let checked = match Checked::parse(form.status, form.event_type, form.store_id) {
+        Ok(c) => c,
+        Err(text) => {
+            return message(
+                session.chrome("events"),
+                StatusCode::BAD_REQUEST,
+                "Refused",
+                &text,
+                Some("/console/events"),
+            )
+        }
+    };
+    let s = &state.services;
+    let back = checked.href(&[]);
+    if checked.status.is_empty() && checked.event_type.is_empty() && checked.store_id.is_empty() {
+        return message(
+            session.chrome("events"),
+            StatusCode::BAD_REQUEST,
+            "Refused",
+            "A bulk replay needs a filter: a status, a type or a store.",
+            Some(&back),
+        );
+    }
+    if form.confirm.as_deref() != Some("yes") {
+        let found = match matching(s, &checked.filter(), None, BULK_REPLAY_MAX + 1).await {
+            Ok(m) => m,
+            Err(e) => return failed(session.chrome("events"), e, Some(&back)),
+        };
+        let html = ReplayConfirmPage {
+            chrome: session.chrome("events"),
+            count: found.len().min(BULK_REPLAY_MAX),
+            through: found.first().copied().unwrap_or(0),
+            capped: found.len() > BULK_REPLAY_MAX,
+            max: BULK_REPLAY_MAX,
+            status: checked.status,
+            event_type: checked.event_type,
+            store_id: checked.store_id,
+            back,
+        }
+        .render();
+        return page(StatusCode::OK, html);
+    }
+    let (Some(through), Some(count)) = (form.through, form.count) else {
+        return message(
+            session.chrome("events"),
+            StatusCode::BAD_REQUEST,
+            "Refused",
+            "The confirmation is incomplete. Start the replay again from the list.",
+            Some(&back),
+        );
+    };
+    let max = count.min(BULK_REPLAY_MAX);
+    let seqs = match matching(s, &checked.filter(), Some(through.saturating_add(1)), max).await {
+        Ok(m) => m,
+        Err(e) => return failed(session.chrome("events"), e, Some(&back)),
+    };
+    let (mut replayed, mut skipped) = (0u32, 0u32);
+    for seq in seqs {
+        match events::replay(s, &seq.to_string(), None).await {
+            Ok(_) => replayed += 1,
+            // In flight, pruned, or gone meanwhile: the others are still replayed.
+            Err(ServiceError::Conflict { .. } | ServiceError::NotFound(_)) => skipped += 1,
+            Err(e) => {
+                if replayed > 0 {
+                    state.stored_notify();
+                }
+                return failed(session.chrome("events"), e, Some(&back));
+            }
+        }
+    }
+    if replayed > 0 {
+        state.stored_notify();
+    }
+    tracing::info!(replayed, skipped, key_id = %session.api_key_id(), "events replayed from the console");
+    let to = checked.href(&[
+        ("replayed", replayed.to_string().as_str()),
+        ("skipped", skipped.to_string().as_str()),
+    ]);
+    Redirect::to(&to).into_response()
+}
+
+/// The ids of up to `max` events of the filter older than `before`, newest first.
+async fn matching(
+    s: &Services,
+    filter: &Filter,
+    mut before: Option<i64>,
+    max: usize,
+) -> Result<Vec<i64>> {
+    let mut seqs = Vec::new();
+    if max == 0 {
+        return Ok(seqs);
+    }
+    loop {
+        let found = events::list(s, filter, before, 100).await?;
+        seqs.extend(found.data.iter().map(|e| e.id));
+        if seqs.len() >= max {
+            seqs.truncate(max);
+            return Ok(seqs);
+        }
+        match found.next_cursor.and_then(|c| c.parse::<i64>().ok()) {
+            Some(c) => before = Some(c),
+            None => return Ok(seqs),
+        }
+    }
+}
