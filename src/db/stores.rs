@@ -80,7 +80,7 @@ pub async fn search(
 }
 
 /// `text` matched literally by `LIKE … ESCAPE '\'`.
-pub(crate) fn like_escape(text: &str) -> String {
+fn like_escape(text: &str) -> String {
     let mut out = String::with_capacity(text.len());
     for c in text.chars() {
         if matches!(c, '%' | '_' | '\\') {

@@ -90,8 +90,10 @@ pub const ORDER_EVENT_WINDOW: i64 = 1000;
 /// The events among the store's latest `ORDER_EVENT_WINDOW` that name `object` (an order's
 /// PaymentIntent), newest first.
 pub async fn mentioning(s: &Services, store: &str, object: &str) -> Result<Vec<EventView>> {
+    // Quoted, as JSON holds an id: `pi_1` must not find `pi_12`.
+    let quoted = format!("\"{object}\"");
     Ok(
-        db::inbox::mentioning(&s.db, store, object, ORDER_EVENT_WINDOW)
+        db::inbox::mentioning(&s.db, store, &quoted, ORDER_EVENT_WINDOW)
             .await?
             .into_iter()
             .map(|r| EventView::new(r, None))

@@ -92,25 +92,29 @@ pub(super) fn list_sql(by_store: bool) -> String {
 }
 
 /// Among a store's latest `window` events, newest first, those whose payload contains `needle`
-/// (a Stripe object id). Payloads are not indexed by what they are about, so the walk is bounded:
-/// the store's index gives the window, and only its payloads are read.
+/// (a quoted Stripe object id), byte for byte. Payloads are not indexed by what they are about,
+/// so the walk is bounded: the store's index gives the window, and only its payloads are read.
 pub async fn mentioning(
     db: &Db,
     store_id: &str,
     needle: &str,
     window: i64,
 ) -> Result<Vec<EventRow>> {
+    // An exact, case-sensitive search on both engines (SQLite's LIKE ignores case).
+    let contains = match db.engine() {
+        Engine::Sqlite => "instr(p.payload, $3) > 0",
+        Engine::Postgres => "strpos(p.payload, $3) > 0",
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM events WHERE seq IN (\
            SELECT w.seq FROM (SELECT seq FROM events WHERE store_id = $1 ORDER BY seq DESC LIMIT $2) w \
-           JOIN event_payloads p ON p.seq = w.seq WHERE p.payload LIKE $3 ESCAPE '\\') \
+           JOIN event_payloads p ON p.seq = w.seq WHERE {contains}) \
          ORDER BY seq DESC"
     );
-    let pattern = format!("%{}%", crate::db::stores::like_escape(needle));
     Ok(sqlx::query_as::<_, EventRow>(&sql)
         .bind(store_id)
         .bind(window)
-        .bind(pattern)
+        .bind(needle)
         .fetch_all(db.pool())
         .await?)
 }

@@ -126,7 +126,7 @@ pub async fn submit(
         );
     }
     // Counted only once the form is our own: a cross-site post cannot spend an address's tries.
-    if !state.logins.attempt(client) {
+    let Some(charge) = state.logins.attempt(client) else {
         let mut response = message(
             Chrome::signed_out(),
             StatusCode::TOO_MANY_REQUESTS,
@@ -138,7 +138,7 @@ pub async fn submit(
             .headers_mut()
             .insert(header::RETRY_AFTER, HeaderValue::from_static("60"));
         return response;
-    }
+    };
     let presented = form
         .api_key
         .as_ref()
@@ -146,7 +146,7 @@ pub async fn submit(
         .unwrap_or_default();
     match console::open(&state.services, presented).await {
         Ok(Some(opened)) => {
-            state.logins.succeeded(client);
+            state.logins.succeeded(charge);
             let mut response = Redirect::to("/console").into_response();
             set_cookie(
                 &state,
@@ -215,12 +215,18 @@ pub async fn logout(
     response
 }
 
-/// Failed sign-ins per client address, in fixed one-minute windows, held in memory: a
+/// Sign-in attempts per client address, in fixed one-minute windows, held in memory: a
 /// guesser is slowed to ten keys a minute per address (IPv6 per /64, what one host holds).
 #[derive(Debug, Default)]
 pub struct LoginLimiter {
-    failures: Mutex<HashMap<IpAddr, Window>>,
-    last_sweep: Mutex<Option<Instant>>,
+    state: Mutex<Limits>,
+}
+
+#[derive(Debug, Default)]
+struct Limits {
+    windows: HashMap<IpAddr, Window>,
+    /// When expired windows were last swept out; `None`: never.
+    swept: Option<Instant>,
 }
 
 #[derive(Debug)]
@@ -229,26 +235,38 @@ struct Window {
     count: u32,
 }
 
+/// The try an attempt took: which bucket, in which window.
+#[derive(Debug, Clone, Copy)]
+pub struct Charge {
+    bucket: IpAddr,
+    window: Instant,
+}
+
 impl LoginLimiter {
     /// Counts an attempt from `client` before its key is checked, so concurrent guesses cannot
-    /// all pass the check before any is counted; false once the window's attempts are used up
-    /// (even a good key then waits). A success gives its attempt back.
-    pub fn attempt(&self, client: IpAddr) -> bool {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
+    /// all pass the check before any is counted; `None` once the window's attempts are used up
+    /// (even a good key then waits). A success gives its try back with `succeeded`.
+    pub fn attempt(&self, client: IpAddr) -> Option<Charge> {
+        let mut limits = self.state.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
-        let mut client = bucket(client);
-        if failures.len() >= SWEEP_AT && !failures.contains_key(&client) {
+        let mut bucket = bucket(client);
+        if limits.windows.len() >= SWEEP_AT && !limits.windows.contains_key(&bucket) {
             // Swept at most once a window; while still full, new addresses share one bucket, so
             // memory stays bounded and a flood of addresses only slows itself.
-            if now.duration_since(self.swept()) >= WINDOW {
-                failures.retain(|_, w| now.duration_since(w.started) < WINDOW);
-                self.mark_swept(now);
+            if limits
+                .swept
+                .is_none_or(|at| now.duration_since(at) >= WINDOW)
+            {
+                limits
+                    .windows
+                    .retain(|_, w| now.duration_since(w.started) < WINDOW);
+                limits.swept = Some(now);
             }
-            if failures.len() >= SWEEP_AT {
-                client = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
+            if limits.windows.len() >= SWEEP_AT {
+                bucket = IpAddr::V6(std::net::Ipv6Addr::UNSPECIFIED);
             }
         }
-        let window = failures.entry(client).or_insert(Window {
+        let window = limits.windows.entry(bucket).or_insert(Window {
             started: now,
             count: 0,
         });
@@ -259,26 +277,22 @@ impl LoginLimiter {
             };
         }
         if window.count >= MAX_FAILURES {
-            return false;
+            return None;
         }
         window.count += 1;
-        true
+        Some(Charge {
+            bucket,
+            window: window.started,
+        })
     }
 
-    fn swept(&self) -> Instant {
-        let last = self.last_sweep.lock().unwrap_or_else(|e| e.into_inner());
-        last.unwrap_or_else(|| Instant::now() - WINDOW)
-    }
-
-    fn mark_swept(&self, at: Instant) {
-        *self.last_sweep.lock().unwrap_or_else(|e| e.into_inner()) = Some(at);
-    }
-
-    /// An attempt that opened a session does not count against the address.
-    pub fn succeeded(&self, client: IpAddr) {
-        let mut failures = self.failures.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(w) = failures.get_mut(&bucket(client)) {
-            w.count = w.count.saturating_sub(1);
+    /// An attempt that opened a session gives back the try it took, if its window still runs.
+    pub fn succeeded(&self, charge: Charge) {
+        let mut limits = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(w) = limits.windows.get_mut(&charge.bucket) {
+            if w.started == charge.window {
+                w.count = w.count.saturating_sub(1);
+            }
         }
     }
 }
@@ -304,37 +318,50 @@ mod tests {
         let a: IpAddr = "192.0.2.1".parse().unwrap();
         let b: IpAddr = "192.0.2.2".parse().unwrap();
         for _ in 0..MAX_FAILURES {
-            assert!(limiter.attempt(a));
+            assert!(limiter.attempt(a).is_some());
         }
         assert!(
-            !limiter.attempt(a),
+            limiter.attempt(a).is_none(),
             "the eleventh attempt in the minute waits"
         );
-        assert!(limiter.attempt(b), "another address is not held back");
-        limiter.succeeded(b);
-        for _ in 0..MAX_FAILURES {
-            assert!(limiter.attempt(b), "successes give their attempt back");
-            limiter.succeeded(b);
+        for _ in 0..2 * MAX_FAILURES {
+            let charge = limiter.attempt(b).expect("successes give their try back");
+            limiter.succeeded(charge);
         }
     }
 
     #[test]
-    fn a_flood_of_addresses_shares_one_bucket_instead_of_growing_the_map() {
+    fn a_flood_of_addresses_shares_one_bucket_until_their_windows_are_swept() {
         let limiter = LoginLimiter::default();
         for n in 0..SWEEP_AT as u32 {
-            assert!(limiter.attempt(IpAddr::V4(n.into())));
+            assert!(limiter.attempt(IpAddr::V4(n.into())).is_some());
         }
         let newcomers = (0..2 * MAX_FAILURES).map(|n| IpAddr::V4((u32::MAX - n).into()));
-        let allowed = newcomers.filter(|ip| limiter.attempt(*ip)).count();
+        let allowed = newcomers
+            .filter(|ip| limiter.attempt(*ip).is_some())
+            .count();
         assert_eq!(
             allowed, MAX_FAILURES as usize,
             "the newcomers share one bucket"
         );
-        assert_eq!(limiter.failures.lock().unwrap().len(), SWEEP_AT + 1);
+        assert_eq!(limiter.state.lock().unwrap().windows.len(), SWEEP_AT + 1);
         assert!(
-            limiter.attempt(IpAddr::V4(7.into())),
+            limiter.attempt(IpAddr::V4(7.into())).is_some(),
             "an address already known keeps its own"
         );
+        // A window later the old windows are swept out: a newcomer has its own bucket again.
+        {
+            let mut limits = limiter.state.lock().unwrap();
+            let past = Instant::now() - WINDOW;
+            for w in limits.windows.values_mut() {
+                w.started = past;
+            }
+            limits.swept = Some(past);
+        }
+        let newcomer = IpAddr::V4(u32::MAX.into());
+        let charge = limiter.attempt(newcomer).expect("room after the sweep");
+        assert_eq!(charge.bucket, newcomer);
+        assert_eq!(limiter.state.lock().unwrap().windows.len(), 1);
     }
 
     #[test]

@@ -159,6 +159,15 @@ pub async fn refund(
     };
     let result = refunds::refund(s, &id, amount, reason.map(str::to_owned), Some(&key)).await;
     match result {
+        // The same confirmation sent again after the refund failed gets that refund back, as the
+        // API's replay does: it failed, and is said to have.
+        Ok(r) if r.status == "failed" => message(
+            session.chrome("orders"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Refused",
+            "This refund failed: Stripe did not make it. Start a new refund from the order if one is still due.",
+            Some(&back),
+        ),
         Ok(r) => {
             tracing::info!(order = %id, refund = %r.id, key_id = %session.api_key_id(), "refund asked from the console");
             Redirect::to(&format!("{back}?done=refunded")).into_response()
@@ -178,7 +187,7 @@ pub async fn refund(
                 (amount_text, amount, reason.unwrap_or_default()),
                 key,
                 Some(format!(
-                    "{} The refund may or may not have been made. Send this same confirmation again: it resumes the same refund and cannot refund twice.",
+                    "{} The refund may or may not have been made. Send this same confirmation again (now or later): it asks Stripe about the same refund and cannot refund twice.",
                     e.message
                 )),
             )
