@@ -558,6 +558,9 @@ async fn pages_escape_what_stores_orders_and_events_carry_and_show_no_secret() {
         .await;
     let seq = events["data"][0]["id"].as_i64().unwrap();
 
+    bursar::service::api_keys::create(&app.services.db, SCRIPT)
+        .await
+        .unwrap();
     let operator = Operator::sign_in(&app).await;
     let pages = [
         "/console".to_owned(),
@@ -604,6 +607,7 @@ async fn pages_escape_what_stores_orders_and_events_carry_and_show_no_secret() {
     assert!(event_page.contains(escaped_img), "{event_page}");
     assert!(event_page.contains("<pre id=\"payload\""));
     let keys = operator.html("/console/api-keys").await;
+    assert!(keys.contains(escaped_script), "a key's name: {keys}");
     assert!(
         keys.contains(&format!("{}…", &app.api_key[..8])),
         "the key's masked form"
