@@ -224,17 +224,7 @@ pub async fn list(
     before: Option<&OrderId>,
     limit: i64,
 ) -> Result<Vec<OrderRow>> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE (store_id = $1 OR id IN \
-           (SELECT order_id FROM order_transfers WHERE store_id = $1)) \
-           AND ($2 = '' OR id < $2) ORDER BY id DESC LIMIT $3"
-    );
-    Ok(sqlx::query_as::<_, OrderRow>(&sql)
-        .bind(store.as_str())
-        .bind(before.map(OrderId::as_str).unwrap_or(""))
-        .bind(limit)
-        .fetch_all(db.pool())
-        .await?)
+    list_filtered(db, Some(store), None, before, limit).await
 }
 
 /// Orders of every store, or of `store` (its split orders included, as `list` has them), in
@@ -246,9 +236,15 @@ pub async fn list_filtered(
     before: Option<&OrderId>,
     limit: i64,
 ) -> Result<Vec<OrderRow>> {
+    // A store's clause is written out rather than `$1 = '' OR …`, which would hide the
+    // store's index from the planner.
+    let stores = if store.is_some() {
+        "(store_id = $1 OR id IN (SELECT order_id FROM order_transfers WHERE store_id = $1))"
+    } else {
+        "$1 = ''"
+    };
     let sql = format!(
-        "SELECT {COLUMNS} FROM orders WHERE ($1 = '' OR store_id = $1 OR id IN \
-           (SELECT order_id FROM order_transfers WHERE store_id = $1)) \
+        "SELECT {COLUMNS} FROM orders WHERE {stores} \
            AND ($2 = '' OR status = $2) AND ($3 = '' OR id < $3) ORDER BY id DESC LIMIT $4"
     );
     Ok(sqlx::query_as::<_, OrderRow>(&sql)

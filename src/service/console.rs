@@ -49,7 +49,7 @@ pub async fn open(s: &Services, api_key: &str) -> Result<Option<Opened>> {
     rand::rngs::OsRng.fill_bytes(&mut bytes);
     let token = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     db::console_sessions::insert(&s.db, &hash(&token), &key.id, now, now + LIFETIME_MS).await?;
-    tracing::info!(key_id = %key.id, "console session opened");
+    tracing::info!(operator = %key.id, "console session opened");
     Ok(Some(Opened {
         token: SecretString::from(token),
     }))

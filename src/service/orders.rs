@@ -373,13 +373,21 @@ pub async fn list_filtered(
     let rows = db::orders::list_filtered(&s.db, store, status, before.as_ref(), limit + 1).await?;
     let more = rows.len() as i64 > limit;
     let mut data = Vec::new();
+    // A page is mostly a few stores' orders: each store's connection is read once.
+    let mut connections = std::collections::HashMap::new();
     for row in rows.into_iter().take(limit as usize) {
         let connection = match &row.store_id {
-            Some(id) => db::connections::get(s.db.pool(), &StoreId::parse(id)?).await?,
+            Some(id) => {
+                if !connections.contains_key(id) {
+                    let found = db::connections::get(s.db.pool(), &StoreId::parse(id)?).await?;
+                    connections.insert(id.clone(), found);
+                }
+                connections[id].as_ref()
+            }
             None => None,
         };
         let transfers = transfers_of(s.db.pool(), &row).await?;
-        data.push(view(s, row, connection.as_ref(), transfers)?);
+        data.push(view(s, row, connection, transfers)?);
     }
     let next_cursor = more.then(|| data.last().map(|o| o.id.clone())).flatten();
     Ok(Page { data, next_cursor })

@@ -8,9 +8,8 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::format::Time;
-use super::session::{ConsoleActionForm, ConsoleSession};
+use super::session::{ConsoleActionForm, ConsoleSession, SignedForm};
 use super::{failed, page, Chrome, ConsoleQuery};
-use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::api_keys;
 
@@ -91,16 +90,12 @@ pub async fn list(
     ))]
 pub async fn revoke(
     State(state): State<AppState>,
-    session: ConsoleSession,
     Path(id): Path<String>,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     match api_keys::revoke(&state.services.db, &id).await {
         Ok(key) => {
-            tracing::info!(key_id = %key.id, by = %session.api_key_id(), "API key revoked from the console");
+            tracing::info!(revoked = %key.id, operator = %session.operator(), "API key revoked from the console");
             Redirect::to("/console/api-keys?done=revoked").into_response()
         }
         Err(e) => failed(session.chrome("api-keys"), e, Some("/console/api-keys")),

@@ -14,8 +14,7 @@ use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
 use super::session::{
-    set_cookie, to_login, ConsoleActionForm, ConsoleSession, LOGIN_COOKIE, LOGIN_PATH,
-    SESSION_COOKIE,
+    set_cookie, to_login, ConsoleActionForm, SignedForm, LOGIN_COOKIE, LOGIN_PATH, SESSION_COOKIE,
 };
 use super::{message, page, Chrome};
 use crate::http::pages::connect::cookie;
@@ -189,20 +188,16 @@ pub async fn submit(
     ))]
 pub async fn logout(
     State(state): State<AppState>,
-    session: ConsoleSession,
     headers: HeaderMap,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         if let Err(e) = console::close(&state.services, token).await {
             tracing::error!(error = %e, "a console session could not be ended");
             return super::failed(session.chrome(""), e, Some("/console"));
         }
     }
-    tracing::info!(key_id = %session.api_key_id(), "console session ended");
+    tracing::info!(operator = %session.operator(), "console session ended");
     let mut response = to_login();
     set_cookie(
         &state,

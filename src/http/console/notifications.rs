@@ -8,10 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::format::{href, Time};
-use super::session::{ConsoleActionForm, ConsoleSession};
+use super::session::{ConsoleActionForm, ConsoleSession, SignedForm};
 use super::{choices, failed, message, page, Choice, Chrome, ConsoleQuery, PAGE_SIZE};
 use crate::domain::{EndpointId, NotificationId};
-use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::notifications::{self, EndpointView, LogQuery, NotificationView, Patch};
 
@@ -227,13 +226,9 @@ pub async fn list(
     ))]
 pub async fn redeliver(
     State(state): State<AppState>,
-    session: ConsoleSession,
     Path(id): Path<String>,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     let back = Some("/console/notifications");
     let Ok(id) = NotificationId::parse(&id) else {
         return failed(
@@ -260,13 +255,9 @@ pub async fn redeliver(
     ))]
 pub async fn enable(
     State(state): State<AppState>,
-    session: ConsoleSession,
     Path(id): Path<String>,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     let back = Some("/console/notifications");
     let Ok(id) = EndpointId::parse(&id) else {
         return failed(
@@ -283,7 +274,7 @@ pub async fn enable(
     };
     match notifications::update_endpoint(&state.services, &id, patch).await {
         Ok(_) => {
-            tracing::info!(endpoint = %id, key_id = %session.api_key_id(), "notification endpoint enabled from the console");
+            tracing::info!(endpoint = %id, operator = %session.operator(), "notification endpoint enabled from the console");
             Redirect::to("/console/notifications?done=enabled").into_response()
         }
         Err(e) => failed(session.chrome("notifications"), e, back),

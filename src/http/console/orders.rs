@@ -8,12 +8,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::format::{format_amount, href, major_units, Time};
-use super::session::{ConsoleActionForm, ConsoleSession};
+use super::session::{ConsoleActionForm, ConsoleSession, SignedForm};
 use super::{
     choices, failed, fields, message, page, Choice, Chrome, ConsoleQuery, Field, PAGE_SIZE,
 };
 use crate::domain::{OrderId, StoreId};
-use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::order_view::OrderView;
 use crate::service::{events, notifications, orders, refunds};
@@ -383,13 +382,9 @@ pub async fn show(
     ))]
 pub async fn sync(
     State(state): State<AppState>,
-    session: ConsoleSession,
     Path(id): Path<String>,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     let id = match order_id(&id, session.chrome("orders")) {
         Ok(id) => id,
         Err(r) => return *r,

@@ -9,10 +9,9 @@ use axum::http::StatusCode;
 use axum::response::Response;
 
 use super::format::{href, Time};
-use super::session::{ConsoleActionForm, ConsoleSession};
+use super::session::{ConsoleActionForm, ConsoleSession, SignedForm};
 use super::{page, Chrome};
 use crate::http::operations::{worker_stale_after, NOTIFIER_STALE_AFTER};
-use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::doctor::{self, Check};
 use crate::service::health;
@@ -204,12 +203,8 @@ pub async fn doctor_page(session: ConsoleSession) -> Response {
     ))]
 pub async fn doctor_run(
     State(state): State<AppState>,
-    session: ConsoleSession,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     let (status, checks, error) = match doctor::run(&state.services, None).await {
         Ok(checks) => (StatusCode::OK, Some(checks), None),
         Err(e) => {

@@ -11,11 +11,10 @@ use sha2::{Digest, Sha256};
 
 use super::format::{format_amount, major_units, parse_amount};
 use super::orders::order_id;
-use super::session::ConsoleSession;
+use super::session::{ConsoleSession, CsrfField, SignedForm};
 use super::{failed, message, page, Chrome};
 use crate::domain::{OrderId, RequestKey};
 use crate::http::error::ApiError;
-use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::links::random_token;
 use crate::service::order_view::OrderView;
@@ -33,6 +32,12 @@ pub struct ConsoleRefundForm {
     confirm: Option<String>,
     /// Made for each confirmation page: sending its form twice refunds once.
     idempotency_key: Option<String>,
+}
+
+impl CsrfField for ConsoleRefundForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
 }
 
 #[derive(Template)]
@@ -65,13 +70,9 @@ struct RefundConfirmPage<'a> {
     ))]
 pub async fn refund(
     State(state): State<AppState>,
-    session: ConsoleSession,
     Path(id): Path<String>,
-    PageForm(form): PageForm<ConsoleRefundForm>,
+    SignedForm { session, form }: SignedForm<ConsoleRefundForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     let id = match order_id(&id, session.chrome("orders")) {
         Ok(id) => id,
         Err(r) => return *r,
@@ -169,7 +170,7 @@ pub async fn refund(
             Some(&back),
         ),
         Ok(r) => {
-            tracing::info!(order = %id, refund = %r.id, key_id = %session.api_key_id(), "refund asked from the console");
+            tracing::info!(order = %id, refund = %r.id, operator = %session.operator(), "refund asked from the console");
             Redirect::to(&format!("{back}?done=refunded")).into_response()
         }
         Err(e) => {

@@ -8,10 +8,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
 use super::events::Checked;
-use super::session::{ConsoleActionForm, ConsoleSession};
+use super::session::{ConsoleActionForm, CsrfField, SignedForm};
 use super::{failed, message, page, Chrome};
 use crate::db::inbox::Filter;
-use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::events;
 use crate::service::{Result, ServiceError, Services};
@@ -32,13 +31,9 @@ const BULK_REPLAY_MAX: usize = 1000;
     ))]
 pub async fn replay(
     State(state): State<AppState>,
-    session: ConsoleSession,
     Path(id): Path<String>,
-    PageForm(form): PageForm<ConsoleActionForm>,
+    SignedForm { session, .. }: SignedForm<ConsoleActionForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     match events::replay(&state.services, &id, None).await {
         Ok(e) => {
             state.stored_notify();
@@ -63,6 +58,12 @@ pub struct ConsoleReplayForm {
     /// no event newer, and no more, than the operator saw counted.
     through: Option<i64>,
     count: Option<usize>,
+}
+
+impl CsrfField for ConsoleReplayForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
 }
 
 #[derive(Template)]
@@ -93,12 +94,8 @@ struct ReplayConfirmPage {
     ))]
 pub async fn replay_all(
     State(state): State<AppState>,
-    session: ConsoleSession,
-    PageForm(form): PageForm<ConsoleReplayForm>,
+    SignedForm { session, form }: SignedForm<ConsoleReplayForm>,
 ) -> Response {
-    if let Err(r) = session.check_csrf(form.csrf_token.as_deref()) {
-        return *r;
-    }
     let checked = match Checked::parse(form.status, form.event_type, form.store_id) {
         Ok(c) => c,
         Err(text) => {
@@ -172,7 +169,7 @@ pub async fn replay_all(
     if replayed > 0 {
         state.stored_notify();
     }
-    tracing::info!(replayed, skipped, key_id = %session.api_key_id(), "events replayed from the console");
+    tracing::info!(replayed, skipped, operator = %session.operator(), "events replayed from the console");
     let to = checked.href(&[
         ("replayed", replayed.to_string().as_str()),
         ("skipped", skipped.to_string().as_str()),

@@ -6,14 +6,16 @@
 //! request without a session is sent to the login page first, and one with a session but
 //! without the right token is refused with 403.
 
-use axum::extract::FromRequestParts;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
+use serde::de::DeserializeOwned;
 use serde::Deserialize;
 
 use super::{message, Chrome};
 use crate::http::pages::connect::cookie;
+use crate::http::pages::PageForm;
 use crate::http::AppState;
 use crate::service::console::{self, Session};
 
@@ -60,22 +62,48 @@ impl ConsoleSession {
         }
     }
 
-    /// `Ok` when `presented` is this session's CSRF token; otherwise the 403 page.
-    pub fn check_csrf(&self, presented: Option<&str>) -> Result<(), Box<Response>> {
-        if console::csrf_matches(&self.0, presented) {
-            return Ok(());
-        }
-        Err(Box::new(message(
-            self.chrome(""),
-            StatusCode::FORBIDDEN,
-            "This form cannot be used",
-            "The form's security token is missing or does not match this session. Reload the page and try again.",
-            Some("/console"),
-        )))
-    }
-
+    /// The id of the API key this session was opened with.
     pub fn api_key_id(&self) -> &str {
         &self.0.api_key_id
+    }
+
+    /// Who acts in this session, for the logs: the same id (never the key itself).
+    pub fn operator(&self) -> &str {
+        self.api_key_id()
+    }
+}
+
+/// A form posted in a session. The session is checked first (without one, a 303 to the login
+/// page), then the form is read, then its `csrf_token` (403 when it is not the session's), so
+/// no handler can act on a form it has not checked.
+pub struct SignedForm<T> {
+    pub session: ConsoleSession,
+    pub form: T,
+}
+
+/// A console form's CSRF field.
+pub trait CsrfField {
+    fn csrf_token(&self) -> Option<&str>;
+}
+
+impl<T: DeserializeOwned + CsrfField + Send> FromRequest<AppState> for SignedForm<T> {
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &AppState) -> Result<Self, Response> {
+        let (mut parts, body) = req.into_parts();
+        let session = ConsoleSession::from_request_parts(&mut parts, state).await?;
+        let PageForm(form) =
+            PageForm::<T>::from_request(Request::from_parts(parts, body), state).await?;
+        if !console::csrf_matches(&session.0, form.csrf_token()) {
+            return Err(message(
+                session.chrome(""),
+                StatusCode::FORBIDDEN,
+                "This form cannot be used",
+                "The form's security token is missing or does not match this session. Reload the page and try again.",
+                Some("/console"),
+            ));
+        }
+        Ok(Self { session, form })
     }
 }
 
@@ -84,6 +112,12 @@ impl ConsoleSession {
 pub struct ConsoleActionForm {
     /// The session's CSRF token, as the page gave it.
     pub csrf_token: Option<String>,
+}
+
+impl CsrfField for ConsoleActionForm {
+    fn csrf_token(&self) -> Option<&str> {
+        self.csrf_token.as_deref()
+    }
 }
 
 /// Where a browser without a session goes.
