@@ -7,11 +7,13 @@
 #   bench/ab.sh /tmp/bursar-a target/release/bursar [ROUNDS] [EVENTS]
 #
 # Each run: a fresh SQLite database (or BENCH_DATABASE_URL, recreated by you between runs),
-# `serve` from that build, and `bench-ingest` (64 in flight, 3 KB) from the same build. Prints
+# `serve` from that build, and `bench-ingest` (64 in flight, 3 KB) from build A. Prints
 # acked/s, p99 and the server's CPU time per run, then the medians per build.
 set -euo pipefail
 . "$(dirname "$0")/env.sh"
 a=$1 b=$2 rounds=${3:-4} events=${4:-60000}
+# One load generator for both sides (BENCH_LOADGEN, else build A's), so only the server differs.
+loadgen=${BENCH_LOADGEN:-$a}
 out=$(mktemp /tmp/bursar-ab.XXXXXX)
 trap 'rm -f "$out"' EXIT
 
@@ -26,7 +28,7 @@ run() {
   "$bin" serve 2>"$work/server.log" &
   server=$!
   wait_up "$BURSAR_PUBLIC_URL/healthz"
-  "$bin" bench-ingest --events "$events" --concurrency 64 --size 3072 >"$work/out"
+  "$loadgen" bench-ingest --events "$events" --concurrency 64 --size 3072 >"$work/out"
   local cpu
   cpu=$(awk '{print ($14+$15)*10}' "/proc/$server/stat")
   kill "$server"; wait "$server" 2>/dev/null || true
