@@ -103,6 +103,8 @@ pub struct Config {
     /// too: only under `serve --dev --local-stripe`, never from a variable.
     pub allow_local_return_urls: bool,
     pub webhook_tolerance: Duration,
+    /// Proxies whose `X-Forwarded-For` names the client (`BURSAR_TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     pub worker: WorkerConfig,
     pub http: HttpLimits,
     /// An `Idempotency-Key` claim not refreshed for this long belongs to a dead request.
@@ -230,6 +232,16 @@ impl Config {
             })
             .transpose()?
             .unwrap_or_default();
+        let trusted_proxies = get("BURSAR_TRUSTED_PROXIES")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(parse_network)
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
         let tolerance = parse_or(
             "BURSAR_WEBHOOK_TOLERANCE_SECS",
             get("BURSAR_WEBHOOK_TOLERANCE_SECS"),
@@ -277,6 +289,7 @@ impl Config {
             return_url_allowlist,
             allow_local_return_urls: false,
             webhook_tolerance: Duration::from_secs(tolerance.into()),
+            trusted_proxies,
             worker,
             http,
             idempotency_lock,
@@ -564,6 +577,41 @@ fn parse_positive(s: &str) -> Result<u32, String> {
     }
 }
 
+/// One entry of `BURSAR_TRUSTED_PROXIES`: a network, or one address. An IPv4-mapped IPv6
+/// address or network is taken as IPv4, as the addresses it is compared with are.
+fn parse_network(s: &str) -> Result<ipnet::IpNet, ConfigError> {
+    let var = "BURSAR_TRUSTED_PROXIES";
+    let net = s
+        .parse::<ipnet::IpNet>()
+        .or_else(|_| s.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| {
+            bad(
+                var,
+                format!(
+                    "`{s}` is not an IP address or network (for example 127.0.0.1 or 10.0.0.0/8)"
+                ),
+            )
+        })?;
+    let net = match net {
+        ipnet::IpNet::V6(v6) if v6.prefix_len() >= 96 => match v6.addr().to_ipv4_mapped() {
+            Some(v4) => ipnet::Ipv4Net::new(v4, v6.prefix_len() - 96)
+                .map(ipnet::IpNet::V4)
+                .unwrap_or(net),
+            None => net,
+        },
+        other => other,
+    };
+    if net.prefix_len() == 0 {
+        return Err(bad(
+            var,
+            format!(
+                "`{s}` trusts every address, so any client could name itself; list your proxies"
+            ),
+        ));
+    }
+    Ok(net)
+}
+
 /// `address:port`; `localhost:port` is the IPv4 loopback.
 pub fn parse_listen(s: &str) -> Result<SocketAddr, String> {
     let s = s.trim();
@@ -707,6 +755,21 @@ mod tests {
         assert_eq!(c.key_policy, KeyPolicy::Warn);
         assert_eq!(c.webhook_tolerance, Duration::from_secs(300));
         assert_eq!(c.stripe.api_base, "https://api.stripe.com");
+        assert!(c.trusted_proxies.is_empty());
+    }
+
+    #[test]
+    fn trusted_proxies_are_addresses_and_networks() {
+        let c = with(&[
+            ("BURSAR_MASTER_KEYS", KEY),
+            (
+                "BURSAR_TRUSTED_PROXIES",
+                " 127.0.0.1, 10.0.0.0/8,fd00::/8 ,",
+            ),
+        ])
+        .unwrap();
+        let shown: Vec<String> = c.trusted_proxies.iter().map(|n| n.to_string()).collect();
+        assert_eq!(shown, ["127.0.0.1/32", "10.0.0.0/8", "fd00::/8"]);
     }
 
     #[test]
@@ -730,6 +793,10 @@ mod tests {
             ("BURSAR_STRIPE_MAX_RETRIES", "50"),
             ("BURSAR_WORKER_LEASE_SECS", "20"),
             ("BURSAR_MAX_CONNECTIONS", "0"),
+            ("BURSAR_TRUSTED_PROXIES", "10.0.0.0/33"),
+            ("BURSAR_TRUSTED_PROXIES", "127.0.0.1, proxy.internal"),
+            ("BURSAR_TRUSTED_PROXIES", "0.0.0.0/0"),
+            ("BURSAR_TRUSTED_PROXIES", "::/0"),
         ];
         for (var, value) in cases {
             let mut vars = vec![("BURSAR_MASTER_KEYS", KEY)];

@@ -24,6 +24,7 @@ pub mod api;
 pub mod api_docs;
 pub mod auth;
 pub mod checkout;
+pub mod client_addr;
 pub mod console;
 pub mod error;
 pub mod extract;

@@ -87,10 +87,20 @@ async fn login_form(app: &TestApp) -> (String, String) {
 
 /// Posts the login form with `key`, as a browser that opened it.
 async fn submit_login(app: &TestApp, key: &str) -> Response {
+    submit_login_forwarded(app, key, None).await
+}
+
+/// The login form sent with an `X-Forwarded-For` header, as a proxy in front would send it.
+async fn submit_login_forwarded(app: &TestApp, key: &str, forwarded: Option<&str>) -> Response {
     let (token, cookie) = login_form(app).await;
-    app.browserless()
+    let mut request = app
+        .browserless()
         .post(format!("{}/console/login", app.url))
-        .header("cookie", cookie)
+        .header("cookie", cookie);
+    if let Some(chain) = forwarded {
+        request = request.header("x-forwarded-for", chain);
+    }
+    request
         .form(&[("api_key", key), ("csrf_token", token.as_str())])
         .send()
         .await
@@ -486,7 +496,39 @@ async fn failed_logins_are_limited_per_address() {
     assert_eq!(r.status(), 429);
     assert_eq!(r.headers()["retry-after"], "60");
     assert!(set_cookie(&r, SESSION_COOKIE).is_none());
+    // No proxy is trusted, so naming another address in X-Forwarded-For changes nothing.
+    let r = submit_login_forwarded(&app, &app.api_key, Some("198.51.100.99")).await;
+    assert_eq!(r.status(), 429);
     assert_eq!(sessions(&app).await, 1, "only the session opened before");
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_the_limit_is_per_forwarded_client() {
+    // The test's connections come from 127.0.0.1: here that is the proxy in front.
+    let app = TestApp::spawn_with(&[("BURSAR_TRUSTED_PROXIES", "127.0.0.1")]).await;
+    let guesser = Some("198.51.100.7");
+    for _ in 0..10 {
+        let r = submit_login_forwarded(&app, "bsr_wrongwrongwrongwrongwrongwrong12", guesser).await;
+        assert_eq!(r.status(), 401);
+    }
+    assert_eq!(
+        submit_login_forwarded(&app, &app.api_key, guesser)
+            .await
+            .status(),
+        429
+    );
+    // What the guesser writes to the left of what the proxy appended is not read.
+    let spoofed = Some("203.0.113.1, 198.51.100.7");
+    assert_eq!(
+        submit_login_forwarded(&app, &app.api_key, spoofed)
+            .await
+            .status(),
+        429
+    );
+    // Another client behind the same proxy still signs in.
+    let r = submit_login_forwarded(&app, &app.api_key, Some("198.51.100.8")).await;
+    assert_eq!(r.status(), 303);
+    assert_eq!(sessions(&app).await, 1);
 }
 
 /// A `keys` store that can take charges, named and described with markup, connected with a

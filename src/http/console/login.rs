@@ -17,6 +17,7 @@ use super::session::{
     set_cookie, to_login, ConsoleActionForm, SignedForm, LOGIN_COOKIE, LOGIN_PATH, SESSION_COOKIE,
 };
 use super::{message, page, Chrome};
+use crate::http::client_addr::client_address;
 use crate::http::pages::connect::cookie;
 use crate::http::pages::PageForm;
 use crate::http::AppState;
@@ -105,10 +106,11 @@ pub async fn submit(
     PageForm(form): PageForm<ConsoleLoginForm>,
 ) -> Response {
     // Always known when served by `http::server`; one shared bucket otherwise.
-    let client = peer.map_or(
+    let peer = peer.map_or(
         IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         |Extension(ConnectInfo(a))| a.ip(),
     );
+    let client = client_address(peer, &headers, &state.services.config.trusted_proxies);
     let token_ok = match (cookie(&headers, LOGIN_COOKIE), form.csrf_token.as_deref()) {
         (Some(a), Some(b)) => {
             !a.is_empty() && bool::from(subtle::ConstantTimeEq::ct_eq(a.as_bytes(), b.as_bytes()))
@@ -159,7 +161,7 @@ pub async fn submit(
             response
         }
         Ok(None) => {
-            tracing::info!(client = %client, "console sign-in refused: the key was not accepted");
+            tracing::info!(client = %client, peer = %peer, "console sign-in refused: the key was not accepted");
             login_page(
                 StatusCode::UNAUTHORIZED,
                 form.csrf_token.as_deref().unwrap_or_default(),
