@@ -235,6 +235,7 @@ fn documented_routes(state: &AppState) -> OpenApiRouter<AppState> {
         .routes(routes!(console::api_keys::revoke))
         .routes(routes!(console::stylesheet))
         .routes(routes!(console::script))
+        .fallback(console::not_found)
         .layer(DefaultBodyLimit::max(PAGE_BODY_LIMIT));
     let checkout = OpenApiRouter::new()
         .routes(routes!(checkout::script))

@@ -210,7 +210,28 @@ async fn without_a_session_every_page_and_form_sends_the_browser_to_log_in() {
             }
             assert_to_login(&r.send().await.unwrap(), path);
         }
+        // An address that is no console page tells nothing either.
+        let mut r = client.get(format!("{}/console/no/such/page", app.url));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        assert_to_login(&r.send().await.unwrap(), "/console/no/such/page");
     }
+
+    // Signed in, such an address gets the console's own page, under its headers.
+    let admin = Operator::sign_in(&app).await;
+    let r = admin.get("/console/no/such/page").await;
+    assert_eq!(r.status(), 404);
+    assert!(r.headers()["content-security-policy"]
+        .to_str()
+        .unwrap()
+        .contains("frame-ancestors 'none'"));
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("There is no console page at this address."),
+        "{html}"
+    );
+    assert!(html.contains("Log out"), "{html}");
 
     // The login page itself: the policy, no framing, not cached, no inline script.
     let r = client

@@ -75,6 +75,18 @@ struct MessagePage<'a> {
     back: Option<&'a str>,
 }
 
+/// Any other address under `/console`: a console page saying so, or, without a session, the
+/// login page (as for every console address).
+pub async fn not_found(session: session::ConsoleSession) -> Response {
+    message(
+        session.chrome(""),
+        StatusCode::NOT_FOUND,
+        "No such page",
+        "There is no console page at this address.",
+        Some("/console"),
+    )
+}
+
 /// A page that says one thing, with a way back.
 pub fn message(
     chrome: Chrome,

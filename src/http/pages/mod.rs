@@ -42,11 +42,19 @@ fn page(status: StatusCode, html: askama::Result<String>, form_target: Option<&s
 
 /// A page with this Content-Security-Policy and the headers every page carries.
 pub fn render(status: StatusCode, html: askama::Result<String>, csp: &str) -> Response {
-    let Ok(html) = html else {
-        tracing::error!("a page template failed to render");
-        return StatusCode::INTERNAL_SERVER_ERROR.into_response();
+    // A page that fails to render still goes out under the page's headers: no framing, no
+    // caching, no script.
+    let mut response = match html {
+        Ok(html) => (status, axum::response::Html(html)).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a page template failed to render");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "The page could not be shown. The server's log says why.",
+            )
+                .into_response()
+        }
     };
-    let mut response = (status, axum::response::Html(html)).into_response();
     let headers = response.headers_mut();
     if let Ok(v) = HeaderValue::from_str(csp) {
         headers.insert(header::CONTENT_SECURITY_POLICY, v);
@@ -158,5 +166,20 @@ mod tests {
         .render()
         .unwrap();
         assert!(!html.contains("<script>"));
+    }
+
+    #[test]
+    fn a_page_that_fails_to_render_keeps_the_page_headers() {
+        let failed = Err(askama::Error::Fmt);
+        let response = render(StatusCode::OK, failed, "default-src 'none'");
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let headers = response.headers();
+        assert_eq!(
+            headers[header::CONTENT_SECURITY_POLICY],
+            "default-src 'none'"
+        );
+        assert_eq!(headers[header::X_FRAME_OPTIONS], "DENY");
+        assert_eq!(headers[header::CACHE_CONTROL], "no-store");
+        assert_eq!(headers[header::X_CONTENT_TYPE_OPTIONS], "nosniff");
     }
 }
