@@ -681,18 +681,9 @@ async fn pages_escape_what_stores_orders_and_events_carry_and_show_no_secret() {
 async fn recheck_and_refund_with_its_confirmation() {
     let app = TestApp::spawn_with(&[("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false")]).await;
     let (store, _) = crate::orders::quiet_keys_store(&app).await;
-    let r = app
-        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
-        .json(&json!({"amount": 2500, "currency": "usd"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let order: Value = r.json().await.unwrap();
+    let order =
+        crate::orders::paid_order(&app, &store, json!({"amount": 2500, "currency": "usd"})).await;
     let id = order["id"].as_str().unwrap().to_owned();
-    app.sim
-        .pay(order["payment_intent"].as_str().unwrap(), Card::Visa)
-        .await;
     let operator = Operator::sign_in(&app).await;
     let path = format!("/console/orders/{id}");
     let page = operator.html(&path).await;

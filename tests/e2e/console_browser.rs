@@ -6,9 +6,7 @@
 use std::time::Duration;
 
 use fantoccini::{Client, Locator};
-use reqwest::Method;
-use serde_json::{json, Value};
-use stripe_sim::Card;
+use serde_json::json;
 
 use crate::browser::{browser, start_driver};
 use crate::support::TestApp;
@@ -80,18 +78,13 @@ async fn an_operator_rechecks_an_order_and_replays_an_event_in_a_real_browser() 
     let app = TestApp::spawn_with(&[("BURSAR_AUTO_WEBHOOK_ENDPOINTS", "false")]).await;
     // An order Stripe has paid whose webhook never came: pending until re-checked.
     let (store, _) = crate::orders::quiet_keys_store(&app).await;
-    let r = app
-        .api(Method::POST, &format!("/api/v1/stores/{store}/orders"))
-        .json(&json!({"amount": 4200, "currency": "eur", "description": "Blue mug"}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 201);
-    let order: Value = r.json().await.unwrap();
+    let order = crate::orders::paid_order(
+        &app,
+        &store,
+        json!({"amount": 4200, "currency": "eur", "description": "Blue mug"}),
+    )
+    .await;
     let order_id = order["id"].as_str().unwrap().to_owned();
-    app.sim
-        .pay(order["payment_intent"].as_str().unwrap(), Card::Visa)
-        .await;
     // An event that ran out of tries.
     let (_, dead) = app.dead_events(1).await;
     let dead_id = dead[0].clone();
