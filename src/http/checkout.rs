@@ -9,9 +9,9 @@ use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 
+use super::amounts::format_amount;
 use super::pages::{message, render};
 use super::AppState;
-use crate::domain::order::Currency;
 use crate::domain::{OrderId, StoreId};
 use crate::service::order_view::OrderView;
 use crate::service::orders;
@@ -43,15 +43,6 @@ struct ResultPage<'a> {
     refresh: bool,
     /// The shop's page to go back to, when the order names one.
     back: Option<&'a str>,
-}
-
-/// `12.50 USD`, `500 JPY`.
-fn format_amount(amount: i64, currency: &str) -> String {
-    let code = currency.to_ascii_uppercase();
-    match Currency::parse(currency) {
-        Ok(c) if c.zero_decimal() => format!("{amount} {code}"),
-        _ => format!("{}.{:02} {code}", amount / 100, amount % 100),
-    }
 }
 
 fn origin(url: &str) -> String {
@@ -211,16 +202,4 @@ pub async fn script() -> Response {
         SCRIPT,
     )
         .into_response()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn amounts_are_shown_in_major_units() {
-        assert_eq!(format_amount(1999, "usd"), "19.99 USD");
-        assert_eq!(format_amount(500, "jpy"), "500 JPY");
-        assert_eq!(format_amount(5, "eur"), "0.05 EUR");
-    }
 }

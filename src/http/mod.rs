@@ -20,6 +20,7 @@ use crate::db::inbox::Deliveries;
 use crate::service::Services;
 use crate::supervise::Liveness;
 
+pub mod amounts;
 pub mod api;
 pub mod api_docs;
 pub mod auth;

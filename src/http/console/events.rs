@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::format::{href, Time};
 use super::session::ConsoleSession;
-use super::{choices, failed, message, page, Choice, Chrome, ConsoleQuery, PAGE_SIZE};
+use super::{choices, failed, page, page_cursor, refused, Choice, Chrome, ConsoleQuery, PAGE_SIZE};
 use crate::db::inbox::Filter;
 use crate::domain::StoreId;
 use crate::http::AppState;
@@ -120,7 +120,7 @@ impl Checked {
         }
     }
 
-    fn is_set(&self) -> bool {
+    pub(super) fn is_set(&self) -> bool {
         !(self.status.is_empty() && self.event_type.is_empty() && self.store_id.is_empty())
     }
 
@@ -153,20 +153,11 @@ pub async fn list(
     let back = Some("/console/events");
     let checked = match Checked::parse(q.status, q.event_type, q.store_id) {
         Ok(c) => c,
-        Err(text) => return message(chrome, StatusCode::BAD_REQUEST, "Refused", &text, back),
+        Err(text) => return refused(chrome, &text, back),
     };
-    let before = match q.cursor.filter(|c| !c.is_empty()).map(|c| c.parse::<i64>()) {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(_)) => {
-            return message(
-                chrome,
-                StatusCode::BAD_REQUEST,
-                "Refused",
-                "The page's cursor is not valid.",
-                back,
-            )
-        }
+    let before = match page_cursor(q.cursor, |c| c.parse::<i64>()) {
+        Ok(c) => c,
+        Err(text) => return refused(chrome, text, back),
     };
     let found = match events::list(&state.services, &checked.filter(), before, PAGE_SIZE).await {
         Ok(found) => found,

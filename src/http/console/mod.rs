@@ -87,6 +87,25 @@ pub async fn not_found(session: session::ConsoleSession) -> Response {
     )
 }
 
+/// A request the console will not act on (400), saying why.
+pub fn refused(chrome: Chrome, text: &str, back: Option<&str>) -> Response {
+    message(chrome, StatusCode::BAD_REQUEST, "Refused", text, back)
+}
+
+/// A list's page cursor: none when absent or empty, else what `parse` makes of it; a cursor it
+/// cannot read is refused with the text to show.
+pub fn page_cursor<T, E>(
+    raw: Option<String>,
+    parse: impl FnOnce(&str) -> Result<T, E>,
+) -> Result<Option<T>, &'static str> {
+    match raw.filter(|c| !c.is_empty()) {
+        None => Ok(None),
+        Some(c) => parse(&c)
+            .map(Some)
+            .map_err(|_| "The page's cursor is not valid."),
+    }
+}
+
 /// A page that says one thing, with a way back.
 pub fn message(
     chrome: Chrome,
@@ -108,11 +127,11 @@ pub fn message(
 /// A service's refusal or failure as a page: the API's status and message for it (5xx say
 /// nothing internal; the log says what).
 pub fn failed(chrome: Chrome, e: ServiceError, back: Option<&str>) -> Response {
-    refused(chrome, ApiError::from(e), back)
+    api_error(chrome, ApiError::from(e), back)
 }
 
 /// The page for an error the API would have answered with.
-pub fn refused(chrome: Chrome, e: ApiError, back: Option<&str>) -> Response {
+pub fn api_error(chrome: Chrome, e: ApiError, back: Option<&str>) -> Response {
     let title = match e.status.as_u16() {
         404 => "Not found",
         409 => "Not possible now",

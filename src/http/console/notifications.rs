@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::format::{href, Time};
 use super::session::{ConsoleActionForm, ConsoleSession, SignedForm};
-use super::{choices, failed, message, page, Choice, Chrome, ConsoleQuery, PAGE_SIZE};
+use super::{choices, failed, page, page_cursor, refused, Choice, Chrome, ConsoleQuery, PAGE_SIZE};
 use crate::domain::{EndpointId, NotificationId};
 use crate::http::AppState;
 use crate::service::notifications::{self, EndpointView, LogQuery, NotificationView, Patch};
@@ -135,18 +135,9 @@ pub async fn list(
         clean(q.event_type),
         clean(q.cursor),
     );
-    let endpoints_cursor = match clean(q.endpoints_cursor).map(|c| EndpointId::parse(&c)) {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(_)) => {
-            return message(
-                chrome,
-                StatusCode::BAD_REQUEST,
-                "Refused",
-                "The page's cursor is not valid.",
-                back,
-            )
-        }
+    let endpoints_cursor = match page_cursor(clean(q.endpoints_cursor), EndpointId::parse) {
+        Ok(c) => c,
+        Err(text) => return refused(chrome, text, back),
     };
     let (endpoints, endpoints_next) =
         match notifications::list_endpoints(s, endpoints_cursor.as_ref(), PAGE_SIZE).await {

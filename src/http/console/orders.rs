@@ -7,12 +7,13 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::format::{format_amount, href, major_units, Time};
+use super::format::{href, Time};
 use super::session::{ConsoleActionForm, ConsoleSession, SignedForm};
 use super::{
     choices, failed, fields, message, page, Choice, Chrome, ConsoleQuery, Field, PAGE_SIZE,
 };
 use crate::domain::{OrderId, StoreId};
+use crate::http::amounts::{format_amount, major_units};
 use crate::http::AppState;
 use crate::service::order_view::OrderView;
 use crate::service::{events, notifications, orders, refunds};

@@ -9,11 +9,11 @@ use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use super::format::{format_amount, major_units, parse_amount};
 use super::orders::order_id;
 use super::session::{ConsoleSession, CsrfField, SignedForm};
-use super::{failed, message, page, Chrome};
+use super::{failed, message, page, refused, Chrome};
 use crate::domain::{OrderId, RequestKey};
+use crate::http::amounts::{format_amount, major_units, parse_amount};
 use crate::http::error::ApiError;
 use crate::http::AppState;
 use crate::service::links::random_token;
@@ -95,13 +95,7 @@ pub async fn refund(
                     order.currency.to_ascii_uppercase(),
                     major_units(order.amount, &order.currency)
                 );
-                return message(
-                    session.chrome("orders"),
-                    StatusCode::BAD_REQUEST,
-                    "Refused",
-                    &text,
-                    Some(&back),
-                );
+                return refused(session.chrome("orders"), &text, Some(&back));
             }
         }
     };
@@ -149,10 +143,8 @@ pub async fn refund(
             refund_key(session.api_key_id(), k, &id, amount, reason)
         }
         _ => {
-            return message(
+            return refused(
                 session.chrome("orders"),
-                StatusCode::BAD_REQUEST,
-                "Refused",
                 "The confirmation is incomplete. Start the refund again from the order.",
                 Some(&back),
             )
@@ -176,7 +168,7 @@ pub async fn refund(
         Err(e) => {
             let e = ApiError::from(e);
             if !e.status.is_server_error() {
-                return super::refused(session.chrome("orders"), e, Some(&back));
+                return super::api_error(session.chrome("orders"), e, Some(&back));
             }
             // No answer: the refund may exist at Stripe. The same confirmation, sent again,
             // resumes it under the same key; a new one would ask for a second refund.

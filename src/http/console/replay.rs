@@ -9,7 +9,7 @@ use serde::Deserialize;
 
 use super::events::Checked;
 use super::session::{ConsoleActionForm, CsrfField, SignedForm};
-use super::{failed, message, page, Chrome};
+use super::{failed, page, refused, Chrome};
 use crate::db::inbox::Filter;
 use crate::http::AppState;
 use crate::service::events;
@@ -98,23 +98,13 @@ pub async fn replay_all(
 ) -> Response {
     let checked = match Checked::parse(form.status, form.event_type, form.store_id) {
         Ok(c) => c,
-        Err(text) => {
-            return message(
-                session.chrome("events"),
-                StatusCode::BAD_REQUEST,
-                "Refused",
-                &text,
-                Some("/console/events"),
-            )
-        }
+        Err(text) => return refused(session.chrome("events"), &text, Some("/console/events")),
     };
     let s = &state.services;
     let back = checked.href(&[]);
-    if checked.status.is_empty() && checked.event_type.is_empty() && checked.store_id.is_empty() {
-        return message(
+    if !checked.is_set() {
+        return refused(
             session.chrome("events"),
-            StatusCode::BAD_REQUEST,
-            "Refused",
             "A bulk replay needs a filter: a status, a type or a store.",
             Some(&back),
         );
@@ -139,10 +129,8 @@ pub async fn replay_all(
         return page(StatusCode::OK, html);
     }
     let (Some(through), Some(count)) = (form.through, form.count) else {
-        return message(
+        return refused(
             session.chrome("events"),
-            StatusCode::BAD_REQUEST,
-            "Refused",
             "The confirmation is incomplete. Start the replay again from the list.",
             Some(&back),
         );

@@ -7,11 +7,15 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde::Deserialize;
 
-use super::format::{format_amount, href, plain, Time};
+use super::format::{href, plain, Time};
 use super::orders::OrderLine;
 use super::session::ConsoleSession;
-use super::{failed, fields, message, optional, page, Chrome, ConsoleQuery, Field, PAGE_SIZE};
+use super::{
+    failed, fields, message, optional, page, page_cursor, refused, Chrome, ConsoleQuery, Field,
+    PAGE_SIZE,
+};
 use crate::domain::{CustomerId, StoreId};
+use crate::http::amounts::format_amount;
 use crate::http::AppState;
 use crate::service::billing::{self, SubscriptionView};
 use crate::service::connections::{self, AccountView, ConnectionView};
@@ -61,22 +65,9 @@ pub async fn list(
 ) -> Response {
     let chrome = session.chrome("stores");
     let text = q.q.unwrap_or_default().trim().to_owned();
-    let cursor = match q
-        .cursor
-        .filter(|c| !c.is_empty())
-        .map(|c| StoreId::parse(&c))
-    {
-        None => None,
-        Some(Ok(c)) => Some(c),
-        Some(Err(_)) => {
-            return message(
-                chrome,
-                StatusCode::BAD_REQUEST,
-                "Refused",
-                "The page's cursor is not valid.",
-                Some("/console/stores"),
-            )
-        }
+    let cursor = match page_cursor(q.cursor, StoreId::parse) {
+        Ok(c) => c,
+        Err(text) => return refused(chrome, text, Some("/console/stores")),
     };
     let s = &state.services;
     let found = if text.is_empty() {
